@@ -1,0 +1,5 @@
+//! orrery-nn: tensor layers over candle and checkpoint I/O.
+
+pub mod checkpoint;
+
+pub use checkpoint::{Checkpoint, CheckpointError, DType, Format, OpenOptions, TensorEntry};
