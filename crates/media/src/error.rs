@@ -1,0 +1,50 @@
+use std::path::PathBuf;
+
+/// Errors of media I/O; each names the file and what was wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a {expected}: {found}")]
+    WrongFormat {
+        path: PathBuf,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{path}: cannot decode {format}: {detail}")]
+    Decode {
+        path: PathBuf,
+        format: &'static str,
+        detail: String,
+    },
+    #[error("{path}: cannot encode {format}: {detail}")]
+    Encode {
+        path: PathBuf,
+        format: &'static str,
+        detail: String,
+    },
+    #[error("invalid {what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
+}
+
+impl MediaError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub type Result<T, E = MediaError> = std::result::Result<T, E>;
