@@ -27,6 +27,7 @@ pub fn write_atomically(
     tmp.as_file()
         .sync_all()
         .map_err(|e| MediaError::io(path, e))?;
-    tmp.persist(path).map_err(|e| MediaError::io(path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| MediaError::io(path, e.error))?;
     Ok(())
 }

@@ -22,7 +22,13 @@ pub fn resample_indices(n_frames: usize, src_fps: f64, dst_fps: f64) -> Result<V
 /// `n_frames` at `fps` (`get_frame_indices_w_lowered_fps`): strides whose resulting rate lies in
 /// `[min_fps, max_fps]` and that fit the video, smallest first. The loader picks the largest with probability
 /// 0.99.
-pub fn valid_strides(n_frames: usize, fps: f64, n_target: usize, min_fps: f64, max_fps: f64) -> Result<Vec<usize>> {
+pub fn valid_strides(
+    n_frames: usize,
+    fps: f64,
+    n_target: usize,
+    min_fps: f64,
+    max_fps: f64,
+) -> Result<Vec<usize>> {
     if n_target < 2 || n_frames < n_target {
         return Err(MediaError::invalid(
             "clip length",
@@ -52,14 +58,20 @@ mod tests {
         let idx = resample_indices(30, 30.0, 16.0).unwrap();
         assert_eq!(idx.len(), 16);
         assert_eq!(&idx[..6], &[0, 1, 3, 5, 7, 9]);
-        assert_eq!(resample_indices(10, 16.0, 16.0).unwrap(), (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            resample_indices(10, 16.0, 16.0).unwrap(),
+            (0..10).collect::<Vec<_>>()
+        );
         assert!(resample_indices(10, 0.0, 16.0).is_err());
     }
 
     #[test]
     fn strides_like_the_reference_loader() {
         // 60 fps, 93-frame clips from 400 frames, 10..30 fps accepted: strides 2..4 (30, 20, 15 fps).
-        assert_eq!(valid_strides(400, 60.0, 93, 10.0, 30.0).unwrap(), vec![2, 3, 4]);
+        assert_eq!(
+            valid_strides(400, 60.0, 93, 10.0, 30.0).unwrap(),
+            vec![2, 3, 4]
+        );
         assert!(valid_strides(50, 60.0, 93, 10.0, 30.0).is_err());
         assert!(valid_strides(400, 5.0, 93, 10.0, 30.0).is_err());
     }

@@ -14,7 +14,10 @@ pub fn write_gif(path: &Path, frames: &[RgbImage], fps: f64) -> Result<()> {
         return Err(MediaError::invalid("video", "no frames to write"));
     }
     if !(fps.is_finite() && fps > 0.0 && fps <= 100.0) {
-        return Err(MediaError::invalid("frame rate", format!("{fps} fps (a GIF needs 0 < fps <= 100)")));
+        return Err(MediaError::invalid(
+            "frame rate",
+            format!("{fps} fps (a GIF needs 0 < fps <= 100)"),
+        ));
     }
     let encode_err = |e: image::ImageError| MediaError::Encode {
         path: path.to_owned(),

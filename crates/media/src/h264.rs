@@ -10,7 +10,9 @@ use std::ptr::null_mut;
 
 use openh264::decoder::{Decoder, DecoderConfig};
 use openh264::OpenH264API;
-use openh264_sys2::{SBufferInfo, DECODER_OPTION_END_OF_STREAM, DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER};
+use openh264_sys2::{
+    SBufferInfo, DECODER_OPTION_END_OF_STREAM, DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER,
+};
 
 /// One decoded 4:2:0 picture, copied out of the decoder's buffers.
 pub struct Picture {
@@ -30,7 +32,10 @@ pub struct H264Decoder {
 fn check(state: i32, what: &str) -> Result<(), String> {
     match state {
         0 | 1 => Ok(()),
-        s => Err(format!("{what}: OpenH264 decoding state {s:#x}{}", describe_state(s))),
+        s => Err(format!(
+            "{what}: OpenH264 decoding state {s:#x}{}",
+            describe_state(s)
+        )),
     }
 }
 
@@ -57,7 +62,8 @@ impl H264Decoder {
 
     /// Decodes one access unit (Annex-B NAL units) presented at `pts`; returns the pictures that became ready.
     pub fn decode(&mut self, annexb: &[u8], pts: u64) -> Result<Vec<Picture>, String> {
-        let len = i32::try_from(annexb.len()).map_err(|_| "access unit larger than 2 GiB".to_string())?;
+        let len =
+            i32::try_from(annexb.len()).map_err(|_| "access unit larger than 2 GiB".to_string())?;
         let mut dst = [null_mut::<u8>(); 3];
         let mut info = SBufferInfo {
             uiInBsTimeStamp: pts,
@@ -96,7 +102,10 @@ impl H264Decoder {
                 let mut dst = [null_mut::<u8>(); 3];
                 let mut info = SBufferInfo::default();
                 if remaining > 0 {
-                    check(api.flush_frame(dst.as_mut_ptr(), &mut info) as i32, "flushing")?;
+                    check(
+                        api.flush_frame(dst.as_mut_ptr(), &mut info) as i32,
+                        "flushing",
+                    )?;
                 } else {
                     check(
                         api.decode_frame2(std::ptr::null(), 0, dst.as_mut_ptr(), &mut info) as i32,
@@ -129,7 +138,9 @@ unsafe fn copy_picture(dst: &[*mut u8; 3], info: &SBufferInfo) -> Result<Option<
     let (w, h) = (buf.iWidth, buf.iHeight);
     let (stride_y, stride_c) = (buf.iStride[0], buf.iStride[1]);
     if w <= 0 || h <= 0 || w % 2 != 0 || h % 2 != 0 || stride_y < w || stride_c < w / 2 {
-        return Err(format!("decoder returned an implausible picture {w}x{h} (strides {stride_y}/{stride_c})"));
+        return Err(format!(
+            "decoder returned an implausible picture {w}x{h} (strides {stride_y}/{stride_c})"
+        ));
     }
     let (w, h, stride_y, stride_c) = (w as usize, h as usize, stride_y as usize, stride_c as usize);
     let plane = |ptr: *mut u8, stride: usize, pw: usize, ph: usize| {

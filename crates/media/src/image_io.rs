@@ -56,12 +56,14 @@ fn truncation(format: image::ImageFormat, bytes: &[u8]) -> Option<&'static str> 
     match format {
         image::ImageFormat::Png => {
             let tail = &bytes[bytes.len().saturating_sub(64)..];
-            (!tail.windows(4).any(|w| w == b"IEND")).then_some("no IEND chunk at the end of the PNG")
+            (!tail.windows(4).any(|w| w == b"IEND"))
+                .then_some("no IEND chunk at the end of the PNG")
         }
         image::ImageFormat::Jpeg => {
             let last_scan = find_last(&[0xff, 0xda]).unwrap_or(0);
             let end = find_last(&[0xff, 0xd9]);
-            (end.is_none_or(|e| e < last_scan)).then_some("no end-of-image marker after the last JPEG scan")
+            (end.is_none_or(|e| e < last_scan))
+                .then_some("no end-of-image marker after the last JPEG scan")
         }
         image::ImageFormat::Gif => {
             let trimmed = bytes.iter().rposition(|&b| b != 0).map(|i| bytes[i]);

@@ -8,7 +8,8 @@ use std::io::{Read, Seek, SeekFrom};
 
 /// Containers whose children are plain boxes.
 const CONTAINERS: &[&[u8; 4]] = &[
-    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"moof", b"traf", b"udta",
+    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"moof", b"traf",
+    b"udta",
 ];
 /// `moov` larger than this is not a video we make or read.
 const MAX_MOOV: u64 = 256 << 20;
@@ -48,7 +49,9 @@ pub fn validate(file: &mut (impl Read + Seek), file_len: u64) -> Result<(), Stri
 
 fn read_header(file: &mut impl Read, left: u64) -> Result<([u8; 4], u64, u64), String> {
     if left < 8 {
-        return Err(format!("{left} stray bytes at the end of the file (truncated?)"));
+        return Err(format!(
+            "{left} stray bytes at the end of the file (truncated?)"
+        ));
     }
     let mut head = [0u8; 8];
     file.read_exact(&mut head).map_err(|e| e.to_string())?;
@@ -76,7 +79,12 @@ fn walk(payload: &[u8], depth: usize) -> Result<(), String> {
         let size32 = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as u64;
         let kind: [u8; 4] = [rest[4], rest[5], rest[6], rest[7]];
         let (header, size) = match size32 {
-            0 => return Err(format!("box `{}` inside a container has size 0", show(&kind))),
+            0 => {
+                return Err(format!(
+                    "box `{}` inside a container has size 0",
+                    show(&kind)
+                ))
+            }
             1 if rest.len() >= 16 => {
                 let mut large = [0u8; 8];
                 large.copy_from_slice(&rest[8..16]);
@@ -131,14 +139,25 @@ mod tests {
     #[test]
     fn accepts_tiled_files_and_rejects_broken_trees() {
         let trak = mp4_box(b"trak", &mp4_box(b"tkhd", &[0; 12]));
-        let good = [mp4_box(b"ftyp", b"isom"), mp4_box(b"moov", &trak), mp4_box(b"mdat", &[1, 2, 3])].concat();
+        let good = [
+            mp4_box(b"ftyp", b"isom"),
+            mp4_box(b"moov", &trak),
+            mp4_box(b"mdat", &[1, 2, 3]),
+        ]
+        .concat();
         check(&good).unwrap();
-        assert!(check(&good[..good.len() - 1]).unwrap_err().contains("truncated"));
+        assert!(check(&good[..good.len() - 1])
+            .unwrap_err()
+            .contains("truncated"));
         let no_moov = [mp4_box(b"ftyp", b"isom"), mp4_box(b"mdat", &[1])].concat();
         assert!(check(&no_moov).unwrap_err().contains("moov"));
         // A nested box of size zero (made `mp4` 0.14 loop forever) is an error.
         let zero = [0u8, 0, 0, 0, b'x', b'x', b'x', b'x'];
-        let bad = [mp4_box(b"ftyp", b"isom"), mp4_box(b"moov", &mp4_box(b"trak", &zero))].concat();
+        let bad = [
+            mp4_box(b"ftyp", b"isom"),
+            mp4_box(b"moov", &mp4_box(b"trak", &zero)),
+        ]
+        .concat();
         assert!(check(&bad).unwrap_err().contains("size 0"));
     }
 }

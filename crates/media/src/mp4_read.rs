@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, VecDeque};
 use image::RgbImage;
 
 use crate::error::{MediaError, Result};
-use crate::mp4_boxes;
 use crate::h264::{H264Decoder, Picture};
+use crate::mp4_boxes;
 use crate::sniff::{self, Kind};
 use crate::Video;
 
@@ -67,7 +67,8 @@ impl VideoReader {
         let mut file = std::fs::File::open(path).map_err(|e| MediaError::io(path, e))?;
         let size = file.metadata().map_err(|e| MediaError::io(path, e))?.len();
         mp4_boxes::validate(&mut file, size).map_err(corrupt)?;
-        file.seek(std::io::SeekFrom::Start(0)).map_err(|e| MediaError::io(path, e))?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| MediaError::io(path, e))?;
         let mp4 = guard(|| mp4::Mp4Reader::read_header(BufReader::new(file), size))
             .map_err(corrupt)?
             .map_err(|e| corrupt(e.to_string()))?;
@@ -80,7 +81,11 @@ impl VideoReader {
             .ok_or_else(|| corrupt("no video track".into()))?;
         match track.media_type() {
             Ok(mp4::MediaType::H264) => {}
-            Ok(other) => return Err(corrupt(format!("video codec {other} is not supported (only H.264)"))),
+            Ok(other) => {
+                return Err(corrupt(format!(
+                    "video codec {other} is not supported (only H.264)"
+                )))
+            }
             Err(e) => return Err(corrupt(format!("unknown video codec: {e}"))),
         }
         let avcc = track
@@ -95,7 +100,11 @@ impl VideoReader {
             .ok_or_else(|| corrupt("H.264 track without an avcC box".into()))?;
         let length_size = avcc.length_size_minus_one as usize % 4 + 1;
         let mut parameter_sets = Vec::new();
-        for nal in avcc.sequence_parameter_sets.iter().chain(&avcc.picture_parameter_sets) {
+        for nal in avcc
+            .sequence_parameter_sets
+            .iter()
+            .chain(&avcc.picture_parameter_sets)
+        {
             parameter_sets.extend_from_slice(&[0, 0, 0, 1]);
             parameter_sets.extend_from_slice(&nal.bytes);
         }
@@ -109,7 +118,9 @@ impl VideoReader {
         let frame_count = track.sample_count() as usize;
         // Every sample takes at least one byte of the file.
         if frame_count == 0 || frame_count as u64 > size {
-            return Err(corrupt(format!("implausible sample count {frame_count} for a file of {size} bytes")));
+            return Err(corrupt(format!(
+                "implausible sample count {frame_count} for a file of {size} bytes"
+            )));
         }
         let fps = track_fps(track);
         let track_id = track.track_id();
@@ -181,7 +192,9 @@ impl VideoReader {
                 self.decode_next_sample()?
             };
             for picture in pictures {
-                if (picture.width, picture.height) != (self.info.width as usize, self.info.height as usize) {
+                if (picture.width, picture.height)
+                    != (self.info.width as usize, self.info.height as usize)
+                {
                     return Err(self.corrupt(format!(
                         "a frame is {}x{}, the track says {}x{}",
                         picture.width, picture.height, self.info.width, self.info.height
@@ -224,7 +237,10 @@ fn presentation_times(track: &mp4::Mp4Track) -> Result<Vec<u64>, String> {
         }
     }
     if times.len() != n {
-        return Err(format!("the time table covers {} of {n} samples", times.len()));
+        return Err(format!(
+            "the time table covers {} of {n} samples",
+            times.len()
+        ));
     }
     if let Some(ctts) = &stbl.ctts {
         let mut i = 0usize;
@@ -257,10 +273,15 @@ fn avcc_to_annexb(sample: &[u8], length_size: usize, out: &mut Vec<u8>) -> Resul
         if rest.len() < length_size {
             return Err("truncated NAL length".into());
         }
-        let len = rest[..length_size].iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        let len = rest[..length_size]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
         rest = &rest[length_size..];
         if len > rest.len() {
-            return Err(format!("NAL unit of {len} bytes overruns the sample ({} left)", rest.len()));
+            return Err(format!(
+                "NAL unit of {len} bytes overruns the sample ({} left)",
+                rest.len()
+            ));
         }
         out.extend_from_slice(&[0, 0, 0, 1]);
         out.extend_from_slice(&rest[..len]);
@@ -273,7 +294,11 @@ fn avcc_to_annexb(sample: &[u8], length_size: usize, out: &mut Vec<u8>) -> Resul
 fn track_fps(track: &mp4::Mp4Track) -> f64 {
     let timescale = track.timescale() as f64;
     let stts = &track.trak.mdia.minf.stbl.stts;
-    let common = stts.entries.iter().max_by_key(|e| e.sample_count).map(|e| e.sample_delta);
+    let common = stts
+        .entries
+        .iter()
+        .max_by_key(|e| e.sample_count)
+        .map(|e| e.sample_delta);
     match common {
         Some(delta) if delta > 0 && timescale > 0.0 => timescale / delta as f64,
         _ => track.frame_rate(),
@@ -295,7 +320,10 @@ pub fn read_video(path: &Path) -> Result<Video> {
             info.frame_count
         )));
     }
-    Ok(Video { frames, fps: info.fps })
+    Ok(Video {
+        frames,
+        fps: info.fps,
+    })
 }
 
 #[cfg(test)]

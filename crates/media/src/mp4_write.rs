@@ -7,8 +7,8 @@ use std::path::Path;
 
 use image::RgbImage;
 use openh264::encoder::{
-    BitRate, ColorPrimaries, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, MatrixCoefficients, QpRange,
-    RateControlMode, TransferCharacteristics, UsageType, VuiConfig,
+    BitRate, ColorPrimaries, Encoder, EncoderConfig, FrameRate, IntraFramePeriod,
+    MatrixCoefficients, QpRange, RateControlMode, TransferCharacteristics, UsageType, VuiConfig,
 };
 use openh264::formats::YUVBuffer;
 use openh264::OpenH264API;
@@ -42,7 +42,10 @@ impl Default for Mp4Options {
 pub fn write_mp4(path: &Path, frames: &[RgbImage], fps: f64, options: Mp4Options) -> Result<()> {
     let (width, height) = check_frames(frames)?;
     if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
-        return Err(MediaError::invalid("frame rate", format!("{fps} fps (expected 0 < fps <= 1000)")));
+        return Err(MediaError::invalid(
+            "frame rate",
+            format!("{fps} fps (expected 0 < fps <= 1000)"),
+        ));
     }
     let encode_err = |detail: String| MediaError::Encode {
         path: path.to_owned(),
@@ -57,7 +60,9 @@ pub fn write_mp4(path: &Path, frames: &[RgbImage], fps: f64, options: Mp4Options
         .bitrate(BitRate::from_bps(50_000_000))
         .max_frame_rate(FrameRate::from_hz(fps as f32))
         .skip_frames(false)
-        .intra_frame_period(IntraFramePeriod::from_num_frames(options.keyframe_interval.max(1)))
+        .intra_frame_period(IntraFramePeriod::from_num_frames(
+            options.keyframe_interval.max(1),
+        ))
         .vui(
             VuiConfig::new()
                 .color_primaries(ColorPrimaries::Smpte170M)
@@ -92,7 +97,9 @@ pub fn write_mp4(path: &Path, frames: &[RgbImage], fps: f64, options: Mp4Options
             }
         }
         if sample.is_empty() {
-            return Err(encode_err(format!("the encoder produced no picture for frame {i}")));
+            return Err(encode_err(format!(
+                "the encoder produced no picture for frame {i}"
+            )));
         }
         samples.push(mp4::Mp4Sample {
             start_time: i as u64 * ticks_per_frame as u64,
@@ -153,10 +160,18 @@ fn check_frames(frames: &[RgbImage]) -> Result<(u32, u32)> {
             format!("{w}x{h}: H.264 4:2:0 needs even sides between 2 and 4096"),
         ));
     }
-    if let Some((i, f)) = frames.iter().enumerate().find(|(_, f)| f.dimensions() != (w, h)) {
+    if let Some((i, f)) = frames
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.dimensions() != (w, h))
+    {
         return Err(MediaError::invalid(
             "video",
-            format!("frame {i} is {}x{}, frame 0 is {w}x{h}", f.width(), f.height()),
+            format!(
+                "frame {i} is {}x{}, frame 0 is {w}x{h}",
+                f.width(),
+                f.height()
+            ),
         ));
     }
     Ok((w, h))
@@ -187,8 +202,10 @@ fn rgb_to_yuv420(frame: &RgbImage) -> YUVBuffer {
                 b += px[i + 2] as f32;
             }
             let (r, g, b) = (r / 4.0, g / 4.0, b / 4.0);
-            u_plane[cy * (w / 2) + cx] = to_u8(128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0);
-            v_plane[cy * (w / 2) + cx] = to_u8(128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0);
+            u_plane[cy * (w / 2) + cx] =
+                to_u8(128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0);
+            v_plane[cy * (w / 2) + cx] =
+                to_u8(128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0);
         }
     }
     YUVBuffer::from_vec(yuv, w, h)
@@ -224,9 +241,14 @@ mod tests {
 
     #[test]
     fn splits_start_codes() {
-        let s = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4];
+        let s = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4,
+        ];
         let nals = split_annexb(&s);
-        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4][..]]);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4][..]]
+        );
     }
 
     #[test]

@@ -43,7 +43,13 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
         let one = (1u32 << PRECISION_BITS) as f64;
         let fixed = k
             .iter()
-            .map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 })
+            .map(|&w| {
+                if w < 0.0 {
+                    (-0.5 + w * one) as i32
+                } else {
+                    (0.5 + w * one) as i32
+                }
+            })
             .collect();
         bounds.push((xmin, count));
         weights.push(fixed);
@@ -100,7 +106,11 @@ pub fn resize_bilinear_antialias(src: &RgbImage, width: u32, height: u32) -> Res
     if width == 0 || height == 0 || src.width() == 0 || src.height() == 0 {
         return Err(MediaError::invalid(
             "resize",
-            format!("{}x{} -> {width}x{height}: sizes must be positive", src.width(), src.height()),
+            format!(
+                "{}x{} -> {width}x{height}: sizes must be positive",
+                src.width(),
+                src.height()
+            ),
         ));
     }
     let horizontal = if width != src.width() {
@@ -130,7 +140,11 @@ pub fn center_crop(src: &RgbImage, width: u32, height: u32) -> Result<RgbImage> 
     if width > src.width() || height > src.height() || width == 0 || height == 0 {
         return Err(MediaError::invalid(
             "crop",
-            format!("{width}x{height} out of a {}x{} image", src.width(), src.height()),
+            format!(
+                "{width}x{height} out of a {}x{} image",
+                src.width(),
+                src.height()
+            ),
         ));
     }
     let top = round_half_even((src.height() - height) as f64 / 2.0) as u32;
@@ -142,7 +156,10 @@ pub fn center_crop(src: &RgbImage, width: u32, height: u32) -> Result<RgbImage> 
 /// ratio (`ceil(ratio * side)` as the reference's `resize_input` computes it).
 pub fn cover_size(src_w: u32, src_h: u32, width: u32, height: u32) -> (u32, u32) {
     let ratio = (width as f64 / src_w as f64).max(height as f64 / src_h as f64);
-    ((ratio * src_w as f64).ceil() as u32, (ratio * src_h as f64).ceil() as u32)
+    (
+        (ratio * src_w as f64).ceil() as u32,
+        (ratio * src_h as f64).ceil() as u32,
+    )
 }
 
 /// The reference's `resize_input`: resize to cover `width` x `height` keeping the aspect ratio, then centre-crop.
@@ -150,7 +167,11 @@ pub fn resize_to_cover_and_crop(src: &RgbImage, width: u32, height: u32) -> Resu
     if width == 0 || height == 0 || src.width() == 0 || src.height() == 0 {
         return Err(MediaError::invalid(
             "resize",
-            format!("{}x{} -> {width}x{height}: sizes must be positive", src.width(), src.height()),
+            format!(
+                "{}x{} -> {width}x{height}: sizes must be positive",
+                src.width(),
+                src.height()
+            ),
         ));
     }
     let (cover_w, cover_h) = cover_size(src.width(), src.height(), width, height);
@@ -185,7 +206,10 @@ mod tests {
         assert_eq!(cover_size(1280, 720, 1280, 704), (1280, 720));
         assert_eq!(cover_size(640, 480, 1280, 704), (1280, 960));
         let img = RgbImage::new(64, 48);
-        assert_eq!(resize_to_cover_and_crop(&img, 32, 32).unwrap().dimensions(), (32, 32));
+        assert_eq!(
+            resize_to_cover_and_crop(&img, 32, 32).unwrap().dimensions(),
+            (32, 32)
+        );
         assert!(center_crop(&img, 65, 10).is_err());
         assert!(resize_bilinear_antialias(&img, 0, 10).is_err());
     }

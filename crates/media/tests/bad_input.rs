@@ -10,7 +10,11 @@ use orrery_media::{read_image, read_video, write_mp4, Mp4Options, RgbImage};
 
 fn small_mp4(dir: &Path) -> Vec<u8> {
     let frames: Vec<RgbImage> = (0..6)
-        .map(|t| RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, (t * 40) as u8])))
+        .map(|t| {
+            RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([(x * 8) as u8, (y * 8) as u8, (t * 40) as u8])
+            })
+        })
         .collect();
     let path = dir.join("small.mp4");
     write_mp4(&path, &frames, 16.0, Mp4Options::default()).unwrap();
@@ -23,17 +27,34 @@ fn wrong_content_is_named() {
     let png = std::fs::read(testdata("droid_episode_000408.png")).unwrap();
     let cases: [(&str, &[u8], bool, &str); 4] = [
         ("fake.mp4", &png, true, "PNG image"),
-        ("fake.png", b"PK\x03\x04 zip bytes here", false, "zip archive"),
+        (
+            "fake.png",
+            b"PK\x03\x04 zip bytes here",
+            false,
+            "zip archive",
+        ),
         ("empty.jpg", b"", false, "empty file"),
-        ("text.mp4", b"hello world, not a video", true, "unrecognised"),
+        (
+            "text.mp4",
+            b"hello world, not a video",
+            true,
+            "unrecognised",
+        ),
     ];
     for (name, bytes, video, want) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        let err = if video { read_video(&path).unwrap_err() } else { read_image(&path).unwrap_err() }.to_string();
+        let err = if video {
+            read_video(&path).unwrap_err()
+        } else {
+            read_image(&path).unwrap_err()
+        }
+        .to_string();
         assert!(err.contains(name) && err.contains(want), "{name}: {err}");
     }
-    let err = read_video(&dir.path().join("missing.mp4")).unwrap_err().to_string();
+    let err = read_video(&dir.path().join("missing.mp4"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing.mp4"), "{err}");
 }
 
@@ -60,7 +81,11 @@ fn truncated_videos_are_errors() {
         std::fs::write(&path, &bytes[..cut]).unwrap();
         let result = std::panic::catch_unwind(|| read_video(&path));
         let err = result.unwrap_or_else(|_| panic!("cut at {cut} panicked"));
-        assert!(err.is_err(), "cut at {cut} of {} bytes was accepted", bytes.len());
+        assert!(
+            err.is_err(),
+            "cut at {cut} of {} bytes was accepted",
+            bytes.len()
+        );
     }
 }
 

@@ -7,13 +7,23 @@ use common::*;
 use orrery_media::{read_video, VideoReader};
 
 fn check_sample(name: &str) {
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(testdata(&format!("{name}.expected.json"))).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(testdata(&format!("{name}.expected.json"))).unwrap(),
+    )
+    .unwrap();
     let video = read_video(&testdata(name)).unwrap();
-    assert_eq!(video.frames.len() as u64, expected["frames"].as_u64().unwrap(), "{name}: frame count");
+    assert_eq!(
+        video.frames.len() as u64,
+        expected["frames"].as_u64().unwrap(),
+        "{name}: frame count"
+    );
     assert_eq!(video.width() as u64, expected["width"].as_u64().unwrap());
     assert_eq!(video.height() as u64, expected["height"].as_u64().unwrap());
-    assert!((video.fps - expected["fps"].as_f64().unwrap()).abs() < 1e-6, "{name}: fps {}", video.fps);
+    assert!(
+        (video.fps - expected["fps"].as_f64().unwrap()).abs() < 1e-6,
+        "{name}: fps {}",
+        video.fps
+    );
 
     // Per-frame channel means catch dropped, duplicated or reordered frames.
     let means = expected["channel_means"].as_array().unwrap();
@@ -25,18 +35,27 @@ fn check_sample(name: &str) {
             let d = (got - want[c].as_f64().unwrap()).abs();
             worst_mean = worst_mean.max(d);
             // ffmpeg's default rgb24 conversion runs about one level below exact BT.601 arithmetic.
-            assert!(d < 1.5, "{name}: frame {i} channel {c} mean {got} vs ffmpeg {want}");
+            assert!(
+                d < 1.5,
+                "{name}: frame {i} channel {c} mean {got} vs ffmpeg {want}"
+            );
         }
     }
 
     let (shape, crops) = fixture_u8(&format!("{name}.crops.safetensors"), "crops");
     let (_, exact) = fixture_u8(&format!("{name}.crops.safetensors"), "crops_exact");
-    let ids: Vec<usize> = expected["frame_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let ids: Vec<usize> = expected["frame_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let [x0, y0] = [0, 1].map(|k| expected["crop_origin"][k].as_u64().unwrap() as u32);
     let size = shape[1];
     let per_crop = size * size * 3;
     for (k, &id) in ids.iter().enumerate() {
-        let ours = image::imageops::crop_imm(&video.frames[id], x0, y0, size as u32, size as u32).to_image();
+        let ours = image::imageops::crop_imm(&video.frames[id], x0, y0, size as u32, size as u32)
+            .to_image();
         let range = k * per_crop..(k + 1) * per_crop;
         let (max, mean) = diff_stats(ours.as_raw(), &crops[range.clone()]);
         let (max_exact, mean_exact) = diff_stats(ours.as_raw(), &exact[range]);
@@ -45,9 +64,15 @@ fn check_sample(name: &str) {
              mean {mean_exact:.4}; worst channel-mean diff {worst_mean:.3}"
         );
         // The decode itself is exact: ffmpeg's YUV through the same arithmetic differs only by float rounding.
-        assert!(max_exact <= 1 && mean_exact < 0.01, "{name}: frame {id} decodes differently from ffmpeg");
+        assert!(
+            max_exact <= 1 && mean_exact < 0.01,
+            "{name}: frame {id} decodes differently from ffmpeg"
+        );
         // swscale's default fixed-point conversion is coarser.
-        assert!(max <= 3 && mean < 1.6, "{name}: frame {id} differs from ffmpeg rgb24: max {max}, mean {mean}");
+        assert!(
+            max <= 3 && mean < 1.6,
+            "{name}: frame {id} differs from ffmpeg rgb24: max {max}, mean {mean}"
+        );
     }
 }
 

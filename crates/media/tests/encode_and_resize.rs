@@ -10,7 +10,10 @@ use orrery_media::{read_image, read_video, write_gif, write_mp4, write_png, Mp4O
 /// 17 frames of the freeway sample, reduced to 320x176 so the test stays quick.
 fn sample_frames() -> Vec<RgbImage> {
     let video = read_video(&testdata("urban_freeway_front_tele_30fov.mp4")).unwrap();
-    video.frames[..17].iter().map(|f| resize_to_cover_and_crop(f, 320, 176).unwrap()).collect()
+    video.frames[..17]
+        .iter()
+        .map(|f| resize_to_cover_and_crop(f, 320, 176).unwrap())
+        .collect()
 }
 
 #[test]
@@ -34,9 +37,15 @@ fn mp4_round_trip_is_above_40_db() {
 /// installs; on a developer machine without it the check says so and passes only outside CI.
 #[test]
 fn mp4_is_accepted_by_ffmpeg() {
-    let have_ffmpeg = std::process::Command::new("ffprobe").arg("-version").output().is_ok();
+    let have_ffmpeg = std::process::Command::new("ffprobe")
+        .arg("-version")
+        .output()
+        .is_ok();
     if !have_ffmpeg {
-        assert!(std::env::var_os("CI").is_none(), "ffprobe is not installed on CI; .ci/run must install ffmpeg");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ffprobe is not installed on CI; .ci/run must install ffmpeg"
+        );
         eprintln!("ffprobe not installed: skipping the ffmpeg cross-check");
         return;
     }
@@ -45,12 +54,27 @@ fn mp4_is_accepted_by_ffmpeg() {
     let path = dir.path().join("out.mp4");
     write_mp4(&path, &frames, 16.0, Mp4Options::default()).unwrap();
     let probe = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries"])
-        .args(["stream=codec_name,width,height,r_frame_rate,nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+        ])
+        .args([
+            "stream=codec_name,width,height,r_frame_rate,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&path)
         .output()
         .unwrap();
-    assert!(probe.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&probe.stderr));
+    assert!(
+        probe.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
     let text = String::from_utf8_lossy(&probe.stdout);
     assert_eq!(text.trim(), "h264,320,176,16/1,17", "ffprobe says {text}");
     let raw = std::process::Command::new("ffmpeg")
@@ -64,7 +88,10 @@ fn mp4_is_accepted_by_ffmpeg() {
     assert_eq!(raw.stdout.len(), 17 * frame_len);
     for (i, (ours, theirs)) in frames.iter().zip(raw.stdout.chunks(frame_len)).enumerate() {
         let db = psnr(ours.as_raw(), theirs);
-        assert!(db >= 40.0, "frame {i}: ffmpeg decodes our MP4 at {db:.2} dB");
+        assert!(
+            db >= 40.0,
+            "frame {i}: ffmpeg decodes our MP4 at {db:.2} dB"
+        );
     }
 }
 
@@ -76,7 +103,10 @@ fn gif_and_png_are_written_and_read_back() {
     write_gif(&gif, &frames[..4], 16.0).unwrap();
     let first = read_image(&gif).unwrap();
     assert_eq!(first.dimensions(), (320, 176));
-    assert!(psnr(first.as_raw(), frames[0].as_raw()) > 25.0, "GIF palette too coarse");
+    assert!(
+        psnr(first.as_raw(), frames[0].as_raw()) > 25.0,
+        "GIF palette too coarse"
+    );
     let png = dir.path().join("frame.png");
     write_png(&png, &frames[0]).unwrap();
     assert_eq!(read_image(&png).unwrap(), frames[0]);
@@ -128,5 +158,8 @@ fn jpeg_decodes_like_libjpeg() {
     assert_eq!(ours.dimensions(), (shape[1] as u32, shape[0] as u32));
     let (max, mean) = diff_stats(ours.as_raw(), &want);
     println!("JPEG vs Pillow/libjpeg: max |diff| {max}, mean {mean:.4}");
-    assert!(max <= 8 && mean < 0.5, "JPEG decode: max {max}, mean {mean}");
+    assert!(
+        max <= 8 && mean < 0.5,
+        "JPEG decode: max {max}, mean {mean}"
+    );
 }

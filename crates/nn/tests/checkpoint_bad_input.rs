@@ -7,7 +7,9 @@ use candle_core::Device;
 use orrery_nn::Checkpoint;
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(name)
 }
 
 /// Opens a checkpoint and reads every tensor; any error is fine, a panic is not.
@@ -16,14 +18,18 @@ fn open_and_read_all(path: &Path) -> Result<(), String> {
     for t in ckpt.tensors() {
         ckpt.bytes(&t.name).map_err(|e| e.to_string())?;
         if t.dtype.to_candle().is_some() {
-            ckpt.load(&t.name, &Device::Cpu).map_err(|e| e.to_string())?;
+            ckpt.load(&t.name, &Device::Cpu)
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
 }
 
 fn single_files() -> Vec<PathBuf> {
-    ["f32_extras.pt", "bf16_nested.pt", "plain.safetensors"].iter().map(|n| testdata(&format!("checkpoint/{n}"))).collect()
+    ["f32_extras.pt", "bf16_nested.pt", "plain.safetensors"]
+        .iter()
+        .map(|n| testdata(&format!("checkpoint/{n}")))
+        .collect()
 }
 
 #[test]
@@ -37,7 +43,11 @@ fn every_truncation_is_an_error() {
             let result = std::panic::catch_unwind(|| open_and_read_all(&path));
             match result {
                 Ok(Err(msg)) => assert!(!msg.is_empty()),
-                Ok(Ok(())) => panic!("{} truncated to {cut} of {} bytes was accepted", src.display(), bytes.len()),
+                Ok(Ok(())) => panic!(
+                    "{} truncated to {cut} of {} bytes was accepted",
+                    src.display(),
+                    bytes.len()
+                ),
                 Err(_) => panic!("{} truncated to {cut} bytes panicked", src.display()),
             }
         }
@@ -49,9 +59,17 @@ fn wrong_content_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[u8], &str); 4] = [
         ("image.pt", b"\x89PNG\r\n\x1a\n0000", "PNG image"),
-        ("video.safetensors", b"\x00\x00\x00\x18ftypisom0000", "MP4 video"),
+        (
+            "video.safetensors",
+            b"\x00\x00\x00\x18ftypisom0000",
+            "MP4 video",
+        ),
         ("empty.pt", b"", "empty file"),
-        ("legacy.pt", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8", "legacy"),
+        (
+            "legacy.pt",
+            b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8",
+            "legacy",
+        ),
     ];
     for (name, bytes, want) in cases {
         let path = dir.path().join(name);
@@ -59,7 +77,9 @@ fn wrong_content_is_named() {
         let err = Checkpoint::open(&path).unwrap_err().to_string();
         assert!(err.contains(want) && err.contains(name), "{name}: {err}");
     }
-    let err = Checkpoint::open(dir.path().join("absent.pt")).unwrap_err().to_string();
+    let err = Checkpoint::open(dir.path().join("absent.pt"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("absent.pt"), "{err}");
 }
 
@@ -76,7 +96,10 @@ fn shard_index_naming_a_missing_tensor_is_an_error() {
     let broken = index.replace("model.norm.weight", "model.final_norm.weight");
     std::fs::write(&index_path, broken).unwrap();
     let err = Checkpoint::open(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("model.final_norm.weight") && err.contains("model-00002-of-00002"), "{err}");
+    assert!(
+        err.contains("model.final_norm.weight") && err.contains("model-00002-of-00002"),
+        "{err}"
+    );
     std::fs::write(&index_path, "{not json").unwrap();
     let err = Checkpoint::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("shard index JSON"), "{err}");
@@ -129,7 +152,12 @@ fn mutation_fuzz_never_panics() {
             }
             std::fs::write(&path, &bytes).unwrap();
             let result = std::panic::catch_unwind(|| open_and_read_all(&path));
-            assert!(result.is_ok(), "{} mutated panicked; input kept at {}", src.display(), path.display());
+            assert!(
+                result.is_ok(),
+                "{} mutated panicked; input kept at {}",
+                src.display(),
+                path.display()
+            );
             executions += 1;
         }
     }

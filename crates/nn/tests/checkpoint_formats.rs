@@ -7,7 +7,9 @@ use candle_core::{DType, Device};
 use orrery_nn::{Checkpoint, Format, OpenOptions};
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/checkpoint").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/checkpoint")
+        .join(name)
 }
 
 fn expected() -> serde_json::Value {
@@ -22,18 +24,37 @@ fn check_tensors(ckpt: &Checkpoint, key: &str, as_stored: bool) {
     assert_eq!(ckpt.tensors().len(), tensors.len(), "{key}: tensor count");
     for (entry, want) in ckpt.tensors().iter().zip(tensors) {
         assert_eq!(entry.name, want["name"].as_str().unwrap(), "{key}: name");
-        assert_eq!(entry.dtype.torch_name(), want["dtype"].as_str().unwrap(), "{key}: dtype of {}", entry.name);
-        let shape: Vec<usize> = want["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        assert_eq!(
+            entry.dtype.torch_name(),
+            want["dtype"].as_str().unwrap(),
+            "{key}: dtype of {}",
+            entry.name
+        );
+        let shape: Vec<usize> = want["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(entry.shape, shape, "{key}: shape of {}", entry.name);
         let sum = ckpt
             .load_as(&entry.name, DType::F64, &Device::Cpu)
             .and_then(|t| Ok(t.sum_all()?.to_scalar::<f64>()?))
             .unwrap_or_else(|e| panic!("{key}: loading {}: {e}", entry.name));
         let want_sum = want["sum"].as_f64().unwrap();
-        assert!((sum - want_sum).abs() <= 1e-9 * want_sum.abs().max(1.0), "{key}: sum of {}: {sum} vs {want_sum}", entry.name);
+        assert!(
+            (sum - want_sum).abs() <= 1e-9 * want_sum.abs().max(1.0),
+            "{key}: sum of {}: {sum} vs {want_sum}",
+            entry.name
+        );
     }
     if as_stored {
-        assert_eq!(ckpt.skipped_entries().len() as u64, expected["skipped"].as_u64().unwrap(), "{key}: skipped {:?}", ckpt.skipped_entries());
+        assert_eq!(
+            ckpt.skipped_entries().len() as u64,
+            expected["skipped"].as_u64().unwrap(),
+            "{key}: skipped {:?}",
+            ckpt.skipped_entries()
+        );
     }
 }
 
@@ -58,7 +79,9 @@ fn torch_zip_f32_with_non_tensor_entries_and_views() {
 fn torch_zip_bf16_nested_flat_and_by_key() {
     let ckpt = Checkpoint::open(testdata("bf16_nested.pt")).unwrap();
     check_against_pytorch(&ckpt, "bf16_nested.pt");
-    let options = OpenOptions { key: Some("state_dict".into()) };
+    let options = OpenOptions {
+        key: Some("state_dict".into()),
+    };
     let ckpt = Checkpoint::open_with(testdata("bf16_nested.pt"), &options).unwrap();
     check_against_pytorch(&ckpt, "bf16_nested.pt#state_dict");
     let bf16 = ckpt.load("layer.weight", &Device::Cpu).unwrap();
@@ -67,9 +90,16 @@ fn torch_zip_bf16_nested_flat_and_by_key() {
 
 #[test]
 fn missing_key_lists_what_is_there() {
-    let options = OpenOptions { key: Some("model".into()) };
-    let err = Checkpoint::open_with(testdata("bf16_nested.pt"), &options).unwrap_err().to_string();
-    assert!(err.contains("`model` not found") && err.contains("state_dict"), "{err}");
+    let options = OpenOptions {
+        key: Some("model".into()),
+    };
+    let err = Checkpoint::open_with(testdata("bf16_nested.pt"), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`model` not found") && err.contains("state_dict"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -91,32 +121,54 @@ fn sharded_folder_and_index_file() {
 #[test]
 fn missing_tensor_is_named_with_similar_names() {
     let ckpt = Checkpoint::open(testdata("f32_extras.pt")).unwrap();
-    let err = ckpt.load("blocks.0.self_attn.q_proj.weight", &Device::Cpu).unwrap_err().to_string();
+    let err = ckpt
+        .load("blocks.0.self_attn.q_proj.weight", &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("blocks.0.self_attn.q_proj.weight"), "{err}");
-    assert!(err.contains("net.blocks.0.self_attn.q_proj.weight"), "hint missing: {err}");
+    assert!(
+        err.contains("net.blocks.0.self_attn.q_proj.weight"),
+        "hint missing: {err}"
+    );
 }
 
 #[test]
 fn shape_mismatch_is_reported() {
     let ckpt = Checkpoint::open(testdata("plain.safetensors")).unwrap();
-    let err = ckpt.load_checked("encoder.conv1.bias", &[5], DType::F32, &Device::Cpu).unwrap_err().to_string();
+    let err = ckpt
+        .load_checked("encoder.conv1.bias", &[5], DType::F32, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("expected shape [5], found [4]"), "{err}");
 }
 
 #[test]
 fn convert_round_trips_every_format() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, key) in [("f32_extras.pt", "f32_extras.pt"), ("plain.safetensors", "plain.safetensors"), ("sharded", "sharded")] {
+    for (name, key) in [
+        ("f32_extras.pt", "f32_extras.pt"),
+        ("plain.safetensors", "plain.safetensors"),
+        ("sharded", "sharded"),
+    ] {
         let ckpt = Checkpoint::open(testdata(name)).unwrap();
         let out = dir.path().join(format!("{name}.safetensors"));
         orrery_nn::checkpoint::write_safetensors(&ckpt, &out, None).unwrap();
         let back = Checkpoint::open(&out).unwrap();
         check_tensors(&back, key, false);
         for t in ckpt.tensors() {
-            assert_eq!(ckpt.bytes(&t.name).unwrap(), back.bytes(&t.name).unwrap(), "{name}: bytes of {}", t.name);
+            assert_eq!(
+                ckpt.bytes(&t.name).unwrap(),
+                back.bytes(&t.name).unwrap(),
+                "{name}: bytes of {}",
+                t.name
+            );
         }
     }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
 }
 
@@ -124,7 +176,11 @@ fn convert_round_trips_every_format() {
 fn var_builder_reads_checkpoints() {
     let ckpt = Checkpoint::open(testdata("plain.safetensors")).unwrap();
     let vb = ckpt.var_builder(DType::F32, &Device::Cpu);
-    let w = vb.pp("encoder").pp("conv1").get((4, 3, 3, 3, 3), "weight").unwrap();
+    let w = vb
+        .pp("encoder")
+        .pp("conv1")
+        .get((4, 3, 3, 3, 3), "weight")
+        .unwrap();
     assert_eq!(w.dtype(), DType::F32);
     let err = vb.pp("encoder").get(3, "missing").unwrap_err().to_string();
     assert!(err.contains("encoder.missing"), "{err}");

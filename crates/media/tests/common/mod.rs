@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use orrery_media::RgbImage;
 
 pub fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/media").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/media")
+        .join(name)
 }
 
 /// A uint8 tensor of a safetensors fixture as (shape, bytes).
@@ -35,7 +37,12 @@ pub fn diff_stats(a: &[u8], b: &[u8]) -> (u8, f64) {
 
 pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
     if mse == 0.0 {
         f64::INFINITY
     } else {

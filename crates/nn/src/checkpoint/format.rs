@@ -34,9 +34,7 @@ pub fn detect(path: &Path) -> Result<Format> {
         let mut has_index = false;
         let mut has_safetensors = false;
         for entry in std::fs::read_dir(path).map_err(|e| CheckpointError::io(path, e))? {
-            let name = entry
-                .map_err(|e| CheckpointError::io(path, e))?
-                .file_name();
+            let name = entry.map_err(|e| CheckpointError::io(path, e))?.file_name();
             let name = name.to_string_lossy();
             has_index |= name.ends_with(".safetensors.index.json");
             has_safetensors |= name.ends_with(".safetensors");

@@ -207,16 +207,29 @@ impl Checkpoint {
     /// Loads a tensor in its stored element type.
     pub fn load(&self, name: &str, device: &Device) -> Result<Tensor> {
         let entry = self.get(name)?;
-        let dtype = entry.dtype.to_candle().ok_or_else(|| CheckpointError::Tensor {
-            name: name.to_owned(),
-            detail: format!("element type {} has no candle equivalent", entry.dtype),
-        })?;
+        let dtype = entry
+            .dtype
+            .to_candle()
+            .ok_or_else(|| CheckpointError::Tensor {
+                name: name.to_owned(),
+                detail: format!("element type {} has no candle equivalent", entry.dtype),
+            })?;
         let bytes = self.entry_bytes(entry)?;
-        Ok(Tensor::from_raw_buffer(&bytes, dtype, &entry.shape, device)?)
+        Ok(Tensor::from_raw_buffer(
+            &bytes,
+            dtype,
+            &entry.shape,
+            device,
+        )?)
     }
 
     /// Loads a tensor and converts it to `dtype`.
-    pub fn load_as(&self, name: &str, dtype: candle_core::DType, device: &Device) -> Result<Tensor> {
+    pub fn load_as(
+        &self,
+        name: &str,
+        dtype: candle_core::DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let tensor = self.load(name, device)?;
         Ok(if tensor.dtype() == dtype {
             tensor

@@ -50,7 +50,10 @@ pub const DIT_NON_PARAMETER_KEYS: &[&str] = &[
 
 /// Official name (with or without `net.`) -> diffusers name.
 pub fn dit_official_to_diffusers(name: &str) -> String {
-    let mut key = name.strip_prefix(OFFICIAL_PREFIX).unwrap_or(name).to_owned();
+    let mut key = name
+        .strip_prefix(OFFICIAL_PREFIX)
+        .unwrap_or(name)
+        .to_owned();
     for (official, diffusers) in DIT_OFFICIAL_TO_DIFFUSERS {
         key = key.replace(official, diffusers);
     }
@@ -130,7 +133,14 @@ mod tests {
         .collect();
         for i in [0, 27] {
             for attn in ["self_attn", "cross_attn"] {
-                for p in ["q_proj", "k_proj", "v_proj", "output_proj", "q_norm", "k_norm"] {
+                for p in [
+                    "q_proj",
+                    "k_proj",
+                    "v_proj",
+                    "output_proj",
+                    "q_norm",
+                    "k_norm",
+                ] {
                     names.push(format!("blocks.{i}.{attn}.{p}.weight"));
                 }
             }
@@ -149,17 +159,33 @@ mod tests {
     fn official_names_map_to_diffusers_and_back() {
         for name in official_2b_names() {
             let diffusers = dit_official_to_diffusers(&format!("net.{name}"));
-            assert_eq!(dit_diffusers_to_official(&diffusers), name, "via {diffusers}");
+            assert_eq!(
+                dit_diffusers_to_official(&diffusers),
+                name,
+                "via {diffusers}"
+            );
         }
     }
 
     #[test]
     fn known_pairs() {
         let cases = [
-            ("net.blocks.3.self_attn.output_proj.weight", "transformer_blocks.3.attn1.to_out.0.weight"),
-            ("net.blocks.0.adaln_modulation_mlp.2.weight", "transformer_blocks.0.norm3.linear_2.weight"),
-            ("net.blocks.1.mlp.layer1.weight", "transformer_blocks.1.ff.net.0.proj.weight"),
-            ("net.t_embedder.1.linear_1.weight", "time_embed.t_embedder.linear_1.weight"),
+            (
+                "net.blocks.3.self_attn.output_proj.weight",
+                "transformer_blocks.3.attn1.to_out.0.weight",
+            ),
+            (
+                "net.blocks.0.adaln_modulation_mlp.2.weight",
+                "transformer_blocks.0.norm3.linear_2.weight",
+            ),
+            (
+                "net.blocks.1.mlp.layer1.weight",
+                "transformer_blocks.1.ff.net.0.proj.weight",
+            ),
+            (
+                "net.t_embedder.1.linear_1.weight",
+                "time_embed.t_embedder.linear_1.weight",
+            ),
             ("net.t_embedding_norm.weight", "time_embed.norm.weight"),
             ("net.x_embedder.proj.1.weight", "patch_embed.proj.weight"),
             ("net.final_layer.linear.weight", "proj_out.weight"),
@@ -172,9 +198,17 @@ mod tests {
 
     #[test]
     fn detects_naming() {
-        assert_eq!(DitNaming::detect(["net.blocks.0.mlp.layer1.weight"]), Some(DitNaming::OfficialPrefixed));
-        assert_eq!(DitNaming::detect(["transformer_blocks.0.ff.net.2.weight"]), Some(DitNaming::Diffusers));
+        assert_eq!(
+            DitNaming::detect(["net.blocks.0.mlp.layer1.weight"]),
+            Some(DitNaming::OfficialPrefixed)
+        );
+        assert_eq!(
+            DitNaming::detect(["transformer_blocks.0.ff.net.2.weight"]),
+            Some(DitNaming::Diffusers)
+        );
         assert_eq!(DitNaming::detect(["something.else"]), None);
-        assert!(dit_is_non_parameter("net.blocks.0.self_attn.q_norm._extra_state"));
+        assert!(dit_is_non_parameter(
+            "net.blocks.0.self_attn.q_norm._extra_state"
+        ));
     }
 }

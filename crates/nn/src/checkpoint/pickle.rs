@@ -36,12 +36,21 @@ pub enum Value {
     Tuple(Vec<ValueId>),
     Dict(Vec<(ValueId, ValueId)>),
     Set,
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// `persistent_load` result: a typed storage.
-    Storage { key: String, dtype: DType, numel: usize },
+    Storage {
+        key: String,
+        dtype: DType,
+        numel: usize,
+    },
     Tensor(TensorRef),
     /// An instance of a class we do not interpret (counters, `_extra_state`, optimiser objects ...).
-    Object { class: String },
+    Object {
+        class: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,7 +238,9 @@ impl<'a> Machine<'a> {
                 0x80 => {
                     let proto = self.take_array::<1>(op)?[0];
                     if proto > 5 {
-                        return Err(self.malformed(format!("pickle protocol {proto} is newer than 5")));
+                        return Err(
+                            self.malformed(format!("pickle protocol {proto} is newer than 5"))
+                        );
                     }
                 }
                 0x95 => {
@@ -355,7 +366,8 @@ impl<'a> Machine<'a> {
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let pairs = pairs(&items).ok_or_else(|| self.malformed("DICT with an odd number of items"))?;
+                    let pairs = pairs(&items)
+                        .ok_or_else(|| self.malformed("DICT with an odd number of items"))?;
                     self.push(Value::Dict(pairs))?
                 }
                 0x85..=0x87 => {
@@ -387,7 +399,8 @@ impl<'a> Machine<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
-                    let pairs = pairs(&items).ok_or_else(|| self.malformed("SETITEMS with an odd number of items"))?;
+                    let pairs = pairs(&items)
+                        .ok_or_else(|| self.malformed("SETITEMS with an odd number of items"))?;
                     let dict = self.top()?;
                     self.extend_dict(dict, pairs)?;
                 }
@@ -550,7 +563,11 @@ impl<'a> Machine<'a> {
     fn call(&mut self, callable: ValueId, args: ValueId) -> Result<Value, PickleError> {
         let (module, name) = match &self.values[callable] {
             Value::Global { module, name } => (module.clone(), name.clone()),
-            _ => return Ok(Value::Object { class: "<call>".into() }),
+            _ => {
+                return Ok(Value::Object {
+                    class: "<call>".into(),
+                })
+            }
         };
         match (module.as_str(), name.as_str()) {
             ("collections", "OrderedDict") => Ok(Value::Dict(Vec::new())),
@@ -561,7 +578,11 @@ impl<'a> Machine<'a> {
                 }
                 let (key, dtype, numel) = match &self.values[args[0]] {
                     Value::Storage { key, dtype, numel } => (key.clone(), *dtype, *numel),
-                    _ => return Err(self.malformed(format!("{name}: first argument is not a storage"))),
+                    _ => {
+                        return Err(
+                            self.malformed(format!("{name}: first argument is not a storage"))
+                        )
+                    }
                 };
                 let offset = self.int_arg(args[1], "storage offset")?;
                 let shape = self.usize_tuple(args[2], "tensor size")?;
@@ -622,7 +643,7 @@ impl<'a> Machine<'a> {
 }
 
 fn pairs(items: &[ValueId]) -> Option<Vec<(ValueId, ValueId)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return None;
     }
     Some(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())

@@ -26,9 +26,11 @@ fn entries(path: &Path, map: &Mmap, file: usize) -> Result<Vec<TensorEntry>> {
     st.tensors()
         .into_iter()
         .map(|(name, view)| {
-            let dtype = DType::from_safetensors(view.dtype()).ok_or_else(|| CheckpointError::Unsupported {
-                path: path.to_owned(),
-                what: format!("element type {:?} of tensor `{name}`", view.dtype()),
+            let dtype = DType::from_safetensors(view.dtype()).ok_or_else(|| {
+                CheckpointError::Unsupported {
+                    path: path.to_owned(),
+                    what: format!("element type {:?} of tensor `{name}`", view.dtype()),
+                }
             })?;
             let data = view.data();
             let shape = view.shape().to_vec();
@@ -94,7 +96,8 @@ pub fn open_sharded(path: &Path) -> Result<Parts> {
         path.to_owned()
     };
     let dir = index_path.parent().unwrap_or(Path::new("."));
-    let text = std::fs::read_to_string(&index_path).map_err(|e| CheckpointError::io(&index_path, e))?;
+    let text =
+        std::fs::read_to_string(&index_path).map_err(|e| CheckpointError::io(&index_path, e))?;
     let index: ShardIndex = serde_json::from_str(&text)
         .map_err(|e| CheckpointError::corrupt(&index_path, "shard index JSON", e.to_string()))?;
     let shard_names: BTreeSet<&String> = index.weight_map.values().collect();
@@ -113,7 +116,8 @@ pub fn open_sharded(path: &Path) -> Result<Parts> {
     for (tensor, shard) in &index.weight_map {
         let shard_file = shard_names.iter().position(|s| *s == shard).unwrap_or(0);
         let found = parts.tensors.iter().any(|t| {
-            &t.name == tensor && matches!(t.layout.blob, Blob::Mapped { file, .. } if file == shard_file)
+            &t.name == tensor
+                && matches!(t.layout.blob, Blob::Mapped { file, .. } if file == shard_file)
         });
         if !found {
             return Err(CheckpointError::MissingTensor {
@@ -145,7 +149,11 @@ fn find_index(dir: &Path) -> Result<PathBuf> {
                 "folder with several shard indexes ({}); open one of them directly",
                 found
                     .iter()
-                    .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                    .map(|p| p
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

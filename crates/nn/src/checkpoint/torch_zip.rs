@@ -17,7 +17,8 @@ const MAX_DEPTH: usize = 32;
 pub fn open(path: &Path, key: Option<&str>) -> Result<Parts> {
     let map = map_file(path)?;
     let corrupt = |detail: String| CheckpointError::corrupt(path, FORMAT, detail);
-    let mut archive = zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| corrupt(e.to_string()))?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| corrupt(e.to_string()))?;
 
     let names: Vec<String> = archive
         .file_names()
@@ -37,7 +38,8 @@ pub fn open(path: &Path, key: Option<&str>) -> Result<Parts> {
 
     if let Ok(mut f) = archive.by_name(&format!("{prefix}byteorder")) {
         let mut order = String::new();
-        f.read_to_string(&mut order).map_err(|e| corrupt(e.to_string()))?;
+        f.read_to_string(&mut order)
+            .map_err(|e| corrupt(e.to_string()))?;
         if order.trim() != "little" {
             return Err(CheckpointError::Unsupported {
                 path: path.to_owned(),
@@ -51,7 +53,8 @@ pub fn open(path: &Path, key: Option<&str>) -> Result<Parts> {
         .by_name(&pickle_name)
         .and_then(|mut f| f.read_to_end(&mut pickle_bytes).map_err(Into::into))
         .map_err(|e| corrupt(format!("{pickle_name}: {e}")))?;
-    let pickle = pickle::parse(&pickle_bytes).map_err(|e| corrupt(format!("{pickle_name}: {e}")))?;
+    let pickle =
+        pickle::parse(&pickle_bytes).map_err(|e| corrupt(format!("{pickle_name}: {e}")))?;
 
     let mut root = pickle.root;
     if let Some(key) = key {
@@ -73,7 +76,8 @@ pub fn open(path: &Path, key: Option<&str>) -> Result<Parts> {
     for (name, tensor) in found {
         if !blobs.contains_key(&tensor.storage_key) {
             let entry_name = format!("{prefix}data/{}", tensor.storage_key);
-            let blob = storage_blob(&mut archive, &entry_name, &mut owned, map.len()).map_err(corrupt)?;
+            let blob =
+                storage_blob(&mut archive, &entry_name, &mut owned, map.len()).map_err(corrupt)?;
             blobs.insert(tensor.storage_key.clone(), blob);
         }
         let blob = blobs[&tensor.storage_key].clone();
@@ -116,8 +120,10 @@ fn storage_blob(
         let start = file
             .data_start()
             .ok_or_else(|| format!("storage `{name}` has no data offset"))?;
-        let start = usize::try_from(start).map_err(|_| format!("storage `{name}` offset overflows"))?;
-        let len = usize::try_from(file.size()).map_err(|_| format!("storage `{name}` size overflows"))?;
+        let start =
+            usize::try_from(start).map_err(|_| format!("storage `{name}` offset overflows"))?;
+        let len =
+            usize::try_from(file.size()).map_err(|_| format!("storage `{name}` size overflows"))?;
         if start.checked_add(len).is_none_or(|end| end > archive_len) {
             return Err(format!(
                 "storage `{name}` claims bytes {start}..{} but the file has {archive_len}",
@@ -189,7 +195,10 @@ fn child(pickle: &Pickle, id: ValueId, key: &str) -> Option<ValueId> {
             .iter()
             .find(|(k, _)| key_text(pickle, *k).as_deref() == Some(key))
             .map(|(_, v)| *v),
-        Value::List(items) | Value::Tuple(items) => key.parse::<usize>().ok().and_then(|i| items.get(i).copied()),
+        Value::List(items) | Value::Tuple(items) => key
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| items.get(i).copied()),
         _ => None,
     }
 }
@@ -197,7 +206,11 @@ fn child(pickle: &Pickle, id: ValueId, key: &str) -> Option<ValueId> {
 fn top_level_keys(pickle: &Pickle, id: ValueId) -> String {
     match pickle.get(id) {
         Value::Dict(items) => {
-            let keys: Vec<String> = items.iter().filter_map(|(k, _)| key_text(pickle, *k)).take(20).collect();
+            let keys: Vec<String> = items
+                .iter()
+                .filter_map(|(k, _)| key_text(pickle, *k))
+                .take(20)
+                .collect();
             if keys.is_empty() {
                 "none".into()
             } else {
@@ -242,7 +255,14 @@ fn flatten(
         }
         Value::List(items) | Value::Tuple(items) => {
             for (i, v) in items.iter().enumerate() {
-                flatten(pickle, *v, join(&name, &i.to_string()), depth + 1, tensors, skipped);
+                flatten(
+                    pickle,
+                    *v,
+                    join(&name, &i.to_string()),
+                    depth + 1,
+                    tensors,
+                    skipped,
+                );
             }
         }
         other => skipped.push(format!("{name} ({})", describe(other))),

@@ -47,7 +47,9 @@ impl<S: SafetensorsSource + ?Sized> safetensors::View for LazyView<'_, S> {
     fn data(&self) -> Cow<'_, [u8]> {
         // The names come from `entries()`, so a failure here means the source changed under us; an empty buffer
         // makes the serializer fail with a length error instead of panicking.
-        self.source.tensor_bytes(&self.name).unwrap_or(Cow::Borrowed(&[]))
+        self.source
+            .tensor_bytes(&self.name)
+            .unwrap_or(Cow::Borrowed(&[]))
     }
 
     fn data_len(&self) -> usize {
@@ -87,9 +89,11 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
             (name, view)
         })
         .collect();
-    safetensors::serialize_to_file(views, metadata, tmp.path()).map_err(|e| CheckpointError::Tensor {
-        name: out.display().to_string(),
-        detail: format!("writing safetensors failed: {e}"),
+    safetensors::serialize_to_file(views, metadata, tmp.path()).map_err(|e| {
+        CheckpointError::Tensor {
+            name: out.display().to_string(),
+            detail: format!("writing safetensors failed: {e}"),
+        }
     })?;
     tmp.persist(out)
         .map_err(|e| CheckpointError::io(out, e.error))?;

@@ -1,0 +1,53 @@
+//! The `orrery` command line.
+
+mod checkpoint_cmds;
+mod media_cmds;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "orrery",
+    version,
+    about = "World simulation with video foundation models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every tensor of a checkpoint (name, dtype, shape) and the parameter total.
+    Inspect(checkpoint_cmds::InspectArgs),
+    /// Convert a checkpoint (PyTorch .pt/.pth, safetensors, sharded folder) to one safetensors file.
+    Convert(checkpoint_cmds::ConvertArgs),
+    /// Image and video utilities.
+    #[command(subcommand)]
+    Media(media_cmds::MediaCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => checkpoint_cmds::inspect(&args),
+        Command::Convert(args) => checkpoint_cmds::convert(&args),
+        Command::Media(cmd) => media_cmds::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
