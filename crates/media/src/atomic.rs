@@ -1,7 +1,9 @@
-//! Outputs appear whole or not at all: written to a temporary file beside the target, then renamed over it.
+//! Outputs appear whole or not at all (see `orrery-io`).
 
 use std::io::Write;
 use std::path::Path;
+
+use orrery_io::AtomicFile;
 
 use crate::error::{MediaError, Result};
 
@@ -10,24 +12,11 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".orrery-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| MediaError::io(dir, e))?;
+    let tmp = AtomicFile::create(path).map_err(|e| MediaError::io(path, e))?;
     {
-        let mut out = std::io::BufWriter::new(tmp.as_file());
+        let mut out = std::io::BufWriter::new(tmp.file());
         write(&mut out)?;
         out.flush().map_err(|e| MediaError::io(path, e))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| MediaError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| MediaError::io(path, e.error))?;
-    Ok(())
+    tmp.commit(path).map_err(|e| MediaError::io(path, e))
 }

@@ -61,40 +61,47 @@ fn clip8(acc: i64) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-fn resample_horizontal(src: &RgbImage, out_w: u32) -> RgbImage {
-    let (w, h) = src.dimensions();
-    let coeffs = coefficients(w as usize, out_w as usize);
-    let mut out = RgbImage::new(out_w, h);
-    let (src_raw, row) = (src.as_raw(), w as usize * 3);
-    let out_row = out_w as usize * 3;
-    let out_raw: &mut [u8] = &mut out;
-    for y in 0..h as usize {
-        for (xx, ((xmin, count), k)) in coeffs.bounds.iter().zip(&coeffs.weights).enumerate() {
-            for c in 0..3 {
-                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                for (x, &w) in k.iter().enumerate().take(*count) {
-                    acc += src_raw[y * row + (xmin + x) * 3 + c] as i64 * w as i64;
-                }
-                out_raw[y * out_row + xx * 3 + c] = clip8(acc);
-            }
-        }
-    }
-    out
+#[derive(Clone, Copy, PartialEq)]
+enum Axis {
+    Horizontal,
+    Vertical,
 }
 
-fn resample_vertical(src: &RgbImage, out_h: u32) -> RgbImage {
+/// One separable pass: resamples `src` along `axis` to `out_len` pixels, rounding to uint8 (as Pillow does
+/// between its passes).
+fn resample(src: &RgbImage, axis: Axis, out_len: u32) -> RgbImage {
     let (w, h) = src.dimensions();
-    let coeffs = coefficients(h as usize, out_h as usize);
-    let mut out = RgbImage::new(w, out_h);
-    let (src_raw, row) = (src.as_raw(), w as usize * 3);
+    let (in_len, out_w, out_h) = match axis {
+        Axis::Horizontal => (w, out_len, h),
+        Axis::Vertical => (h, w, out_len),
+    };
+    let coeffs = coefficients(in_len as usize, out_len as usize);
+    let mut out = RgbImage::new(out_w, out_h);
+    let src_raw = src.as_raw();
+    let (row, out_row) = (w as usize * 3, out_w as usize * 3);
+    // Byte offset of (position along the axis, position across it, channel) in the source.
+    let at = |along: usize, across: usize, c: usize| match axis {
+        Axis::Horizontal => across * row + along * 3 + c,
+        Axis::Vertical => along * row + across * 3 + c,
+    };
+    let across_len = match axis {
+        Axis::Horizontal => h as usize,
+        Axis::Vertical => w as usize,
+    };
     let out_raw: &mut [u8] = &mut out;
-    for (yy, ((ymin, count), k)) in coeffs.bounds.iter().zip(&coeffs.weights).enumerate() {
-        for i in 0..row {
-            let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-            for (y, &w) in k.iter().enumerate().take(*count) {
-                acc += src_raw[(ymin + y) * row + i] as i64 * w as i64;
+    for across in 0..across_len {
+        for (i, ((start, count), k)) in coeffs.bounds.iter().zip(&coeffs.weights).enumerate() {
+            for c in 0..3 {
+                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                for (j, &wgt) in k.iter().enumerate().take(*count) {
+                    acc += src_raw[at(start + j, across, c)] as i64 * wgt as i64;
+                }
+                let dst = match axis {
+                    Axis::Horizontal => across * out_row + i * 3 + c,
+                    Axis::Vertical => i * out_row + across * 3 + c,
+                };
+                out_raw[dst] = clip8(acc);
             }
-            out_raw[yy * row + i] = clip8(acc);
         }
     }
     out
@@ -114,12 +121,12 @@ pub fn resize_bilinear_antialias(src: &RgbImage, width: u32, height: u32) -> Res
         ));
     }
     let horizontal = if width != src.width() {
-        resample_horizontal(src, width)
+        resample(src, Axis::Horizontal, width)
     } else {
         src.clone()
     };
     Ok(if height != horizontal.height() {
-        resample_vertical(&horizontal, height)
+        resample(&horizontal, Axis::Vertical, height)
     } else {
         horizontal
     })

@@ -63,15 +63,7 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
     out: &Path,
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> Result<()> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".orrery-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| CheckpointError::io(dir, e))?;
+    let tmp = orrery_io::AtomicFile::create(out).map_err(|e| CheckpointError::io(out, e))?;
     // Fail early on a tensor that cannot be read, with its name, rather than inside the serializer.
     for (name, ..) in source.entries() {
         source.tensor_bytes(&name)?;
@@ -95,7 +87,5 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
             detail: format!("writing safetensors failed: {e}"),
         }
     })?;
-    tmp.persist(out)
-        .map_err(|e| CheckpointError::io(out, e.error))?;
-    Ok(())
+    tmp.commit(out).map_err(|e| CheckpointError::io(out, e))
 }

@@ -1,0 +1,61 @@
+//! orrery-io: outputs appear whole or not at all. A file is written to a temporary file in the target's folder
+//! (same filesystem, so the final rename is atomic) and renamed over the target only once it is complete; on any
+//! error the temporary file is removed and an existing target is left untouched.
+
+use std::path::Path;
+
+/// A temporary file beside `target`, to be committed with [`AtomicFile::commit`].
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+}
+
+impl AtomicFile {
+    pub fn create(target: &Path) -> std::io::Result<Self> {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".orrery-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        Ok(Self { tmp })
+    }
+
+    pub fn file(&self) -> &std::fs::File {
+        self.tmp.as_file()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Flushes the data to disk and renames the file to `target`.
+    pub fn commit(self, target: &Path) -> std::io::Result<()> {
+        self.tmp.as_file().sync_all()?;
+        self.tmp.persist(target).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn commit_replaces_and_drop_discards() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        std::fs::write(&target, b"old").unwrap();
+        let f = AtomicFile::create(&target).unwrap();
+        f.file().write_all(b"partial").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        let f = AtomicFile::create(&target).unwrap();
+        f.file().write_all(b"new").unwrap();
+        f.commit(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
