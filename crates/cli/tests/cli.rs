@@ -195,3 +195,46 @@ fn media_info_and_transcode() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("0x10"));
 }
+
+#[test]
+fn bad_media_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = std::fs::read(testdata("media/video2world_nemo_2b.mp4")).unwrap();
+    let truncated = dir.path().join("truncated.mp4");
+    std::fs::write(&truncated, &video[..video.len() - 100]).unwrap();
+    let png_as_mp4 = dir.path().join("picture.mp4");
+    std::fs::copy(testdata("media/droid_episode_000408.png"), &png_as_mp4).unwrap();
+    let jpeg = std::fs::read(testdata("media/robot_welding.jpg")).unwrap();
+    let cut_jpeg = dir.path().join("cut.jpg");
+    std::fs::write(&cut_jpeg, &jpeg[..jpeg.len() / 2]).unwrap();
+    let out_mp4 = dir.path().join("out.mp4");
+    let cases: [(Vec<&std::ffi::OsStr>, &str); 3] = [
+        (
+            vec![os("media"), os("info"), truncated.as_os_str()],
+            "truncated",
+        ),
+        (
+            vec![os("media"), os("info"), png_as_mp4.as_os_str()],
+            "PNG image",
+        ),
+        (
+            vec![
+                os("media"),
+                os("transcode"),
+                cut_jpeg.as_os_str(),
+                out_mp4.as_os_str(),
+            ],
+            "truncated file",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = orrery(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(want) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!out_mp4.exists());
+}

@@ -122,9 +122,10 @@ impl VideoReader {
                 "implausible sample count {frame_count} for a file of {size} bytes"
             )));
         }
-        let fps = track_fps(track);
+        let fps = track_fps(track).map_err(corrupt)?;
         let track_id = track.track_id();
 
+        check_chunk_table(track).map_err(corrupt)?;
         let sample_times = presentation_times(track).map_err(corrupt)?;
         let mut due = sample_times.clone();
         due.sort_unstable();
@@ -221,6 +222,35 @@ impl VideoReader {
     }
 }
 
+/// The sample-to-chunk table the `mp4` crate divides by and indexes with, checked before any sample is read.
+fn check_chunk_table(track: &mp4::Mp4Track) -> Result<(), String> {
+    let stbl = &track.trak.mdia.minf.stbl;
+    if stbl.stsc.entries.is_empty() {
+        return Err("empty sample-to-chunk table".into());
+    }
+    let chunks = stbl
+        .stco
+        .as_ref()
+        .map(|b| b.entries.len())
+        .or(stbl.co64.as_ref().map(|b| b.entries.len()));
+    let chunks = chunks.ok_or("no chunk offset table")? as u64;
+    let mut previous = 0u32;
+    for (i, e) in stbl.stsc.entries.iter().enumerate() {
+        if e.samples_per_chunk == 0
+            || e.first_chunk == 0
+            || e.first_chunk <= previous
+            || e.first_chunk as u64 > chunks
+        {
+            return Err(format!(
+                "sample-to-chunk entry {i} is invalid (first chunk {}, {} samples per chunk, {chunks} chunks)",
+                e.first_chunk, e.samples_per_chunk
+            ));
+        }
+        previous = e.first_chunk;
+    }
+    Ok(())
+}
+
 /// Presentation time of every sample in decode order: decode times from `stts` plus offsets from `ctts`.
 fn presentation_times(track: &mp4::Mp4Track) -> Result<Vec<u64>, String> {
     let stbl = &track.trak.mdia.minf.stbl;
@@ -291,8 +321,9 @@ fn avcc_to_annexb(sample: &[u8], length_size: usize, out: &mut Vec<u8>) -> Resul
 }
 
 /// Frame rate from the media timescale and the most common sample duration (robust to an odd last sample).
-fn track_fps(track: &mp4::Mp4Track) -> f64 {
-    let timescale = track.timescale() as f64;
+/// Computed here rather than with `Mp4Track::frame_rate`, which divides by an unchecked timescale.
+fn track_fps(track: &mp4::Mp4Track) -> Result<f64, String> {
+    let timescale = track.timescale();
     let stts = &track.trak.mdia.minf.stbl.stts;
     let common = stts
         .entries
@@ -300,8 +331,10 @@ fn track_fps(track: &mp4::Mp4Track) -> f64 {
         .max_by_key(|e| e.sample_count)
         .map(|e| e.sample_delta);
     match common {
-        Some(delta) if delta > 0 && timescale > 0.0 => timescale / delta as f64,
-        _ => track.frame_rate(),
+        Some(delta) if delta > 0 && timescale > 0 => Ok(timescale as f64 / delta as f64),
+        _ => Err(format!(
+            "no frame rate: time scale {timescale}, sample duration {common:?}"
+        )),
     }
 }
 

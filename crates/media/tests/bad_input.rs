@@ -133,3 +133,15 @@ fn mutation_fuzz_of_mp4_reader_never_panics() {
     println!("MP4 mutation fuzz: {ok} decoded, {rejected} rejected, 0 panics");
     assert_eq!(ok + rejected, 400);
 }
+
+/// Inputs the fuzzers found that once crashed the reader; each must now be a clean error.
+#[test]
+fn fuzz_regressions_are_errors() {
+    let dir = testdata("fuzz");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let result = std::panic::catch_unwind(|| read_video(&path));
+        let err = result.unwrap_or_else(|_| panic!("{} panicked", path.display()));
+        assert!(err.is_err(), "{} was accepted", path.display());
+    }
+}
