@@ -103,9 +103,9 @@ fn walk(payload: &[u8], depth: usize) -> Result<(), String> {
         let body = &rest[header as usize..size as usize];
         if CONTAINERS.iter().any(|c| **c == kind) {
             walk(body, depth + 1)?;
-        } else if &kind == b"stsd" {
-            // version/flags (4) + entry count (4), then sample entries.
-            walk(body.get(8..).ok_or("truncated `stsd` box")?, depth + 1)?;
+        } else if &kind == b"stsd" || &kind == b"dref" {
+            // version/flags (4) + entry count (4), then the entries as boxes.
+            walk(body.get(8..).ok_or("truncated sample or data reference table")?, depth + 1)?;
         } else if &kind == b"avc1" || &kind == b"avc3" {
             // 78 bytes of visual sample entry fields, then child boxes (avcC, pasp, colr, btrt ...).
             walk(body.get(78..).ok_or("truncated `avc1` box")?, depth + 1)?;

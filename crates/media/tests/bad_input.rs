@@ -134,7 +134,7 @@ fn mutation_fuzz_of_mp4_reader_never_panics() {
     assert_eq!(ok + rejected, 400);
 }
 
-/// Inputs the fuzzers found that once crashed the reader; each must now be a clean error.
+/// Inputs the fuzzers found that once crashed or hung the reader; each must now be a clean error.
 #[test]
 fn fuzz_regressions_are_errors() {
     let dir = testdata("fuzz");
