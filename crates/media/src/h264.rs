@@ -168,15 +168,25 @@ impl Picture {
         let (w, h) = (self.width, self.height);
         let mut rgb = vec![0u8; w * h * 3];
         let to_u8 = |v: f32| (v + 0.5).clamp(0.0, 255.0) as u8;
-        for y in 0..h {
-            for x in 0..w {
-                let luma = 255.0 / 219.0 * (self.y[y * w + x] as f32 - 16.0);
-                let c = (y / 2) * (w / 2) + x / 2;
-                let (cb, cr) = (self.u[c] as f32 - 128.0, self.v[c] as f32 - 128.0);
-                let i = (y * w + x) * 3;
-                rgb[i] = to_u8(luma + 1.596_027 * cr);
-                rgb[i + 1] = to_u8(luma - 0.391_762 * cb - 0.812_968 * cr);
-                rgb[i + 2] = to_u8(luma + 2.017_232 * cb);
+        // Row by row with zipped iterators, so the inner loop has no bounds checks and vectorises.
+        for ((rgb_row, y_row), chroma_row) in rgb
+            .chunks_exact_mut(w * 3)
+            .zip(self.y.chunks_exact(w))
+            .zip(0..h)
+        {
+            let c0 = (chroma_row / 2) * (w / 2);
+            let (u_row, v_row) = (&self.u[c0..c0 + w / 2], &self.v[c0..c0 + w / 2]);
+            for (((px, luma), &cb), &cr) in rgb_row
+                .chunks_exact_mut(3)
+                .zip(y_row)
+                .zip(u_row.iter().flat_map(|c| [c, c]))
+                .zip(v_row.iter().flat_map(|c| [c, c]))
+            {
+                let l = 255.0 / 219.0 * (*luma as f32 - 16.0);
+                let (cb, cr) = (cb as f32 - 128.0, cr as f32 - 128.0);
+                px[0] = to_u8(l + 1.596_027 * cr);
+                px[1] = to_u8(l - 0.391_762 * cb - 0.812_968 * cr);
+                px[2] = to_u8(l + 2.017_232 * cb);
             }
         }
         image::RgbImage::from_raw(w as u32, h as u32, rgb).expect("buffer sized for the picture")

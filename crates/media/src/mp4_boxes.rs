@@ -105,7 +105,11 @@ fn walk(payload: &[u8], depth: usize) -> Result<(), String> {
             walk(body, depth + 1)?;
         } else if &kind == b"stsd" || &kind == b"dref" {
             // version/flags (4) + entry count (4), then the entries as boxes.
-            walk(body.get(8..).ok_or("truncated sample or data reference table")?, depth + 1)?;
+            walk(
+                body.get(8..)
+                    .ok_or("truncated sample or data reference table")?,
+                depth + 1,
+            )?;
         } else if &kind == b"avc1" || &kind == b"avc3" {
             // 78 bytes of visual sample entry fields, then child boxes (avcC, pasp, colr, btrt ...).
             walk(body.get(78..).ok_or("truncated `avc1` box")?, depth + 1)?;
