@@ -107,9 +107,7 @@ fn resample(src: &RgbImage, axis: Axis, out_len: u32) -> RgbImage {
     out
 }
 
-/// Antialiased bilinear resize to `width` x `height`, as Pillow's `Image.resize(BILINEAR)` and torchvision's
-/// `resize(antialias=True)` on uint8 compute it.
-pub fn resize_bilinear_antialias(src: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
+fn check_sizes(src: &RgbImage, width: u32, height: u32) -> Result<()> {
     if width == 0 || height == 0 || src.width() == 0 || src.height() == 0 {
         return Err(MediaError::invalid(
             "resize",
@@ -120,6 +118,13 @@ pub fn resize_bilinear_antialias(src: &RgbImage, width: u32, height: u32) -> Res
             ),
         ));
     }
+    Ok(())
+}
+
+/// Antialiased bilinear resize to `width` x `height`, as Pillow's `Image.resize(BILINEAR)` and torchvision's
+/// `resize(antialias=True)` on uint8 compute it.
+pub fn resize_bilinear_antialias(src: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
+    check_sizes(src, width, height)?;
     let horizontal = if width != src.width() {
         resample(src, Axis::Horizontal, width)
     } else {
@@ -171,16 +176,7 @@ pub fn cover_size(src_w: u32, src_h: u32, width: u32, height: u32) -> (u32, u32)
 
 /// The reference's `resize_input`: resize to cover `width` x `height` keeping the aspect ratio, then centre-crop.
 pub fn resize_to_cover_and_crop(src: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
-    if width == 0 || height == 0 || src.width() == 0 || src.height() == 0 {
-        return Err(MediaError::invalid(
-            "resize",
-            format!(
-                "{}x{} -> {width}x{height}: sizes must be positive",
-                src.width(),
-                src.height()
-            ),
-        ));
-    }
+    check_sizes(src, width, height)?;
     let (cover_w, cover_h) = cover_size(src.width(), src.height(), width, height);
     let resized = resize_bilinear_antialias(src, cover_w, cover_h)?;
     center_crop(&resized, width, height)
