@@ -84,7 +84,7 @@ def resizes():
         out[f"pil_{w}x{h}"] = np.asarray(src.resize((w, h), Image.BILINEAR))
     # The reference's resize_input (cosmos_predict2/_src/predict2/inference/video2world.py) on a uint8 tensor.
     import math
-    frame = torch.from_numpy(np.asarray(src)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
+    frame = torch.from_numpy(np.array(src)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W), a writable copy
     for w, h in [(128, 64), (96, 96), (80, 144)]:
         ratio = max(w / frame.shape[3], h / frame.shape[2])
         size = (int(math.ceil(ratio * frame.shape[2])), int(math.ceil(ratio * frame.shape[3])))
