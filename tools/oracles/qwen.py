@@ -6,7 +6,9 @@ transformers 5 convention), each normalised per token as (h - mean) / (std + 1e-
 concatenated on the feature axis. No attention mask; positions 0..L-1.
 
 Writes testdata/qwen_tiny/:
-  config.json, model.safetensors        the model as transformers saves it (`model.language_model.*` keys)
+  config.json, model.safetensors        the model as transformers 5 saves it (older `model.layers.*` text keys)
+  language_model_layout.safetensors     the same weights under the newer layout (`model.language_model.*`,
+                                        `model.visual.*`), as recent Hugging Face Qwen2.5-VL folders store them
   case.safetensors                      `input_ids` (2, 24) int64, `hidden_state_<i>` for i = 0..3 (i = 0 the token
                                         embeddings), `prompt_embeds` (2, 24, 3 * 64), and `prompt_embeds_f64`
 """
@@ -53,6 +55,9 @@ def cosmos_embedding(hidden_states):
 def main():
     model = build()
     model.save_pretrained(OUT, safe_serialization=True)
+    newer = dict(model.state_dict())  # in memory transformers 5 uses the newer layout
+    assert any(k.startswith("model.language_model.") for k in newer), sorted(newer)[:5]
+    save_tensors(OUT / "language_model_layout.safetensors", newer)
     ids = torch.randint(0, 512, (2, 24), generator=torch.Generator().manual_seed(3))
     ids[:, -5:] = 0  # padding tokens, attended like any other (no attention mask)
     with torch.no_grad():
