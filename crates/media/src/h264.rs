@@ -167,26 +167,37 @@ impl Picture {
     pub fn to_rgb(&self) -> image::RgbImage {
         let (w, h) = (self.width, self.height);
         let mut rgb = vec![0u8; w * h * 3];
-        let to_u8 = |v: f32| (v + 0.5).clamp(0.0, 255.0) as u8;
-        // Row by row with zipped iterators, so the inner loop has no bounds checks and vectorises.
-        for ((rgb_row, y_row), chroma_row) in rgb
+        // Fixed point with 16 fractional bits: within 1e-4 of the exact coefficients, so a result can differ from
+        // float arithmetic only where the exact value sits on a rounding boundary.
+        const ONE: i32 = 1 << 16;
+        const LUMA: i32 = 76_309; // 255/219
+        const R_CR: i32 = 104_597; // 1.596027
+        const G_CB: i32 = 25_675; // 0.391762
+        const G_CR: i32 = 53_279; // 0.812968
+        const B_CB: i32 = 132_201; // 2.017232
+        let to_u8 = |v: i32| ((v + ONE / 2) >> 16).clamp(0, 255) as u8;
+        // Row by row with zipped iterators, so the inner loop has no bounds checks.
+        for ((rgb_row, y_row), row) in rgb
             .chunks_exact_mut(w * 3)
             .zip(self.y.chunks_exact(w))
             .zip(0..h)
         {
-            let c0 = (chroma_row / 2) * (w / 2);
+            let c0 = (row / 2) * (w / 2);
             let (u_row, v_row) = (&self.u[c0..c0 + w / 2], &self.v[c0..c0 + w / 2]);
-            for (((px, luma), &cb), &cr) in rgb_row
-                .chunks_exact_mut(3)
-                .zip(y_row)
-                .zip(u_row.iter().flat_map(|c| [c, c]))
-                .zip(v_row.iter().flat_map(|c| [c, c]))
+            for (((px2, y2), &cb), &cr) in rgb_row
+                .chunks_exact_mut(6)
+                .zip(y_row.chunks_exact(2))
+                .zip(u_row)
+                .zip(v_row)
             {
-                let l = 255.0 / 219.0 * (*luma as f32 - 16.0);
-                let (cb, cr) = (cb as f32 - 128.0, cr as f32 - 128.0);
-                px[0] = to_u8(l + 1.596_027 * cr);
-                px[1] = to_u8(l - 0.391_762 * cb - 0.812_968 * cr);
-                px[2] = to_u8(l + 2.017_232 * cb);
+                let (cb, cr) = (cb as i32 - 128, cr as i32 - 128);
+                let (dr, dg, db) = (R_CR * cr, -G_CB * cb - G_CR * cr, B_CB * cb);
+                for (px, &luma) in px2.chunks_exact_mut(3).zip(y2) {
+                    let l = LUMA * (luma as i32 - 16);
+                    px[0] = to_u8(l + dr);
+                    px[1] = to_u8(l + dg);
+                    px[2] = to_u8(l + db);
+                }
             }
         }
         image::RgbImage::from_raw(w as u32, h as u32, rgb).expect("buffer sized for the picture")
