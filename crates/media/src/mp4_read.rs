@@ -4,10 +4,9 @@
 //! Presentation order comes from the container: every sample's time (decode time plus composition offset) is
 //! known up front, decoded pictures carry their time, and a picture is released when it is the next one due.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
-
-use std::collections::{BTreeMap, VecDeque};
 
 use image::RgbImage;
 
@@ -59,11 +58,7 @@ impl VideoReader {
                 found: sniff::describe(&head),
             });
         }
-        let corrupt = |detail: String| MediaError::Decode {
-            path: path.to_owned(),
-            format: FORMAT,
-            detail,
-        };
+        let corrupt = |detail: String| decode_error(path, detail);
         let mut file = std::fs::File::open(path).map_err(|e| MediaError::io(path, e))?;
         let size = file.metadata().map_err(|e| MediaError::io(path, e))?.len();
         mp4_boxes::validate(&mut file, size).map_err(corrupt)?;
@@ -163,11 +158,7 @@ impl VideoReader {
     }
 
     fn corrupt(&self, detail: String) -> MediaError {
-        MediaError::Decode {
-            path: self.path.clone(),
-            format: FORMAT,
-            detail,
-        }
+        decode_error(&self.path, detail)
     }
 
     /// The next frame in presentation order, or `None` after the last.
@@ -286,6 +277,14 @@ fn presentation_times(track: &mp4::Mp4Track) -> Result<Vec<u64>, String> {
         }
     }
     Ok(times)
+}
+
+fn decode_error(path: &Path, detail: String) -> MediaError {
+    MediaError::Decode {
+        path: path.to_owned(),
+        format: FORMAT,
+        detail,
+    }
 }
 
 /// Runs third-party parsing code and turns a panic inside it into an error, so a hostile file cannot abort
