@@ -106,18 +106,18 @@ impl Checkpoint {
     pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
         let path = path.as_ref();
         let format = format::detect(path)?;
-        let parts = match format {
-            Format::Safetensors => safetensors_file::open_file(path)?,
-            Format::ShardedSafetensors => safetensors_file::open_sharded(path)?,
-            Format::SafetensorsFolder => safetensors_file::open_folder(path)?,
-            Format::TorchZip => torch_zip::open(path, options.key.as_deref())?,
-        };
         if options.key.is_some() && format != Format::TorchZip {
             return Err(CheckpointError::Unsupported {
                 path: path.to_owned(),
                 what: "--key for safetensors (its names are already flat)".into(),
             });
         }
+        let parts = match format {
+            Format::Safetensors => safetensors_file::open_file(path)?,
+            Format::ShardedSafetensors => safetensors_file::open_sharded(path)?,
+            Format::SafetensorsFolder => safetensors_file::open_folder(path)?,
+            Format::TorchZip => torch_zip::open(path, options.key.as_deref())?,
+        };
         let mut tensors = parts.tensors;
         tensors.sort_by(|a, b| a.name.cmp(&b.name));
         let mut by_name = HashMap::with_capacity(tensors.len());
