@@ -1,6 +1,7 @@
 //! The `orrery` command line.
 
 mod checkpoint_cmds;
+mod forward_cmds;
 mod media_cmds;
 
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ enum Command {
     Inspect(checkpoint_cmds::InspectArgs),
     /// Convert a checkpoint (PyTorch .pt/.pth, safetensors, sharded folder) to one safetensors file.
     Convert(checkpoint_cmds::ConvertArgs),
+    /// Run one network on tensors from a safetensors file (to check it against the reference).
+    #[command(subcommand)]
+    Forward(forward_cmds::ForwardCommand),
     /// Image and video utilities.
     #[command(subcommand)]
     Media(media_cmds::MediaCommand),
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => checkpoint_cmds::inspect(&args),
         Command::Convert(args) => checkpoint_cmds::convert(&args),
+        Command::Forward(cmd) => forward_cmds::run(cmd),
         Command::Media(cmd) => media_cmds::run(cmd),
     };
     match result {

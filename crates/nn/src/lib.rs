@@ -3,3 +3,6 @@
 pub mod checkpoint;
 
 pub use checkpoint::{Checkpoint, CheckpointError, DType, Format, OpenOptions, TensorEntry};
+pub mod init;
+pub mod layers;
+pub mod ops;

@@ -108,6 +108,22 @@ impl DType {
         })
     }
 
+    /// The checkpoint element type of a candle type, where checkpoints have one.
+    pub fn from_candle(dtype: candle_core::DType) -> Option<Self> {
+        use candle_core::DType as C;
+        Some(match dtype {
+            C::U8 => DType::U8,
+            C::I16 => DType::I16,
+            C::I32 => DType::I32,
+            C::I64 => DType::I64,
+            C::F16 => DType::F16,
+            C::BF16 => DType::BF16,
+            C::F32 => DType::F32,
+            C::F64 => DType::F64,
+            _ => return None,
+        })
+    }
+
     pub fn is_float(self) -> bool {
         matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
     }

@@ -89,3 +89,75 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
     })?;
     tmp.commit(out).map_err(|e| CheckpointError::io(out, e))
 }
+
+/// Candle tensors by name, as a [`SafetensorsSource`] (the CLI's and trainers' outputs).
+pub struct TensorSet {
+    tensors: Vec<(String, candle_core::Tensor, DType, Vec<u8>)>,
+}
+
+impl TensorSet {
+    /// Copies each tensor's bytes out once (in its own element type).
+    pub fn new(tensors: Vec<(String, candle_core::Tensor)>) -> Result<Self> {
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, t)| {
+                let dtype =
+                    DType::from_candle(t.dtype()).ok_or_else(|| CheckpointError::Tensor {
+                        name: name.clone(),
+                        detail: format!("cannot write tensors of type {:?}", t.dtype()),
+                    })?;
+                let bytes = tensor_bytes(&t).map_err(|e| CheckpointError::Tensor {
+                    name: name.clone(),
+                    detail: e.to_string(),
+                })?;
+                Ok((name, t, dtype, bytes))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { tensors })
+    }
+}
+
+impl SafetensorsSource for TensorSet {
+    fn entries(&self) -> Vec<(String, DType, Vec<usize>)> {
+        self.tensors
+            .iter()
+            .map(|(name, t, dtype, _)| (name.clone(), *dtype, t.dims().to_vec()))
+            .collect()
+    }
+
+    fn tensor_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>> {
+        self.tensors
+            .iter()
+            .find(|(n, ..)| n == name)
+            .map(|(.., bytes)| Cow::Borrowed(bytes.as_slice()))
+            .ok_or_else(|| CheckpointError::Tensor {
+                name: name.to_owned(),
+                detail: "not in the set".into(),
+            })
+    }
+}
+
+/// Little-endian bytes of a tensor in its element type.
+fn tensor_bytes(t: &candle_core::Tensor) -> candle_core::Result<Vec<u8>> {
+    use candle_core::DType as C;
+    let flat = t.flatten_all()?.to_device(&candle_core::Device::Cpu)?;
+    fn le<T: Copy, const N: usize>(v: Vec<T>, f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+        v.into_iter().flat_map(f).collect()
+    }
+    Ok(match t.dtype() {
+        C::U8 => flat.to_vec1::<u8>()?,
+        C::I16 => le(flat.to_vec1::<i16>()?, i16::to_le_bytes),
+        C::I32 => le(flat.to_vec1::<i32>()?, i32::to_le_bytes),
+        C::I64 => le(flat.to_vec1::<i64>()?, i64::to_le_bytes),
+        C::BF16 => le(flat.to_vec1::<half::bf16>()?, half::bf16::to_le_bytes),
+        C::F16 => le(flat.to_vec1::<half::f16>()?, half::f16::to_le_bytes),
+        C::F32 => le(flat.to_vec1::<f32>()?, f32::to_le_bytes),
+        C::F64 => le(flat.to_vec1::<f64>()?, f64::to_le_bytes),
+        other => candle_core::bail!("cannot write tensors of type {other:?}"),
+    })
+}
+
+/// Writes candle tensors to a safetensors file atomically.
+pub fn save_tensors(out: &Path, tensors: Vec<(String, candle_core::Tensor)>) -> Result<()> {
+    write_safetensors(&TensorSet::new(tensors)?, out, None)
+}

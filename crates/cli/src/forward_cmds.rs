@@ -1,0 +1,118 @@
+//! `orrery forward`: run one network on tensors from a safetensors file, to check a port against the reference.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use orrery_dit::{DitInput, DitModelDir};
+use orrery_nn::checkpoint::save_tensors;
+use orrery_nn::Checkpoint;
+
+#[derive(clap::Subcommand)]
+pub enum ForwardCommand {
+    /// The diffusion transformer: `hidden_states` (B,C,T,H,W), `timestep` ((B,) or (B,1,T,1,1), in the network's
+    /// [0,1] units: the scheduler's timestep x 0.001), `encoder_hidden_states`, `condition_mask` (B,1,T,H,W),
+    /// optional `padding_mask` -> `velocity`.
+    Dit(ForwardArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ForwardArgs {
+    /// Model folder: a diffusers-style config.json plus weights (safetensors, sharded, or an official .pt).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Input tensors (safetensors).
+    #[arg(long)]
+    pub inputs: PathBuf,
+    /// Output tensors (safetensors, written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Type the weights are converted to: f32 or bf16 (the float32 parts of the network stay float32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+pub fn run(cmd: ForwardCommand) -> Result<()> {
+    match cmd {
+        ForwardCommand::Dit(args) => forward_dit(&args),
+    }
+}
+
+fn parse_dtype(name: &str) -> Result<DType> {
+    Ok(match name {
+        "f32" | "float32" => DType::F32,
+        "bf16" | "bfloat16" => DType::BF16,
+        other => bail!("--dtype {other}: expected f32 or bf16"),
+    })
+}
+
+/// The input file's tensors, by name.
+struct Inputs {
+    path: PathBuf,
+    checkpoint: Checkpoint,
+}
+
+impl Inputs {
+    fn open(path: &Path) -> Result<Self> {
+        let checkpoint =
+            Checkpoint::open(path).with_context(|| format!("reading inputs {}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            checkpoint,
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<Tensor> {
+        self.optional(name)?.with_context(|| {
+            let names: Vec<&str> = self
+                .checkpoint
+                .tensors()
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect();
+            format!(
+                "{}: no tensor `{name}` (found {names:?})",
+                self.path.display()
+            )
+        })
+    }
+
+    fn optional(&self, name: &str) -> Result<Option<Tensor>> {
+        if !self.checkpoint.contains(name) {
+            return Ok(None);
+        }
+        Ok(Some(self.checkpoint.load_as(
+            name,
+            DType::F32,
+            &Device::Cpu,
+        )?))
+    }
+}
+
+fn forward_dit(args: &ForwardArgs) -> Result<()> {
+    let dtype = parse_dtype(&args.dtype)?;
+    let inputs = Inputs::open(&args.inputs)?;
+    let x = inputs.get("hidden_states")?;
+    let timestep = inputs.get("timestep")?;
+    let text = inputs.get("encoder_hidden_states")?;
+    let condition_mask = inputs.get("condition_mask")?;
+    let padding_mask = inputs.optional("padding_mask")?;
+    // diffusers' per-frame layout (B, 1, T, 1, 1) -> (B, T).
+    let timesteps = match timestep.dims() {
+        [b, 1, t, 1, 1] => timestep.reshape((*b, *t))?,
+        _ => timestep,
+    };
+    let model_dir = DitModelDir::open(&args.model)?;
+    let model = model_dir.load(dtype, &Device::Cpu)?;
+    let velocity = model.forward(&DitInput {
+        x: &x,
+        timesteps: &timesteps,
+        crossattn_emb: &text,
+        condition_mask: &condition_mask,
+        padding_mask: padding_mask.as_ref(),
+    })?;
+    save_tensors(&args.out, vec![("velocity".into(), velocity)])
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    tracing::info!("wrote {}", args.out.display());
+    Ok(())
+}

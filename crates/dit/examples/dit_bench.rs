@@ -1,0 +1,77 @@
+//! Times the DiT forward pass with seeded random weights, for the side-by-side comparison with PyTorch
+//! (`tools/bench/dit_forward.py`) and for the full-size 2B/14B memory check.
+//!
+//! ```sh
+//! cargo run --release -p orrery-dit --example dit_bench -- --config CONFIG.json|2b|14b \
+//!     [--dtype f32|bf16] [--latent T,H,W] [--text N] [--batch B] [--runs R]
+//! ```
+//! Prints one JSON line: build time, every run's milliseconds and the median.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use orrery_dit::{CosmosDit, DitConfig, DitInput};
+use orrery_nn::init::RandomWeights;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |flag: &str, default: &str| -> String {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let config = match arg("--config", "2b").as_str() {
+        "2b" => DitConfig::cosmos_predict2_5_2b(),
+        "14b" => DitConfig::cosmos_predict2_5_14b(),
+        path => DitConfig::from_diffusers_file(std::path::Path::new(path))?,
+    };
+    let dtype = match arg("--dtype", "f32").as_str() {
+        "bf16" => DType::BF16,
+        _ => DType::F32,
+    };
+    let latent: Vec<usize> = arg("--latent", "1,32,32")
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let text: usize = arg("--text", "512").parse()?;
+    let batch: usize = arg("--batch", "1").parse()?;
+    let runs: usize = arg("--runs", "3").parse()?;
+    let dev = Device::Cpu;
+
+    let start = Instant::now();
+    let model = CosmosDit::new(
+        RandomWeights::new(0, 0.02).var_builder(dtype, &dev),
+        &config,
+    )?;
+    let build_s = start.elapsed().as_secs_f64();
+
+    let (t, h, w) = (latent[0], latent[1], latent[2]);
+    let x = Tensor::randn(0f32, 1., (batch, config.in_channels, t, h, w), &dev)?;
+    let ts = Tensor::full(0.5f32, batch, &dev)?;
+    let emb = Tensor::randn(0f32, 1., (batch, text, config.text_input_channels()), &dev)?
+        .to_dtype(dtype)?;
+    let mask = Tensor::zeros((batch, 1, t, h, w), DType::F32, &dev)?;
+    let input = DitInput {
+        x: &x,
+        timesteps: &ts,
+        crossattn_emb: &emb,
+        condition_mask: &mask,
+        padding_mask: None,
+    };
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = model.forward(&input)?;
+        out.sum_all()?.to_scalar::<f32>()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(runs / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "{{\"params\": {}, \"build_s\": {build_s:.2}, \"runs_ms\": {times:?}, \"median_ms\": {median:.1}}}",
+        config.parameter_count()
+    );
+    Ok(())
+}

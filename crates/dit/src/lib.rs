@@ -1,0 +1,20 @@
+//! orrery-dit: the Cosmos-Predict2.5 diffusion transformer (`MiniTrainDIT` as wrapped by `MinimalV1LVGDiT`).
+//!
+//! [`DitConfig`] holds the shape (presets for the released 2B and 14B networks, diffusers `config.json`),
+//! [`CosmosDit`] the network, [`load`] reads its weights from official `.pt` checkpoints, official-named or
+//! diffusers-named safetensors. Every op is differentiable, so the same network trains.
+
+pub mod attention;
+pub mod block;
+pub mod config;
+mod error;
+pub mod load;
+pub mod model;
+pub mod patch;
+pub mod rope;
+pub mod time_embed;
+
+pub use config::DitConfig;
+pub use error::{DitError, Result};
+pub use load::{load_dit, DitModelDir};
+pub use model::{CosmosDit, DitInput};

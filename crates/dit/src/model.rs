@@ -1,0 +1,237 @@
+//! The whole network: `MinimalV1LVGDiT` (condition-mask channel) over `MiniTrainDIT`.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use orrery_nn::layers::Linear;
+use orrery_nn::ops;
+
+use crate::block::{Block, FinalLayer};
+use crate::error::{DitError, Result};
+use crate::patch::{patchify, resize_nearest, unpatchify};
+use crate::rope::rope_table;
+use crate::time_embed::{TimeEmbedder, TimeEmbedding};
+use crate::DitConfig;
+
+/// One call's inputs. Shapes: `x` (B, C, T, H, W) noisy latent; `timesteps` (B,) or (B, T') in the network's
+/// units (the scheduler's timestep x 0.001 for the released models), T' = 1 or the number of latent frames;
+/// `crossattn_emb` (B, N, text width); `condition_mask` (B, 1, T, H, W), 1 on conditioning frames;
+/// `padding_mask` (1 or B, 1, H', W') at any resolution (resized to the latent like the reference), zeros if
+/// absent.
+#[derive(Debug, Clone)]
+pub struct DitInput<'a> {
+    pub x: &'a Tensor,
+    pub timesteps: &'a Tensor,
+    pub crossattn_emb: &'a Tensor,
+    pub condition_mask: &'a Tensor,
+    pub padding_mask: Option<&'a Tensor>,
+}
+
+/// The Cosmos-Predict2.5 diffusion transformer. Blocks run in the type of the `VarBuilder` they were built
+/// from (float32 or bfloat16); the time embedding, every adaLN modulation, RoPE'd q/k and the final layer run
+/// in float32, as the reference's Wan fp32 strategy does.
+#[derive(Debug, Clone)]
+pub struct CosmosDit {
+    pub config: DitConfig,
+    pub x_embedder: Linear,
+    pub t_embedder: TimeEmbedder,
+    pub crossattn_proj: Option<Linear>,
+    pub blocks: Vec<Block>,
+    pub final_layer: FinalLayer,
+    dtype: DType,
+}
+
+impl CosmosDit {
+    /// Builds the network from a `VarBuilder` whose names are the official ones without `net.` (see
+    /// [`crate::load`] for checkpoints in any naming), or a `VarMap` builder to train from scratch.
+    pub fn new(vb: VarBuilder, config: &DitConfig) -> Result<Self> {
+        config.validate()?;
+        let d = config.model_channels;
+        let fp32 = vb.clone().set_dtype(DType::F32);
+        let crossattn_proj = match config.crossattn_proj_in_channels {
+            Some(n) => Some(Linear::new(
+                vb.pp("crossattn_proj").pp("0"),
+                n,
+                config.crossattn_emb_channels,
+                true,
+            )?),
+            None => None,
+        };
+        let blocks = (0..config.num_blocks)
+            .map(|i| Block::new(vb.pp("blocks").pp(i), config))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            config: config.clone(),
+            x_embedder: Linear::new(
+                vb.pp("x_embedder").pp("proj").pp("1"),
+                config.patch_in_features(),
+                d,
+                false,
+            )?,
+            t_embedder: TimeEmbedder::new(
+                fp32.pp("t_embedder").pp("1"),
+                fp32.pp("t_embedding_norm"),
+                d,
+            )?,
+            crossattn_proj,
+            blocks,
+            final_layer: FinalLayer::new(fp32.pp("final_layer"), config)?,
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// The type the blocks compute in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        self.x_embedder.weight.device()
+    }
+
+    /// `crossattn_proj` (Linear + GELU) when the network has one, else the embedding as is: (B, N, C_in) ->
+    /// (B, N, crossattn_emb_channels) in the blocks' type.
+    pub fn project_text(&self, crossattn_emb: &Tensor) -> Result<Tensor> {
+        let emb = crossattn_emb.to_dtype(self.dtype)?;
+        Ok(match &self.crossattn_proj {
+            Some(proj) => ops::gelu_erf(&proj.forward(&emb)?)?,
+            None => emb,
+        })
+    }
+
+    /// Time embedding for timesteps (B,) or (B, T').
+    pub fn time_embedding(&self, timesteps: &Tensor) -> Result<TimeEmbedding> {
+        let t = match timesteps.rank() {
+            1 => timesteps.unsqueeze(1)?,
+            _ => timesteps.clone(),
+        };
+        Ok(self.t_embedder.forward(&t)?)
+    }
+
+    /// RoPE (cos, sin) tables (L, head_dim) for a latent of `frames x height x width`.
+    pub fn rope(&self, frames: usize, height: usize, width: usize) -> Result<(Tensor, Tensor)> {
+        let c = &self.config;
+        let grid = [
+            frames / c.patch_temporal,
+            height / c.patch_spatial,
+            width / c.patch_spatial,
+        ];
+        Ok(rope_table(
+            c.head_dim(),
+            c.rope_extrapolation,
+            grid,
+            self.device(),
+        )?)
+    }
+
+    /// Predicted velocity (B, C_out, T, H, W), float32.
+    pub fn forward(&self, input: &DitInput) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, t, h, w) = self.check_input(input)?;
+        let (pt, ps) = (c.patch_temporal, c.patch_spatial);
+        let grid = [t / pt, h / ps, w / ps];
+
+        // Input channels: [latent, condition mask, padding mask], then patches.
+        let mut channels = vec![
+            input.x.to_dtype(self.dtype)?,
+            input.condition_mask.to_dtype(self.dtype)?,
+        ];
+        if c.concat_padding_mask {
+            let mask = match input.padding_mask {
+                Some(m) => resize_nearest(&m.to_dtype(self.dtype)?, h, w)?,
+                None => Tensor::zeros((1, 1, h, w), self.dtype, self.device())?,
+            };
+            channels.push(
+                mask.unsqueeze(2)?
+                    .broadcast_as((b, 1, t, h, w))?
+                    .contiguous()?,
+            );
+        }
+        let x = Tensor::cat(&channels, 1)?;
+        let mut x = self.x_embedder.forward(&patchify(&x, pt, ps)?)?; // (B, T', HpWp, D)
+
+        let (cos, sin) = self.rope(t, h, w)?;
+        let context = self.project_text(input.crossattn_emb)?;
+        let time = self.time_embedding(input.timesteps)?;
+        for block in &self.blocks {
+            x = block.forward(&x, &time, &context, (&cos, &sin))?;
+        }
+        let out = self.final_layer.forward(&x, &time)?;
+        Ok(unpatchify(&out, grid, pt, ps)?)
+    }
+
+    /// Checks every input's shape against the configuration; returns (B, T, H, W).
+    fn check_input(&self, input: &DitInput) -> Result<(usize, usize, usize, usize)> {
+        let c = &self.config;
+        let bad = |name: &'static str, expected: String, found: &Tensor| DitError::Input {
+            name,
+            expected,
+            found: format!("{:?}", found.dims()),
+        };
+        let (b, ch, t, h, w) = input.x.dims5().map_err(|_| {
+            bad(
+                "hidden_states",
+                format!("(B, {}, T, H, W)", c.in_channels),
+                input.x,
+            )
+        })?;
+        if ch != c.in_channels || b == 0 || t == 0 || h == 0 || w == 0 {
+            return Err(bad(
+                "hidden_states",
+                format!("(B, {}, T, H, W), non-empty", c.in_channels),
+                input.x,
+            ));
+        }
+        let (pt, ps) = (c.patch_temporal, c.patch_spatial);
+        if t % pt != 0 || h % ps != 0 || w % ps != 0 {
+            return Err(bad(
+                "hidden_states",
+                format!("T divisible by {pt} and H, W divisible by {ps}"),
+                input.x,
+            ));
+        }
+        let [max_t, max_h, max_w] = c.max_size;
+        if t > max_t || h > max_h || w > max_w {
+            return Err(bad(
+                "hidden_states",
+                format!("T, H, W at most {:?} (the RoPE range)", c.max_size),
+                input.x,
+            ));
+        }
+        let ts = input.timesteps.dims();
+        let frames = t / pt;
+        let ok = match ts {
+            [bb] => *bb == b,
+            [bb, tt] => *bb == b && (*tt == 1 || *tt == frames),
+            _ => false,
+        };
+        if !ok {
+            return Err(bad(
+                "timestep",
+                format!("({b},) or ({b}, 1) or ({b}, {frames})"),
+                input.timesteps,
+            ));
+        }
+        let text = input.crossattn_emb.dims();
+        if text.len() != 3 || text[0] != b || text[2] != c.text_input_channels() || text[1] == 0 {
+            return Err(bad(
+                "encoder_hidden_states",
+                format!("({b}, N, {})", c.text_input_channels()),
+                input.crossattn_emb,
+            ));
+        }
+        if input.condition_mask.dims() != [b, 1, t, h, w] {
+            return Err(bad(
+                "condition_mask",
+                format!("({b}, 1, {t}, {h}, {w})"),
+                input.condition_mask,
+            ));
+        }
+        if let Some(m) = input.padding_mask {
+            let d = m.dims();
+            if d.len() != 4 || !(d[0] == 1 || d[0] == b) || d[1] != 1 || d[2] == 0 || d[3] == 0 {
+                return Err(bad("padding_mask", format!("(1 or {b}, 1, H, W)"), m));
+            }
+        }
+        Ok((b, t, h, w))
+    }
+}

@@ -1,0 +1,178 @@
+//! Differentiable tensor operations shared by every network.
+//!
+//! Each op is written once here so that faster kernels can replace it in one place. All of them keep candle's
+//! autograd working: candle 0.11's fused `softmax_last_dim`, `layer_norm` and `rms_norm` have no backward pass
+//! (gradients silently stop), so they are never used. Norms and softmax compute in float32 whatever the input
+//! type, as the reference does, and return the input's type.
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// LayerNorm over the last dimension without affine parameters: `(x - mean) / sqrt(var + eps)`, biased variance.
+pub fn layer_norm_no_affine(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .to_dtype(dtype)
+}
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`, computed in float32 (weight included,
+/// as TransformerEngine's RMSNorm does) and returned in the input's type.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + eps)?.sqrt()?)?
+        .broadcast_mul(&weight.to_dtype(DType::F32)?)?
+        .to_dtype(dtype)
+}
+
+/// Softmax over the last dimension, in float32.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(dtype)
+}
+
+/// Scaled dot-product attention without a mask. `q` (B, H, Lq, Dh), `k`/`v` (B, H, Lk, Dh) -> (B, H, Lq, Dh).
+/// Scores, softmax and the weighted sum run in float32 (as flash attention accumulates); the result has `v`'s
+/// type.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let dtype = v.dtype();
+    let head_dim = q.dim(D::Minus1)?;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let q = q.to_dtype(DType::F32)?.contiguous()?;
+    let k = k.to_dtype(DType::F32)?.contiguous()?;
+    let v = v.to_dtype(DType::F32)?.contiguous()?;
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let probs = softmax_last_dim(&scores)?;
+    probs.matmul(&v)?.to_dtype(dtype)
+}
+
+/// Exact (erf) GELU.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    x.gelu_erf()
+}
+
+/// SiLU, `x * sigmoid(x)`.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    x.silu()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn close(a: &Tensor, b: &[f32], tol: f32) {
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tol, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_definition() {
+        let x = Tensor::new(&[[1f32, 2., 3., 6.]], &Device::Cpu).unwrap();
+        // mean 3, biased var (4 + 1 + 0 + 9) / 4 = 3.5
+        let s = (3.5f32 + 1e-6).sqrt();
+        close(
+            &layer_norm_no_affine(&x, 1e-6).unwrap(),
+            &[-2. / s, -1. / s, 0., 3. / s],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn rms_norm_matches_definition() {
+        let x = Tensor::new(&[[3f32, 4.]], &Device::Cpu).unwrap();
+        let w = Tensor::new(&[2f32, 0.5], &Device::Cpu).unwrap();
+        let r = (12.5f32 + 1e-6).sqrt();
+        close(&rms_norm(&x, &w, 1e-6).unwrap(), &[6. / r, 2. / r], 1e-6);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_are_stable() {
+        let x = Tensor::new(&[[1000f32, 1001., 1002.]], &Device::Cpu).unwrap();
+        let p = softmax_last_dim(&x).unwrap();
+        let e = [1f32, std::f32::consts::E, std::f32::consts::E.powi(2)];
+        let s: f32 = e.iter().sum();
+        close(&p, &[e[0] / s, e[1] / s, e[2] / s], 1e-6);
+    }
+
+    /// Central finite differences of `sum(f(x) * probe)` against candle's backward pass.
+    fn check_gradient(f: impl Fn(&Tensor) -> Result<Tensor>, x0: &[f32], shape: &[usize]) {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::from_slice(x0, shape, &dev).unwrap()).unwrap();
+        let out = f(x.as_tensor()).unwrap();
+        let n = out.elem_count();
+        let probe: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.4)
+            .collect();
+        let probe = Tensor::from_vec(probe, out.shape(), &dev).unwrap();
+        let loss = (out * &probe).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let g = grads
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let eps = 1e-2f64;
+        for i in 0..x0.len() {
+            let eval = |d: f64| {
+                let mut v: Vec<f64> = x0.iter().map(|&a| a as f64).collect();
+                v[i] += d;
+                let t = Tensor::from_vec(v, shape, &dev).unwrap();
+                (f(&t).unwrap() * probe.to_dtype(DType::F64).unwrap())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps);
+            assert!(
+                (numeric - g[i] as f64).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                "element {i}: finite difference {numeric}, backward {}",
+                g[i]
+            );
+        }
+    }
+
+    fn sample(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) / 5.0).collect()
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        check_gradient(|x| layer_norm_no_affine(x, 1e-6), &sample(12), &[3, 4]);
+        check_gradient(softmax_last_dim, &sample(12), &[3, 4]);
+        check_gradient(gelu_erf, &sample(12), &[12]);
+        check_gradient(silu, &sample(12), &[12]);
+        check_gradient(
+            |x| {
+                let w = Tensor::new(&[0.5f32, 1.5, -1.0, 2.0], x.device())?.to_dtype(x.dtype())?;
+                rms_norm(x, &w, 1e-6)
+            },
+            &sample(12),
+            &[3, 4],
+        );
+        check_gradient(
+            |x| {
+                let x = x.reshape((1, 1, 3, 4))?;
+                let k = (x.clone() * 0.5)?;
+                attention(&x, &k, &x.tanh()?)
+            },
+            &sample(12),
+            &[3, 4],
+        );
+    }
+}
