@@ -7,6 +7,8 @@ use candle_core::{DType, Device, Tensor};
 use orrery_dit::{DitInput, DitModelDir};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
+use orrery_text::Reason1Embedder;
+use orrery_vae::{Chunking, VaeModelPath};
 
 #[derive(clap::Subcommand)]
 pub enum ForwardCommand {
@@ -14,6 +16,14 @@ pub enum ForwardCommand {
     /// [0,1] units: the scheduler's timestep x 0.001), `encoder_hidden_states`, `condition_mask` (B,1,T,H,W),
     /// optional `padding_mask` -> `velocity`.
     Dit(ForwardArgs),
+    /// The Reason1 text encoder: `input_ids` (B, L) -> `prompt_embeds` (B, L, layers x hidden), the Cosmos
+    /// multi-layer embedding. The model folder is a Hugging Face Qwen2.5-VL / Cosmos-Reason1 folder.
+    Text(ForwardArgs),
+    /// The VAE encoder: `video` (B,3,T,H,W) in [-1,1] -> `latent` (B,C,T',H/8,W/8), the unnormalised mean. The
+    /// model is a diffusers AutoencoderKLWan folder or an official tokenizer.pth / Wan2.1_VAE.pth.
+    VaeEncode(ForwardArgs),
+    /// The VAE decoder: `latent` (B,C,T',h,w), unnormalised -> `video` (B,3,1+4(T'-1),8h,8w), unclamped.
+    VaeDecode(ForwardArgs),
 }
 
 #[derive(clap::Args)]
@@ -35,10 +45,13 @@ pub struct ForwardArgs {
 pub fn run(cmd: ForwardCommand) -> Result<()> {
     match cmd {
         ForwardCommand::Dit(args) => forward_dit(&args),
+        ForwardCommand::Text(args) => forward_text(&args),
+        ForwardCommand::VaeEncode(args) => forward_vae(&args, true),
+        ForwardCommand::VaeDecode(args) => forward_vae(&args, false),
     }
 }
 
-fn parse_dtype(name: &str) -> Result<DType> {
+pub fn parse_dtype(name: &str) -> Result<DType> {
     Ok(match name {
         "f32" | "float32" => DType::F32,
         "bf16" | "bfloat16" => DType::BF16,
@@ -63,7 +76,11 @@ impl Inputs {
     }
 
     fn get(&self, name: &str) -> Result<Tensor> {
-        self.optional(name)?.with_context(|| {
+        self.get_as(name, DType::F32)
+    }
+
+    fn get_as(&self, name: &str, dtype: DType) -> Result<Tensor> {
+        self.optional_as(name, dtype)?.with_context(|| {
             let names: Vec<&str> = self
                 .checkpoint
                 .tensors()
@@ -78,14 +95,14 @@ impl Inputs {
     }
 
     fn optional(&self, name: &str) -> Result<Option<Tensor>> {
+        self.optional_as(name, DType::F32)
+    }
+
+    fn optional_as(&self, name: &str, dtype: DType) -> Result<Option<Tensor>> {
         if !self.checkpoint.contains(name) {
             return Ok(None);
         }
-        Ok(Some(self.checkpoint.load_as(
-            name,
-            DType::F32,
-            &Device::Cpu,
-        )?))
+        Ok(Some(self.checkpoint.load_as(name, dtype, &Device::Cpu)?))
     }
 }
 
@@ -112,6 +129,39 @@ fn forward_dit(args: &ForwardArgs) -> Result<()> {
         padding_mask: padding_mask.as_ref(),
     })?;
     save_tensors(&args.out, vec![("velocity".into(), velocity)])
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    tracing::info!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn forward_text(args: &ForwardArgs) -> Result<()> {
+    let dtype = parse_dtype(&args.dtype)?;
+    let inputs = Inputs::open(&args.inputs)?;
+    let ids = inputs.get_as("input_ids", DType::U32)?;
+    let embedder = Reason1Embedder::open(&args.model, dtype, &Device::Cpu)?;
+    let embeds = embedder.embed_ids(&ids)?;
+    save_tensors(&args.out, vec![("prompt_embeds".into(), embeds)])
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    tracing::info!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn forward_vae(args: &ForwardArgs, encode: bool) -> Result<()> {
+    let dtype = parse_dtype(&args.dtype)?;
+    let inputs = Inputs::open(&args.inputs)?;
+    let vae = VaeModelPath::open(&args.model)?.load(dtype, &Device::Cpu)?;
+    let (name, out) = if encode {
+        (
+            "latent",
+            vae.encode(&inputs.get("video")?, Chunking::Stream(4))?,
+        )
+    } else {
+        (
+            "video",
+            vae.decode(&inputs.get("latent")?, Chunking::Stream(1))?,
+        )
+    };
+    save_tensors(&args.out, vec![(name.into(), out.to_dtype(DType::F32)?)])
         .with_context(|| format!("writing {}", args.out.display()))?;
     tracing::info!("wrote {}", args.out.display());
     Ok(())

@@ -1,8 +1,10 @@
 //! The `orrery` command line.
 
 mod checkpoint_cmds;
+mod embed_cmd;
 mod forward_cmds;
 mod media_cmds;
+mod vae_cmds;
 
 use std::process::ExitCode;
 
@@ -25,9 +27,14 @@ enum Command {
     Inspect(checkpoint_cmds::InspectArgs),
     /// Convert a checkpoint (PyTorch .pt/.pth, safetensors, sharded folder) to one safetensors file.
     Convert(checkpoint_cmds::ConvertArgs),
+    /// Encode a prompt with the Cosmos-Reason1 text encoder (prompt embeddings for the DiT).
+    Embed(embed_cmd::EmbedArgs),
     /// Run one network on tensors from a safetensors file (to check it against the reference).
     #[command(subcommand)]
     Forward(forward_cmds::ForwardCommand),
+    /// The video VAE: round trips with PSNR.
+    #[command(subcommand)]
+    Vae(vae_cmds::VaeCommand),
     /// Image and video utilities.
     #[command(subcommand)]
     Media(media_cmds::MediaCommand),
@@ -45,8 +52,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => checkpoint_cmds::inspect(&args),
         Command::Convert(args) => checkpoint_cmds::convert(&args),
+        Command::Embed(args) => embed_cmd::embed(&args),
         Command::Forward(cmd) => forward_cmds::run(cmd),
         Command::Media(cmd) => media_cmds::run(cmd),
+        Command::Vae(cmd) => vae_cmds::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,7 @@
 //! `[t f_t | h f_h | w f_w]` (half of head_dim), duplicated to the full head_dim, and q/k are rotated in the
 //! non-interleaved ("rotate half") layout.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{Device, Result, Tensor};
 
 /// Angles of every token, (L, head_dim) in (t, h, w) raster order, for a grid of `t x h x w` patches.
 pub fn rope_angles(head_dim: usize, ratios_thw: [f64; 3], grid_thw: [usize; 3]) -> Vec<f64> {
@@ -55,14 +55,9 @@ pub fn rope_table(
     ))
 }
 
-/// Rotates `x` (B, H, L, head_dim) in float32: `x cos + rotate_half(x) sin`, rotate_half(x) = [-x2, x1].
+/// Rotates `x` (B, H, L, head_dim) in float32 (the reference casts q and k to float32 first).
 pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let x = x.to_dtype(DType::F32)?;
-    let half = x.dim(D::Minus1)? / 2;
-    let x1 = x.narrow(D::Minus1, 0, half)?;
-    let x2 = x.narrow(D::Minus1, half, half)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)?.add(&rotated.broadcast_mul(sin)?)
+    orrery_nn::ops::rotate_half_rope(x, cos, sin)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod sniff;
 pub use atomic::write_atomically;
 pub use error::{MediaError, Result};
 pub use gif_write::write_gif;
-pub use image::RgbImage;
+pub use image::{Rgb, RgbImage};
 pub use image_io::{read_image, write_png, MAX_IMAGE_SIDE};
 pub use mp4_read::{read_video, VideoInfo, VideoReader};
 pub use mp4_write::{write_mp4, Mp4Options};

@@ -54,6 +54,40 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     probs.matmul(&v)?.to_dtype(dtype)
 }
 
+/// Causal scaled dot-product attention: query i attends to keys 0..=i. Shapes and types as [`attention`];
+/// Lq must equal Lk.
+pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let dtype = v.dtype();
+    let (len, head_dim) = (q.dim(D::Minus2)?, q.dim(D::Minus1)?);
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let q = q.to_dtype(DType::F32)?.contiguous()?;
+    let k = k.to_dtype(DType::F32)?.contiguous()?;
+    let v = v.to_dtype(DType::F32)?.contiguous()?;
+    let mask: Vec<f32> = (0..len * len)
+        .map(|i| {
+            if i % len > i / len {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, (len, len), q.device())?;
+    let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+    softmax_last_dim(&scores)?.matmul(&v)?.to_dtype(dtype)
+}
+
+/// Rotary embedding in the non-interleaved ("rotate half") layout, in float32: `x cos + rotate_half(x) sin`
+/// with rotate_half(x) = [-x2, x1]. `x` (..., L, Dh), `cos`/`sin` (L, Dh).
+pub fn rotate_half_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?;
+    let half = x.dim(D::Minus1)? / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(cos)?.add(&rotated.broadcast_mul(sin)?)
+}
+
 /// Exact (erf) GELU.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     x.gelu_erf()
@@ -95,6 +129,26 @@ mod tests {
         let w = Tensor::new(&[2f32, 0.5], &Device::Cpu).unwrap();
         let r = (12.5f32 + 1e-6).sqrt();
         close(&rms_norm(&x, &w, 1e-6).unwrap(), &[6. / r, 2. / r], 1e-6);
+    }
+
+    #[test]
+    fn causal_attention_ignores_the_future() {
+        let dev = Device::Cpu;
+        let q = Tensor::new(&[[[[1f32, 0.], [0., 1.], [1., 1.]]]], &dev).unwrap();
+        let v = Tensor::new(&[[[[1f32, 2.], [3., 4.], [5., 6.]]]], &dev).unwrap();
+        let out = causal_attention(&q, &q, &v).unwrap();
+        // The first query sees only the first value.
+        let first = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(&first[..2], &[1., 2.]);
+        // Changing the last value leaves the first two outputs alone.
+        let v2 = Tensor::new(&[[[[1f32, 2.], [3., 4.], [50., 60.]]]], &dev).unwrap();
+        let out2 = causal_attention(&q, &q, &v2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(&first[..4], &out2[..4]);
     }
 
     #[test]
@@ -170,6 +224,14 @@ mod tests {
                 let x = x.reshape((1, 1, 3, 4))?;
                 let k = (x.clone() * 0.5)?;
                 attention(&x, &k, &x.tanh()?)
+            },
+            &sample(12),
+            &[3, 4],
+        );
+        check_gradient(
+            |x| {
+                let x = x.reshape((1, 1, 3, 4))?;
+                causal_attention(&x, &(x.clone() * 0.5)?, &x.tanh()?)
             },
             &sample(12),
             &[3, 4],

@@ -1,0 +1,160 @@
+//! `orrery vae roundtrip`: encode and decode a video through the VAE and report the reconstruction PSNR.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use orrery_media::{read_video, resize, write_mp4, Mp4Options, Rgb, RgbImage};
+use orrery_vae::tiling::Tiling;
+use orrery_vae::{Chunking, VaeModelPath};
+
+use crate::forward_cmds::parse_dtype;
+
+#[derive(clap::Subcommand)]
+pub enum VaeCommand {
+    /// Encode and decode a video, write the reconstruction and print its PSNR against the input.
+    Roundtrip(RoundtripArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RoundtripArgs {
+    /// Input video (MP4).
+    pub input: PathBuf,
+    /// Reconstructed video (MP4, written atomically).
+    pub output: PathBuf,
+    /// VAE: a diffusers AutoencoderKLWan folder, or an official tokenizer.pth / Wan2.1_VAE.pth.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Resize (cover + centre crop) to WxH first; both must be multiples of 8. Default: the input size cropped
+    /// to multiples of 8.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Use at most this many frames (rounded down to 1 + 4k).
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Decode in spatial tiles of this many latent pixels (overlapping by a quarter tile), to bound memory.
+    #[arg(long)]
+    pub tile: Option<usize>,
+    /// f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+pub fn run(cmd: VaeCommand) -> Result<()> {
+    match cmd {
+        VaeCommand::Roundtrip(args) => roundtrip(&args),
+    }
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32)> {
+    let (w, h) = s
+        .split_once('x')
+        .with_context(|| format!("--size {s}: expected WxH"))?;
+    let (w, h): (u32, u32) = (w.parse()?, h.parse()?);
+    if w == 0 || h == 0 || w % 8 != 0 || h % 8 != 0 {
+        bail!("--size {s}: width and height must be positive multiples of 8");
+    }
+    Ok((w, h))
+}
+
+/// Frames (T of them, H x W) -> (1, 3, T, H, W) in [-1, 1].
+fn to_tensor(frames: &[RgbImage]) -> Result<Tensor> {
+    let (w, h) = (frames[0].width() as usize, frames[0].height() as usize);
+    let mut data = vec![0f32; 3 * frames.len() * h * w];
+    for (t, f) in frames.iter().enumerate() {
+        for (i, px) in f.pixels().enumerate() {
+            for c in 0..3 {
+                data[(c * frames.len() + t) * h * w + i] = px[c] as f32 / 127.5 - 1.0;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(
+        data,
+        (1, 3, frames.len(), h, w),
+        &Device::Cpu,
+    )?)
+}
+
+/// (1, 3, T, H, W) in [-1, 1] -> frames, clamped and rounded to 8 bits.
+fn to_frames(video: &Tensor) -> Result<Vec<RgbImage>> {
+    let (_, _, t, h, w) = video.dims5()?;
+    let data = video.flatten_all()?.to_vec1::<f32>()?;
+    Ok((0..t)
+        .map(|ti| {
+            RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                let at = |c: usize| {
+                    let v = data[(c * t + ti) * h * w + y as usize * w + x as usize];
+                    ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
+                };
+                Rgb([at(0), at(1), at(2)])
+            })
+        })
+        .collect())
+}
+
+/// PSNR in dB over all pixels of two frame sequences (8-bit, peak 255).
+fn psnr(a: &[RgbImage], b: &[RgbImage]) -> f64 {
+    let (mut se, mut n) = (0f64, 0usize);
+    for (x, y) in a.iter().zip(b) {
+        for (p, q) in x.as_raw().iter().zip(y.as_raw()) {
+            let d = *p as f64 - *q as f64;
+            se += d * d;
+            n += 1;
+        }
+    }
+    if se == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255f64 * 255.0 / (se / n as f64)).log10()
+}
+
+fn roundtrip(args: &RoundtripArgs) -> Result<()> {
+    let dtype = parse_dtype(&args.dtype)?;
+    let model = VaeModelPath::open(&args.model)?;
+    let video =
+        read_video(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let tf = model.config.temporal_factor();
+    let available = args.frames.unwrap_or(usize::MAX).min(video.frames.len());
+    if available == 0 {
+        bail!("{}: no frames", args.input.display());
+    }
+    let count = 1 + (available - 1) / tf * tf;
+    let (w, h) = match &args.size {
+        Some(s) => parse_size(s)?,
+        None => (video.width() / 8 * 8, video.height() / 8 * 8),
+    };
+    if w == 0 || h == 0 {
+        bail!("{}: frames smaller than 8x8", args.input.display());
+    }
+    let frames: Vec<RgbImage> = video.frames[..count]
+        .iter()
+        .map(|f| resize::resize_to_cover_and_crop(f, w, h))
+        .collect::<std::result::Result<_, _>>()?;
+    let vae = model.load(dtype, &Device::Cpu)?;
+    let start = std::time::Instant::now();
+    let latent = vae.encode(&to_tensor(&frames)?, Chunking::Stream(4))?;
+    let encode_s = start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    let decoded = match args.tile {
+        Some(tile) => vae.decode_tiled(
+            &latent,
+            Tiling {
+                tile,
+                overlap: (tile / 4).max(1),
+            },
+            Chunking::Stream(1),
+        )?,
+        None => vae.decode(&latent, Chunking::Stream(1))?,
+    };
+    let decode_s = start.elapsed().as_secs_f64();
+    let out = to_frames(&decoded.to_dtype(DType::F32)?)?;
+    write_mp4(&args.output, &out, video.fps, Mp4Options::default())
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!(
+        "{} frames {w}x{h} -> latent {:?}; encode {encode_s:.1} s, decode {decode_s:.1} s; PSNR {:.2} dB",
+        count,
+        latent.dims(),
+        psnr(&frames, &out)
+    );
+    Ok(())
+}

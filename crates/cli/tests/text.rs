@@ -1,0 +1,146 @@
+//! `orrery embed` and `orrery forward text` on the tiny Qwen2.5-VL fixture with its tiny tokenizer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::{DType, Device};
+use orrery_nn::Checkpoint;
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(name)
+}
+
+fn orrery(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orrery"))
+        .args(args)
+        .output()
+        .expect("run orrery")
+}
+
+fn tensor(path: &Path, name: &str) -> candle_core::Tensor {
+    Checkpoint::open(path)
+        .unwrap()
+        .load_as(name, DType::F64, &Device::Cpu)
+        .unwrap()
+}
+
+fn rel_err(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    d / b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn embed_matches_reference_and_fills_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let model = testdata("qwen_tiny");
+    let prompt = "A robot arm picks up a red cube and places it on a blue plate.";
+    let want = tensor(
+        &testdata("qwen_tiny/embed_case.safetensors"),
+        "prompt_embeds",
+    )
+    .get(0)
+    .unwrap();
+    for round in 0..2 {
+        let out = dir.path().join(format!("embeds{round}.safetensors"));
+        let run = orrery(&[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--dtype",
+            "f32",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{stderr}");
+        assert_eq!(
+            stderr.contains("found in the cache"),
+            round == 1,
+            "{stderr}"
+        );
+        let got = tensor(&out, "prompt_embeds").squeeze(0).unwrap();
+        let err = rel_err(&got, &want);
+        assert!(err <= 1e-5, "round {round}: {err:.3e}");
+    }
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+}
+
+#[test]
+fn forward_text_matches_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let inputs = testdata("qwen_tiny/case.safetensors");
+    let run = orrery(&[
+        "forward",
+        "text",
+        "--model",
+        testdata("qwen_tiny").to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let err = rel_err(
+        &tensor(&out, "prompt_embeds"),
+        &tensor(&inputs, "prompt_embeds"),
+    );
+    assert!(err <= 1e-5, "{err:.3e}");
+}
+
+#[test]
+fn embed_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let model = testdata("qwen_tiny");
+    let long = "word ".repeat(600);
+    let cases = [
+        (model.clone(), "  ", "empty prompt"),
+        (model.clone(), long.as_str(), "too long"),
+        (testdata("dit_tiny"), "a prompt", "tokenizer.json"),
+    ];
+    for (model, prompt, expect) in cases {
+        let run = orrery(&[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--dtype",
+            "f32",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            !run.status.success() && stderr.contains(expect),
+            "{expect}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out.exists());
+    }
+}

@@ -1,0 +1,125 @@
+//! `orrery forward vae-encode|vae-decode` against the reference fixture, and `orrery vae roundtrip` on a sample.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::{DType, Device};
+use orrery_nn::Checkpoint;
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(name)
+}
+
+fn orrery(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_orrery"))
+        .args(args)
+        .output()
+        .expect("run orrery")
+}
+
+fn rel_err(out: &Path, out_name: &str, reference: &Path, ref_name: &str) -> f64 {
+    let a = Checkpoint::open(out)
+        .unwrap()
+        .load_as(out_name, DType::F64, &Device::Cpu)
+        .unwrap();
+    let b = Checkpoint::open(reference)
+        .unwrap()
+        .load_as(ref_name, DType::F64, &Device::Cpu)
+        .unwrap();
+    let d = (a - &b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    d / b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn forward_vae_encode_and_decode_match_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = testdata("vae_tiny");
+    let case = testdata("vae_tiny/case_9f.safetensors");
+    for (cmd, out_name, ref_name) in [
+        ("vae-encode", "latent", "latent"),
+        ("vae-decode", "video", "decoded"),
+    ] {
+        let out = dir.path().join(format!("{cmd}.safetensors"));
+        let run = orrery(&[
+            "forward",
+            cmd,
+            "--model",
+            model.to_str().unwrap(),
+            "--inputs",
+            case.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let err = rel_err(&out, out_name, &case, ref_name);
+        assert!(err <= 1e-5, "{cmd}: {err:.3e}");
+    }
+}
+
+#[test]
+fn roundtrip_writes_a_video_and_reports_psnr() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("recon.mp4");
+    let run = orrery(&[
+        "vae",
+        "roundtrip",
+        testdata("media/video2world_nemo_2b.mp4").to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--model",
+        testdata("vae_tiny").to_str().unwrap(),
+        "--size",
+        "64x48",
+        "--frames",
+        "11",
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("9 frames 64x48") && stdout.contains("PSNR"),
+        "{stdout}"
+    );
+    let video = orrery_media::read_video(&out).unwrap();
+    assert_eq!(
+        (video.frames.len(), video.width(), video.height()),
+        (9, 64, 48)
+    );
+
+    let bad = orrery(&[
+        "vae",
+        "roundtrip",
+        testdata("media/video2world_nemo_2b.mp4").to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--model",
+        testdata("vae_tiny").to_str().unwrap(),
+        "--size",
+        "60x48",
+    ]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("multiples of 8"),
+        "{stderr}"
+    );
+}

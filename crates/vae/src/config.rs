@@ -1,0 +1,181 @@
+//! VAE configuration: the Wan2.1 VAE of Cosmos-Predict2.5, free sizes for our own, diffusers' `config.json`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Result, VaeError};
+
+/// Shape of a Wan2.1-architecture causal video VAE (`WanVAE_` / diffusers `AutoencoderKLWan`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VaeConfig {
+    /// Width of the first stage (96 for Wan2.1).
+    pub base_dim: usize,
+    /// Latent channels.
+    pub z_dim: usize,
+    /// Width multipliers of the stages; each stage but the last halves the resolution.
+    pub dim_mult: Vec<usize>,
+    pub num_res_blocks: usize,
+    /// Which downsampling stages also halve time (the decoder mirrors it).
+    pub temporal_downsample: Vec<bool>,
+    /// Per-channel latent normalisation: z = (mu - mean) / std.
+    pub latents_mean: Vec<f64>,
+    pub latents_std: Vec<f64>,
+}
+
+impl VaeConfig {
+    /// The Wan2.1 VAE (`cosmos_predict2/_src/predict2/tokenizers/wan2pt1.py`, `_video_vae`: dim 96, z_dim 16,
+    /// dim_mult [1, 2, 4, 4], 2 res blocks, temporal downsampling [False, True, True]) with the published latent
+    /// mean and std (spec section 5).
+    pub fn wan2_1() -> Self {
+        Self {
+            base_dim: 96,
+            z_dim: 16,
+            dim_mult: vec![1, 2, 4, 4],
+            num_res_blocks: 2,
+            temporal_downsample: vec![false, true, true],
+            latents_mean: vec![
+                -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134,
+                -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
+            ],
+            latents_std: vec![
+                2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526,
+                2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
+            ],
+        }
+    }
+
+    /// Spatial compression factor (8 for Wan2.1).
+    pub fn spatial_factor(&self) -> usize {
+        1 << (self.dim_mult.len() - 1)
+    }
+
+    /// Temporal compression factor (4 for Wan2.1).
+    pub fn temporal_factor(&self) -> usize {
+        1 << self.temporal_downsample.iter().filter(|t| **t).count()
+    }
+
+    /// Latent frames of a clip of `frames` pixel frames (1 + (T - 1) / 4 for Wan2.1).
+    pub fn latent_frames(&self, frames: usize) -> usize {
+        1 + (frames - 1) / self.temporal_factor()
+    }
+
+    pub fn pixel_frames(&self, latent_frames: usize) -> usize {
+        1 + (latent_frames - 1) * self.temporal_factor()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: String| Err(VaeError::Config(m));
+        if self.base_dim == 0 || self.z_dim == 0 || self.num_res_blocks == 0 {
+            return fail("base_dim, z_dim and num_res_blocks must be positive".into());
+        }
+        if self.dim_mult.len() < 2 || self.dim_mult.contains(&0) {
+            return fail(format!(
+                "dim_mult {:?} needs at least two positive entries",
+                self.dim_mult
+            ));
+        }
+        if self.temporal_downsample.len() != self.dim_mult.len() - 1 {
+            return fail(format!(
+                "temporal_downsample has {} entries, dim_mult {} stages need {}",
+                self.temporal_downsample.len(),
+                self.dim_mult.len(),
+                self.dim_mult.len() - 1
+            ));
+        }
+        // The decoder halves channels at every upsampling.
+        for (i, m) in self.dim_mult.iter().enumerate().skip(1) {
+            if !(self.base_dim * m).is_multiple_of(2) {
+                return fail(format!(
+                    "stage {i} width {} must be even",
+                    self.base_dim * m
+                ));
+            }
+        }
+        if self.latents_mean.len() != self.z_dim || self.latents_std.len() != self.z_dim {
+            return fail(format!(
+                "latents_mean/latents_std need {} entries, found {}/{}",
+                self.z_dim,
+                self.latents_mean.len(),
+                self.latents_std.len()
+            ));
+        }
+        if self
+            .latents_std
+            .iter()
+            .any(|s| !(*s > 0.0 && s.is_finite()))
+        {
+            return fail("latents_std must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Reads a diffusers `AutoencoderKLWan` config.
+    pub fn from_diffusers_file(path: &Path) -> Result<Self> {
+        let fail = |detail: String| VaeError::ConfigFile {
+            path: path.to_owned(),
+            detail,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| fail(format!("bad JSON: {e}")))?;
+        let uint = |name: &str| {
+            v.get(name)
+                .and_then(Value::as_u64)
+                .map(|x| x as usize)
+                .ok_or_else(|| fail(format!("missing or non-integer `{name}`")))
+        };
+        let list = |name: &str| -> Result<Vec<f64>> {
+            v.get(name)
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| fail(format!("missing or non-numeric list `{name}`")))
+        };
+        if v.get("attn_scales")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            return Err(fail("attn_scales must be empty (the Wan2.1 layout)".into()));
+        }
+        if v.get("is_residual").and_then(Value::as_bool) == Some(true)
+            || v.get("patch_size").is_some_and(|p| !p.is_null())
+        {
+            return Err(fail(
+                "the Wan2.2 residual/patched VAE is not the Cosmos-Predict2.5 tokenizer".into(),
+            ));
+        }
+        let z_dim = uint("z_dim")?;
+        let config = Self {
+            base_dim: uint("base_dim")?,
+            z_dim,
+            dim_mult: list("dim_mult")?.into_iter().map(|x| x as usize).collect(),
+            num_res_blocks: uint("num_res_blocks")?,
+            temporal_downsample: v
+                .get("temperal_downsample")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().map(Value::as_bool).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| fail("missing `temperal_downsample`".into()))?,
+            latents_mean: list("latents_mean").unwrap_or_else(|_| vec![0.0; z_dim]),
+            latents_std: list("latents_std").unwrap_or_else(|_| vec![1.0; z_dim]),
+        };
+        config.validate().map_err(|e| fail(e.to_string()))?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wan_preset_compresses_4x8x8() {
+        let c = VaeConfig::wan2_1();
+        c.validate().unwrap();
+        assert_eq!(c.spatial_factor(), 8);
+        assert_eq!(c.temporal_factor(), 4);
+        assert_eq!(c.latent_frames(93), 24);
+        assert_eq!(c.pixel_frames(24), 93);
+        let mut bad = c.clone();
+        bad.latents_std.pop();
+        assert!(bad.validate().is_err());
+    }
+}
