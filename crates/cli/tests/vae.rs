@@ -1,49 +1,8 @@
 //! `orrery forward vae-encode|vae-decode` against the reference fixture, and `orrery vae roundtrip` on a sample.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use candle_core::{DType, Device};
-use orrery_nn::Checkpoint;
-
-fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(name)
-}
-
-fn orrery(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orrery"))
-        .args(args)
-        .output()
-        .expect("run orrery")
-}
-
-fn rel_err(out: &Path, out_name: &str, reference: &Path, ref_name: &str) -> f64 {
-    let a = Checkpoint::open(out)
-        .unwrap()
-        .load_as(out_name, DType::F64, &Device::Cpu)
-        .unwrap();
-    let b = Checkpoint::open(reference)
-        .unwrap()
-        .load_as(ref_name, DType::F64, &Device::Cpu)
-        .unwrap();
-    let d = (a - &b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    d / b
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
+use common::{assert_fails_with, orrery, rel_err, testdata};
 
 #[test]
 fn forward_vae_encode_and_decode_match_reference() {
@@ -107,19 +66,17 @@ fn roundtrip_writes_a_video_and_reports_psnr() {
         (9, 64, 48)
     );
 
-    let bad = orrery(&[
-        "vae",
-        "roundtrip",
-        testdata("media/video2world_nemo_2b.mp4").to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--model",
-        testdata("vae_tiny").to_str().unwrap(),
-        "--size",
-        "60x48",
-    ]);
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        !bad.status.success() && stderr.contains("multiples of 8"),
-        "{stderr}"
+    assert_fails_with(
+        &[
+            "vae",
+            "roundtrip",
+            testdata("media/video2world_nemo_2b.mp4").to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--model",
+            testdata("vae_tiny").to_str().unwrap(),
+            "--size",
+            "60x48",
+        ],
+        "multiples of 8",
     );
 }

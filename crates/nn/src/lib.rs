@@ -1,6 +1,7 @@
 //! orrery-nn: tensor layers over candle and checkpoint I/O.
 
 pub mod checkpoint;
+pub mod compare;
 
 pub use checkpoint::{Checkpoint, CheckpointError, DType, Format, OpenOptions, TensorEntry};
 pub mod init;

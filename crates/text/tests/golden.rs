@@ -22,24 +22,7 @@ fn load(file: &str, name: &str) -> Tensor {
 }
 
 fn rel_err(a: &Tensor, reference: &Tensor) -> f64 {
-    assert_eq!(a.dims(), reference.dims());
-    let a = a.to_dtype(DType::F64).unwrap();
-    let r = reference.to_dtype(DType::F64).unwrap();
-    let diff = (a - &r)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    diff / r
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
+    orrery_nn::compare::max_rel_err(a, reference).unwrap()
 }
 
 /// A model folder holding the tiny model under `weights` as `model.safetensors`.
