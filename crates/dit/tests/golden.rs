@@ -94,6 +94,15 @@ fn official_and_diffusers_names_give_the_same_output() {
 }
 
 #[test]
+fn released_pt_layout_loads_with_its_extra_entries() {
+    // torch.save dict with `net.` names, TransformerEngine `_extra_state` objects and bookkeeping buffers.
+    let released = model("released_layout.pt");
+    let diffusers = model("diffusion_pytorch_model.safetensors");
+    let c = case("perframe");
+    assert_eq!(rel_err(&run(&released, &c), &run(&diffusers, &c)), 0.0);
+}
+
+#[test]
 fn model_folder_opens_with_its_diffusers_config() {
     let dir = DitModelDir::open(&fixture("")).unwrap();
     assert_eq!(dir.config, config());
