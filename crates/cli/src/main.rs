@@ -4,6 +4,7 @@ mod checkpoint_cmds;
 mod embed_cmd;
 mod forward_cmds;
 mod media_cmds;
+mod schedule_cmd;
 mod vae_cmds;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     /// Run one network on tensors from a safetensors file (to check it against the reference).
     #[command(subcommand)]
     Forward(forward_cmds::ForwardCommand),
+    /// Print a sampler's sigmas and network timesteps as JSON.
+    Schedule(schedule_cmd::ScheduleArgs),
     /// The video VAE: round trips with PSNR.
     #[command(subcommand)]
     Vae(vae_cmds::VaeCommand),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Forward(cmd) => forward_cmds::run(cmd),
         Command::Media(cmd) => media_cmds::run(cmd),
         Command::Vae(cmd) => vae_cmds::run(cmd),
+        Command::Schedule(args) => schedule_cmd::schedule(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,3 +72,25 @@ fn forward_dit_errors_name_the_problem() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn schedule_prints_the_official_karras_sigmas() {
+    let run = orrery(&[
+        "schedule",
+        "--sampler",
+        "unipc",
+        "--steps",
+        "35",
+        "--karras",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(v["calls"], 36);
+    assert_eq!(v["timesteps"][0], 995);
+    assert!((v["sigmas"][35].as_f64().unwrap() - 0.009901).abs() < 1e-6);
+    assert_fails_with(&["schedule", "--steps", "0"], "steps");
+}
