@@ -1,0 +1,130 @@
+//! Text/Image/Video2World with one model: input preparation, conditioning latents, sampling, decoding.
+
+use candle_core::{DType, Tensor};
+use orrery_dit::CosmosDit;
+use orrery_media::RgbImage;
+use orrery_vae::{Chunking, WanVae};
+
+use crate::conditioning::Mode;
+use crate::error::{PipelineError, Result};
+use crate::inputs::{conditioning_frames, frames_to_clip, validate_size};
+use crate::sample::{sample_latents, LatentCondition, SamplingSettings};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// Pixel frames of the output (1 + 4k; 93 for the released models).
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    /// Prompt embedding (1, N, width) and, for guidance, the negative prompt's.
+    pub text: &'a Tensor,
+    pub negative: Option<&'a Tensor>,
+    /// Image2World input.
+    pub image: Option<&'a RgbImage>,
+    /// Video2World input (its last 5 frames condition).
+    pub video: Option<&'a [RgbImage]>,
+    pub settings: SamplingSettings,
+}
+
+impl Request<'_> {
+    pub fn mode(&self) -> Mode {
+        match (self.image, self.video) {
+            (_, Some(_)) => Mode::Video2World,
+            (Some(_), None) => Mode::Image2World,
+            (None, None) => Mode::Text2World,
+        }
+    }
+}
+
+/// A generated clip: `video` (1, 3, T, H, W) float32 in about [-1, 1] (unclamped decoder output) and the final
+/// normalised `latents` (1, C, T', h, w) as the DiT produced them.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub video: Tensor,
+    pub latents: Tensor,
+}
+
+/// A DiT and the VAE whose latents it works in.
+pub struct WorldPipeline {
+    pub dit: CosmosDit,
+    pub vae: WanVae,
+}
+
+impl WorldPipeline {
+    pub fn new(dit: CosmosDit, vae: WanVae) -> Result<Self> {
+        if dit.config.in_channels != vae.config.z_dim || dit.config.out_channels != vae.config.z_dim
+        {
+            return Err(PipelineError::Settings(format!(
+                "the DiT works on {} latent channels, the VAE makes {}",
+                dit.config.in_channels, vae.config.z_dim
+            )));
+        }
+        Ok(Self { dit, vae })
+    }
+
+    /// Normalised conditioning latents for `mode`, padded with zeros to `latent_frames` frames.
+    fn condition(&self, request: &Request, latent_shape: [usize; 5]) -> Result<LatentCondition> {
+        let mode = request.mode();
+        let n = mode.conditional_latent_frames();
+        let [b, c, t, h, w] = latent_shape;
+        if n == 0 {
+            return Ok(LatentCondition {
+                gt: Tensor::zeros((b, c, t, h, w), DType::F32, &candle_core::Device::Cpu)?,
+                frames: 0,
+            });
+        }
+        let frames = match (request.video, request.image) {
+            (Some(video), _) => conditioning_frames(video, n)?,
+            (None, Some(image)) => vec![image.clone()],
+            (None, None) => unreachable!("mode has conditioning frames"),
+        };
+        if n > t {
+            return Err(PipelineError::Input(format!(
+                "{} output frames cannot hold {n} conditioning latent frames",
+                request.frames
+            )));
+        }
+        let clip = frames_to_clip(&frames, request.width, request.height)?;
+        let latents = self
+            .vae
+            .normalize(&self.vae.encode(&clip, Chunking::Stream(4))?)?
+            .to_dtype(DType::F32)?;
+        let pad = Tensor::zeros((b, c, t - n, h, w), DType::F32, latents.device())?;
+        Ok(LatentCondition {
+            gt: Tensor::cat(&[&latents, &pad], 2)?,
+            frames: n,
+        })
+    }
+
+    /// Generates a clip; `on_step(i, calls)` reports sampling progress.
+    pub fn generate(
+        &self,
+        request: &Request,
+        on_step: impl FnMut(usize, usize),
+    ) -> Result<Generated> {
+        validate_size(request.frames, request.width, request.height)?;
+        let s = self.vae.config.spatial_factor();
+        let shape = [
+            1,
+            self.vae.config.z_dim,
+            self.vae.config.latent_frames(request.frames),
+            request.height / s,
+            request.width / s,
+        ];
+        let condition = self.condition(request, shape)?;
+        let latents = sample_latents(
+            &self.dit,
+            shape,
+            request.text,
+            request.negative,
+            &condition,
+            &request.settings,
+            on_step,
+        )?;
+        let video = self
+            .vae
+            .decode(&self.vae.denormalize(&latents)?, Chunking::Stream(1))?;
+        Ok(Generated { video, latents })
+    }
+}
