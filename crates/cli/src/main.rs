@@ -3,6 +3,7 @@
 mod checkpoint_cmds;
 mod embed_cmd;
 mod forward_cmds;
+mod generate_cmd;
 mod media_cmds;
 mod schedule_cmd;
 mod vae_cmds;
@@ -28,6 +29,8 @@ enum Command {
     Inspect(checkpoint_cmds::InspectArgs),
     /// Convert a checkpoint (PyTorch .pt/.pth, safetensors, sharded folder) to one safetensors file.
     Convert(checkpoint_cmds::ConvertArgs),
+    /// Generate a video from text (Text2World), an image (--image) or a video (--video).
+    Generate(Box<generate_cmd::GenerateArgs>),
     /// Encode a prompt with the Cosmos-Reason1 text encoder (prompt embeddings for the DiT).
     Embed(embed_cmd::EmbedArgs),
     /// Run one network on tensors from a safetensors file (to check it against the reference).
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => checkpoint_cmds::inspect(&args),
         Command::Convert(args) => checkpoint_cmds::convert(&args),
         Command::Embed(args) => embed_cmd::embed(&args),
+        Command::Generate(args) => generate_cmd::generate(&args),
         Command::Forward(cmd) => forward_cmds::run(cmd),
         Command::Media(cmd) => media_cmds::run(cmd),
         Command::Vae(cmd) => vae_cmds::run(cmd),

@@ -10,6 +10,13 @@ pub enum PipelineError {
     #[error(transparent)]
     Vae(#[from] orrery_vae::VaeError),
     #[error(transparent)]
+    Text(#[from] orrery_text::TextError),
+    #[error("{path}: {detail}")]
+    Bundle {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error(transparent)]
     Flow(#[from] orrery_flow::FlowError),
     #[error(transparent)]
     Media(#[from] orrery_media::MediaError),

@@ -10,12 +10,12 @@ use crate::error::{PipelineError, Result};
 
 /// Checks a requested output: `frames` = 1 + 4k and sides multiples of 16.
 pub fn validate_size(frames: usize, width: usize, height: usize) -> Result<()> {
-    if frames == 0 || (frames - 1) % 4 != 0 {
+    if frames == 0 || !(frames - 1).is_multiple_of(4) {
         return Err(PipelineError::Input(format!(
             "{frames} frames: the video VAE needs 1 + 4k frames (e.g. 93, 33, 9)"
         )));
     }
-    if width == 0 || height == 0 || width % 16 != 0 || height % 16 != 0 {
+    if width == 0 || height == 0 || !width.is_multiple_of(16) || !height.is_multiple_of(16) {
         return Err(PipelineError::Input(format!(
             "size {width}x{height}: width and height must be positive multiples of 16"
         )));

@@ -2,12 +2,14 @@
 //! latent frames are conditioning ([`conditioning::Mode`]); [`sample::sample_latents`] is the official sampling
 //! loop and [`WorldPipeline`] wraps input preparation, VAE encoding and decoding around it.
 
+pub mod bundle;
 pub mod conditioning;
 mod error;
 pub mod inputs;
 mod pipeline;
 pub mod sample;
 
+pub use bundle::{BundleDefaults, ModelBundle};
 pub use conditioning::Mode;
 pub use error::{PipelineError, Result};
 pub use pipeline::{Generated, Request, WorldPipeline};

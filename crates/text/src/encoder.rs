@@ -71,9 +71,19 @@ impl Reason1Embedder {
     /// Loads the decoder (in `dtype`) and the tokenizer of a Hugging Face folder. A 7B in bfloat16 takes about
     /// 15 GB; drop the embedder once the prompts are encoded.
     pub fn open(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::open_with_tokenizer(dir, dir, dtype, device)
+    }
+
+    /// As [`Self::open`], with `tokenizer.json` in its own folder (diffusers pipelines keep it in `tokenizer/`).
+    pub fn open_with_tokenizer(
+        dir: &Path,
+        tokenizer_dir: &Path,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let config = QwenConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = PromptTokenizer::from_dir(dir)?;
-        let fingerprint = Self::fingerprint(dir, dtype)?;
+        let tokenizer = PromptTokenizer::from_dir(tokenizer_dir)?;
+        let fingerprint = Self::fingerprint_with_tokenizer(dir, tokenizer_dir, dtype)?;
         let checkpoint = Checkpoint::open(weights_path(dir)?)?;
         let prefix = decoder_prefix(&checkpoint)?;
         let vb = checkpoint.var_builder(dtype, device);
@@ -92,11 +102,22 @@ impl Reason1Embedder {
     /// Identifies what an embedding was computed with, from the folder's files alone (config, tokenizer, the
     /// names, types and shapes of the weights) and the compute type, so caches can be read without loading.
     pub fn fingerprint(dir: &Path, dtype: DType) -> Result<String> {
+        Self::fingerprint_with_tokenizer(dir, dir, dtype)
+    }
+
+    pub fn fingerprint_with_tokenizer(
+        dir: &Path,
+        tokenizer_dir: &Path,
+        dtype: DType,
+    ) -> Result<String> {
         let mut h = Fnv64::default();
-        for name in ["config.json", "tokenizer.json"] {
-            let bytes = std::fs::read(dir.join(name)).map_err(|e| TextError::Config {
-                path: dir.join(name),
+        for path in [
+            dir.join("config.json"),
+            tokenizer_dir.join("tokenizer.json"),
+        ] {
+            let bytes = std::fs::read(&path).map_err(|e| TextError::Config {
                 detail: e.to_string(),
+                path,
             })?;
             h.write(&bytes);
         }

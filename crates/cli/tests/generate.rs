@@ -1,0 +1,241 @@
+//! `orrery generate` end to end on a tiny bundle (tiny DiT with random weights, the tiny VAE and tiny Qwen2.5-VL
+//! fixtures): all three modes, the batch spec, long videos, and clear errors on bad input.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use common::{assert_fails_with, orrery, testdata};
+use orrery_dit::{CosmosDit, DitConfig};
+
+/// Writes a bundle whose DiT reads the tiny Qwen's 3 x 64 = 192-wide prompt embeddings.
+fn tiny_bundle(root: &Path) {
+    let transformer = root.join("transformer");
+    std::fs::create_dir_all(&transformer).unwrap();
+    let mut config = DitConfig::from_diffusers_file(&testdata("dit_tiny/config.json")).unwrap();
+    config.crossattn_proj_in_channels = Some(192);
+    std::fs::write(transformer.join("config.json"), config.to_diffusers_json()).unwrap();
+    let varmap = VarMap::new();
+    CosmosDit::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        &config,
+    )
+    .unwrap();
+    varmap
+        .save(transformer.join("diffusion_pytorch_model.safetensors"))
+        .unwrap();
+    for (dir, files) in [
+        (
+            "vae",
+            &["config.json", "diffusion_pytorch_model.safetensors"][..],
+        ),
+        (
+            "text_encoder",
+            &[
+                "config.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "model.safetensors",
+            ][..],
+        ),
+    ] {
+        let src = testdata(if dir == "vae" {
+            "vae_tiny"
+        } else {
+            "qwen_tiny"
+        });
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        for f in files {
+            std::fs::copy(src.join(f), root.join(dir).join(f)).unwrap();
+        }
+    }
+    std::fs::write(
+        root.join("orrery_sampling.json"),
+        r#"{"schedule": 5.0, "steps": 3, "guidance": 2.0, "cond_timestep": 0.1, "frames": 9, "width": 32, "height": 32, "fps": 16}"#,
+    )
+    .unwrap();
+}
+
+fn frames_of(path: &Path) -> (usize, u32, u32) {
+    let v = orrery_media::read_video(path).unwrap();
+    (v.frames.len(), v.width(), v.height())
+}
+
+fn ffprobe_accepts(path: &Path) {
+    if let Ok(out) = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams"])
+        .arg(path)
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "ffprobe rejects {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn three_modes_and_a_long_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    tiny_bundle(&bundle);
+    let b = bundle.to_str().unwrap();
+    let image = testdata("media/robot_welding.jpg");
+    let video = testdata("media/video2world_nemo_2b.mp4");
+    let cases: [(&str, Vec<&str>, usize); 4] = [
+        ("t2w", vec![], 9),
+        ("i2w", vec!["--image", image.to_str().unwrap()], 9),
+        ("v2w", vec!["--video", video.to_str().unwrap()], 9),
+        ("long", vec!["--frames", "17", "--noise", "fast"], 17),
+    ];
+    for (name, extra, frames) in cases {
+        let out = dir.path().join(format!("{name}.mp4"));
+        let latents = dir.path().join(format!("{name}.safetensors"));
+        let mut args = vec![
+            "generate",
+            "--model",
+            b,
+            "--prompt",
+            "a red ball bounces on the floor",
+            "--dtype",
+            "f32",
+            "--out",
+            out.to_str().unwrap(),
+            "--save-latents",
+            latents.to_str().unwrap(),
+            "--cache",
+        ];
+        let cache = dir.path().join("cache");
+        args.push(cache.to_str().unwrap());
+        args.extend(extra);
+        let run = orrery(&args);
+        assert!(
+            run.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(frames_of(&out), (frames, 32, 32), "{name}");
+        ffprobe_accepts(&out);
+        let settings: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+                .unwrap();
+        assert_eq!(settings["frames"], frames, "{name}");
+        let l = orrery_nn::Checkpoint::open(&latents).unwrap();
+        assert_eq!(
+            l.get("latents").unwrap().shape,
+            vec![1, 4, 3, 4, 4],
+            "{name}"
+        );
+    }
+    let t2w: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("t2w.json")).unwrap())
+            .unwrap();
+    assert_eq!(t2w["mode"], "text2world");
+    assert_eq!(t2w["schedule"], 5.0);
+}
+
+#[test]
+fn batch_spec_writes_one_video_per_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    tiny_bundle(&bundle);
+    std::fs::write(dir.path().join("welding.txt"), "A robot welds a seam.\n").unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        serde_json::json!({
+            "inference_type": "image2world",
+            "samples": {
+                "welding": {"prompt_path": "welding.txt", "input_path": testdata("media/robot_welding.jpg")},
+                "droid": {"prompt": "A robot arm moves a cup.", "input_path": testdata("media/droid_episode_000408.png")}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let run = orrery(&[
+        "generate",
+        "--model",
+        bundle.to_str().unwrap(),
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+        "--dtype",
+        "f32",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for name in ["welding", "droid"] {
+        assert_eq!(frames_of(&out_dir.join(format!("{name}.mp4"))), (9, 32, 32));
+        let s: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s["mode"], "image2world");
+    }
+}
+
+#[test]
+fn bad_inputs_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    tiny_bundle(&bundle);
+    let b = bundle.to_str().unwrap();
+    let out = dir.path().join("out.mp4");
+    let o = out.to_str().unwrap();
+    let text = testdata("dit_tiny/config.json");
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, "{ not json").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--image", "/nonexistent/picture.png"],
+            "/nonexistent/picture.png",
+        ),
+        (vec!["--size", "30x32"], "multiples of 16"),
+        (vec!["--frames", "10"], "1 + 4k"),
+        (vec!["--image", text.to_str().unwrap()], "config.json"),
+    ];
+    for (extra, expect) in cases {
+        let mut args = vec![
+            "generate", "--model", b, "--prompt", "a ball", "--dtype", "f32", "--out", o,
+        ];
+        args.extend(extra);
+        assert_fails_with(&args, expect);
+        assert!(!out.exists());
+    }
+    assert_fails_with(
+        &[
+            "generate",
+            "--model",
+            b,
+            "--spec",
+            bad_json.to_str().unwrap(),
+            "--out-dir",
+            o,
+            "--dtype",
+            "f32",
+        ],
+        "bad JSON",
+    );
+    assert_fails_with(
+        &[
+            "generate",
+            "--model",
+            "/nonexistent/bundle",
+            "--prompt",
+            "x",
+            "--out",
+            o,
+        ],
+        "not a folder",
+    );
+}

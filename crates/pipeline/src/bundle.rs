@@ -1,0 +1,274 @@
+//! Model bundles: everything `orrery generate` needs in one folder.
+//!
+//! Layouts recognised:
+//! - diffusers-style: `transformer/` (config.json + weights), `vae/` (AutoencoderKLWan folder), `text_encoder/`
+//!   (Hugging Face Qwen2.5-VL / Cosmos-Reason1 folder) with `tokenizer.json` in it or in `tokenizer/`;
+//! - official: a DiT `.pt` (the 2B or 14B preset, told apart by the stored width), `tokenizer.pth` (the Wan2.1 VAE)
+//!   and a Reason1 folder (any subfolder whose config.json is a Qwen2.5-VL).
+//!
+//! `orrery_sampling.json` beside them, if present, holds the sampling defaults (`schedule`: "karras" or a shift
+//! number, `steps`, `guidance`, `cond_timestep` (negative = none), `frames`, `width`, `height`, `fps`); without it
+//! the 2B post-trained defaults apply.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use orrery_dit::{DitConfig, DitModelDir};
+use orrery_nn::Checkpoint;
+use orrery_text::{Overflow, PromptCache, Reason1Embedder};
+use orrery_vae::VaeModelPath;
+use serde_json::Value;
+
+use crate::error::{PipelineError, Result};
+use crate::sample::ScheduleKind;
+
+/// The text encoder's folder and where its tokenizer is.
+#[derive(Debug, Clone)]
+pub struct TextEncoderPaths {
+    pub model: PathBuf,
+    pub tokenizer: PathBuf,
+}
+
+/// Sampling and output defaults of a bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleDefaults {
+    pub schedule: ScheduleKind,
+    pub steps: usize,
+    pub guidance: f64,
+    pub cond_timestep: Option<f64>,
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    pub fps: f64,
+}
+
+impl Default for BundleDefaults {
+    /// Cosmos-Predict2.5-2B post-trained: Karras 35 steps, guidance 7, conditioning frames at 0.1, 93 frames of
+    /// 1280x704 at 16 fps.
+    fn default() -> Self {
+        Self {
+            schedule: ScheduleKind::Karras,
+            steps: 35,
+            guidance: 7.0,
+            cond_timestep: Some(0.1),
+            frames: 93,
+            width: 1280,
+            height: 704,
+            fps: 16.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelBundle {
+    pub root: PathBuf,
+    pub dit: DitModelDir,
+    pub vae: VaeModelPath,
+    pub text: Option<TextEncoderPaths>,
+    pub defaults: BundleDefaults,
+}
+
+fn bundle_error(path: &Path, detail: impl Into<String>) -> PipelineError {
+    PipelineError::Bundle {
+        path: path.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some(ext));
+    v.sort();
+    v
+}
+
+/// The official DiT `.pt`: its preset from the stored model width.
+fn official_dit(root: &Path) -> Result<DitModelDir> {
+    let pts: Vec<PathBuf> = files_with_ext(root, "pt");
+    let [weights] = pts.as_slice() else {
+        return Err(bundle_error(
+            root,
+            format!(
+                "no transformer/ folder and not exactly one DiT .pt file (found {})",
+                pts.len()
+            ),
+        ));
+    };
+    let ckpt = Checkpoint::open(weights).map_err(orrery_dit::DitError::from)?;
+    let width = ckpt
+        .get("net.x_embedder.proj.1.weight")
+        .map(|t| t.shape[0])
+        .map_err(|_| {
+            bundle_error(
+                weights,
+                "not a Cosmos DiT checkpoint (no net.x_embedder.proj.1.weight)",
+            )
+        })?;
+    let config = match width {
+        2048 => DitConfig::cosmos_predict2_5_2b(),
+        5120 => DitConfig::cosmos_predict2_5_14b(),
+        w => {
+            return Err(bundle_error(
+                weights,
+                format!("model width {w} is neither the 2B (2048) nor the 14B (5120)"),
+            ))
+        }
+    };
+    Ok(DitModelDir {
+        config,
+        weights: weights.clone(),
+    })
+}
+
+fn is_qwen_folder(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| {
+            v.get("model_type")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .is_some_and(|m| m.starts_with("qwen2"))
+}
+
+fn find_text_encoder(root: &Path) -> Option<TextEncoderPaths> {
+    let te = root.join("text_encoder");
+    if te.is_dir() {
+        let tokenizer = if te.join("tokenizer.json").is_file() {
+            te.clone()
+        } else {
+            root.join("tokenizer")
+        };
+        return Some(TextEncoderPaths {
+            model: te,
+            tokenizer,
+        });
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .find(|d| d.is_dir() && is_qwen_folder(d))
+        .map(|d| TextEncoderPaths {
+            model: d.clone(),
+            tokenizer: d,
+        })
+}
+
+fn read_defaults(path: &Path) -> Result<BundleDefaults> {
+    let mut d = BundleDefaults::default();
+    if !path.is_file() {
+        return Ok(d);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bundle_error(path, e.to_string()))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| bundle_error(path, format!("bad JSON: {e}")))?;
+    let num = |k: &str| v.get(k).and_then(Value::as_f64);
+    match v.get("schedule") {
+        Some(Value::String(s)) if s == "karras" => d.schedule = ScheduleKind::Karras,
+        Some(Value::Number(n)) => d.schedule = ScheduleKind::Shift(n.as_f64().unwrap_or(5.0)),
+        Some(other) => {
+            return Err(bundle_error(
+                path,
+                format!("schedule {other}: expected \"karras\" or a shift"),
+            ))
+        }
+        None => {}
+    }
+    if let Some(x) = num("steps") {
+        d.steps = x as usize;
+    }
+    if let Some(x) = num("guidance") {
+        d.guidance = x;
+    }
+    if let Some(x) = num("cond_timestep") {
+        d.cond_timestep = (x >= 0.0).then_some(x);
+    }
+    if let Some(x) = num("frames") {
+        d.frames = x as usize;
+    }
+    if let Some(x) = num("width") {
+        d.width = x as usize;
+    }
+    if let Some(x) = num("height") {
+        d.height = x as usize;
+    }
+    if let Some(x) = num("fps") {
+        d.fps = x;
+    }
+    Ok(d)
+}
+
+impl ModelBundle {
+    pub fn open(root: &Path) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(bundle_error(
+                root,
+                "not a folder (a model bundle is a folder; see `orrery generate --help`)",
+            ));
+        }
+        let dit = if root.join("transformer").is_dir() {
+            DitModelDir::open(&root.join("transformer"))?
+        } else {
+            official_dit(root)?
+        };
+        let vae = if root.join("vae").exists() {
+            VaeModelPath::open(&root.join("vae"))?
+        } else if root.join("tokenizer.pth").is_file() {
+            VaeModelPath::open(&root.join("tokenizer.pth"))?
+        } else {
+            return Err(bundle_error(root, "no vae/ folder and no tokenizer.pth"));
+        };
+        Ok(Self {
+            root: root.to_owned(),
+            dit,
+            vae,
+            text: find_text_encoder(root),
+            defaults: read_defaults(&root.join("orrery_sampling.json"))?,
+        })
+    }
+
+    /// Prompt embeddings (1, 512, width) of `prompts`, read from `cache` where present; the text encoder is loaded
+    /// only for the others and dropped before returning, so the DiT can be loaded after it within the same memory.
+    pub fn encode_prompts(
+        &self,
+        prompts: &[&str],
+        cache: Option<&PromptCache>,
+        dtype: DType,
+    ) -> Result<Vec<Tensor>> {
+        let text = self.text.as_ref().ok_or_else(|| {
+            bundle_error(
+                &self.root,
+                "no text encoder in the bundle: pass --prompt-embeds",
+            )
+        })?;
+        let device = Device::Cpu;
+        let fingerprint =
+            Reason1Embedder::fingerprint_with_tokenizer(&text.model, &text.tokenizer, dtype)?;
+        let mut out: Vec<Option<Tensor>> = prompts
+            .iter()
+            .map(|p| cache.and_then(|c| c.get(&fingerprint, p, &device)))
+            .collect();
+        if out.iter().any(Option::is_none) {
+            let embedder =
+                Reason1Embedder::open_with_tokenizer(&text.model, &text.tokenizer, dtype, &device)?;
+            for (slot, prompt) in out.iter_mut().zip(prompts) {
+                if slot.is_none() {
+                    let e = embedder
+                        .embed(prompt, Overflow::Error)?
+                        .to_dtype(DType::F32)?;
+                    if let Some(c) = cache {
+                        c.put(&fingerprint, prompt, &e)?;
+                    }
+                    *slot = Some(e);
+                }
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
