@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds every golden fixture under testdata/ from the reference implementations.
 # Usage: tools/oracles/regenerate.sh [script ...]   (default: all scripts)
+# flow and pipeline load the official scheduler from a checkout of github.com/nvidia-cosmos/cosmos-predict2.5:
+# set COSMOS_PREDICT2_5=/path/to/that/checkout (they are skipped, with a message, when it is not set).
 # Needs Python 3.11 and ffmpeg/ffprobe (media fixtures). Creates tools/oracles/.venv on first use (~5 GB: the
 # registry's torch is a CUDA build, which runs on CPU).
 set -euo pipefail
@@ -12,9 +14,17 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install -q --no-deps torchvision==0.29.2
 fi
 scripts=("$@")
-[ ${#scripts[@]} -gt 0 ] || scripts=(checkpoint_io media dit dit_pt vae qwen qwen_tokenizer)
+[ ${#scripts[@]} -gt 0 ] || scripts=(checkpoint_io media dit dit_pt vae qwen qwen_tokenizer flow pipeline)
 cd "$here"
 for s in "${scripts[@]}"; do
   echo "== $s"
-  "$venv/bin/python" "$s.py"
+  case "$s" in
+    flow|pipeline)
+      if [ -z "${COSMOS_PREDICT2_5:-}" ]; then
+        echo "   skipped: set COSMOS_PREDICT2_5 to a checkout of nvidia-cosmos/cosmos-predict2.5"
+        continue
+      fi
+      "$venv/bin/python" "$s.py" "$COSMOS_PREDICT2_5" ;;
+    *) "$venv/bin/python" "$s.py" ;;
+  esac
 done
