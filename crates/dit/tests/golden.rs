@@ -214,7 +214,14 @@ fn gradients_match_finite_differences_on_loaded_weights() {
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let m = CosmosDit::new(vb, &cfg).unwrap();
     let c = case("perframe");
-    let probe = Tensor::randn(0f32, 1., c["velocity"].shape(), &Device::Cpu).unwrap();
+    // A fixed probe, so the check is the same on every run.
+    let n = c["velocity"].elem_count();
+    let probe = Tensor::from_vec(
+        (0..n).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(),
+        c["velocity"].shape(),
+        &Device::Cpu,
+    )
+    .unwrap();
     let loss = |m: &CosmosDit| (run(m, &c) * &probe).unwrap().sum_all().unwrap();
     let grads = loss(&m).backward().unwrap();
     // One element of a parameter in each kind of module.
@@ -246,10 +253,12 @@ fn gradients_match_finite_differences_on_loaded_weights() {
                 .unwrap();
             loss(&m).to_scalar::<f32>().unwrap() as f64
         };
-        let eps = 1e-2;
+        let eps = 5e-2;
         let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps as f64);
         var.set(&original).unwrap();
-        let tol = 2e-2 * analytic.abs().max(numeric.abs()).max(1e-2);
+        println!("{name}[{index}]: finite difference {numeric:.6}, backward {analytic:.6}");
+        // 2% relative, plus the float32 resolution of the summed loss divided by 2 eps.
+        let tol = 2e-2 * analytic.abs().max(numeric.abs()) + 2e-4;
         assert!(
             (numeric - analytic).abs() <= tol,
             "{name}[{index}]: finite difference {numeric:.5}, backward {analytic:.5}"
