@@ -5,6 +5,7 @@ mod embed_cmd;
 mod forward_cmds;
 mod generate_cmd;
 mod media_cmds;
+mod physics_cmds;
 mod schedule_cmd;
 mod vae_cmds;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Run one network on tensors from a safetensors file (to check it against the reference).
     #[command(subcommand)]
     Forward(forward_cmds::ForwardCommand),
+    /// Procedural physics worlds with ground truth: datasets and previews.
+    #[command(subcommand)]
+    Physics(physics_cmds::PhysicsCommand),
     /// Print a sampler's sigmas and network timesteps as JSON.
     Schedule(schedule_cmd::ScheduleArgs),
     /// The video VAE: round trips with PSNR.
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Media(cmd) => media_cmds::run(cmd),
         Command::Vae(cmd) => vae_cmds::run(cmd),
         Command::Schedule(args) => schedule_cmd::schedule(&args),
+        Command::Physics(cmd) => physics_cmds::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

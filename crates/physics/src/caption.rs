@@ -1,0 +1,116 @@
+//! Captions written from what actually happened in the simulation, in three lengths, in the style of the
+//! reference's video captions ("The video shows ...").
+
+use crate::scene::{SceneSpec, Shape};
+use crate::sim::{Event, Trajectory};
+
+/// Short, medium and long captions of a simulated clip.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Captions {
+    pub short: String,
+    pub medium: String,
+    pub long: String,
+}
+
+fn list(names: &[String]) -> String {
+    match names.len() {
+        0 => String::new(),
+        1 => names[0].clone(),
+        n => format!("{} and {}", names[..n - 1].join(", "), names[n - 1]),
+    }
+}
+
+fn the(scene: &SceneSpec, i: usize) -> String {
+    format!("the {}", scene.objects[i].name)
+}
+
+fn sentence(scene: &SceneSpec, e: &Event) -> Option<String> {
+    Some(match *e {
+        Event::Collision { a, b, .. } => format!("{} hits {}", the(scene, a), the(scene, b)),
+        Event::HitsGround { object, frame } if frame > 1 => {
+            format!("{} lands on the floor", the(scene, object))
+        }
+        Event::HitsRamp { object, .. } => format!("{} slides down the ramp", the(scene, object)),
+        Event::Pushed { object, .. } => format!("the paddle pushes {}", the(scene, object)),
+        Event::LeavesFrame { object, .. } => format!("{} leaves the frame", the(scene, object)),
+        Event::Stops { object, .. } => format!("{} comes to rest", the(scene, object)),
+        Event::FallsOver { object, .. } => format!("{} falls over", the(scene, object)),
+        _ => return None,
+    })
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+pub fn caption(scene: &SceneSpec, traj: &Trajectory) -> Captions {
+    let names: Vec<String> = scene
+        .objects
+        .iter()
+        .map(|o| format!("a {}", o.name))
+        .collect();
+    let setting = match scene.family.as_str() {
+        "ramp" => "on a ramp",
+        "pendulum" => "swinging from a pivot",
+        "occlusion" => "rolling towards a grey screen",
+        "pusher" => "next to a moving paddle",
+        "stack" => "stacked on the floor",
+        _ => "above the floor",
+    };
+    let short = format!("{} {setting}.", capitalise(&list(&names)));
+    let mut seen = std::collections::HashSet::new();
+    let events: Vec<String> = traj
+        .events
+        .iter()
+        .filter_map(|e| sentence(scene, e))
+        .filter(|s| seen.insert(s.clone()))
+        .collect();
+    let medium = if events.is_empty() {
+        format!("The video shows {} {setting}.", list(&names))
+    } else {
+        format!(
+            "The video shows {} {setting}. {}.",
+            list(&names),
+            capitalise(
+                &events
+                    .iter()
+                    .take(2)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", then ")
+            )
+        )
+    };
+    let mut long = format!(
+        "The video shows {} {setting}, seen from the side against a plain background.",
+        list(&names)
+    );
+    if !events.is_empty() {
+        long.push_str(&format!(" {}.", capitalise(&events.join(", then "))));
+    }
+    if scene.occluder.is_some() {
+        long.push_str(" The object passes behind the screen and keeps moving.");
+    }
+    for o in &scene.objects {
+        let kind = match o.shape {
+            Shape::Circle { .. } => "round",
+            Shape::Box { .. } => "square-edged",
+        };
+        let bounce = if o.restitution > 0.6 {
+            "bouncy"
+        } else if o.restitution < 0.3 {
+            "dull"
+        } else {
+            "firm"
+        };
+        long.push_str(&format!(" The {} is {kind} and {bounce}.", o.name));
+    }
+    Captions {
+        short,
+        medium,
+        long,
+    }
+}

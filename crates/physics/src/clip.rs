@@ -1,0 +1,128 @@
+//! One generated clip: its scene, simulation, rendered frames, captions and ground truth, and the JSON that goes
+//! beside the video.
+
+use serde::Serialize;
+
+use crate::camera::Camera;
+use crate::caption::{caption, Captions};
+use crate::error::{PhysicsError, Result};
+use crate::families::{generate, FAMILIES};
+use crate::render::render_frame;
+use crate::scene::SceneSpec;
+use crate::sim::{simulate, Trajectory};
+
+/// How clips are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipSettings {
+    pub frames: usize,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f32,
+}
+
+impl ClipSettings {
+    pub fn validate(&self) -> Result<()> {
+        if self.frames == 0 || self.frames > 10_000 {
+            return Err(PhysicsError::Settings(format!(
+                "frames {}: expected 1 to 10000",
+                self.frames
+            )));
+        }
+        if self.width < 16
+            || self.height < 16
+            || self.width > 4096
+            || self.height > 4096
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
+        {
+            return Err(PhysicsError::Settings(format!(
+                "size {}x{}: expected even sides from 16 to 4096 pixels",
+                self.width, self.height
+            )));
+        }
+        if !(self.fps > 0.0 && self.fps <= 240.0) {
+            return Err(PhysicsError::Settings(format!(
+                "fps {}: expected (0, 240]",
+                self.fps
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Per-frame ground truth of one object, in world and pixel coordinates.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectTrack {
+    pub position: Vec<[f32; 2]>,
+    pub angle: Vec<f32>,
+    pub velocity: Vec<[f32; 2]>,
+    pub angular_velocity: Vec<f32>,
+    pub pixel: Vec<[f32; 2]>,
+}
+
+/// Everything known about a clip, as written to `{key}.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroundTruth {
+    pub key: String,
+    pub seed: u64,
+    pub fps: f32,
+    pub frames: usize,
+    pub physics_rate: f32,
+    pub camera: Camera,
+    pub scene: SceneSpec,
+    pub tracks: Vec<ObjectTrack>,
+    pub agent: Vec<[f32; 2]>,
+    pub events: Vec<crate::sim::Event>,
+    pub captions: Captions,
+}
+
+pub struct Clip {
+    pub frames: Vec<Vec<u8>>,
+    pub truth: GroundTruth,
+}
+
+/// Makes clip `key` of `family` from `seed`.
+pub fn make_clip(key: &str, family: &str, seed: u64, settings: &ClipSettings) -> Result<Clip> {
+    settings.validate()?;
+    let aspect = settings.height as f32 / settings.width as f32;
+    let scene = generate(family, seed, aspect, settings.frames).ok_or_else(|| {
+        PhysicsError::Settings(format!(
+            "unknown family {family:?} (known: {})",
+            FAMILIES.join(", ")
+        ))
+    })?;
+    let traj: Trajectory = simulate(&scene, settings.frames, settings.fps);
+    let camera = Camera::new(&scene, settings.width, settings.height);
+    let frames = (0..settings.frames)
+        .map(|f| render_frame(&scene, &traj, f, &camera))
+        .collect();
+    let tracks = (0..scene.objects.len())
+        .map(|i| {
+            let s: Vec<_> = traj.states.iter().map(|f| f[i]).collect();
+            ObjectTrack {
+                position: s.iter().map(|x| x.position).collect(),
+                angle: s.iter().map(|x| x.angle).collect(),
+                velocity: s.iter().map(|x| x.velocity).collect(),
+                angular_velocity: s.iter().map(|x| x.angular_velocity).collect(),
+                pixel: s.iter().map(|x| camera.to_pixel(x.position)).collect(),
+            }
+        })
+        .collect();
+    let captions = caption(&scene, &traj);
+    Ok(Clip {
+        frames,
+        truth: GroundTruth {
+            key: key.to_owned(),
+            seed,
+            fps: settings.fps,
+            frames: settings.frames,
+            physics_rate: settings.fps * traj.substeps as f32,
+            camera,
+            tracks,
+            agent: traj.agent.clone(),
+            events: traj.events.clone(),
+            captions,
+            scene,
+        },
+    })
+}
