@@ -20,13 +20,24 @@ fn list(names: &[String]) -> String {
     }
 }
 
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
 fn the(scene: &SceneSpec, i: usize) -> String {
     format!("the {}", scene.objects[i].name)
 }
 
 fn sentence(scene: &SceneSpec, e: &Event) -> Option<String> {
     Some(match *e {
-        Event::Collision { a, b, .. } => format!("{} hits {}", the(scene, a), the(scene, b)),
+        // Contacts present from the start (a resting stack) are not events worth telling.
+        Event::Collision { a, b, frame } if frame > 1 => {
+            format!("{} hits {}", the(scene, a), the(scene, b))
+        }
         Event::HitsGround { object, frame } if frame > 1 => {
             format!("{} lands on the floor", the(scene, object))
         }

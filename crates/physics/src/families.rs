@@ -152,7 +152,7 @@ pub fn generate(family: &str, seed: u64, aspect: f32, frames: usize) -> Option<S
             for c in cs.iter().take(n) {
                 let hw = size * rng.range(1.0, 1.6);
                 let hh = size * rng.range(0.8, 1.2);
-                let x = base + rng.range(-0.6, 0.6) * hw;
+                let x = base + rng.range(-0.9, 0.9) * hw;
                 let mut o = object(
                     &mut rng,
                     *c,
