@@ -61,7 +61,7 @@ pub fn caption(scene: &SceneSpec, traj: &Trajectory) -> Captions {
     let names: Vec<String> = scene
         .objects
         .iter()
-        .map(|o| format!("a {}", o.name))
+        .map(|o| format!("{} {}", article(&o.name), o.name))
         .collect();
     let setting = match scene.family.as_str() {
         "ramp" => "on a ramp",
