@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use orrery_flow::noise::NoiseKind;
-use orrery_media::{read_image, read_video, write_mp4, Mp4Options, Rgb, RgbImage};
+use orrery_media::{read_image, read_video, write_mp4, Mp4Options, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
+use orrery_pipeline::inputs::frames_from_clip;
 use orrery_pipeline::{ModelBundle, Request, SamplingSettings, ScheduleKind, WorldPipeline};
 use orrery_text::PromptCache;
 use serde_json::{json, Value};
@@ -153,28 +154,6 @@ fn read_spec(path: &Path, out_dir: &Path) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
-/// (1, 3, T, H, W) in [-1, 1] -> frames, clamped and rounded.
-fn to_frames(video: &Tensor) -> Result<Vec<RgbImage>> {
-    let (_, _, t, h, w) = video.dims5()?;
-    let data = video
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    Ok((0..t)
-        .map(|ti| {
-            RgbImage::from_fn(w as u32, h as u32, |x, y| {
-                let at = |c: usize| {
-                    ((data[(c * t + ti) * h * w + y as usize * w + x as usize].clamp(-1.0, 1.0)
-                        + 1.0)
-                        * 127.5)
-                        .round() as u8
-                };
-                Rgb([at(0), at(1), at(2)])
-            })
-        })
-        .collect())
-}
-
 pub fn generate(args: &GenerateArgs) -> Result<()> {
     let dtype = crate::forward_cmds::parse_dtype(&args.dtype)?;
     let noise = match args.noise.as_str() {
@@ -297,7 +276,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
                 settings: s,
             };
             let out = pipeline.generate(&request, |_, _| bar.inc(1))?;
-            let frames_out = to_frames(&out.video)?;
+            let frames_out = frames_from_clip(&out.video)?;
             let skip = usize::from(i > 0); // the overlapping first frame
             all.extend(frames_out.into_iter().skip(skip));
             last_latents = Some(out.latents);

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
-use orrery_media::{read_video, resize, write_mp4, Mp4Options, Rgb, RgbImage};
+use candle_core::Device;
+use orrery_media::{read_video, resize, write_mp4, Mp4Options, RgbImage};
+use orrery_pipeline::inputs::{clip_from_frames, frames_from_clip};
 use orrery_vae::tiling::Tiling;
 use orrery_vae::{Chunking, VaeModelPath};
 
@@ -57,41 +58,6 @@ fn parse_size(s: &str) -> Result<(u32, u32)> {
     Ok((w, h))
 }
 
-/// Frames (T of them, H x W) -> (1, 3, T, H, W) in [-1, 1].
-fn to_tensor(frames: &[RgbImage]) -> Result<Tensor> {
-    let (w, h) = (frames[0].width() as usize, frames[0].height() as usize);
-    let mut data = vec![0f32; 3 * frames.len() * h * w];
-    for (t, f) in frames.iter().enumerate() {
-        for (i, px) in f.pixels().enumerate() {
-            for c in 0..3 {
-                data[(c * frames.len() + t) * h * w + i] = px[c] as f32 / 127.5 - 1.0;
-            }
-        }
-    }
-    Ok(Tensor::from_vec(
-        data,
-        (1, 3, frames.len(), h, w),
-        &Device::Cpu,
-    )?)
-}
-
-/// (1, 3, T, H, W) in [-1, 1] -> frames, clamped and rounded to 8 bits.
-fn to_frames(video: &Tensor) -> Result<Vec<RgbImage>> {
-    let (_, _, t, h, w) = video.dims5()?;
-    let data = video.flatten_all()?.to_vec1::<f32>()?;
-    Ok((0..t)
-        .map(|ti| {
-            RgbImage::from_fn(w as u32, h as u32, |x, y| {
-                let at = |c: usize| {
-                    let v = data[(c * t + ti) * h * w + y as usize * w + x as usize];
-                    ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
-                };
-                Rgb([at(0), at(1), at(2)])
-            })
-        })
-        .collect())
-}
-
 /// PSNR in dB over all pixels of two frame sequences (8-bit, peak 255).
 fn psnr(a: &[RgbImage], b: &[RgbImage]) -> f64 {
     let (mut se, mut n) = (0f64, 0usize);
@@ -132,7 +98,7 @@ fn roundtrip(args: &RoundtripArgs) -> Result<()> {
         .collect::<std::result::Result<_, _>>()?;
     let vae = model.load(dtype, &Device::Cpu)?;
     let start = std::time::Instant::now();
-    let latent = vae.encode(&to_tensor(&frames)?, Chunking::Stream(4))?;
+    let latent = vae.encode(&clip_from_frames(&frames)?, Chunking::Stream(4))?;
     let encode_s = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let decoded = match args.tile {
@@ -147,7 +113,7 @@ fn roundtrip(args: &RoundtripArgs) -> Result<()> {
         None => vae.decode(&latent, Chunking::Stream(1))?,
     };
     let decode_s = start.elapsed().as_secs_f64();
-    let out = to_frames(&decoded.to_dtype(DType::F32)?)?;
+    let out = frames_from_clip(&decoded)?;
     write_mp4(&args.output, &out, video.fps, Mp4Options::default())
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!(

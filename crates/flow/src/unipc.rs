@@ -6,6 +6,12 @@ use candle_core::Tensor;
 use crate::error::{FlowError, Result};
 use crate::schedule::Schedule;
 
+struct Interval {
+    h: f64,
+    rks: Vec<f64>,
+    d1s: Vec<Tensor>,
+}
+
 /// Sampler state between model calls.
 #[derive(Debug, Clone)]
 pub struct UniPc {
@@ -112,7 +118,7 @@ impl UniPc {
         let mut sample = sample.clone();
         if i > 0 {
             if let Some(last) = self.last_sample.clone() {
-                sample = self.corrector(&x0, &last, &sample)?;
+                sample = self.corrector(&x0, &last)?;
             }
         }
         self.outputs.rotate_left(1);
@@ -128,22 +134,30 @@ impl UniPc {
         Ok(next)
     }
 
+    /// The step from sigma `s0` (at schedule index `i0`) to `t`: its log-SNR width and, for each earlier model
+    /// output k (1 .. order), the ratio r_k of its log-SNR offset and the scaled difference D_k (the last r is 1).
+    fn interval(&self, s0: f64, t: f64, i0: usize, order: usize) -> Result<Interval> {
+        let l0 = lambda(s0);
+        let h = lambda(t) - l0;
+        let m0 = self.output(0)?;
+        let mut rks = Vec::new();
+        let mut d1s = Vec::new();
+        for k in 1..order {
+            let rk = (lambda(self.sigmas[i0 - k]) - l0) / h;
+            rks.push(rk);
+            d1s.push(((self.output(k)? - m0)? / rk)?);
+        }
+        rks.push(1.0);
+        Ok(Interval { h, rks, d1s })
+    }
+
     /// UniP: from sigma_s0 = sigmas[i] to sigma_t = sigmas[i + 1].
     fn predictor(&self, x: &Tensor) -> Result<Tensor> {
         let i = self.step_index;
         let order = self.this_order;
         let (s0, t) = (self.sigmas[i], self.sigmas[i + 1]);
-        let (l0, lt) = (lambda(s0), lambda(t));
-        let h = lt - l0;
+        let Interval { h, rks, d1s } = self.interval(s0, t, i, order)?;
         let m0 = self.output(0)?;
-        let mut rks = Vec::new();
-        let mut d1s = Vec::new();
-        for k in 1..order {
-            let rk = (lambda(self.sigmas[i - k]) - l0) / h;
-            rks.push(rk);
-            d1s.push(((self.output(k)? - m0)? / rk)?);
-        }
-        rks.push(1.0);
         let (h_phi_1, b_h, r, b) = coefficients(h, &rks, order);
         let alpha_t = 1.0 - t;
         let mut x_t = ((x * (t / s0))? - (m0 * (alpha_t * h_phi_1))?)?;
@@ -165,21 +179,12 @@ impl UniPc {
     }
 
     /// UniC: corrects the sample at sigmas[i] with the new model output, from sigmas[i - 1].
-    fn corrector(&self, model_t: &Tensor, last: &Tensor, _this: &Tensor) -> Result<Tensor> {
+    fn corrector(&self, model_t: &Tensor, last: &Tensor) -> Result<Tensor> {
         let i = self.step_index;
         let order = self.this_order;
         let (s0, t) = (self.sigmas[i - 1], self.sigmas[i]);
-        let (l0, lt) = (lambda(s0), lambda(t));
-        let h = lt - l0;
+        let Interval { h, rks, d1s } = self.interval(s0, t, i - 1, order)?;
         let m0 = self.output(0)?;
-        let mut rks = Vec::new();
-        let mut d1s = Vec::new();
-        for k in 1..order {
-            let rk = (lambda(self.sigmas[i - (k + 1)]) - l0) / h;
-            rks.push(rk);
-            d1s.push(((self.output(k)? - m0)? / rk)?);
-        }
-        rks.push(1.0);
         let (h_phi_1, b_h, r, b) = coefficients(h, &rks, order);
         let rhos = if order == 1 { vec![0.5] } else { solve(r, b) };
         let alpha_t = 1.0 - t;

@@ -25,24 +25,59 @@ pub fn validate_size(frames: usize, width: usize, height: usize) -> Result<()> {
 
 /// Frames -> (1, 3, T, H, W) in [-1, 1] after resize-to-cover and centre crop to (width, height).
 pub fn frames_to_clip(frames: &[RgbImage], width: usize, height: usize) -> Result<Tensor> {
-    if frames.is_empty() {
+    let resized = frames
+        .iter()
+        .map(|f| resize::resize_to_cover_and_crop(f, width as u32, height as u32))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    clip_from_frames(&resized)
+}
+
+/// Frames of one size -> (1, 3, T, H, W) in [-1, 1] (`uint8 / 127.5 - 1`, as the reference normalises).
+pub fn clip_from_frames(frames: &[RgbImage]) -> Result<Tensor> {
+    let Some(first) = frames.first() else {
         return Err(PipelineError::Input("no frames".into()));
-    }
-    let t = frames.len();
-    let mut data = vec![0f32; 3 * t * height * width];
+    };
+    let (w, h, t) = (
+        first.width() as usize,
+        first.height() as usize,
+        frames.len(),
+    );
+    let mut data = vec![0f32; 3 * t * h * w];
     for (ti, f) in frames.iter().enumerate() {
-        let f = resize::resize_to_cover_and_crop(f, width as u32, height as u32)?;
+        if (f.width() as usize, f.height() as usize) != (w, h) {
+            return Err(PipelineError::Input(format!(
+                "frame {ti} is {}x{}, frame 0 is {w}x{h}",
+                f.width(),
+                f.height()
+            )));
+        }
         for (i, px) in f.pixels().enumerate() {
             for c in 0..3 {
-                data[(c * t + ti) * height * width + i] = px[c] as f32 / 127.5 - 1.0;
+                data[(c * t + ti) * h * w + i] = px[c] as f32 / 127.5 - 1.0;
             }
         }
     }
-    Ok(Tensor::from_vec(
-        data,
-        (1, 3, t, height, width),
-        &Device::Cpu,
-    )?)
+    Ok(Tensor::from_vec(data, (1, 3, t, h, w), &Device::Cpu)?)
+}
+
+/// (1, 3, T, H, W) in about [-1, 1] -> frames, clamped to [-1, 1] and rounded to 8 bits.
+pub fn frames_from_clip(video: &Tensor) -> Result<Vec<RgbImage>> {
+    let (_, _, t, h, w) = video.dims5()?;
+    let data = video
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    Ok((0..t)
+        .map(|ti| {
+            RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                let at = |c: usize| {
+                    let v = data[(c * t + ti) * h * w + y as usize * w + x as usize];
+                    ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
+                };
+                orrery_media::Rgb([at(0), at(1), at(2)])
+            })
+        })
+        .collect())
 }
 
 /// The pixel frames that condition `latent_frames` latent frames: the last 4 (N - 1) + 1 of the video (all of it,
