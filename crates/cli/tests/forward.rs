@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_fails_with, orrery, rel_err, testdata};
+use common::{assert_fails_with, forward, rel_err, run_ok, testdata};
 
 #[test]
 fn forward_dit_reproduces_the_reference() {
@@ -11,21 +11,7 @@ fn forward_dit_reproduces_the_reference() {
         let inputs = testdata(&format!("dit_tiny/case_{case}.safetensors"));
         let out = dir.path().join(format!("{case}.safetensors"));
         let model = testdata("dit_tiny");
-        let run = orrery(&[
-            "forward",
-            "dit",
-            "--model",
-            model.to_str().unwrap(),
-            "--inputs",
-            inputs.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        forward("dit", &model, &inputs, &out);
         let err = rel_err(&out, "velocity", &inputs, "velocity");
         assert!(err <= 1e-5, "{case}: {err:.3e}");
     }
@@ -75,7 +61,7 @@ fn forward_dit_errors_name_the_problem() {
 
 #[test]
 fn schedule_prints_the_official_karras_sigmas() {
-    let run = orrery(&[
+    let run = run_ok(&[
         "schedule",
         "--sampler",
         "unipc",
@@ -83,11 +69,6 @@ fn schedule_prints_the_official_karras_sigmas() {
         "35",
         "--karras",
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(v["calls"], 36);
     assert_eq!(v["timesteps"][0], 995);

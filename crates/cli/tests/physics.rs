@@ -2,13 +2,13 @@
 
 mod common;
 
-use common::{assert_fails_with, orrery};
+use common::{assert_fails_with, run_ok};
 
 #[test]
 fn generate_writes_shards_and_preview_writes_pictures() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("worlds");
-    let run = orrery(&[
+    run_ok(&[
         "physics",
         "generate",
         "--out",
@@ -24,11 +24,6 @@ fn generate_writes_shards_and_preview_writes_pictures() {
         "--seed",
         "3",
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     let samples: Vec<_> = (0..3)
         .flat_map(|i| {
             orrery_physics::dataset::read_shard(&out.join(format!("shard-{i:06}.tar"))).unwrap()
@@ -38,7 +33,7 @@ fn generate_writes_shards_and_preview_writes_pictures() {
     assert!(samples[1].key.starts_with("collision_"));
     for ext in ["png", "gif"] {
         let path = dir.path().join(format!("preview.{ext}"));
-        let run = orrery(&[
+        run_ok(&[
             "physics",
             "preview",
             "--out",
@@ -48,11 +43,6 @@ fn generate_writes_shards_and_preview_writes_pictures() {
             "--frames",
             "9",
         ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
         let image = orrery_media::read_image(&path).unwrap();
         assert_eq!(
             (image.width(), image.height()),

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use candle_core::{DType, Device};
-use common::{assert_fails_with, orrery, rel_err, testdata};
+use common::{assert_fails_with, forward, orrery, rel_err, testdata};
 use orrery_nn::Checkpoint;
 
 fn tensor(path: &Path, name: &str) -> candle_core::Tensor {
@@ -61,21 +61,7 @@ fn forward_text_matches_reference() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.safetensors");
     let inputs = testdata("qwen_tiny/case.safetensors");
-    let run = orrery(&[
-        "forward",
-        "text",
-        "--model",
-        testdata("qwen_tiny").to_str().unwrap(),
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    forward("text", &testdata("qwen_tiny"), &inputs, &out);
     let err = rel_err(&out, "prompt_embeds", &inputs, "prompt_embeds");
     assert!(err <= 1e-5, "{err:.3e}");
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_fails_with, orrery, rel_err, testdata};
+use common::{assert_fails_with, forward, orrery, rel_err, testdata};
 
 #[test]
 fn forward_vae_encode_and_decode_match_reference() {
@@ -14,21 +14,7 @@ fn forward_vae_encode_and_decode_match_reference() {
         ("vae-decode", "video", "decoded"),
     ] {
         let out = dir.path().join(format!("{cmd}.safetensors"));
-        let run = orrery(&[
-            "forward",
-            cmd,
-            "--model",
-            model.to_str().unwrap(),
-            "--inputs",
-            case.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        forward(cmd, &model, &case, &out);
         let err = rel_err(&out, out_name, &case, ref_name);
         assert!(err <= 1e-5, "{cmd}: {err:.3e}");
     }

@@ -20,6 +20,32 @@ pub fn orrery(args: &[&str]) -> Output {
         .expect("run orrery")
 }
 
+/// Runs a command that must succeed; the failure message is its standard error.
+pub fn run_ok(args: &[&str]) -> Output {
+    let run = orrery(args);
+    assert!(
+        run.status.success(),
+        "orrery {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
+}
+
+/// `orrery forward NET --model MODEL --inputs INPUTS --out OUT`, which must succeed.
+pub fn forward(net: &str, model: &Path, inputs: &Path, out: &Path) {
+    run_ok(&[
+        "forward",
+        net,
+        "--model",
+        model.to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+}
+
 /// max |out[out_name] - reference[ref_name]| / max |reference|.
 pub fn rel_err(out: &Path, out_name: &str, reference: &Path, ref_name: &str) -> f64 {
     let load = |p: &Path, n: &str| {
