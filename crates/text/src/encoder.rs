@@ -83,8 +83,9 @@ impl Reason1Embedder {
     ) -> Result<Self> {
         let config = QwenConfig::from_file(&dir.join("config.json"))?;
         let tokenizer = PromptTokenizer::from_dir(tokenizer_dir)?;
-        let fingerprint = Self::fingerprint_with_tokenizer(dir, tokenizer_dir, dtype)?;
+        let files = hash_files(dir, tokenizer_dir)?;
         let checkpoint = Checkpoint::open(weights_path(dir)?)?;
+        let fingerprint = finish_fingerprint(files, &checkpoint, dtype);
         let prefix = decoder_prefix(&checkpoint)?;
         let vb = checkpoint.var_builder(dtype, device);
         let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
@@ -110,22 +111,9 @@ impl Reason1Embedder {
         tokenizer_dir: &Path,
         dtype: DType,
     ) -> Result<String> {
-        let mut h = Fnv64::default();
-        for path in [
-            dir.join("config.json"),
-            tokenizer_dir.join("tokenizer.json"),
-        ] {
-            let bytes = std::fs::read(&path).map_err(|e| TextError::Config {
-                detail: e.to_string(),
-                path,
-            })?;
-            h.write(&bytes);
-        }
+        let files = hash_files(dir, tokenizer_dir)?;
         let checkpoint = Checkpoint::open(weights_path(dir)?)?;
-        for t in checkpoint.tensors() {
-            h.write(format!("{}:{}:{:?};", t.name, t.dtype.torch_name(), t.shape).as_bytes());
-        }
-        Ok(format!("reason1-{:016x}-{dtype:?}", h.finish()))
+        Ok(finish_fingerprint(files, &checkpoint, dtype))
     }
 
     pub fn fingerprint_str(&self) -> &str {
@@ -152,6 +140,31 @@ impl Reason1Embedder {
         let ids = Tensor::from_vec(ids, (1, PROMPT_TOKENS), self.model.device())?;
         self.embed_ids(&ids)
     }
+}
+
+/// The fingerprint's first part: config.json and tokenizer.json (read before any weights are opened, so a missing
+/// file is what gets reported).
+fn hash_files(dir: &Path, tokenizer_dir: &Path) -> Result<Fnv64> {
+    let mut h = Fnv64::default();
+    for path in [
+        dir.join("config.json"),
+        tokenizer_dir.join("tokenizer.json"),
+    ] {
+        let bytes = std::fs::read(&path).map_err(|e| TextError::Config {
+            detail: e.to_string(),
+            path,
+        })?;
+        h.write(&bytes);
+    }
+    Ok(h)
+}
+
+/// The fingerprint's second part: the names, types and shapes of the weights, and the compute type.
+fn finish_fingerprint(mut h: Fnv64, checkpoint: &Checkpoint, dtype: DType) -> String {
+    for t in checkpoint.tensors() {
+        h.write(format!("{}:{}:{:?};", t.name, t.dtype.torch_name(), t.shape).as_bytes());
+    }
+    format!("reason1-{:016x}-{dtype:?}", h.finish())
 }
 
 /// 64-bit FNV-1a, a stable hash for cache keys (not for security).
