@@ -21,9 +21,9 @@ pub const DEFAULT_NEGATIVE_PROMPT: &str = "The video captures a series of frames
 #[derive(clap::Args)]
 pub struct GenerateArgs {
     /// Model bundle folder: transformer/, vae/, text_encoder/ (diffusers-style), or an official DiT .pt,
-    /// tokenizer.pth and a Cosmos-Reason1 folder.
+    /// tokenizer.pth and a Cosmos-Reason1 folder. Default: the embedded orrery-physics-nano.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// The prompt (not with --spec).
     #[arg(long, required_unless_present = "spec")]
     pub prompt: Option<String>,
@@ -33,7 +33,7 @@ pub struct GenerateArgs {
     /// Video2World: the conditioning video (its last 5 frames condition).
     #[arg(long)]
     pub video: Option<PathBuf>,
-    /// Negative prompt for guidance (default: the official one).
+    /// Negative prompt for guidance (default: the official one; the empty prompt for orrery's own models).
     #[arg(long)]
     pub negative_prompt: Option<String>,
     /// Precomputed prompt embeddings (safetensors with `prompt_embeds` and, for guidance, `negative_embeds`),
@@ -75,9 +75,10 @@ pub struct GenerateArgs {
     /// Prompt-embedding cache folder.
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// Type of the DiT and text encoder weights: bf16 or f32.
-    #[arg(long, default_value = "bf16")]
-    pub dtype: String,
+    /// Type of the DiT and text encoder weights: bf16 or f32 (default: bf16 for the released models, f32 for
+    /// orrery's own small ones).
+    #[arg(long)]
+    pub dtype: Option<String>,
 }
 
 /// One clip to make.
@@ -155,13 +156,22 @@ fn read_spec(path: &Path, out_dir: &Path) -> Result<Vec<Job>> {
 }
 
 pub fn generate(args: &GenerateArgs) -> Result<()> {
-    let dtype = crate::forward_cmds::parse_dtype(&args.dtype)?;
+    let root = match &args.model {
+        Some(p) => p.clone(),
+        None => crate::default_model::bundle_dir()?,
+    };
+    let bundle = ModelBundle::open(&root)?;
+    let own_model = bundle.unconditional_prompt().is_some();
+    let dtype_name = args
+        .dtype
+        .clone()
+        .unwrap_or_else(|| if own_model { "f32" } else { "bf16" }.to_owned());
+    let dtype = crate::forward_cmds::parse_dtype(&dtype_name)?;
     let noise = match args.noise.as_str() {
         "numpy" => NoiseKind::Numpy,
         "fast" => NoiseKind::Fast,
         other => bail!("--noise {other}: expected numpy or fast"),
     };
-    let bundle = ModelBundle::open(&args.model)?;
     let d = bundle.defaults.clone();
     let (width, height) = match &args.size {
         Some(s) => parse_size(s)?,
@@ -209,6 +219,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     let negative_prompt = args
         .negative_prompt
         .clone()
+        .or_else(|| bundle.unconditional_prompt().map(str::to_owned))
         .unwrap_or_else(|| DEFAULT_NEGATIVE_PROMPT.to_owned());
     // Text first: the encoder is dropped before the DiT is loaded.
     let (texts, negative) = match &args.prompt_embeds {
@@ -293,10 +304,10 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
             "model": bundle.root, "frames": all.len(), "chunks": chunks, "width": width, "height": height, "fps": fps,
             "seed": settings.seed, "noise": args.noise, "steps": settings.steps, "guidance": settings.guidance,
             "schedule": match settings.schedule { ScheduleKind::Karras => json!("karras"), ScheduleKind::Shift(s) => json!(s) },
-            "cond_timestep": settings.cond_timestep, "dtype": args.dtype,
+            "cond_timestep": settings.cond_timestep, "dtype": dtype_name,
         });
         let settings_path = job.out.with_extension("json");
-        write_text_atomically(&settings_path, &serde_json::to_string_pretty(&resolved)?)?;
+        crate::write_text_atomically(&settings_path, &serde_json::to_string_pretty(&resolved)?)?;
         println!(
             "wrote {} ({} frames {width}x{height} at {fps} fps) and {}",
             job.out.display(),
@@ -305,14 +316,6 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn write_text_atomically(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let tmp = orrery_io::AtomicFile::create(path)?;
-    tmp.file().write_all(text.as_bytes())?;
-    tmp.commit(path)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Chunk lengths (pixel frames) for a clip of `frames`: the first chunk up to `chunk` frames, each later one

@@ -1,15 +1,21 @@
 //! The `orrery` command line.
 
+mod bench_cmd;
 mod checkpoint_cmds;
+mod default_model;
 mod embed_cmd;
 mod forward_cmds;
 mod generate_cmd;
 mod media_cmds;
 mod physics_cmds;
 mod schedule_cmd;
+mod train_cmd;
 mod vae_cmds;
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +51,9 @@ enum Command {
     /// The video VAE: round trips with PSNR.
     #[command(subcommand)]
     Vae(vae_cmds::VaeCommand),
+    /// Train our own VAE and DiT on physics worlds.
+    #[command(subcommand)]
+    Train(train_cmd::TrainCommand),
     /// Image and video utilities.
     #[command(subcommand)]
     Media(media_cmds::MediaCommand),
@@ -69,6 +78,7 @@ fn main() -> ExitCode {
         Command::Vae(cmd) => vae_cmds::run(cmd),
         Command::Schedule(args) => schedule_cmd::schedule(&args),
         Command::Physics(cmd) => physics_cmds::run(cmd),
+        Command::Train(cmd) => train_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,4 +95,13 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
         .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Writes a text file atomically (temporary file, then rename).
+pub fn write_text_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = orrery_io::AtomicFile::create(path)?;
+    tmp.file().write_all(text.as_bytes())?;
+    tmp.commit(path)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -16,6 +16,8 @@ pub enum PhysicsCommand {
     Generate(GenerateArgs),
     /// Write a contact sheet (.png) or an animated grid (.gif) of a few clips of each family.
     Preview(PreviewArgs),
+    /// Score a model's predictions of held-out clips against ground truth and baselines.
+    Bench(crate::bench_cmd::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -98,6 +100,7 @@ pub fn run(cmd: PhysicsCommand) -> Result<()> {
     match cmd {
         PhysicsCommand::Generate(args) => generate(&args),
         PhysicsCommand::Preview(args) => preview(&args),
+        PhysicsCommand::Bench(args) => crate::bench_cmd::bench(&args),
     }
 }
 

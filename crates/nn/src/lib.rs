@@ -4,6 +4,10 @@ pub mod checkpoint;
 pub mod compare;
 
 pub use checkpoint::{Checkpoint, CheckpointError, DType, Format, OpenOptions, TensorEntry};
+pub mod gradcheck;
 pub mod init;
 pub mod layers;
 pub mod ops;
+pub mod trainable;
+
+pub use trainable::SeededVarMap;

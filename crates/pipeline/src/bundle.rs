@@ -15,18 +15,29 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::{DitConfig, DitModelDir};
 use orrery_nn::Checkpoint;
-use orrery_text::{Overflow, PromptCache, Reason1Embedder};
+use orrery_text::word_encoder::WORD_ENCODER_TYPE;
+use orrery_text::{Overflow, PromptCache, Reason1Embedder, WordEncoder};
 use orrery_vae::VaeModelPath;
 use serde_json::Value;
 
 use crate::error::{PipelineError, Result};
 use crate::sample::ScheduleKind;
 
+/// Which text encoder a bundle carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoderKind {
+    /// Cosmos-Reason1 (Qwen2.5-VL) multi-layer embeddings: the released checkpoints.
+    Reason1,
+    /// orrery's small word encoder (`model_type` "orrery_word_encoder"): our own models.
+    Words,
+}
+
 /// The text encoder's folder and where its tokenizer is.
 #[derive(Debug, Clone)]
 pub struct TextEncoderPaths {
     pub model: PathBuf,
     pub tokenizer: PathBuf,
+    pub kind: TextEncoderKind,
 }
 
 /// Sampling and output defaults of a bundle.
@@ -122,7 +133,7 @@ fn official_dit(root: &Path) -> Result<DitModelDir> {
     })
 }
 
-fn is_qwen_folder(dir: &Path) -> bool {
+fn model_type(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join("config.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
@@ -131,11 +142,21 @@ fn is_qwen_folder(dir: &Path) -> bool {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
-        .is_some_and(|m| m.starts_with("qwen2"))
+}
+
+fn is_qwen_folder(dir: &Path) -> bool {
+    model_type(dir).is_some_and(|m| m.starts_with("qwen2"))
 }
 
 fn find_text_encoder(root: &Path) -> Option<TextEncoderPaths> {
     let te = root.join("text_encoder");
+    if te.is_dir() && model_type(&te).as_deref() == Some(WORD_ENCODER_TYPE) {
+        return Some(TextEncoderPaths {
+            model: te.clone(),
+            tokenizer: te,
+            kind: TextEncoderKind::Words,
+        });
+    }
     if te.is_dir() {
         let tokenizer = if te.join("tokenizer.json").is_file() {
             te.clone()
@@ -145,6 +166,7 @@ fn find_text_encoder(root: &Path) -> Option<TextEncoderPaths> {
         return Some(TextEncoderPaths {
             model: te,
             tokenizer,
+            kind: TextEncoderKind::Reason1,
         });
     }
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
@@ -157,6 +179,7 @@ fn find_text_encoder(root: &Path) -> Option<TextEncoderPaths> {
         .map(|d| TextEncoderPaths {
             model: d.clone(),
             tokenizer: d,
+            kind: TextEncoderKind::Reason1,
         })
 }
 
@@ -233,6 +256,15 @@ impl ModelBundle {
         })
     }
 
+    /// The negative prompt the bundle's model was trained to take as "unconditional": the empty prompt (the zero
+    /// embedding of caption dropout) for word-encoder models, `None` (the caller's default) otherwise.
+    pub fn unconditional_prompt(&self) -> Option<&'static str> {
+        match &self.text {
+            Some(t) if t.kind == TextEncoderKind::Words => Some(""),
+            _ => None,
+        }
+    }
+
     /// Prompt embeddings (1, 512, width) of `prompts`, read from `cache` where present; the text encoder is loaded
     /// only for the others and dropped before returning, so the DiT can be loaded after it within the same memory.
     pub fn encode_prompts(
@@ -248,6 +280,14 @@ impl ModelBundle {
             )
         })?;
         let device = Device::Cpu;
+        if text.kind == TextEncoderKind::Words {
+            // Small and fast: no cache.
+            let encoder = WordEncoder::open(&text.model, &device)?;
+            return prompts
+                .iter()
+                .map(|p| Ok(encoder.embed(p, Overflow::Error)?))
+                .collect();
+        }
         let fingerprint =
             Reason1Embedder::fingerprint_with_tokenizer(&text.model, &text.tokenizer, dtype)?;
         let mut out: Vec<Option<Tensor>> = prompts

@@ -11,9 +11,11 @@ pub mod encoder;
 mod error;
 pub mod qwen;
 pub mod tokenizer;
+pub mod word_encoder;
 
 pub use cache::PromptCache;
 pub use config::QwenConfig;
 pub use encoder::Reason1Embedder;
 pub use error::{Result, TextError};
 pub use tokenizer::{Overflow, PromptTokenizer};
+pub use word_encoder::{WordEncoder, WordEncoderConfig};

@@ -160,6 +160,26 @@ impl VaeConfig {
         config.validate().map_err(|e| fail(e.to_string()))?;
         Ok(config)
     }
+
+    /// A diffusers `AutoencoderKLWan` `config.json` that [`Self::from_diffusers_file`] reads back.
+    pub fn to_diffusers_json(&self) -> String {
+        let v = serde_json::json!({
+            "_class_name": "AutoencoderKLWan",
+            "attn_scales": [],
+            "base_dim": self.base_dim,
+            "dim_mult": self.dim_mult,
+            "dropout": 0.0,
+            "in_channels": 3,
+            "out_channels": 3,
+            "is_residual": false,
+            "latents_mean": self.latents_mean,
+            "latents_std": self.latents_std,
+            "num_res_blocks": self.num_res_blocks,
+            "temperal_downsample": self.temporal_downsample,
+            "z_dim": self.z_dim,
+        });
+        serde_json::to_string_pretty(&v).expect("JSON of plain values")
+    }
 }
 
 #[cfg(test)]
@@ -177,5 +197,9 @@ mod tests {
         let mut bad = c.clone();
         bad.latents_std.pop();
         assert!(bad.validate().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, c.to_diffusers_json()).unwrap();
+        assert_eq!(VaeConfig::from_diffusers_file(&path).unwrap(), c);
     }
 }

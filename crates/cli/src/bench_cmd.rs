@@ -1,0 +1,225 @@
+//! `orrery physics bench`: a model's Video2World, Image2World and Text2World predictions of held-out physics
+//! clips, scored against the real frames and the simulator's ground truth, beside the copy-last-frame and
+//! constant-velocity baselines.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use orrery_eval::baselines::{constant_velocity, copy_last_frame};
+use orrery_eval::bench::{score_clip, summarise, table, ClipScore, MethodSummary};
+use orrery_eval::track::locate;
+use orrery_flow::noise::NoiseKind;
+use orrery_media::RgbImage;
+use orrery_physics::dataset::DatasetSpec;
+use orrery_physics::families::FAMILIES;
+use orrery_physics::{make_clip, ClipSettings};
+use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
+use serde_json::json;
+
+/// Pixel frames of the Video2World input (2 latent frames).
+const OBSERVED_FRAMES: usize = 5;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Model bundle (default: the embedded orrery-physics-nano).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Held-out clips to score.
+    #[arg(long, default_value_t = 200)]
+    pub clips: usize,
+    /// Clips also generated from their caption alone (Text2World object detection).
+    #[arg(long, default_value_t = 50)]
+    pub text_clips: usize,
+    /// Base seed of the held-out clips (the embedded model was trained on seed 0).
+    #[arg(long, default_value_t = 7_777)]
+    pub seed: u64,
+    /// Sampling steps (default: the bundle's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Results as JSON (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn generate(
+    pipeline: &WorldPipeline,
+    bundle: &ModelBundle,
+    prompt: &Tensor,
+    negative: &Tensor,
+    input: (Option<&RgbImage>, Option<&[RgbImage]>),
+    settings: &SamplingSettings,
+) -> Result<Vec<RgbImage>> {
+    let d = &bundle.defaults;
+    let request = Request {
+        frames: d.frames,
+        width: d.width,
+        height: d.height,
+        text: prompt,
+        negative: Some(negative),
+        image: input.0,
+        video: input.1,
+        settings: settings.clone(),
+    };
+    let out = pipeline.generate(&request, |_, _| {})?;
+    Ok(orrery_pipeline::inputs::frames_from_clip(&out.video)?)
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let root = match &args.model {
+        Some(p) => p.clone(),
+        None => crate::default_model::bundle_dir()?,
+    };
+    let bundle = ModelBundle::open(&root)?;
+    let d = bundle.defaults.clone();
+    let settings = SamplingSettings {
+        steps: args.steps.unwrap_or(d.steps),
+        schedule: d.schedule,
+        guidance: d.guidance,
+        cond_timestep: d.cond_timestep,
+        timestep_scale: 0.001,
+        seed: 0,
+        noise: NoiseKind::Fast,
+    };
+    let spec = DatasetSpec {
+        clips: args.clips.max(args.text_clips),
+        clips_per_shard: 1,
+        families: FAMILIES.iter().map(|f| f.to_string()).collect(),
+        seed: args.seed,
+        settings: ClipSettings {
+            frames: d.frames,
+            width: d.width as u32,
+            height: d.height as u32,
+            fps: d.fps as f32,
+        },
+        workers: 1,
+    };
+    spec.validate()?;
+    let clips: Vec<_> = (0..spec.clips)
+        .map(|i| {
+            let (family, seed, key) = spec.clip_id(i);
+            make_clip(&key, &family, seed, &spec.settings)
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let mut prompts: Vec<&str> = clips
+        .iter()
+        .map(|c| c.truth.captions.medium.as_str())
+        .collect();
+    let negative_prompt = bundle.unconditional_prompt().unwrap_or("");
+    prompts.push(negative_prompt);
+    let mut embeds = bundle.encode_prompts(&prompts, None, DType::F32)?;
+    let negative = embeds.pop().context("negative prompt embedding")?;
+    let pipeline = WorldPipeline::new(
+        bundle.dit.load(DType::F32, &Device::Cpu)?,
+        bundle.vae.load(DType::F32, &Device::Cpu)?,
+    )?;
+    let bar = ProgressBar::new((args.clips + args.text_clips) as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{msg} [{bar:30}] {pos}/{len} clips, {elapsed} (eta {eta})",
+    )?);
+    bar.set_message("physics bench");
+    let names = [
+        "video2world: model",
+        "video2world: copy last frame",
+        "video2world: constant velocity",
+        "image2world: model",
+        "image2world: copy first frame",
+    ];
+    let mut scores: Vec<Vec<ClipScore>> = vec![Vec::new(); names.len()];
+    let to_images = |frames: &[Vec<u8>]| -> Vec<RgbImage> {
+        frames
+            .iter()
+            .map(|f| {
+                RgbImage::from_raw(d.width as u32, d.height as u32, f.clone()).expect("frame size")
+            })
+            .collect()
+    };
+    for (i, clip) in clips.iter().take(args.clips).enumerate() {
+        let real = to_images(&clip.frames);
+        let colors: Vec<[u8; 3]> = clip.truth.scene.objects.iter().map(|o| o.color).collect();
+        let mut s = settings.clone();
+        s.seed = i as u64;
+        let observed = &real[..OBSERVED_FRAMES];
+        let future = &real[OBSERVED_FRAMES..];
+        let n = future.len();
+        let v2w = generate(
+            &pipeline,
+            &bundle,
+            &embeds[i],
+            &negative,
+            (None, Some(observed)),
+            &s,
+        )?;
+        let i2w = generate(
+            &pipeline,
+            &bundle,
+            &embeds[i],
+            &negative,
+            (Some(&real[0]), None),
+            &s,
+        )?;
+        let t = &clip.truth;
+        scores[0].push(score_clip(
+            future,
+            &v2w[OBSERVED_FRAMES..],
+            t,
+            OBSERVED_FRAMES,
+        ));
+        scores[1].push(score_clip(
+            future,
+            &copy_last_frame(observed, n),
+            t,
+            OBSERVED_FRAMES,
+        ));
+        scores[2].push(score_clip(
+            future,
+            &constant_velocity(observed, &colors, n),
+            t,
+            OBSERVED_FRAMES,
+        ));
+        scores[3].push(score_clip(&real[1..], &i2w[1..], t, 1));
+        scores[4].push(score_clip(
+            &real[1..],
+            &copy_last_frame(&real[..1], real.len() - 1),
+            t,
+            1,
+        ));
+        bar.inc(1);
+    }
+    // Text2World: is each captioned object (by colour) in at least half the generated frames?
+    let (mut shown, mut total) = (0usize, 0usize);
+    for (i, clip) in clips.iter().take(args.text_clips).enumerate() {
+        let mut s = settings.clone();
+        s.seed = 1_000_000 + i as u64;
+        let frames = generate(&pipeline, &bundle, &embeds[i], &negative, (None, None), &s)?;
+        for o in &clip.truth.scene.objects {
+            let seen = frames
+                .iter()
+                .filter(|f| locate(f, o.color).is_some())
+                .count();
+            total += 1;
+            shown += usize::from(2 * seen >= frames.len());
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+    let rows: Vec<MethodSummary> = names
+        .iter()
+        .zip(&scores)
+        .map(|(name, s)| summarise(name, s))
+        .collect();
+    println!("{}", table(&rows));
+    let detection = shown as f64 / total.max(1) as f64;
+    println!(
+        "text2world: {shown} of {total} captioned objects shown ({:.1}%) in {} clips",
+        100.0 * detection,
+        args.text_clips
+    );
+    let report = json!({
+        "model": root, "clips": args.clips, "seed": args.seed, "steps": settings.steps,
+        "guidance": settings.guidance, "observed_frames": OBSERVED_FRAMES, "methods": rows,
+        "text2world": {"clips": args.text_clips, "objects": total, "shown": shown, "rate": detection},
+    });
+    crate::write_text_atomically(&args.out, &serde_json::to_string_pretty(&report)?)
+}

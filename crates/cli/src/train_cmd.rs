@@ -1,0 +1,161 @@
+//! `orrery train vae|dit --config FILE [--resume] [--dry-run] [--smoke]`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use orrery_train::{DitTrainConfig, LossPoint, VaeTrainConfig};
+
+#[derive(clap::Subcommand)]
+pub enum TrainCommand {
+    /// Train a small Wan-architecture video VAE on physics worlds.
+    Vae(TrainArgs),
+    /// Train the flow-matching DiT and its word encoder on a trained VAE's latents.
+    Dit(TrainArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Run configuration (JSON; see configs/).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Continue from the newest checkpoint in the run folder.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the resolved configuration and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One step, no checkpoint: checks that the configuration trains.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Stop after this many steps of this invocation (a later --resume continues).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Export the newest checkpoint's EMA weights to `{out_dir}/final` without training.
+    #[arg(long, conflicts_with_all = ["smoke", "dry_run"])]
+    pub export: bool,
+}
+
+fn progress(total: usize, done: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({eta} left) {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_position(done as u64);
+    bar
+}
+
+fn report(bar: &ProgressBar, p: &LossPoint) {
+    bar.set_position(p.step as u64);
+    bar.set_message(format!(
+        "loss {:.4} lr {:.2e} |g| {:.3}",
+        p.loss, p.lr, p.grad_norm
+    ));
+}
+
+/// Prepares resumption or refuses to overwrite an existing run.
+fn start(session: &mut orrery_train::Session, resume: bool) -> Result<()> {
+    if resume {
+        match session.resume_latest()? {
+            Some(step) => eprintln!("resumed at step {step}"),
+            None => eprintln!(
+                "no checkpoint yet in {}: starting",
+                session.out_dir.display()
+            ),
+        }
+    } else if !session.checkpoints().is_empty() {
+        bail!(
+            "{} already has checkpoints: pass --resume to continue it, or choose another out_dir",
+            session.out_dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(cmd: TrainCommand) -> Result<()> {
+    match cmd {
+        TrainCommand::Vae(args) => train_vae(&args),
+        TrainCommand::Dit(args) => train_dit(&args),
+    }
+}
+
+fn train_vae(args: &TrainArgs) -> Result<()> {
+    let config = VaeTrainConfig::read(&args.config)?;
+    if args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    let mut trainer = orrery_train::VaeTrainer::new(config)?;
+    eprintln!("VAE: {} parameters", trainer.session.vars.parameter_count());
+    if args.smoke {
+        let t0 = Instant::now();
+        let p = trainer.train_step()?;
+        println!(
+            "smoke step: loss {:.5} in {:.2} s",
+            p.loss,
+            t0.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    start(&mut trainer.session, args.resume || args.export)?;
+    if !args.export {
+        let bar = progress(trainer.config.run.steps, trainer.session.step());
+        trainer.train(args.max_steps, |p| report(&bar, p))?;
+        bar.finish();
+    }
+    if args.export || trainer.session.step() >= trainer.config.run.steps {
+        let dir = trainer.export()?;
+        println!(
+            "VAE of step {} written to {}",
+            trainer.session.step(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn train_dit(args: &TrainArgs) -> Result<()> {
+    let config = DitTrainConfig::read(&args.config)?;
+    if args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    eprintln!("encoding the training clips with the VAE (cached in the run folder)");
+    let mut trainer = orrery_train::DitTrainer::new(config)?;
+    eprintln!(
+        "DiT + word encoder: {} parameters, {} words",
+        trainer.session.vars.parameter_count(),
+        trainer.text.config.vocab.len()
+    );
+    if args.smoke {
+        let t0 = Instant::now();
+        let p = trainer.train_step()?;
+        println!(
+            "smoke step: loss {:.5} in {:.2} s",
+            p.loss,
+            t0.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    start(&mut trainer.session, args.resume || args.export)?;
+    if !args.export {
+        let bar = progress(trainer.config.run.steps, trainer.session.step());
+        trainer.train(args.max_steps, |p| report(&bar, p))?;
+        bar.finish();
+    }
+    if args.export || trainer.session.step() >= trainer.config.run.steps {
+        let dir = trainer.export()?;
+        let samples = trainer.write_samples()?;
+        println!(
+            "model bundle written to {} (samples: {})",
+            dir.display(),
+            samples.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `orrery train`, the embedded default model behind `orrery generate`, and `orrery physics bench`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{assert_fails_with, run_ok};
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn dry_run_smoke_and_bad_configs() {
+    let out = run_ok(&[
+        "train",
+        "vae",
+        "--config",
+        &repo("configs/nano-vae.json"),
+        "--dry-run",
+    ]);
+    let resolved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(resolved["run"]["out_dir"]
+        .as_str()
+        .unwrap()
+        .ends_with("runs/nano-vae"));
+    let out = run_ok(&[
+        "train",
+        "dit",
+        "--config",
+        &repo("configs/nano-dit.json"),
+        "--dry-run",
+    ]);
+    let resolved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resolved["model"]["in_channels"], 8);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("configs/nano-vae.json")).unwrap())
+            .unwrap();
+    config["run"]["out_dir"] = dir.path().join("run").display().to_string().into();
+    config["data"]["frames"] = 9.into();
+    config["crop_frames"] = 5.into();
+    config["crop_size"] = 16.into();
+    let path = dir.path().join("vae.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = run_ok(&[
+        "train",
+        "vae",
+        "--config",
+        path.to_str().unwrap(),
+        "--smoke",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("smoke step: loss"));
+
+    config["run"]["batch_sise"] = 3.into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    assert_fails_with(
+        &["train", "vae", "--config", path.to_str().unwrap()],
+        "unknown field `batch_sise`",
+    );
+    std::fs::write(&path, "{\"run\": ").unwrap();
+    assert_fails_with(
+        &["train", "vae", "--config", path.to_str().unwrap()],
+        "EOF while parsing",
+    );
+    config["run"].as_object_mut().unwrap().remove("batch_sise");
+    config["crop_frames"] = 4.into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    assert_fails_with(
+        &["train", "vae", "--config", path.to_str().unwrap()],
+        "crop_frames 4 must be 1 + 4 k",
+    );
+}
+
+#[test]
+fn embedded_model_generates_in_all_three_modes_and_benches() {
+    let dir = tempfile::tempdir().unwrap();
+    let orrery = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_orrery"))
+            .args(args)
+            .env("ORRERY_CACHE", dir.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let t2w = dir.path().join("t2w.mp4");
+    let prompt = "The video shows a red ball above the floor. The red ball lands on the floor.";
+    orrery(&[
+        "generate",
+        "--prompt",
+        prompt,
+        "--out",
+        t2w.to_str().unwrap(),
+        "--steps",
+        "2",
+    ]);
+    let video = orrery_media::read_video(&t2w).unwrap();
+    assert_eq!(video.frames.len(), 33);
+    assert_eq!(video.frames[0].dimensions(), (64, 64));
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t2w.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(settings["mode"], "text2world");
+    assert_eq!(settings["negative_prompt"], "");
+    let i2w = dir.path().join("i2w.mp4");
+    let frame = dir.path().join("frame.png");
+    orrery_media::write_png(&frame, &video.frames[0]).unwrap();
+    orrery(&[
+        "generate",
+        "--prompt",
+        prompt,
+        "--image",
+        frame.to_str().unwrap(),
+        "--out",
+        i2w.to_str().unwrap(),
+        "--steps",
+        "2",
+    ]);
+    let v2w = dir.path().join("v2w.mp4");
+    orrery(&[
+        "generate",
+        "--prompt",
+        prompt,
+        "--video",
+        t2w.to_str().unwrap(),
+        "--out",
+        v2w.to_str().unwrap(),
+        "--steps",
+        "2",
+    ]);
+    assert_eq!(orrery_media::read_video(&v2w).unwrap().frames.len(), 33);
+
+    let report = dir.path().join("bench.json");
+    orrery(&[
+        "physics",
+        "bench",
+        "--clips",
+        "2",
+        "--text-clips",
+        "1",
+        "--steps",
+        "2",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["methods"].as_array().unwrap().len(), 5);
+    assert!(r["methods"][1]["psnr"].as_f64().unwrap() > 10.0);
+}

@@ -1,0 +1,11 @@
+//! orrery-eval: measuring generated worlds.
+//!
+//! - [`metrics`]: PSNR and SSIM of frames and videos;
+//! - [`track`]: objects of a physics world located in any frame by their colour;
+//! - [`baselines`]: copy-last-frame and constant-velocity predictions from observed frames only;
+//! - [`bench`]: scoring predicted continuations of physics clips against the simulator's ground truth.
+
+pub mod baselines;
+pub mod bench;
+pub mod metrics;
+pub mod track;

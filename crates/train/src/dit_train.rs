@@ -1,0 +1,467 @@
+//! Flow-matching training of the Cosmos DiT with the small word encoder, on VAE latents of physics worlds.
+//!
+//! Each step (spec sections 3.1 and 4): a batch of normalised clip latents x0; per sample a sigma from the
+//! shifted logit-normal table, noise e, x_sigma = (1 - sigma) x0 + sigma e; 0, 1 or 2 conditioning latent frames
+//! (probabilities `cond_probs`) substituted by their clean latents and flagged in the mask channel, with their
+//! own timestep; the caption embedded by the word encoder or, with `caption_dropout`, the zero embedding; the
+//! velocity target e - x0 with the conditioning frames' prediction replaced by the exact velocity (as the
+//! reference's `denoise` does), uniform loss weight. With `image_batch_prob` a step trains on first frames only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use orrery_dit::{CosmosDit, DitInput};
+use orrery_flow::timesteps::SigmaSampler;
+use orrery_media::{write_gif, RgbImage};
+use orrery_nn::checkpoint::save_tensors;
+use orrery_nn::{Checkpoint, SeededVarMap};
+use orrery_pipeline::conditioning::{condition_mask, replace_frames, replace_velocity};
+use orrery_pipeline::inputs::frames_from_clip;
+use orrery_pipeline::{Request, SamplingSettings, ScheduleKind, WorldPipeline};
+use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
+use orrery_vae::{Chunking, VaeModelPath, WanVae};
+
+use crate::config::DitTrainConfig;
+use crate::data::{clip_tensor, DataConfig};
+use crate::error::{Result, TrainError};
+use crate::session::{write_file, LossPoint, Session};
+use crate::vae_train::{index, normal};
+
+/// Normalised latents of the training clips and their captions (short, medium, long).
+pub struct LatentSet {
+    /// (N, C, T, h, w)
+    pub latents: Tensor,
+    pub captions: Vec<[String; 3]>,
+}
+
+impl LatentSet {
+    /// Encodes every training clip with `vae` (posterior mean), or reads the cache in `dir` made from the same
+    /// VAE weights and data.
+    pub fn build(data: &DataConfig, vae: &WanVae, vae_weights: &Path, dir: &Path) -> Result<Self> {
+        let key = format!(
+            "{}-{}",
+            file_fingerprint(vae_weights)?,
+            serde_json::to_string(data).expect("plain values").len()
+        );
+        let cache = dir.join("latents.safetensors");
+        let captions_path = dir.join("captions.json");
+        if let (Ok(ckpt), Ok(text)) = (
+            Checkpoint::open(&cache),
+            std::fs::read_to_string(&captions_path),
+        ) {
+            let saved: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if saved["key"] == key
+                && saved["data"] == serde_json::to_value(data).unwrap_or_default()
+            {
+                if let Ok(captions) =
+                    serde_json::from_value::<Vec<[String; 3]>>(saved["captions"].clone())
+                {
+                    let latents = ckpt.load("latents", &Device::Cpu)?;
+                    return Ok(Self { latents, captions });
+                }
+            }
+        }
+        let mut latents = Vec::with_capacity(data.clips);
+        let mut captions = Vec::with_capacity(data.clips);
+        for i in 0..data.clips {
+            let clip = data.clip(i).map_err(TrainError::Data)?;
+            let video = clip_tensor(&clip, data.width, data.height, &Device::Cpu)?.unsqueeze(0)?;
+            latents.push(
+                vae.normalize(&vae.encode(&video, Chunking::Whole)?)?
+                    .squeeze(0)?,
+            );
+            let c = &clip.truth.captions;
+            captions.push([c.short.clone(), c.medium.clone(), c.long.clone()]);
+        }
+        let latents = Tensor::stack(&latents, 0)?;
+        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+        save_tensors(&cache, vec![("latents".into(), latents.clone())])?;
+        let saved = serde_json::json!({"key": key, "data": data, "captions": captions});
+        write_file(&captions_path, saved.to_string().as_bytes())?;
+        Ok(Self { latents, captions })
+    }
+}
+
+/// Size and modification time of a file: enough to notice a retrained VAE.
+fn file_fingerprint(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(TrainError::io(path))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(format!("{}-{modified}", meta.len()))
+}
+
+/// A DiT training run.
+pub struct DitTrainer {
+    pub config: DitTrainConfig,
+    pub session: Session,
+    pub dit: CosmosDit,
+    pub text: WordEncoder,
+    pub vae: WanVae,
+    pub vae_path: VaeModelPath,
+    pub data: LatentSet,
+    sigmas: SigmaSampler,
+    device: Device,
+}
+
+/// One step's inputs, drawn with the run's generator.
+struct Batch {
+    x0: Tensor,
+    noise: Tensor,
+    sigmas: Vec<f64>,
+    cond_frames: Vec<usize>,
+    texts: Vec<Option<Vec<u32>>>,
+}
+
+impl DitTrainer {
+    pub fn new(config: DitTrainConfig) -> Result<Self> {
+        let device = Device::Cpu;
+        let vae_path = VaeModelPath::open(&config.vae)?;
+        if vae_path.config.z_dim != config.model.in_channels
+            || vae_path.config.z_dim != config.model.out_channels
+        {
+            return Err(TrainError::Data(format!(
+                "the VAE makes {} latent channels, the DiT is configured for {}",
+                vae_path.config.z_dim, config.model.in_channels
+            )));
+        }
+        let vae = vae_path.load(DType::F32, &device)?;
+        let data = LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
+        let t = &config.text;
+        let text_config = WordEncoderConfig::from_texts(
+            data.captions.iter().flatten().map(String::as_str),
+            t.width,
+            t.layers,
+            t.heads,
+            t.max_tokens,
+        );
+        let vars = SeededVarMap::new(config.run.seed);
+        let vb = vars.var_builder(&device);
+        let dit = CosmosDit::new(vb.pp("dit"), &config.model)?;
+        let text = WordEncoder::new(vb.pp("text"), &text_config)?;
+        let session = Session::new(
+            &config.run.out_dir,
+            vars,
+            config.optim.clone(),
+            config.run.seed,
+            config.run.steps,
+        )?;
+        Ok(Self {
+            sigmas: SigmaSampler::new(config.flow.shift, config.flow.high_sigma_prob),
+            config,
+            session,
+            dit,
+            text,
+            vae,
+            vae_path,
+            data,
+            device,
+        })
+    }
+
+    pub fn config_json(&self) -> String {
+        serde_json::to_string_pretty(&self.config).expect("plain values")
+    }
+
+    fn draw(&mut self) -> Result<Batch> {
+        let f = &self.config.flow;
+        let rng = &mut self.session.rng;
+        let n = self.data.latents.dim(0)?;
+        let images = rng.next_f64() < f.image_batch_prob;
+        let (mut x0, mut sigmas, mut cond_frames, mut texts) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..self.config.run.batch_size {
+            let i = index(rng, n);
+            let mut x = self.data.latents.get(i)?;
+            if images {
+                x = x.narrow(1, 0, 1)?;
+            }
+            x0.push(x);
+            sigmas.push(self.sigmas.sample(rng));
+            let u = rng.next_f64();
+            let wanted = if u < f.cond_probs[0] {
+                0
+            } else if u < f.cond_probs[0] + f.cond_probs[1] {
+                1
+            } else {
+                2
+            };
+            // An image has one latent frame: it is never all conditioning.
+            cond_frames.push(if images { 0 } else { wanted });
+            let caption = &self.data.captions[i][index(rng, 3)];
+            texts.push(if rng.next_f64() < f.caption_dropout {
+                None
+            } else {
+                Some(self.text.config.tokenize(caption, Overflow::Truncate)?)
+            });
+        }
+        let x0 = Tensor::stack(&x0, 0)?;
+        let noise = normal(rng, x0.dims(), &self.device)?;
+        Ok(Batch {
+            x0,
+            noise,
+            sigmas,
+            cond_frames,
+            texts,
+        })
+    }
+
+    /// The flow-matching loss of a batch.
+    fn loss(&self, batch: &Batch) -> Result<Tensor> {
+        let f = &self.config.flow;
+        let (b, _, t, h, w) = batch.x0.dims5()?;
+        let dev = &self.device;
+        let sig = Tensor::from_vec(
+            batch.sigmas.iter().map(|s| *s as f32).collect::<Vec<_>>(),
+            (b, 1, 1, 1, 1),
+            dev,
+        )?;
+        let x_sigma = (batch.x0.broadcast_mul(&sig.affine(-1.0, 1.0)?)?
+            + batch.noise.broadcast_mul(&sig)?)?;
+        let masks = batch
+            .cond_frames
+            .iter()
+            .map(|&n| condition_mask(1, t, h, w, n, dev))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mask = Tensor::cat(&masks, 0)?;
+        let x_in = replace_frames(&x_sigma, &batch.x0, &mask)?;
+        let scale = 1000.0 * f.timestep_scale;
+        let mut steps = Vec::with_capacity(b * t);
+        for (s, &n) in batch.sigmas.iter().zip(&batch.cond_frames) {
+            for frame in 0..t {
+                steps.push(if frame < n && f.cond_timestep >= 0.0 {
+                    (f.cond_timestep * f.timestep_scale) as f32
+                } else {
+                    (s * scale) as f32
+                });
+            }
+        }
+        let timesteps = Tensor::from_vec(steps, (b, t), dev)?;
+        let embeds = batch
+            .texts
+            .iter()
+            .map(|ids| self.text.embed_ids(ids.as_deref().unwrap_or(&[])))
+            .collect::<orrery_text::Result<Vec<_>>>()?;
+        let text = Tensor::cat(&embeds, 0)?;
+        let v = self.dit.forward(&DitInput {
+            x: &x_in,
+            timesteps: &timesteps,
+            crossattn_emb: &text,
+            condition_mask: &mask,
+            padding_mask: None,
+        })?;
+        let v = replace_velocity(&v, &batch.noise, &batch.x0, &mask)?;
+        let target = (&batch.noise - &batch.x0)?;
+        Ok((v - target)?.sqr()?.mean_all()?)
+    }
+
+    pub fn train_step(&mut self) -> Result<LossPoint> {
+        let batch = self.draw()?;
+        let loss = self.loss(&batch)?;
+        self.session.update(&loss)
+    }
+
+    /// Runs to `run.steps` (or `max_steps` more), checkpointing and sampling as configured.
+    pub fn train(
+        &mut self,
+        max_steps: Option<usize>,
+        mut on_step: impl FnMut(&LossPoint),
+    ) -> Result<()> {
+        let run = self.config.run.clone();
+        let end = max_steps.map_or(run.steps, |m| (self.session.step() + m).min(run.steps));
+        let json = self.config_json();
+        while self.session.step() < end {
+            let p = self.train_step()?;
+            on_step(&p);
+            if p.step % run.checkpoint_every == 0 || p.step == end {
+                self.session.save(&json, run.keep_checkpoints)?;
+            }
+            if run.sample_every > 0 && p.step % run.sample_every == 0 {
+                self.write_samples()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The EMA weights of the group `prefix` ("dit" or "text"), names without the prefix.
+    fn ema_group(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
+        let head = format!("{prefix}.");
+        Ok(self
+            .session
+            .optimizer
+            .ema_tensors()?
+            .into_iter()
+            .filter_map(|(n, t)| n.strip_prefix(&head).map(|s| (s.to_owned(), t)))
+            .collect())
+    }
+
+    /// The EMA networks.
+    pub fn ema_models(&self) -> Result<(CosmosDit, WordEncoder)> {
+        let vb = |m| VarBuilder::from_tensors(m, DType::F32, &self.device);
+        Ok((
+            CosmosDit::new(vb(self.ema_group("dit")?), &self.config.model)?,
+            WordEncoder::new(vb(self.ema_group("text")?), &self.text.config)?,
+        ))
+    }
+
+    pub fn sampling_settings(&self, seed: u64) -> SamplingSettings {
+        let f = &self.config.flow;
+        SamplingSettings {
+            steps: self.config.sample_steps,
+            schedule: ScheduleKind::Shift(f.shift),
+            guidance: self.config.sample_guidance,
+            cond_timestep: (f.cond_timestep >= 0.0).then_some(f.cond_timestep),
+            timestep_scale: f.timestep_scale,
+            seed,
+            noise: orrery_flow::noise::NoiseKind::Fast,
+        }
+    }
+
+    /// `samples/step-NNNNNNN.gif`: for a few held-out clips, the real clip beside Video2World and Text2World
+    /// samples of the EMA model.
+    pub fn write_samples(&self) -> Result<PathBuf> {
+        let (dit, text) = self.ema_models()?;
+        let vae = self.vae_path.load(DType::F32, &self.device)?;
+        let pipeline = WorldPipeline::new(dit, vae)?;
+        let d = &self.config.data;
+        let held_out = DataConfig {
+            seed: d.seed ^ 0xfeed_5eed,
+            ..d.clone()
+        };
+        let (w, h) = (d.width as usize, d.height as usize);
+        let zero = text.embed_ids(&[])?;
+        let mut rows: Vec<Vec<Vec<RgbImage>>> = Vec::new();
+        for i in 0..3 {
+            let clip = held_out.clip(i).map_err(TrainError::Data)?;
+            let real = frames_from_clip(
+                &clip_tensor(&clip, d.width, d.height, &self.device)?.unsqueeze(0)?,
+            )?;
+            let prompt = text.embed(&clip.truth.captions.medium, Overflow::Truncate)?;
+            let mut row = vec![real.clone()];
+            for video in [Some(&real[..5]), None] {
+                let request = Request {
+                    frames: d.frames,
+                    width: w,
+                    height: h,
+                    text: &prompt,
+                    negative: Some(&zero),
+                    image: None,
+                    video,
+                    settings: self.sampling_settings(i as u64),
+                };
+                let out = pipeline.generate(&request, |_, _| {})?;
+                row.push(frames_from_clip(&out.video)?);
+            }
+            rows.push(row);
+        }
+        let grid = tile(&rows, w as u32, h as u32);
+        let dir = self.config.run.out_dir.join("samples");
+        std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
+        let path = dir.join(format!("step-{:07}.gif", self.session.step()));
+        write_gif(&path, &grid, d.fps as f64)?;
+        Ok(path)
+    }
+
+    /// Writes `{out_dir}/final`: a model bundle (`transformer/`, `vae/`, `text_encoder/`,
+    /// `orrery_sampling.json`) of the EMA weights, and the training config beside it.
+    pub fn export(&self) -> Result<PathBuf> {
+        let dir = self.config.run.out_dir.join("final");
+        export_bundle(self, &dir)?;
+        Ok(dir)
+    }
+}
+
+/// Frames of several clips per row, tiled into one video (rows x columns of width x height).
+fn tile(rows: &[Vec<Vec<RgbImage>>], w: u32, h: u32) -> Vec<RgbImage> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let frames = rows.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    (0..frames)
+        .map(|f| {
+            let mut img = RgbImage::new(cols * w, rows.len() as u32 * h);
+            for (r, row) in rows.iter().enumerate() {
+                for (c, clip) in row.iter().enumerate() {
+                    if let Some(frame) = clip.get(f.min(clip.len() - 1)) {
+                        image::imageops::replace(
+                            &mut img,
+                            frame,
+                            (c as u32 * w) as i64,
+                            (r as u32 * h) as i64,
+                        );
+                    }
+                }
+            }
+            img
+        })
+        .collect()
+}
+
+fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
+    let c = &trainer.config;
+    let sub = |name: &str| -> Result<PathBuf> {
+        let p = dir.join(name);
+        std::fs::create_dir_all(&p).map_err(TrainError::io(&p))?;
+        Ok(p)
+    };
+    let sorted = |m: HashMap<String, Tensor>| {
+        let mut v: Vec<(String, Tensor)> = m.into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let transformer = sub("transformer")?;
+    save_tensors(
+        &transformer.join("diffusion_pytorch_model.safetensors"),
+        sorted(trainer.ema_group("dit")?),
+    )?;
+    write_file(
+        &transformer.join("config.json"),
+        c.model.to_diffusers_json().as_bytes(),
+    )?;
+    let text = sub("text_encoder")?;
+    save_tensors(
+        &text.join("model.safetensors"),
+        sorted(trainer.ema_group("text")?),
+    )?;
+    write_file(
+        &text.join("config.json"),
+        serde_json::to_string_pretty(&trainer.text.config)
+            .expect("plain values")
+            .as_bytes(),
+    )?;
+    let vae = sub("vae")?;
+    let vae_config = &trainer.vae_path.config;
+    let weights = std::fs::read(&trainer.vae_path.weights)
+        .map_err(TrainError::io(&trainer.vae_path.weights))?;
+    write_file(&vae.join("diffusion_pytorch_model.safetensors"), &weights)?;
+    write_file(
+        &vae.join("config.json"),
+        vae_config.to_diffusers_json().as_bytes(),
+    )?;
+    let s = trainer.sampling_settings(0);
+    let schedule = match s.schedule {
+        ScheduleKind::Shift(x) => serde_json::json!(x),
+        ScheduleKind::Karras => serde_json::json!("karras"),
+    };
+    let defaults = serde_json::json!({
+        "schedule": schedule,
+        "steps": s.steps,
+        "guidance": s.guidance,
+        "cond_timestep": s.cond_timestep.unwrap_or(-1.0),
+        "frames": c.data.frames,
+        "width": c.data.width,
+        "height": c.data.height,
+        "fps": c.data.fps,
+    });
+    write_file(
+        &dir.join("orrery_sampling.json"),
+        serde_json::to_string_pretty(&defaults)
+            .expect("plain values")
+            .as_bytes(),
+    )?;
+    write_file(
+        &dir.join("train_config.json"),
+        trainer.config_json().as_bytes(),
+    )
+}

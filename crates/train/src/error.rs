@@ -1,0 +1,42 @@
+use std::path::PathBuf;
+
+/// Errors of training runs; each names the file or setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("config {path}: {detail}")]
+    Config { path: PathBuf, detail: String },
+    #[error("{path}: {detail}")]
+    Checkpoint { path: PathBuf, detail: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data: {0}")]
+    Data(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Dit(#[from] orrery_dit::DitError),
+    #[error(transparent)]
+    Vae(#[from] orrery_vae::VaeError),
+    #[error(transparent)]
+    Text(#[from] orrery_text::TextError),
+    #[error(transparent)]
+    Pipeline(#[from] orrery_pipeline::PipelineError),
+    #[error(transparent)]
+    Weights(#[from] orrery_nn::CheckpointError),
+    #[error(transparent)]
+    Media(#[from] orrery_media::MediaError),
+}
+
+impl TrainError {
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;

@@ -1,0 +1,243 @@
+//! What every training run shares: trainable variables, AdamW with EMA, the run's random generator, the loss
+//! history, and checkpoints that hold all of it so that a resumed run continues bit for bit.
+//!
+//! A checkpoint is a folder `checkpoints/step-NNNNNNN/` with `state.safetensors` (`param.*`, `adam_m.*`,
+//! `adam_v.*`, `ema.*`), `state.json` (step, generator state, history) and `config.json` (the resolved run
+//! configuration). It is written under a temporary name and renamed, so it exists whole or not at all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use orrery_flow::noise::FastRng;
+use orrery_nn::checkpoint::save_tensors;
+use orrery_nn::{Checkpoint, SeededVarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::optim::{AdamW, OptimConfig};
+use crate::plot::write_loss_plot;
+
+/// One step's record.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossPoint {
+    pub step: usize,
+    pub loss: f32,
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SavedState {
+    step: usize,
+    rng_words: [u64; 4],
+    rng_cached_normal: Option<f64>,
+    history: Vec<LossPoint>,
+}
+
+pub struct Session {
+    pub out_dir: PathBuf,
+    pub vars: SeededVarMap,
+    pub optimizer: AdamW,
+    pub rng: FastRng,
+    pub history: Vec<LossPoint>,
+    pub total_steps: usize,
+}
+
+const GROUPS: [&str; 4] = ["param", "adam_m", "adam_v", "ema"];
+
+impl Session {
+    /// A fresh run over the variables already created in `vars`.
+    pub fn new(
+        out_dir: &Path,
+        vars: SeededVarMap,
+        optim: OptimConfig,
+        seed: u64,
+        total_steps: usize,
+    ) -> Result<Self> {
+        let optimizer = AdamW::new(optim, vars.named_vars())?;
+        Ok(Self {
+            out_dir: out_dir.to_owned(),
+            vars,
+            optimizer,
+            rng: FastRng::new(seed ^ 0x005e_ed0f_7a1e),
+            history: Vec::new(),
+            total_steps,
+        })
+    }
+
+    pub fn step(&self) -> usize {
+        self.optimizer.step
+    }
+
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.out_dir.join("checkpoints")
+    }
+
+    /// Checkpoints present, sorted by step.
+    pub fn checkpoints(&self) -> Vec<(usize, PathBuf)> {
+        let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(self.checkpoints_dir())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let step = name.strip_prefix("step-")?.parse().ok()?;
+                        Some((step, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+    }
+
+    /// Backpropagates `loss` and applies one optimiser step; returns the record.
+    pub fn update(&mut self, loss: &Tensor) -> Result<LossPoint> {
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(TrainError::Data(format!(
+                "loss is {value} at step {}: training diverged (lower the learning rate?)",
+                self.step()
+            )));
+        }
+        let grads = loss.backward()?;
+        let report = self.optimizer.step(&grads, self.total_steps)?;
+        let point = LossPoint {
+            step: self.optimizer.step,
+            loss: value,
+            lr: report.lr,
+            grad_norm: report.grad_norm,
+        };
+        self.history.push(point);
+        Ok(point)
+    }
+
+    /// Writes a checkpoint of the current step with `config_json` beside it, the loss curve, and keeps only
+    /// the newest `keep` checkpoints.
+    pub fn save(&self, config_json: &str, keep: usize) -> Result<PathBuf> {
+        let dir = self.checkpoints_dir();
+        std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
+        let step = self.step();
+        let final_dir = dir.join(format!("step-{step:07}"));
+        let tmp = dir.join(format!(".step-{step:07}.partial"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
+        let mut tensors = Vec::new();
+        for ((name, var), st) in self.optimizer.vars.iter().zip(&self.optimizer.state) {
+            let shape = var.shape().clone();
+            let dev = var.device();
+            tensors.push((format!("param.{name}"), var.as_tensor().clone()));
+            for (group, values) in [("adam_m", &st.m), ("adam_v", &st.v), ("ema", &st.ema)] {
+                tensors.push((
+                    format!("{group}.{name}"),
+                    Tensor::from_vec(values.clone(), &shape, dev)?,
+                ));
+            }
+        }
+        save_tensors(&tmp.join("state.safetensors"), tensors)?;
+        let (rng_words, rng_cached_normal) = self.rng.state();
+        let state = SavedState {
+            step,
+            rng_words,
+            rng_cached_normal,
+            history: self.history.clone(),
+        };
+        let state_json = serde_json::to_string(&state).expect("plain values");
+        write_file(&tmp.join("state.json"), state_json.as_bytes())?;
+        write_file(&tmp.join("config.json"), config_json.as_bytes())?;
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(TrainError::io(&final_dir))?;
+        }
+        std::fs::rename(&tmp, &final_dir).map_err(TrainError::io(&final_dir))?;
+        let all = self.checkpoints();
+        for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+            std::fs::remove_dir_all(old).map_err(TrainError::io(old))?;
+        }
+        write_loss_plot(&self.out_dir.join("loss.png"), &self.history)?;
+        Ok(final_dir)
+    }
+
+    /// Restores the newest checkpoint, if any; returns its step.
+    pub fn resume_latest(&mut self) -> Result<Option<usize>> {
+        let Some((_, dir)) = self.checkpoints().pop() else {
+            return Ok(None);
+        };
+        self.restore(&dir).map(Some)
+    }
+
+    /// Restores parameters, optimiser moments, EMA, generator and history from a checkpoint folder.
+    pub fn restore(&mut self, dir: &Path) -> Result<usize> {
+        let bad = |detail: String| TrainError::Checkpoint {
+            path: dir.to_owned(),
+            detail,
+        };
+        let text = std::fs::read_to_string(dir.join("state.json"))
+            .map_err(|e| bad(format!("state.json: {e}")))?;
+        let state: SavedState =
+            serde_json::from_str(&text).map_err(|e| bad(format!("state.json: {e}")))?;
+        let ckpt = Checkpoint::open(dir.join("state.safetensors"))?;
+        let device = Device::Cpu;
+        let mut loaded: HashMap<String, Vec<f32>> = HashMap::new();
+        for (name, var) in &self.optimizer.vars {
+            for group in GROUPS {
+                let key = format!("{group}.{name}");
+                let t = ckpt.load(&key, &device).map_err(|_| {
+                    bad(format!(
+                        "no tensor `{key}`: the checkpoint is of another model"
+                    ))
+                })?;
+                if t.dims() != var.dims() {
+                    return Err(bad(format!(
+                        "`{key}` has shape {:?}, the model needs {:?}",
+                        t.dims(),
+                        var.dims()
+                    )));
+                }
+                loaded.insert(key, t.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        if ckpt.tensors().len() != GROUPS.len() * self.optimizer.vars.len() {
+            return Err(bad(format!(
+                "{} tensors stored, the model has {} parameters x {}",
+                ckpt.tensors().len(),
+                self.optimizer.vars.len(),
+                GROUPS.len()
+            )));
+        }
+        for ((name, var), st) in self.optimizer.vars.iter().zip(&mut self.optimizer.state) {
+            let take = |g: &str, l: &mut HashMap<String, Vec<f32>>| {
+                l.remove(&format!("{g}.{name}")).unwrap_or_default()
+            };
+            let p = take("param", &mut loaded);
+            var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
+            st.m = take("adam_m", &mut loaded);
+            st.v = take("adam_v", &mut loaded);
+            st.ema = take("ema", &mut loaded);
+        }
+        self.optimizer.step = state.step;
+        self.rng = FastRng::from_state(state.rng_words, state.rng_cached_normal);
+        self.history = state.history;
+        Ok(state.step)
+    }
+}
+
+/// Sets every variable of `vars` from the tensor of the same name in `weights` (fine-tuning); every variable must
+/// be there with its shape.
+pub fn init_vars_from(vars: &SeededVarMap, weights: &Path) -> Result<()> {
+    let ckpt = Checkpoint::open(weights)?;
+    let device = Device::Cpu;
+    for (name, var) in vars.named_vars() {
+        let t = ckpt.load_checked(&name, var.dims(), candle_core::DType::F32, &device)?;
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Writes a small file atomically.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = orrery_io::AtomicFile::create(path).map_err(TrainError::io(path))?;
+    std::io::Write::write_all(&mut tmp.file(), bytes).map_err(TrainError::io(path))?;
+    tmp.commit(path).map_err(TrainError::io(path))
+}

@@ -1,0 +1,210 @@
+//! Training a small Wan-architecture VAE on physics worlds: L1 reconstruction of random temporal crops, a small
+//! KL term on the posterior, and an optional L1 loss on pixel differences for sharp edges. The exported folder is
+//! a diffusers-style VAE (`config.json` with the measured latent mean and std, EMA weights in official names).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use orrery_flow::noise::FastRng;
+use orrery_nn::checkpoint::save_tensors;
+use orrery_nn::SeededVarMap;
+use orrery_vae::{Chunking, VaeConfig, WanVae};
+
+use crate::config::VaeTrainConfig;
+use crate::data::clip_tensor;
+use crate::error::{Result, TrainError};
+use crate::session::{init_vars_from, write_file, LossPoint, Session};
+
+/// A VAE training run.
+pub struct VaeTrainer {
+    pub config: VaeTrainConfig,
+    pub session: Session,
+    pub vae: WanVae,
+    device: Device,
+}
+
+/// Random index in [0, n).
+pub fn index(rng: &mut FastRng, n: usize) -> usize {
+    (rng.next_u64() % n as u64) as usize
+}
+
+/// Gaussian noise of `shape` from the run's generator.
+pub fn normal(rng: &mut FastRng, shape: &[usize], device: &Device) -> candle_core::Result<Tensor> {
+    let n = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.standard_normal() as f32).collect();
+    Tensor::from_vec(v, shape, device)
+}
+
+/// Mean absolute difference between neighbouring pixels along H and W, of x - y.
+fn edge_l1(x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    let d = (x - y)?;
+    let (h, w) = (d.dim(3)?, d.dim(4)?);
+    let dy = (d.narrow(3, 1, h - 1)? - d.narrow(3, 0, h - 1)?)?
+        .abs()?
+        .mean_all()?;
+    let dx = (d.narrow(4, 1, w - 1)? - d.narrow(4, 0, w - 1)?)?
+        .abs()?
+        .mean_all()?;
+    dx + dy
+}
+
+impl VaeTrainer {
+    pub fn new(config: VaeTrainConfig) -> Result<Self> {
+        let device = Device::Cpu;
+        let vars = SeededVarMap::new(config.run.seed);
+        let vae = WanVae::new(vars.var_builder(&device), &config.model.config())?;
+        if let Some(dir) = &config.init_from {
+            let source = orrery_vae::VaeModelPath::open(dir)?;
+            init_vars_from(&vars, &source.weights)?;
+        }
+        let session = Session::new(
+            &config.run.out_dir,
+            vars,
+            config.optim.clone(),
+            config.run.seed,
+            config.run.steps,
+        )?;
+        Ok(Self {
+            config,
+            session,
+            vae,
+            device,
+        })
+    }
+
+    pub fn config_json(&self) -> String {
+        serde_json::to_string_pretty(&self.config).expect("plain values")
+    }
+
+    /// A training batch (B, 3, crop, H, W) drawn with the run's generator.
+    fn batch(&mut self) -> Result<Tensor> {
+        let c = &self.config;
+        let rng = &mut self.session.rng;
+        let mut clips = Vec::with_capacity(c.run.batch_size);
+        for _ in 0..c.run.batch_size {
+            let i = index(rng, c.data.clips);
+            let start = index(rng, c.data.frames - c.crop_frames + 1);
+            let y = index(rng, (c.data.height - c.crop_size) as usize + 1);
+            let x = index(rng, (c.data.width - c.crop_size) as usize + 1);
+            let clip = c.data.clip(i).map_err(TrainError::Data)?;
+            let t = clip_tensor(&clip, c.data.width, c.data.height, &self.device)?;
+            let size = c.crop_size as usize;
+            clips.push(
+                t.narrow(1, start, c.crop_frames)?
+                    .narrow(2, y, size)?
+                    .narrow(3, x, size)?,
+            );
+        }
+        Ok(Tensor::stack(&clips, 0)?)
+    }
+
+    /// (total loss, reconstruction L1) of one batch.
+    fn loss(&mut self, video: &Tensor) -> Result<(Tensor, f32)> {
+        let (mu, logvar) = self.vae.encode_moments(video, Chunking::Whole)?;
+        let logvar = logvar.clamp(-30f32, 20f32)?;
+        let eps = normal(&mut self.session.rng, mu.dims(), &self.device)?;
+        let z = (&mu + (&logvar * 0.5)?.exp()?.mul(&eps)?)?;
+        let recon = self.vae.decode(&z, Chunking::Whole)?;
+        let l1 = (&recon - video)?.abs()?.mean_all()?;
+        let kl = (((mu.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)?.mean_all()?;
+        let c = &self.config.loss;
+        let mut loss = (&l1 + (kl * (0.5 * c.kl_weight))?)?;
+        if c.edge_weight > 0.0 {
+            loss = (loss + (edge_l1(&recon, video)? * c.edge_weight)?)?;
+        }
+        Ok((loss, l1.to_scalar::<f32>()?))
+    }
+
+    /// One optimisation step.
+    pub fn train_step(&mut self) -> Result<LossPoint> {
+        let video = self.batch()?;
+        let (loss, _) = self.loss(&video)?;
+        self.session.update(&loss)
+    }
+
+    /// Runs to `run.steps` (or `max_steps` more, for smoke runs), checkpointing as configured.
+    pub fn train(
+        &mut self,
+        max_steps: Option<usize>,
+        mut on_step: impl FnMut(&LossPoint),
+    ) -> Result<()> {
+        let end = max_steps.map_or(self.config.run.steps, |m| {
+            (self.session.step() + m).min(self.config.run.steps)
+        });
+        let json = self.config_json();
+        while self.session.step() < end {
+            let p = self.train_step()?;
+            on_step(&p);
+            if p.step % self.config.run.checkpoint_every == 0 || p.step == end {
+                self.session.save(&json, self.config.run.keep_checkpoints)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The network with the EMA weights.
+    pub fn ema_vae(&self, config: &VaeConfig) -> Result<WanVae> {
+        let tensors: HashMap<String, Tensor> =
+            self.session.optimizer.ema_tensors()?.into_iter().collect();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
+        Ok(WanVae::new(vb, config)?)
+    }
+
+    /// Per-channel mean and std of the posterior means of `stats_clips` whole clips (held after the training
+    /// clips in the same seed sequence).
+    pub fn latent_statistics(&self, vae: &WanVae) -> Result<(Vec<f64>, Vec<f64>)> {
+        let c = &self.config;
+        let z = vae.config.z_dim;
+        let (mut sum, mut sq, mut count) = (vec![0f64; z], vec![0f64; z], 0usize);
+        for i in 0..c.stats_clips {
+            let clip = c.data.clip(i).map_err(TrainError::Data)?;
+            let frames = vae
+                .config
+                .pixel_frames(vae.config.latent_frames(c.data.frames));
+            let video = clip_tensor(&clip, c.data.width, c.data.height, &self.device)?
+                .narrow(1, 0, frames)?
+                .unsqueeze(0)?;
+            let mu = vae.encode(&video, Chunking::Whole)?; // (1, z, T, h, w)
+            let per_channel = mu.squeeze(0)?.flatten_from(1)?; // (z, N)
+            let n = per_channel.dim(D::Minus1)?;
+            let s = per_channel.sum(1)?.to_vec1::<f32>()?;
+            let q = per_channel.sqr()?.sum(1)?.to_vec1::<f32>()?;
+            for k in 0..z {
+                sum[k] += s[k] as f64;
+                sq[k] += q[k] as f64;
+            }
+            count += n;
+        }
+        let mean: Vec<f64> = sum.iter().map(|s| s / count as f64).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| (q / count as f64 - m * m).max(1e-8).sqrt())
+            .collect();
+        Ok((mean, std))
+    }
+
+    /// Writes `{out_dir}/final`: the EMA VAE as a diffusers-style folder with measured latent statistics.
+    pub fn export(&self) -> Result<PathBuf> {
+        let mut config = self.config.model.config();
+        let vae = self.ema_vae(&config)?;
+        let (mean, std) = self.latent_statistics(&vae)?;
+        config.latents_mean = mean;
+        config.latents_std = std;
+        let dir = self.config.run.out_dir.join("final");
+        export_vae(&dir, &config, self.session.optimizer.ema_tensors()?)?;
+        Ok(dir)
+    }
+}
+
+/// Writes a VAE folder: `config.json` and `diffusion_pytorch_model.safetensors` (official names).
+pub fn export_vae(dir: &Path, config: &VaeConfig, tensors: Vec<(String, Tensor)>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    save_tensors(&dir.join("diffusion_pytorch_model.safetensors"), tensors)?;
+    write_file(
+        &dir.join("config.json"),
+        config.to_diffusers_json().as_bytes(),
+    )
+}

@@ -1,0 +1,128 @@
+//! Interrupted and resumed runs reproduce the uninterrupted run's losses exactly; the exported DiT bundle
+//! opens as a model bundle and generates.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use orrery_pipeline::{ModelBundle, Request, WorldPipeline};
+use orrery_train::{DitTrainConfig, DitTrainer, LossPoint, VaeTrainConfig, VaeTrainer};
+use serde_json::json;
+
+fn vae_config(out: &Path) -> VaeTrainConfig {
+    serde_json::from_value(json!({
+        "run": {"out_dir": out, "seed": 1, "steps": 3, "batch_size": 2, "checkpoint_every": 2,
+                "keep_checkpoints": 2, "sample_every": 0},
+        "data": {"clips": 6, "frames": 9, "width": 16, "height": 16, "fps": 16.0, "seed": 0},
+        "optim": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.01,
+                  "warmup_steps": 1, "decay": "cosine", "min_lr_ratio": 0.1, "grad_clip": 1.0, "ema_decay": 0.9},
+        "model": {"base_dim": 4, "z_dim": 4, "dim_mult": [1, 2, 2], "num_res_blocks": 1,
+                  "temporal_downsample": [true, true]},
+        "loss": {"kl_weight": 1e-4, "edge_weight": 0.5},
+        "crop_frames": 5, "crop_size": 16, "stats_clips": 2
+    }))
+    .unwrap()
+}
+
+fn dit_config(out: &Path, vae: &Path) -> DitTrainConfig {
+    serde_json::from_value(json!({
+        "run": {"out_dir": out, "seed": 2, "steps": 4, "batch_size": 3, "checkpoint_every": 2,
+                "keep_checkpoints": 1, "sample_every": 0},
+        "data": {"clips": 6, "frames": 9, "width": 16, "height": 16, "fps": 16.0, "seed": 0},
+        "optim": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.01,
+                  "warmup_steps": 1, "decay": "cosine", "min_lr_ratio": 0.1, "grad_clip": 1.0, "ema_decay": 0.9},
+        "vae": vae,
+        "model": {"in_channels": 4, "out_channels": 4, "model_channels": 24, "num_blocks": 1, "num_heads": 2,
+                  "mlp_ratio": 2.0, "patch_spatial": 2, "patch_temporal": 1, "adaln_lora_dim": 8,
+                  "rope_extrapolation": [1.0, 1.0, 1.0], "max_size": [8, 8, 8], "crossattn_emb_channels": 24,
+                  "crossattn_proj_in_channels": 16, "concat_padding_mask": true},
+        "text": {"width": 16, "layers": 1, "heads": 2, "max_tokens": 96},
+        "flow": {"shift": 1.0, "high_sigma_prob": 0.0, "caption_dropout": 0.2, "cond_probs": [0.5, 0.25, 0.25],
+                 "cond_timestep": 0.1, "timestep_scale": 0.001, "image_batch_prob": 0.3},
+        "sample_steps": 3, "sample_guidance": 1.5
+    }))
+    .unwrap()
+}
+
+fn losses(h: &[LossPoint]) -> Vec<(usize, u32)> {
+    h.iter().map(|p| (p.step, p.loss.to_bits())).collect()
+}
+
+#[test]
+fn vae_and_dit_runs_resume_exactly_and_export_a_working_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+
+    // VAE: 3 steps straight, versus 2 steps, a new process-like trainer, resume, 1 step.
+    let mut straight = VaeTrainer::new(vae_config(&root.join("vae_a"))).unwrap();
+    straight.train(None, |_| {}).unwrap();
+    let mut first = VaeTrainer::new(vae_config(&root.join("vae_b"))).unwrap();
+    first.train(Some(2), |_| {}).unwrap();
+    drop(first);
+    let mut resumed = VaeTrainer::new(vae_config(&root.join("vae_b"))).unwrap();
+    assert_eq!(resumed.session.resume_latest().unwrap(), Some(2));
+    resumed.train(None, |_| {}).unwrap();
+    assert_eq!(
+        losses(&straight.session.history),
+        losses(&resumed.session.history)
+    );
+    assert_eq!(straight.session.history.len(), 3);
+    assert!(root.join("vae_b/loss.png").is_file());
+    let vae_dir = straight.export().unwrap();
+
+    // DiT with the word encoder on that VAE's latents.
+    let mut straight = DitTrainer::new(dit_config(&root.join("dit_a"), &vae_dir)).unwrap();
+    straight.train(None, |_| {}).unwrap();
+    let mut first = DitTrainer::new(dit_config(&root.join("dit_b"), &vae_dir)).unwrap();
+    first.train(Some(2), |_| {}).unwrap();
+    drop(first);
+    let mut resumed = DitTrainer::new(dit_config(&root.join("dit_b"), &vae_dir)).unwrap();
+    assert_eq!(resumed.session.resume_latest().unwrap(), Some(2));
+    resumed.train(None, |_| {}).unwrap();
+    assert_eq!(
+        losses(&straight.session.history),
+        losses(&resumed.session.history)
+    );
+    // keep_checkpoints 1: only the newest remains.
+    assert_eq!(resumed.session.checkpoints().len(), 1);
+    let ckpt = &resumed.session.checkpoints()[0].1;
+    let saved: DitTrainConfig =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved, resumed.config);
+
+    let bundle_dir = straight.export().unwrap();
+    let gif = straight.write_samples().unwrap();
+    assert!(gif.is_file());
+    let bundle = ModelBundle::open(&bundle_dir).unwrap();
+    assert_eq!(bundle.unconditional_prompt(), Some(""));
+    let texts = bundle
+        .encode_prompts(
+            &["The video shows a red ball above the floor.", ""],
+            None,
+            DType::F32,
+        )
+        .unwrap();
+    let pipeline = WorldPipeline::new(
+        bundle.dit.load(DType::F32, &Device::Cpu).unwrap(),
+        bundle.vae.load(DType::F32, &Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let d = &bundle.defaults;
+    assert_eq!((d.frames, d.width, d.height, d.steps), (9, 16, 16, 3));
+    let settings = straight.sampling_settings(0);
+    let out = pipeline
+        .generate(
+            &Request {
+                frames: d.frames,
+                width: d.width,
+                height: d.height,
+                text: &texts[0],
+                negative: Some(&texts[1]),
+                image: None,
+                video: None,
+                settings,
+            },
+            |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(out.video.dims(), &[1, 3, 9, 16, 16]);
+}
