@@ -59,6 +59,14 @@ pub struct VaeLoss {
     pub kl_weight: f64,
     /// Weight of the L1 loss on horizontal and vertical pixel differences (sharp edges).
     pub edge_weight: f64,
+    /// Decode a sample of the posterior (true) or its mean (false: a deterministic autoencoder whose latent scale
+    /// the KL term still bounds; small VAEs learn detail much sooner this way).
+    #[serde(default = "yes")]
+    pub sample_posterior: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -104,8 +104,12 @@ impl VaeTrainer {
     fn loss(&mut self, video: &Tensor) -> Result<(Tensor, f32)> {
         let (mu, logvar) = self.vae.encode_moments(video, Chunking::Whole)?;
         let logvar = logvar.clamp(-30f32, 20f32)?;
-        let eps = normal(&mut self.session.rng, mu.dims(), &self.device)?;
-        let z = (&mu + (&logvar * 0.5)?.exp()?.mul(&eps)?)?;
+        let z = if self.config.loss.sample_posterior {
+            let eps = normal(&mut self.session.rng, mu.dims(), &self.device)?;
+            (&mu + (&logvar * 0.5)?.exp()?.mul(&eps)?)?
+        } else {
+            mu.clone()
+        };
         let recon = self.vae.decode(&z, Chunking::Whole)?;
         let l1 = (&recon - video)?.abs()?.mean_all()?;
         let kl = (((mu.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)?.mean_all()?;
