@@ -54,7 +54,7 @@ fn report(bar: &ProgressBar, p: &LossPoint) {
     bar.set_position(p.step as u64);
     let line = format!("loss {:.4} lr {:.2e} |g| {:.3}", p.loss, p.lr, p.grad_norm);
     // Without a terminal (logs, CI) the bar is hidden: a plain line every 25 steps instead.
-    if bar.is_hidden() && p.step % 25 == 0 {
+    if bar.is_hidden() && p.step.is_multiple_of(25) {
         eprintln!("step {}: {line}", p.step);
     }
     bar.set_message(line);
