@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use orrery_train::{DitTrainConfig, LossPoint, VaeTrainConfig};
+use orrery_train::{DitTrainConfig, LossPoint, Run, VaeTrainConfig};
 
 #[derive(clap::Subcommand)]
 pub enum TrainCommand {
@@ -86,14 +86,8 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
     }
 }
 
-fn train_vae(args: &TrainArgs) -> Result<()> {
-    let config = VaeTrainConfig::read(&args.config)?;
-    if args.dry_run {
-        println!("{}", serde_json::to_string_pretty(&config)?);
-        return Ok(());
-    }
-    let mut trainer = orrery_train::VaeTrainer::new(config)?;
-    eprintln!("VAE: {} parameters", trainer.session.vars.parameter_count());
+/// Smoke step, or training (fresh or resumed) and export, for either trainer.
+fn drive(mut trainer: impl Run, args: &TrainArgs, what: &str) -> Result<()> {
     if args.smoke {
         let t0 = Instant::now();
         let p = trainer.train_step()?;
@@ -104,21 +98,36 @@ fn train_vae(args: &TrainArgs) -> Result<()> {
         );
         return Ok(());
     }
-    start(&mut trainer.session, args.resume || args.export)?;
+    start(trainer.session_mut(), args.resume || args.export)?;
+    let steps = trainer.run_config().steps;
     if !args.export {
-        let bar = progress(trainer.config.run.steps, trainer.session.step());
+        let bar = progress(steps, trainer.session().step());
         trainer.train(args.max_steps, |p| report(&bar, p))?;
         bar.finish();
     }
-    if args.export || trainer.session.step() >= trainer.config.run.steps {
+    if args.export || trainer.session().step() >= steps {
         let dir = trainer.export()?;
         println!(
-            "VAE of step {} written to {}",
-            trainer.session.step(),
+            "{what} of step {} written to {}",
+            trainer.session().step(),
             dir.display()
         );
+        if let Some(samples) = trainer.write_samples()? {
+            println!("samples: {}", samples.display());
+        }
     }
     Ok(())
+}
+
+fn train_vae(args: &TrainArgs) -> Result<()> {
+    let config = VaeTrainConfig::read(&args.config)?;
+    if args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    let trainer = orrery_train::VaeTrainer::new(config)?;
+    eprintln!("VAE: {} parameters", trainer.session.vars.parameter_count());
+    drive(trainer, args, "VAE")
 }
 
 fn train_dit(args: &TrainArgs) -> Result<()> {
@@ -128,36 +137,11 @@ fn train_dit(args: &TrainArgs) -> Result<()> {
         return Ok(());
     }
     eprintln!("encoding the training clips with the VAE (cached in the run folder)");
-    let mut trainer = orrery_train::DitTrainer::new(config)?;
+    let trainer = orrery_train::DitTrainer::new(config)?;
     eprintln!(
         "DiT + word encoder: {} parameters, {} words",
         trainer.session.vars.parameter_count(),
         trainer.text.config.vocab.len()
     );
-    if args.smoke {
-        let t0 = Instant::now();
-        let p = trainer.train_step()?;
-        println!(
-            "smoke step: loss {:.5} in {:.2} s",
-            p.loss,
-            t0.elapsed().as_secs_f64()
-        );
-        return Ok(());
-    }
-    start(&mut trainer.session, args.resume || args.export)?;
-    if !args.export {
-        let bar = progress(trainer.config.run.steps, trainer.session.step());
-        trainer.train(args.max_steps, |p| report(&bar, p))?;
-        bar.finish();
-    }
-    if args.export || trainer.session.step() >= trainer.config.run.steps {
-        let dir = trainer.export()?;
-        let samples = trainer.write_samples()?;
-        println!(
-            "model bundle written to {} (samples: {})",
-            dir.display(),
-            samples.display()
-        );
-    }
-    Ok(())
+    drive(trainer, args, "model bundle")
 }

@@ -23,9 +23,10 @@ use orrery_pipeline::{Request, SamplingSettings, ScheduleKind, WorldPipeline};
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{Chunking, VaeModelPath, WanVae};
 
-use crate::config::DitTrainConfig;
+use crate::config::{DitTrainConfig, RunConfig};
 use crate::data::{clip_tensor, DataConfig};
 use crate::error::{Result, TrainError};
+use crate::run::Run;
 use crate::session::{write_file, LossPoint, Session};
 use crate::vae_train::{index, normal};
 
@@ -163,10 +164,6 @@ impl DitTrainer {
         })
     }
 
-    pub fn config_json(&self) -> String {
-        serde_json::to_string_pretty(&self.config).expect("plain values")
-    }
-
     fn draw(&mut self) -> Result<Batch> {
         let f = &self.config.flow;
         let rng = &mut self.session.rng;
@@ -258,34 +255,6 @@ impl DitTrainer {
         Ok((v - target)?.sqr()?.mean_all()?)
     }
 
-    pub fn train_step(&mut self) -> Result<LossPoint> {
-        let batch = self.draw()?;
-        let loss = self.loss(&batch)?;
-        self.session.update(&loss)
-    }
-
-    /// Runs to `run.steps` (or `max_steps` more), checkpointing and sampling as configured.
-    pub fn train(
-        &mut self,
-        max_steps: Option<usize>,
-        mut on_step: impl FnMut(&LossPoint),
-    ) -> Result<()> {
-        let run = self.config.run.clone();
-        let end = max_steps.map_or(run.steps, |m| (self.session.step() + m).min(run.steps));
-        let json = self.config_json();
-        while self.session.step() < end {
-            let p = self.train_step()?;
-            on_step(&p);
-            if p.step % run.checkpoint_every == 0 || p.step == end {
-                self.session.save(&json, run.keep_checkpoints)?;
-            }
-            if run.sample_every > 0 && p.step % run.sample_every == 0 {
-                self.write_samples()?;
-            }
-        }
-        Ok(())
-    }
-
     /// The EMA weights of the group `prefix` ("dit" or "text"), names without the prefix.
     fn ema_group(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
         let head = format!("{prefix}.");
@@ -319,10 +288,34 @@ impl DitTrainer {
             noise: orrery_flow::noise::NoiseKind::Fast,
         }
     }
+}
+
+impl Run for DitTrainer {
+    fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    fn run_config(&self) -> &RunConfig {
+        &self.config.run
+    }
+
+    fn config_json(&self) -> String {
+        serde_json::to_string_pretty(&self.config).expect("plain values")
+    }
+
+    fn train_step(&mut self) -> Result<LossPoint> {
+        let batch = self.draw()?;
+        let loss = self.loss(&batch)?;
+        self.session.update(&loss)
+    }
 
     /// `samples/step-NNNNNNN.gif`: for a few held-out clips, the real clip beside Video2World and Text2World
     /// samples of the EMA model.
-    pub fn write_samples(&self) -> Result<PathBuf> {
+    fn write_samples(&self) -> Result<Option<PathBuf>> {
         let (dit, text) = self.ema_models()?;
         let vae = self.vae_path.load(DType::F32, &self.device)?;
         let pipeline = WorldPipeline::new(dit, vae)?;
@@ -362,12 +355,12 @@ impl DitTrainer {
         std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
         let path = dir.join(format!("step-{:07}.gif", self.session.step()));
         write_gif(&path, &grid, d.fps as f64)?;
-        Ok(path)
+        Ok(Some(path))
     }
 
     /// Writes `{out_dir}/final`: a model bundle (`transformer/`, `vae/`, `text_encoder/`,
     /// `orrery_sampling.json`) of the EMA weights, and the training config beside it.
-    pub fn export(&self) -> Result<PathBuf> {
+    fn export(&self) -> Result<PathBuf> {
         let dir = self.config.run.out_dir.join("final");
         export_bundle(self, &dir)?;
         Ok(dir)

@@ -12,11 +12,13 @@ pub mod dit_train;
 mod error;
 pub mod optim;
 pub mod plot;
+pub mod run;
 pub mod session;
 pub mod vae_train;
 
 pub use config::{DitTrainConfig, VaeTrainConfig};
 pub use dit_train::DitTrainer;
 pub use error::{Result, TrainError};
+pub use run::Run;
 pub use session::{LossPoint, Session};
 pub use vae_train::VaeTrainer;

@@ -12,9 +12,10 @@ use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::SeededVarMap;
 use orrery_vae::{Chunking, VaeConfig, WanVae};
 
-use crate::config::VaeTrainConfig;
+use crate::config::{RunConfig, VaeTrainConfig};
 use crate::data::clip_tensor;
 use crate::error::{Result, TrainError};
+use crate::run::Run;
 use crate::session::{init_vars_from, write_file, LossPoint, Session};
 
 /// A VAE training run.
@@ -74,10 +75,6 @@ impl VaeTrainer {
         })
     }
 
-    pub fn config_json(&self) -> String {
-        serde_json::to_string_pretty(&self.config).expect("plain values")
-    }
-
     /// A training batch (B, 3, crop, H, W) drawn with the run's generator.
     fn batch(&mut self) -> Result<Tensor> {
         let c = &self.config;
@@ -121,33 +118,6 @@ impl VaeTrainer {
         Ok((loss, l1.to_scalar::<f32>()?))
     }
 
-    /// One optimisation step.
-    pub fn train_step(&mut self) -> Result<LossPoint> {
-        let video = self.batch()?;
-        let (loss, _) = self.loss(&video)?;
-        self.session.update(&loss)
-    }
-
-    /// Runs to `run.steps` (or `max_steps` more, for smoke runs), checkpointing as configured.
-    pub fn train(
-        &mut self,
-        max_steps: Option<usize>,
-        mut on_step: impl FnMut(&LossPoint),
-    ) -> Result<()> {
-        let end = max_steps.map_or(self.config.run.steps, |m| {
-            (self.session.step() + m).min(self.config.run.steps)
-        });
-        let json = self.config_json();
-        while self.session.step() < end {
-            let p = self.train_step()?;
-            on_step(&p);
-            if p.step % self.config.run.checkpoint_every == 0 || p.step == end {
-                self.session.save(&json, self.config.run.keep_checkpoints)?;
-            }
-        }
-        Ok(())
-    }
-
     /// The network with the EMA weights.
     pub fn ema_vae(&self, config: &VaeConfig) -> Result<WanVae> {
         let tensors: HashMap<String, Tensor> =
@@ -189,9 +159,33 @@ impl VaeTrainer {
             .collect();
         Ok((mean, std))
     }
+}
+
+impl Run for VaeTrainer {
+    fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    fn run_config(&self) -> &RunConfig {
+        &self.config.run
+    }
+
+    fn config_json(&self) -> String {
+        serde_json::to_string_pretty(&self.config).expect("plain values")
+    }
+
+    fn train_step(&mut self) -> Result<LossPoint> {
+        let video = self.batch()?;
+        let (loss, _) = self.loss(&video)?;
+        self.session.update(&loss)
+    }
 
     /// Writes `{out_dir}/final`: the EMA VAE as a diffusers-style folder with measured latent statistics.
-    pub fn export(&self) -> Result<PathBuf> {
+    fn export(&self) -> Result<PathBuf> {
         let mut config = self.config.model.config();
         let vae = self.ema_vae(&config)?;
         let (mean, std) = self.latent_statistics(&vae)?;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use orrery_pipeline::{ModelBundle, Request, WorldPipeline};
-use orrery_train::{DitTrainConfig, DitTrainer, LossPoint, VaeTrainConfig, VaeTrainer};
+use orrery_train::{DitTrainConfig, DitTrainer, LossPoint, Run, VaeTrainConfig, VaeTrainer};
 use serde_json::json;
 
 fn vae_config(out: &Path) -> VaeTrainConfig {
@@ -90,7 +90,7 @@ fn vae_and_dit_runs_resume_exactly_and_export_a_working_bundle() {
     assert_eq!(saved, resumed.config);
 
     let bundle_dir = straight.export().unwrap();
-    let gif = straight.write_samples().unwrap();
+    let gif = straight.write_samples().unwrap().unwrap();
     assert!(gif.is_file());
     let bundle = ModelBundle::open(&bundle_dir).unwrap();
     assert_eq!(bundle.unconditional_prompt(), Some(""));
