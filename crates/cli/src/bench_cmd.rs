@@ -127,16 +127,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "image2world: copy first frame",
     ];
     let mut scores: Vec<Vec<ClipScore>> = vec![Vec::new(); names.len()];
-    let to_images = |frames: &[Vec<u8>]| -> Vec<RgbImage> {
-        frames
-            .iter()
-            .map(|f| {
-                RgbImage::from_raw(d.width as u32, d.height as u32, f.clone()).expect("frame size")
-            })
-            .collect()
-    };
     for (i, clip) in clips.iter().take(args.clips).enumerate() {
-        let real = to_images(&clip.frames);
+        let real = clip.images();
         let colors: Vec<[u8; 3]> = clip.truth.scene.objects.iter().map(|o| o.color).collect();
         let mut s = settings.clone();
         s.seed = i as u64;

@@ -77,8 +77,23 @@ pub struct GroundTruth {
 }
 
 pub struct Clip {
+    /// RGB bytes of each frame (width x height x 3, the camera's size).
     pub frames: Vec<Vec<u8>>,
     pub truth: GroundTruth,
+}
+
+impl Clip {
+    /// The frames as images.
+    pub fn images(&self) -> Vec<orrery_media::RgbImage> {
+        let (w, h) = (self.truth.camera.width_px, self.truth.camera.height_px);
+        self.frames
+            .iter()
+            .map(|f| {
+                orrery_media::RgbImage::from_raw(w, h, f.clone())
+                    .expect("rendered at the camera's size")
+            })
+            .collect()
+    }
 }
 
 /// Makes clip `key` of `family` from `seed`.

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use orrery_media::{write_mp4, Mp4Options, RgbImage};
+use orrery_media::{write_mp4, Mp4Options};
 
 use crate::clip::{make_clip, Clip, ClipSettings};
 use crate::error::{PhysicsError, Result};
@@ -65,22 +65,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PhysicsError + '_ {
     }
 }
 
-fn frames_to_images(clip: &Clip, settings: &ClipSettings) -> Vec<RgbImage> {
-    clip.frames
-        .iter()
-        .map(|f| {
-            RgbImage::from_raw(settings.width, settings.height, f.clone())
-                .expect("frame size matches")
-        })
-        .collect()
-}
-
 /// H.264 MP4 bytes of a clip (encoded through a temporary file in `scratch`).
 fn mp4_bytes(clip: &Clip, settings: &ClipSettings, scratch: &Path) -> Result<Vec<u8>> {
     let path = scratch.join(format!(".{}.mp4", clip.truth.key));
     write_mp4(
         &path,
-        &frames_to_images(clip, settings),
+        &clip.images(),
         settings.fps as f64,
         Mp4Options::default(),
     )

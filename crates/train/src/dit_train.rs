@@ -317,8 +317,7 @@ impl Run for DitTrainer {
     /// samples of the EMA model.
     fn write_samples(&self) -> Result<Option<PathBuf>> {
         let (dit, text) = self.ema_models()?;
-        let vae = self.vae_path.load(DType::F32, &self.device)?;
-        let pipeline = WorldPipeline::new(dit, vae)?;
+        let pipeline = WorldPipeline::new(dit, self.vae.clone())?;
         let d = &self.config.data;
         let held_out = DataConfig {
             seed: d.seed ^ 0xfeed_5eed,
@@ -329,9 +328,7 @@ impl Run for DitTrainer {
         let mut rows: Vec<Vec<Vec<RgbImage>>> = Vec::new();
         for i in 0..3 {
             let clip = held_out.clip(i).map_err(TrainError::Data)?;
-            let real = frames_from_clip(
-                &clip_tensor(&clip, d.width, d.height, &self.device)?.unsqueeze(0)?,
-            )?;
+            let real = clip.images();
             let prompt = text.embed(&clip.truth.captions.medium, Overflow::Truncate)?;
             let mut row = vec![real.clone()];
             for video in [Some(&real[..5]), None] {
