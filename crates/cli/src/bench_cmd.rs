@@ -75,12 +75,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let d = bundle.defaults.clone();
     let settings = SamplingSettings {
         steps: args.steps.unwrap_or(d.steps),
-        schedule: d.schedule,
-        guidance: d.guidance,
-        cond_timestep: d.cond_timestep,
-        timestep_scale: 0.001,
-        seed: 0,
-        noise: NoiseKind::Fast,
+        ..d.sampling_settings(0, NoiseKind::Fast)
     };
     let spec = DatasetSpec {
         clips: args.clips.max(args.text_clips),

@@ -11,7 +11,7 @@ use orrery_media::{read_image, read_video, write_mp4, Mp4Options, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
 use orrery_pipeline::inputs::frames_from_clip;
-use orrery_pipeline::{ModelBundle, Request, SamplingSettings, ScheduleKind, WorldPipeline};
+use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
 use orrery_text::PromptCache;
 use serde_json::{json, Value};
 
@@ -209,12 +209,8 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     }
     let settings = SamplingSettings {
         steps: args.steps.unwrap_or(d.steps),
-        schedule: d.schedule,
         guidance: args.guidance.unwrap_or(d.guidance),
-        cond_timestep: d.cond_timestep,
-        timestep_scale: 0.001,
-        seed: args.seed,
-        noise,
+        ..d.sampling_settings(args.seed, noise)
     };
     let negative_prompt = args
         .negative_prompt
@@ -303,7 +299,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
             "mode": match (job.image.is_some(), job.video.is_some()) { (_, true) => "video2world", (true, _) => "image2world", _ => "text2world" },
             "model": bundle.root, "frames": all.len(), "chunks": chunks, "width": width, "height": height, "fps": fps,
             "seed": settings.seed, "noise": args.noise, "steps": settings.steps, "guidance": settings.guidance,
-            "schedule": match settings.schedule { ScheduleKind::Karras => json!("karras"), ScheduleKind::Shift(s) => json!(s) },
+            "schedule": settings.schedule.to_json(),
             "cond_timestep": settings.cond_timestep, "dtype": dtype_name,
         });
         let settings_path = job.out.with_extension("json");

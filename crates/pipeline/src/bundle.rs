@@ -21,7 +21,8 @@ use orrery_vae::VaeModelPath;
 use serde_json::Value;
 
 use crate::error::{PipelineError, Result};
-use crate::sample::ScheduleKind;
+use crate::sample::{SamplingSettings, ScheduleKind};
+use orrery_flow::noise::NoiseKind;
 
 /// Which text encoder a bundle carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +184,37 @@ fn find_text_encoder(root: &Path) -> Option<TextEncoderPaths> {
         })
 }
 
+impl BundleDefaults {
+    /// Sampling settings from these defaults (network timestep = scheduler timestep x 0.001, as every Cosmos
+    /// model).
+    pub fn sampling_settings(&self, seed: u64, noise: NoiseKind) -> SamplingSettings {
+        SamplingSettings {
+            steps: self.steps,
+            schedule: self.schedule,
+            guidance: self.guidance,
+            cond_timestep: self.cond_timestep,
+            timestep_scale: 0.001,
+            seed,
+            noise,
+        }
+    }
+
+    /// `orrery_sampling.json` as [`ModelBundle::open`] reads it back.
+    pub fn to_json(&self) -> String {
+        let v = serde_json::json!({
+            "schedule": self.schedule.to_json(),
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "cond_timestep": self.cond_timestep.unwrap_or(-1.0),
+            "frames": self.frames,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+        });
+        serde_json::to_string_pretty(&v).expect("plain values")
+    }
+}
+
 fn read_defaults(path: &Path) -> Result<BundleDefaults> {
     let mut d = BundleDefaults::default();
     if !path.is_file() {
@@ -310,5 +342,35 @@ impl ModelBundle {
             }
         }
         Ok(out.into_iter().flatten().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_defaults_round_trip_through_json() {
+        let path =
+            std::env::temp_dir().join(format!("orrery_sampling_{}.json", std::process::id()));
+        for d in [
+            BundleDefaults::default(),
+            BundleDefaults {
+                schedule: ScheduleKind::Shift(1.5),
+                steps: 20,
+                guidance: 2.0,
+                cond_timestep: None,
+                frames: 33,
+                width: 64,
+                height: 48,
+                fps: 16.0,
+            },
+        ] {
+            std::fs::write(&path, d.to_json()).unwrap();
+            assert_eq!(read_defaults(&path).unwrap(), d);
+        }
+        std::fs::remove_file(&path).unwrap();
+        let s = BundleDefaults::default().sampling_settings(3, NoiseKind::Numpy);
+        assert_eq!(s, SamplingSettings::cosmos_2b_post_trained(3));
     }
 }

@@ -22,6 +22,16 @@ pub enum ScheduleKind {
     Shift(f64),
 }
 
+impl ScheduleKind {
+    /// As `orrery_sampling.json` and the generation records write it: "karras" or the shift.
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            ScheduleKind::Karras => serde_json::json!("karras"),
+            ScheduleKind::Shift(s) => serde_json::json!(s),
+        }
+    }
+}
+
 /// Everything that decides a sample besides the model and the inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingSettings {

@@ -19,7 +19,7 @@ use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::{Checkpoint, SeededVarMap};
 use orrery_pipeline::conditioning::{condition_mask, replace_frames, replace_velocity};
 use orrery_pipeline::inputs::frames_from_clip;
-use orrery_pipeline::{Request, SamplingSettings, ScheduleKind, WorldPipeline};
+use orrery_pipeline::{BundleDefaults, Request, SamplingSettings, ScheduleKind, WorldPipeline};
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{Chunking, VaeModelPath, WanVae};
 
@@ -430,25 +430,19 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         vae_config.to_diffusers_json().as_bytes(),
     )?;
     let s = trainer.sampling_settings(0);
-    let schedule = match s.schedule {
-        ScheduleKind::Shift(x) => serde_json::json!(x),
-        ScheduleKind::Karras => serde_json::json!("karras"),
+    let defaults = BundleDefaults {
+        schedule: s.schedule,
+        steps: s.steps,
+        guidance: s.guidance,
+        cond_timestep: s.cond_timestep,
+        frames: c.data.frames,
+        width: c.data.width as usize,
+        height: c.data.height as usize,
+        fps: c.data.fps as f64,
     };
-    let defaults = serde_json::json!({
-        "schedule": schedule,
-        "steps": s.steps,
-        "guidance": s.guidance,
-        "cond_timestep": s.cond_timestep.unwrap_or(-1.0),
-        "frames": c.data.frames,
-        "width": c.data.width,
-        "height": c.data.height,
-        "fps": c.data.fps,
-    });
     write_file(
         &dir.join("orrery_sampling.json"),
-        serde_json::to_string_pretty(&defaults)
-            .expect("plain values")
-            .as_bytes(),
+        defaults.to_json().as_bytes(),
     )?;
     write_file(
         &dir.join("train_config.json"),
