@@ -39,13 +39,9 @@ pub struct LatentSet {
 
 impl LatentSet {
     /// Encodes every training clip with `vae` (posterior mean), or reads the cache in `dir` made from the same
-    /// VAE weights and data.
+    /// VAE weights (`key`) and data.
     pub fn build(data: &DataConfig, vae: &WanVae, vae_weights: &Path, dir: &Path) -> Result<Self> {
-        let key = format!(
-            "{}-{}",
-            file_fingerprint(vae_weights)?,
-            serde_json::to_string(data).expect("plain values").len()
-        );
+        let key = file_fingerprint(vae_weights)?;
         let cache = dir.join("latents.safetensors");
         let captions_path = dir.join("captions.json");
         if let (Ok(ckpt), Ok(text)) = (

@@ -5,7 +5,6 @@
 //! `adam_v.*`, `ema.*`), `state.json` (step, generator state, history) and `config.json` (the resolved run
 //! configuration). It is written under a temporary name and renamed, so it exists whole or not at all.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -126,13 +125,11 @@ impl Session {
         std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
         let mut tensors = Vec::new();
         for ((name, var), st) in self.optimizer.vars.iter().zip(&self.optimizer.state) {
-            let shape = var.shape().clone();
-            let dev = var.device();
-            tensors.push((format!("param.{name}"), var.as_tensor().clone()));
-            for (group, values) in [("adam_m", &st.m), ("adam_v", &st.v), ("ema", &st.ema)] {
+            tensors.push((format!("{}.{name}", GROUPS[0]), var.as_tensor().clone()));
+            for (group, values) in GROUPS[1..].iter().zip([&st.m, &st.v, &st.ema]) {
                 tensors.push((
                     format!("{group}.{name}"),
-                    Tensor::from_vec(values.clone(), &shape, dev)?,
+                    Tensor::from_vec(values.clone(), var.shape(), var.device())?,
                 ));
             }
         }
@@ -179,8 +176,10 @@ impl Session {
             serde_json::from_str(&text).map_err(|e| bad(format!("state.json: {e}")))?;
         let ckpt = Checkpoint::open(dir.join("state.safetensors"))?;
         let device = Device::Cpu;
-        let mut loaded: HashMap<String, Vec<f32>> = HashMap::new();
+        // Everything is read and checked before anything is changed: a bad checkpoint leaves the run as it was.
+        let mut loaded: Vec<Vec<Vec<f32>>> = Vec::with_capacity(self.optimizer.vars.len());
         for (name, var) in &self.optimizer.vars {
+            let mut groups = Vec::with_capacity(GROUPS.len());
             for group in GROUPS {
                 let key = format!("{group}.{name}");
                 let t = ckpt.load(&key, &device).map_err(|_| {
@@ -195,8 +194,9 @@ impl Session {
                         var.dims()
                     )));
                 }
-                loaded.insert(key, t.flatten_all()?.to_vec1::<f32>()?);
+                groups.push(t.flatten_all()?.to_vec1::<f32>()?);
             }
+            loaded.push(groups);
         }
         if ckpt.tensors().len() != GROUPS.len() * self.optimizer.vars.len() {
             return Err(bad(format!(
@@ -206,15 +206,12 @@ impl Session {
                 GROUPS.len()
             )));
         }
-        for ((name, var), st) in self.optimizer.vars.iter().zip(&mut self.optimizer.state) {
-            let take = |g: &str, l: &mut HashMap<String, Vec<f32>>| {
-                l.remove(&format!("{g}.{name}")).unwrap_or_default()
-            };
-            let p = take("param", &mut loaded);
-            var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
-            st.m = take("adam_m", &mut loaded);
-            st.v = take("adam_v", &mut loaded);
-            st.ema = take("ema", &mut loaded);
+        let targets = self.optimizer.vars.iter().zip(&mut self.optimizer.state);
+        for (((_, var), st), groups) in targets.zip(loaded) {
+            let [param, m, v, ema]: [Vec<f32>; 4] =
+                groups.try_into().expect("one vector per group");
+            var.set(&Tensor::from_vec(param, var.shape(), var.device())?)?;
+            (st.m, st.v, st.ema) = (m, v, ema);
         }
         self.optimizer.step = state.step;
         self.rng = FastRng::from_state(state.rng_words, state.rng_cached_normal);

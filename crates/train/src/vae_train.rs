@@ -2,7 +2,6 @@
 //! KL term on the posterior, and an optional L1 loss on pixel differences for sharp edges. The exported folder is
 //! a diffusers-style VAE (`config.json` with the measured latent mean and std, EMA weights in official names).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
@@ -97,8 +96,8 @@ impl VaeTrainer {
         Ok(Tensor::stack(&clips, 0)?)
     }
 
-    /// (total loss, reconstruction L1) of one batch.
-    fn loss(&mut self, video: &Tensor) -> Result<(Tensor, f32)> {
+    /// The loss of one batch.
+    fn loss(&mut self, video: &Tensor) -> Result<Tensor> {
         let (mu, logvar) = self.vae.encode_moments(video, Chunking::Whole)?;
         let logvar = logvar.clamp(-30f32, 20f32)?;
         let z = if self.config.loss.sample_posterior {
@@ -115,28 +114,20 @@ impl VaeTrainer {
         if c.edge_weight > 0.0 {
             loss = (loss + (edge_l1(&recon, video)? * c.edge_weight)?)?;
         }
-        Ok((loss, l1.to_scalar::<f32>()?))
+        Ok(loss)
     }
 
-    /// The network with the EMA weights.
-    pub fn ema_vae(&self, config: &VaeConfig) -> Result<WanVae> {
-        let tensors: HashMap<String, Tensor> =
-            self.session.optimizer.ema_tensors()?.into_iter().collect();
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
-        Ok(WanVae::new(vb, config)?)
-    }
-
-    /// Per-channel mean and std of the posterior means of `stats_clips` whole clips (held after the training
-    /// clips in the same seed sequence).
+    /// Per-channel mean and std of the posterior means of the first `stats_clips` training clips, whole.
     pub fn latent_statistics(&self, vae: &WanVae) -> Result<(Vec<f64>, Vec<f64>)> {
         let c = &self.config;
         let z = vae.config.z_dim;
         let (mut sum, mut sq, mut count) = (vec![0f64; z], vec![0f64; z], 0usize);
+        // The longest prefix of a clip the VAE takes (1 + 4k frames).
+        let frames = vae
+            .config
+            .pixel_frames(vae.config.latent_frames(c.data.frames));
         for i in 0..c.stats_clips {
             let clip = c.data.clip(i).map_err(TrainError::Data)?;
-            let frames = vae
-                .config
-                .pixel_frames(vae.config.latent_frames(c.data.frames));
             let video = clip_tensor(&clip, c.data.width, c.data.height, &self.device)?
                 .narrow(1, 0, frames)?
                 .unsqueeze(0)?;
@@ -180,19 +171,20 @@ impl Run for VaeTrainer {
 
     fn train_step(&mut self) -> Result<LossPoint> {
         let video = self.batch()?;
-        let (loss, _) = self.loss(&video)?;
+        let loss = self.loss(&video)?;
         self.session.update(&loss)
     }
 
     /// Writes `{out_dir}/final`: the EMA VAE as a diffusers-style folder with measured latent statistics.
     fn export(&self) -> Result<PathBuf> {
         let mut config = self.config.model.config();
-        let vae = self.ema_vae(&config)?;
-        let (mean, std) = self.latent_statistics(&vae)?;
+        let ema = self.session.optimizer.ema_tensors()?;
+        let vb = VarBuilder::from_tensors(ema.iter().cloned().collect(), DType::F32, &self.device);
+        let (mean, std) = self.latent_statistics(&WanVae::new(vb, &config)?)?;
         config.latents_mean = mean;
         config.latents_std = std;
         let dir = self.config.run.out_dir.join("final");
-        export_vae(&dir, &config, self.session.optimizer.ema_tensors()?)?;
+        export_vae(&dir, &config, ema)?;
         Ok(dir)
     }
 }
