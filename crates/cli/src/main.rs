@@ -99,9 +99,6 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// Writes a text file atomically (temporary file, then rename).
 pub fn write_text_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let tmp = orrery_io::AtomicFile::create(path)?;
-    tmp.file().write_all(text.as_bytes())?;
-    tmp.commit(path)
+    orrery_io::write_atomically(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }

@@ -38,6 +38,13 @@ impl AtomicFile {
     }
 }
 
+/// Writes `bytes` to `path` through an [`AtomicFile`]: the file appears complete or not at all.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = AtomicFile::create(path)?;
+    std::io::Write::write_all(&mut tmp.file(), bytes)?;
+    tmp.commit(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -234,7 +234,5 @@ pub fn init_vars_from(vars: &SeededVarMap, weights: &Path) -> Result<()> {
 
 /// Writes a small file atomically.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = orrery_io::AtomicFile::create(path).map_err(TrainError::io(path))?;
-    std::io::Write::write_all(&mut tmp.file(), bytes).map_err(TrainError::io(path))?;
-    tmp.commit(path).map_err(TrainError::io(path))
+    orrery_io::write_atomically(path, bytes).map_err(TrainError::io(path))
 }
