@@ -12,10 +12,8 @@ use orrery_eval::bench::{score_clip, summarise, table, ClipScore, MethodSummary}
 use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::RgbImage;
-use orrery_physics::dataset::DatasetSpec;
-use orrery_physics::families::FAMILIES;
-use orrery_physics::{make_clip, ClipSettings};
 use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
+use orrery_train::data::DataConfig;
 use serde_json::json;
 
 /// Pixel frames of the Video2World input (2 latent frames).
@@ -77,26 +75,20 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         steps: args.steps.unwrap_or(d.steps),
         ..d.sampling_settings(0, NoiseKind::Fast)
     };
-    let spec = DatasetSpec {
+    // Held-out clips: the training clips' generator with another base seed, all families.
+    let held_out = DataConfig {
         clips: args.clips.max(args.text_clips),
-        clips_per_shard: 1,
-        families: FAMILIES.iter().map(|f| f.to_string()).collect(),
+        frames: d.frames,
+        width: d.width as u32,
+        height: d.height as u32,
+        fps: d.fps as f32,
+        families: Vec::new(),
         seed: args.seed,
-        settings: ClipSettings {
-            frames: d.frames,
-            width: d.width as u32,
-            height: d.height as u32,
-            fps: d.fps as f32,
-        },
-        workers: 1,
     };
-    spec.validate()?;
-    let clips: Vec<_> = (0..spec.clips)
-        .map(|i| {
-            let (family, seed, key) = spec.clip_id(i);
-            make_clip(&key, &family, seed, &spec.settings)
-        })
-        .collect::<std::result::Result<_, _>>()?;
+    held_out.validate().map_err(anyhow::Error::msg)?;
+    let clips: Vec<_> = (0..held_out.clips)
+        .map(|i| held_out.clip(i).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
     let mut prompts: Vec<&str> = clips
         .iter()
         .map(|c| c.truth.captions.medium.as_str())
