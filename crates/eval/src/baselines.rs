@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use orrery_media::{Rgb, RgbImage};
 
-use crate::track::{locate, COLOR_TOLERANCE};
+use crate::track::{locate, matches};
 
 /// The last observed frame, repeated `n` times.
 pub fn copy_last_frame(observed: &[RgbImage], n: usize) -> Vec<RgbImage> {
@@ -26,11 +26,6 @@ pub fn dominant_color(frame: &RgbImage) -> Rgb<u8> {
     Rgb(best)
 }
 
-fn close(p: &Rgb<u8>, rgb: [u8; 3]) -> bool {
-    let d2: f64 = (0..3).map(|c| (p[c] as f64 - rgb[c] as f64).powi(2)).sum();
-    d2 <= COLOR_TOLERANCE * COLOR_TOLERANCE
-}
-
 /// Each object (by colour) found in the last two observed frames keeps moving at the image velocity between
 /// them: its pixels in the last frame are cut out (filled with the background colour) and pasted shifted by
 /// `k v` in predicted frame k. Objects not found in both frames stay where they are.
@@ -49,7 +44,7 @@ pub fn constant_velocity(observed: &[RgbImage], colors: &[[u8; 3]], n: usize) ->
     let background = dominant_color(last);
     let mut base = last.clone();
     for p in base.pixels_mut() {
-        if moving.iter().any(|(rgb, _)| close(p, *rgb)) {
+        if moving.iter().any(|(rgb, _)| matches(p, *rgb)) {
             *p = background;
         }
     }
@@ -62,7 +57,7 @@ pub fn constant_velocity(observed: &[RgbImage], colors: &[[u8; 3]], n: usize) ->
                     (v[1] * k as f64).round() as i64,
                 );
                 for (x, y, p) in last.enumerate_pixels() {
-                    if close(p, *rgb) {
+                    if matches(p, *rgb) {
                         let (tx, ty) = (x as i64 + dx, y as i64 + dy);
                         if tx >= 0 && ty >= 0 && tx < w as i64 && ty < h as i64 {
                             frame.put_pixel(tx as u32, ty as u32, *p);
