@@ -45,15 +45,8 @@ fn content_hash() -> u64 {
 }
 
 fn cache_root() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ORRERY_CACHE") {
-        return Ok(PathBuf::from(p));
-    }
-    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
-        return Ok(PathBuf::from(p).join("orrery"));
-    }
-    let home = std::env::var_os("HOME")
-        .context("no ORRERY_CACHE, XDG_CACHE_HOME or HOME to unpack the default model into")?;
-    Ok(PathBuf::from(home).join(".cache").join("orrery"))
+    orrery_io::cache_root()
+        .context("no ORRERY_CACHE, XDG_CACHE_HOME or HOME to unpack the default model into")
 }
 
 /// The default model's bundle folder, unpacked on first use (a folder appears only complete).

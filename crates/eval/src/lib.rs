@@ -7,5 +7,6 @@
 
 pub mod baselines;
 pub mod bench;
+pub mod frechet;
 pub mod metrics;
 pub mod track;

@@ -1,0 +1,109 @@
+//! The ported networks against the reference packages' own networks (fixtures from tools/oracles/evalnets.py).
+//! They need the converted weights (`python3 tools/eval_weights/fetch.py`, run by `.ci/run`); without them the
+//! tests say so and pass, unless ORRERY_REQUIRE_EVAL_WEIGHTS is set (CI sets it).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use orrery_evalnets::{default_weights_dir, I3d, InceptionFid, I3D_FILE, INCEPTION_FILE};
+use orrery_media::RgbImage;
+use orrery_nn::compare::max_rel_err;
+use orrery_nn::Checkpoint;
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/evalnets")
+}
+
+fn weights(file: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("ORRERY_EVAL_WEIGHTS")
+        .map(PathBuf::from)
+        .or_else(default_weights_dir)?;
+    let path = dir.join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var_os("ORRERY_REQUIRE_EVAL_WEIGHTS").is_some() {
+        panic!(
+            "{} is missing: run python3 tools/eval_weights/fetch.py",
+            path.display()
+        );
+    }
+    eprintln!(
+        "skipped: {} not fetched (python3 tools/eval_weights/fetch.py)",
+        path.display()
+    );
+    None
+}
+
+/// (H, W, 3) or (T, H, W, 3) u8 tensor -> frames.
+fn frames(tensor: &Tensor) -> Vec<RgbImage> {
+    let dims = tensor.dims().to_vec();
+    let (h, w) = (dims[dims.len() - 3], dims[dims.len() - 2]);
+    let bytes = tensor.flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    bytes
+        .chunks(h * w * 3)
+        .map(|f| RgbImage::from_raw(w as u32, h as u32, f.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn inception_features_equal_the_tf_fid_network() {
+    let Some(path) = weights(INCEPTION_FILE) else {
+        return;
+    };
+    let net = InceptionFid::load(&path, &Device::Cpu).unwrap();
+    let inputs = Checkpoint::open(testdata().join("inputs.safetensors")).unwrap();
+    let expected = Checkpoint::open(testdata().join("expected.safetensors")).unwrap();
+    let images: Vec<RgbImage> = (0..3)
+        .flat_map(|i| frames(&inputs.load(&format!("image{i}"), &Device::Cpu).unwrap()))
+        .collect();
+    let refs: Vec<&RgbImage> = images.iter().collect();
+    let rows = net.features(&refs, 1).unwrap();
+    let got = Tensor::new(rows, &Device::Cpu).unwrap();
+    let want = expected.load("inception", &Device::Cpu).unwrap();
+    let err = max_rel_err(&got, &want).unwrap();
+    eprintln!("inception: max relative error {err:.2e}");
+    assert!(
+        err < 1e-4,
+        "Inception features differ from the reference by {err:e} (relative to max)"
+    );
+}
+
+#[test]
+fn i3d_logits_equal_the_kinetics_network() {
+    let Some(path) = weights(I3D_FILE) else {
+        return;
+    };
+    let net = I3d::load(&path, &Device::Cpu).unwrap();
+    let inputs = Checkpoint::open(testdata().join("inputs.safetensors")).unwrap();
+    let expected = Checkpoint::open(testdata().join("expected.safetensors")).unwrap();
+    let clip = frames(&inputs.load("clip", &Device::Cpu).unwrap());
+    let rows = net.features(&[clip]).unwrap();
+    let got = Tensor::new(rows, &Device::Cpu).unwrap();
+    let want = expected.load("i3d", &Device::Cpu).unwrap();
+    let err = max_rel_err(&got, &want).unwrap();
+    eprintln!("i3d: max relative error {err:.2e}");
+    assert!(
+        err < 1e-4,
+        "I3D logits differ from the reference by {err:e} (relative to max)"
+    );
+}
+
+#[test]
+fn a_truncated_weights_file_is_refused_with_its_name() {
+    let dir = std::env::temp_dir().join(format!("orrery-evalnets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(INCEPTION_FILE);
+    std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let err = InceptionFid::load(&path, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(INCEPTION_FILE), "{err}");
+    let missing = I3d::load(&dir.join("absent.safetensors"), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(missing.contains("tools/eval_weights/fetch.py"), "{missing}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
