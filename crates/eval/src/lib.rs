@@ -9,4 +9,5 @@ pub mod baselines;
 pub mod bench;
 pub mod frechet;
 pub mod metrics;
+pub mod motion;
 pub mod track;
