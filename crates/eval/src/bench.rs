@@ -4,6 +4,7 @@ use orrery_media::RgbImage;
 use orrery_physics::GroundTruth;
 use serde::Serialize;
 
+use crate::grounded::{score_grounded, GroundedScore};
 use crate::metrics::{ssim, video_psnr};
 use crate::track::locate;
 
@@ -18,6 +19,8 @@ pub struct ClipScore {
     pub visible: usize,
     /// ... of which found in the predicted frames.
     pub found: usize,
+    /// Gravity, permanence, object count and ground penetration.
+    pub grounded: GroundedScore,
 }
 
 /// Scores `predicted`, frames `start..start + predicted.len()` of a clip, against `real` (the same frames) and
@@ -36,6 +39,7 @@ pub fn score_clip(
             .map(|(a, b)| ssim(a, b))
             .sum::<f64>()
             / real.len().max(1) as f64,
+        grounded: score_grounded(real, predicted, truth, start),
         ..ClipScore::default()
     };
     for (object, track) in truth.scene.objects.iter().zip(&truth.tracks) {
@@ -67,12 +71,31 @@ pub struct MethodSummary {
     pub trajectory_error_px: f64,
     /// Fraction of visible object-frames whose object was found in the prediction.
     pub found_rate: f64,
+    /// Mean |g_fit - g| / g over free-fall stretches fitted; `None` when none could be fitted.
+    pub gravity_error: Option<f64>,
+    /// Free-fall stretches fitted / all stretches long enough to fit.
+    pub gravity_fitted: usize,
+    pub gravity_stretches: usize,
+    /// Fraction of frames whose number of objects found equals the number visible in reality.
+    pub count_accuracy: f64,
+    /// Fraction of object-frames reappearing in reality after being hidden that are found in the prediction.
+    pub permanence: Option<f64>,
+    /// Fraction of found object-frames sunk into the ground, and their mean depth (pixels).
+    pub penetration_rate: f64,
+    pub penetration_depth_px: f64,
 }
 
 pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
     let n = scores.len().max(1) as f64;
     let found: usize = scores.iter().map(|s| s.found).sum();
     let visible: usize = scores.iter().map(|s| s.visible).sum();
+    let total =
+        |f: fn(&GroundedScore) -> usize| scores.iter().map(|s| f(&s.grounded)).sum::<usize>();
+    let fits: Vec<_> = scores
+        .iter()
+        .flat_map(|s| s.grounded.gravity.iter())
+        .collect();
+    let penetrating = total(|g| g.penetrating);
     MethodSummary {
         method: method.to_owned(),
         clips: scores.len(),
@@ -81,24 +104,74 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
         trajectory_error_px: scores.iter().map(|s| s.trajectory_error_sum).sum::<f64>()
             / found.max(1) as f64,
         found_rate: found as f64 / visible.max(1) as f64,
+        gravity_error: (!fits.is_empty())
+            .then(|| fits.iter().map(|f| f.relative_error()).sum::<f64>() / fits.len() as f64),
+        gravity_fitted: fits.len(),
+        gravity_stretches: fits.len() + total(|g| g.gravity_unfitted),
+        count_accuracy: total(|g| g.count_matches) as f64 / total(|g| g.frames).max(1) as f64,
+        permanence: (total(|g| g.reappearing) > 0)
+            .then(|| total(|g| g.reappeared) as f64 / total(|g| g.reappearing) as f64),
+        penetration_rate: penetrating as f64 / total(|g| g.found).max(1) as f64,
+        penetration_depth_px: scores
+            .iter()
+            .map(|s| s.grounded.penetration_sum_px)
+            .sum::<f64>()
+            / penetrating.max(1) as f64,
     }
+}
+
+/// Column headers of [`table_row`].
+pub const TABLE_HEADERS: [&str; 10] = [
+    "method",
+    "clips",
+    "PSNR (dB)",
+    "SSIM",
+    "trajectory error (px)",
+    "objects found",
+    "gravity error (fits)",
+    "object count right",
+    "permanence",
+    "ground penetration (depth px)",
+];
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+/// One summary as table cells, in the order of [`TABLE_HEADERS`].
+pub fn table_row(r: &MethodSummary) -> Vec<String> {
+    vec![
+        r.method.clone(),
+        r.clips.to_string(),
+        format!("{:.2}", r.psnr),
+        format!("{:.4}", r.ssim),
+        format!("{:.2}", r.trajectory_error_px),
+        percent(Some(r.found_rate)),
+        format!(
+            "{} ({}/{})",
+            percent(r.gravity_error),
+            r.gravity_fitted,
+            r.gravity_stretches
+        ),
+        percent(Some(r.count_accuracy)),
+        percent(r.permanence),
+        format!(
+            "{} ({:.1})",
+            percent(Some(r.penetration_rate)),
+            r.penetration_depth_px
+        ),
+    ]
 }
 
 /// A Markdown table of summaries.
 pub fn table(rows: &[MethodSummary]) -> String {
-    let mut out = String::from(
-        "| method | clips | PSNR (dB) | SSIM | trajectory error (px) | objects found |\n|---|---|---|---|---|---|\n",
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        TABLE_HEADERS.join(" | "),
+        "---|".repeat(TABLE_HEADERS.len())
     );
     for r in rows {
-        out.push_str(&format!(
-            "| {} | {} | {:.2} | {:.4} | {:.2} | {:.1}% |\n",
-            r.method,
-            r.clips,
-            r.psnr,
-            r.ssim,
-            r.trajectory_error_px,
-            100.0 * r.found_rate
-        ));
+        out.push_str(&format!("| {} |\n", table_row(r).join(" | ")));
     }
     out
 }

@@ -8,6 +8,7 @@
 pub mod baselines;
 pub mod bench;
 pub mod frechet;
+pub mod grounded;
 pub mod metrics;
 pub mod motion;
 pub mod track;

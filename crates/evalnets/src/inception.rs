@@ -85,16 +85,19 @@ enum Mixed {
         tower: Vec<ConvBn>,
         tower_1: Vec<ConvBn>,
     },
-    /// 8x8 blocks with split 1x3 / 3x1 outputs; the last one pools by max (the TF graph's quirk).
-    E {
-        conv: ConvBn,
-        tower_conv: ConvBn,
-        tower_mixed: [ConvBn; 2],
-        tower_1: Vec<ConvBn>,
-        tower_1_mixed: [ConvBn; 2],
-        pool_conv: ConvBn,
-        max_pool: bool,
-    },
+    /// 8x8 blocks with split 1x3 / 3x1 outputs.
+    E(Box<MixedE>),
+}
+
+struct MixedE {
+    conv: ConvBn,
+    tower_conv: ConvBn,
+    tower_mixed: [ConvBn; 2],
+    tower_1: Vec<ConvBn>,
+    tower_1_mixed: [ConvBn; 2],
+    pool_conv: ConvBn,
+    /// The last block pools by max, not average (the TF graph's quirk).
+    max_pool: bool,
 }
 
 impl Mixed {
@@ -162,7 +165,7 @@ impl Mixed {
 
     fn load_e(w: &mut NetWeights, p: &str, max_pool: bool) -> Result<Self> {
         let mut c = |name: &str| ConvBn::same(w, &format!("{p}.{name}"));
-        Ok(Self::E {
+        Ok(Self::E(Box::new(MixedE {
             conv: c("conv")?,
             tower_conv: c("tower_conv")?,
             tower_mixed: [c("tower_mixed_conv")?, c("tower_mixed_conv_1")?],
@@ -170,7 +173,7 @@ impl Mixed {
             tower_1_mixed: [c("tower_1_mixed_conv")?, c("tower_1_mixed_conv_1")?],
             pool_conv: c("tower_2_conv")?,
             max_pool,
-        })
+        })))
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -198,15 +201,16 @@ impl Mixed {
             Self::D { tower, tower_1 } => {
                 vec![chain(tower, x)?, chain(tower_1, x)?, max_pool_3x3_s2(x)?]
             }
-            Self::E {
-                conv,
-                tower_conv,
-                tower_mixed,
-                tower_1,
-                tower_1_mixed,
-                pool_conv,
-                max_pool,
-            } => {
+            Self::E(e) => {
+                let MixedE {
+                    conv,
+                    tower_conv,
+                    tower_mixed,
+                    tower_1,
+                    tower_1_mixed,
+                    pool_conv,
+                    max_pool,
+                } = e.as_ref();
                 let a = tower_conv.forward(x)?;
                 let b = chain(tower_1, x)?;
                 let pooled = if *max_pool {
