@@ -2,16 +2,19 @@
 //! clips, scored against the real frames and the simulator's ground truth, beside the copy-last-frame and
 //! constant-velocity baselines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use orrery_eval::baselines::{constant_velocity, copy_last_frame};
-use orrery_eval::bench::{score_clip, summarise, table, ClipScore, MethodSummary};
+use orrery_eval::bench::{
+    score_clip, summarise, table, table_row, ClipScore, MethodSummary, TABLE_HEADERS,
+};
+use orrery_eval::report::{Block, Report, Section};
 use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
-use orrery_media::RgbImage;
+use orrery_media::{encode_gif, tile_clips, write_mp4, Mp4Options, RgbImage};
 use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
 use orrery_train::data::DataConfig;
 use serde_json::json;
@@ -39,6 +42,41 @@ pub struct BenchArgs {
     /// Results as JSON (written atomically).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also an HTML report: the table and side-by-side GIFs (real | model | constant velocity) of a few clips.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Also write the Video2World continuations as MP4 for `orrery eval`: DIR/real, DIR/model,
+    /// DIR/copy-last-frame, DIR/constant-velocity (clip-NNNN.mp4 each, the frames after the observed ones).
+    #[arg(long)]
+    pub videos: Option<PathBuf>,
+}
+
+/// Side-by-side clips kept for the report.
+const REPORT_CLIPS: usize = 6;
+
+/// The Video2World continuations of one clip, for `--videos` and the report.
+struct Continuations<'a> {
+    real: &'a [RgbImage],
+    model: &'a [RgbImage],
+    copy_last: &'a [RgbImage],
+    constant_velocity: &'a [RgbImage],
+}
+
+fn write_videos(dir: &Path, i: usize, c: &Continuations, fps: f64) -> Result<()> {
+    for (sub, frames) in [
+        ("real", c.real),
+        ("model", c.model),
+        ("copy-last-frame", c.copy_last),
+        ("constant-velocity", c.constant_velocity),
+    ] {
+        let folder = dir.join(sub);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        let path = folder.join(format!("clip-{i:04}.mp4"));
+        write_mp4(&path, frames, fps, Mp4Options::default())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn generate(
@@ -114,6 +152,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "image2world: copy first frame",
     ];
     let mut scores: Vec<Vec<ClipScore>> = vec![Vec::new(); names.len()];
+    let mut gifs = Vec::new();
     for (i, clip) in clips.iter().take(args.clips).enumerate() {
         let real = clip.images();
         let colors: Vec<[u8; 3]> = clip.truth.scene.objects.iter().map(|o| o.color).collect();
@@ -139,24 +178,42 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             &s,
         )?;
         let t = &clip.truth;
-        scores[0].push(score_clip(
-            future,
-            &v2w[OBSERVED_FRAMES..],
-            t,
-            OBSERVED_FRAMES,
-        ));
-        scores[1].push(score_clip(
-            future,
-            &copy_last_frame(observed, n),
-            t,
-            OBSERVED_FRAMES,
-        ));
-        scores[2].push(score_clip(
-            future,
-            &constant_velocity(observed, &colors, n),
-            t,
-            OBSERVED_FRAMES,
-        ));
+        let continuations = Continuations {
+            real: future,
+            model: &v2w[OBSERVED_FRAMES..],
+            copy_last: &copy_last_frame(observed, n),
+            constant_velocity: &constant_velocity(observed, &colors, n),
+        };
+        for (k, predicted) in [
+            continuations.model,
+            continuations.copy_last,
+            continuations.constant_velocity,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            scores[k].push(score_clip(future, predicted, t, OBSERVED_FRAMES));
+        }
+        if let Some(dir) = &args.videos {
+            write_videos(dir, i, &continuations, d.fps)?;
+        }
+        if args.report.is_some() && i < REPORT_CLIPS {
+            // The baseline continues the observed frames: show them first, as the model's output does.
+            let mut cv = observed.to_vec();
+            cv.extend_from_slice(continuations.constant_velocity);
+            let tiled = tile_clips(
+                &[vec![&real[..], &v2w[..], &cv[..]]],
+                d.width as u32,
+                d.height as u32,
+            );
+            gifs.push((
+                format!(
+                    "clip {i}: real | model | constant velocity ({})",
+                    clip.truth.captions.short
+                ),
+                encode_gif(&tiled, d.fps)?,
+            ));
+        }
         scores[3].push(score_clip(&real[1..], &i2w[1..], t, 1));
         scores[4].push(score_clip(
             &real[1..],
@@ -200,5 +257,43 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "guidance": settings.guidance, "observed_frames": OBSERVED_FRAMES, "methods": rows,
         "text2world": {"clips": args.text_clips, "objects": total, "shown": shown, "rate": detection},
     });
-    crate::write_text_atomically(&args.out, &serde_json::to_string_pretty(&report)?)
+    crate::write_text_atomically(&args.out, &serde_json::to_string_pretty(&report)?)?;
+    if let Some(path) = &args.report {
+        let html = Report {
+            title: "orrery physics bench".into(),
+            sections: vec![
+                Section {
+                    title: "Predictions of held-out physics clips".into(),
+                    blocks: vec![
+                        Block::Paragraph(format!(
+                            "Model {}; {} held-out clips (base seed {}), {} observed frames, {} sampling steps, \
+                             guidance {}. Video2World and Image2World rows score the predicted frames against the \
+                             real ones and the simulator's ground truth.",
+                            root.display(),
+                            args.clips,
+                            args.seed,
+                            OBSERVED_FRAMES,
+                            settings.steps,
+                            settings.guidance
+                        )),
+                        Block::Table {
+                            headers: TABLE_HEADERS.iter().map(|h| h.to_string()).collect(),
+                            rows: rows.iter().map(table_row).collect(),
+                        },
+                        Block::Paragraph(format!(
+                            "Text2World: {shown} of {total} captioned objects shown ({:.1}%) in {} clips.",
+                            100.0 * detection,
+                            args.text_clips
+                        )),
+                    ],
+                },
+                Section {
+                    title: "Real and predicted".into(),
+                    blocks: vec![Block::Gifs(gifs)],
+                },
+            ],
+        };
+        crate::write_text_atomically(path, &html.to_html())?;
+    }
+    Ok(())
 }

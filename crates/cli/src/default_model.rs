@@ -44,14 +44,9 @@ fn content_hash() -> u64 {
     h
 }
 
-fn cache_root() -> Result<PathBuf> {
-    orrery_io::cache_root()
-        .context("no ORRERY_CACHE, XDG_CACHE_HOME or HOME to unpack the default model into")
-}
-
 /// The default model's bundle folder, unpacked on first use (a folder appears only complete).
 pub fn bundle_dir() -> Result<PathBuf> {
-    let root = cache_root()?;
+    let root = crate::cache::cache_root()?;
     let dir = root.join(format!("{NAME}-{:016x}", content_hash()));
     if dir.is_dir() {
         return Ok(dir);

@@ -1,9 +1,11 @@
 //! The `orrery` command line.
 
 mod bench_cmd;
+mod cache;
 mod checkpoint_cmds;
 mod default_model;
 mod embed_cmd;
+mod eval_cmd;
 mod forward_cmds;
 mod generate_cmd;
 mod media_cmds;
@@ -57,6 +59,8 @@ enum Command {
     /// Image and video utilities.
     #[command(subcommand)]
     Media(media_cmds::MediaCommand),
+    /// Score generated videos against real ones: PSNR, SSIM, Physics-IQ motion metrics, FID, FVD; HTML report.
+    Eval(eval_cmd::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Schedule(args) => schedule_cmd::schedule(&args),
         Command::Physics(cmd) => physics_cmds::run(cmd),
         Command::Train(cmd) => train_cmd::run(cmd),
+        Command::Eval(args) => eval_cmd::eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

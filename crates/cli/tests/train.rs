@@ -153,9 +153,110 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
         "2",
         "--out",
         report.to_str().unwrap(),
+        "--report",
+        dir.path().join("bench.html").to_str().unwrap(),
+        "--videos",
+        dir.path().join("videos").to_str().unwrap(),
     ]);
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["methods"].as_array().unwrap().len(), 5);
     assert!(r["methods"][1]["psnr"].as_f64().unwrap() > 10.0);
+    let html = std::fs::read_to_string(dir.path().join("bench.html")).unwrap();
+    assert!(html.contains("copy last frame") && html.contains("data:image/gif;base64,"));
+    eval_reads_the_bench_videos(&dir.path().join("videos"), dir.path());
+}
+
+/// `orrery eval` on the bench's continuations: numbers in the HTML equal the JSON's; bad inputs fail clearly.
+fn eval_reads_the_bench_videos(videos: &Path, out: &Path) {
+    let (real, model) = (videos.join("real"), videos.join("model"));
+    let html_path = out.join("eval/report.html");
+    run_ok(&[
+        "eval",
+        "--real",
+        real.to_str().unwrap(),
+        "--generated",
+        model.to_str().unwrap(),
+        "--real-take2",
+        videos.join("constant-velocity").to_str().unwrap(),
+        "--metrics",
+        "psnr,ssim,motion",
+        "--report",
+        html_path.to_str().unwrap(),
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval/report.json")).unwrap())
+            .unwrap();
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let per_video = json["per_video"].as_array().unwrap();
+    assert_eq!(per_video.len(), 2);
+    let mean_psnr = per_video
+        .iter()
+        .map(|v| v["psnr"].as_f64().unwrap())
+        .sum::<f64>()
+        / 2.0;
+    assert!((json["summary"]["psnr"].as_f64().unwrap() - mean_psnr).abs() < 1e-9);
+    for key in [
+        "psnr",
+        "ssim",
+        "spatial_iou",
+        "spatiotemporal_iou",
+        "physics_iq",
+    ] {
+        let v = json["summary"][key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing"));
+        assert!(
+            html.contains(&format!("<td>{key}</td><td>{v:.4}</td>")),
+            "{key} = {v:.4} not in the report"
+        );
+    }
+    assert!(html.contains("<svg") && html.matches("data:image/gif;base64,").count() == 2);
+
+    let real_s = real.to_str().unwrap();
+    let missing = out.join("absent-weights");
+    assert_fails_with(
+        &[
+            "eval",
+            "--real",
+            real_s,
+            "--generated",
+            model.to_str().unwrap(),
+            "--metrics",
+            "fid",
+            "--weights",
+            missing.to_str().unwrap(),
+            "--report",
+            html_path.to_str().unwrap(),
+        ],
+        "tools/eval_weights/fetch.py",
+    );
+    std::fs::remove_file(model.join("clip-0001.mp4")).unwrap();
+    assert_fails_with(
+        &[
+            "eval",
+            "--real",
+            real_s,
+            "--generated",
+            model.to_str().unwrap(),
+            "--report",
+            html_path.to_str().unwrap(),
+        ],
+        "no generated video for the real clip-0001.mp4",
+    );
+    std::fs::write(model.join("clip-0001.mp4"), b"not a video").unwrap();
+    assert_fails_with(
+        &[
+            "eval",
+            "--real",
+            real_s,
+            "--generated",
+            model.to_str().unwrap(),
+            "--metrics",
+            "psnr",
+            "--report",
+            html_path.to_str().unwrap(),
+        ],
+        "clip-0001.mp4",
+    );
 }

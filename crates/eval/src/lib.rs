@@ -11,4 +11,5 @@ pub mod frechet;
 pub mod grounded;
 pub mod metrics;
 pub mod motion;
+pub mod report;
 pub mod track;

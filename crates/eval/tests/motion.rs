@@ -62,7 +62,7 @@ fn masks_and_metrics_equal_the_physics_iq_reference() {
             "{name}: {differing} mask pixels differ from OpenCV's"
         );
         assert!(
-            want.iter().any(|&b| b == 1),
+            want.contains(&1),
             "{name}: the fixture should contain motion"
         );
         masks.push(got);

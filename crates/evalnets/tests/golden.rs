@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use orrery_evalnets::{default_weights_dir, I3d, InceptionFid, I3D_FILE, INCEPTION_FILE};
+use orrery_evalnets::{I3d, InceptionFid, EVAL_WEIGHTS_DIR, I3D_FILE, INCEPTION_FILE};
 use orrery_media::RgbImage;
 use orrery_nn::compare::max_rel_err;
 use orrery_nn::Checkpoint;
@@ -14,10 +14,19 @@ fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/evalnets")
 }
 
+/// `$ORRERY_EVAL_WEIGHTS`, else the eval-weights folder of orrery's cache (as the CLI resolves it).
+fn weights_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    var("ORRERY_EVAL_WEIGHTS").or_else(|| {
+        let root = var("ORRERY_CACHE")
+            .or_else(|| var("XDG_CACHE_HOME").map(|p| p.join("orrery")))
+            .or_else(|| var("HOME").map(|p| p.join(".cache/orrery")))?;
+        Some(root.join(EVAL_WEIGHTS_DIR))
+    })
+}
+
 fn weights(file: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("ORRERY_EVAL_WEIGHTS")
-        .map(PathBuf::from)
-        .or_else(default_weights_dir)?;
+    let dir = weights_dir()?;
     let path = dir.join(file);
     if path.is_file() {
         return Some(path);

@@ -45,19 +45,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.commit(path)
 }
 
-/// orrery's cache folder: `$ORRERY_CACHE`, else `$XDG_CACHE_HOME/orrery`, else `~/.cache/orrery`; `None` when
-/// none of these variables is set.
-pub fn cache_root() -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
-    if let Some(p) = std::env::var_os("ORRERY_CACHE") {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(p).join("orrery"));
-    }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("orrery"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

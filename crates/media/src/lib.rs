@@ -12,14 +12,16 @@ mod mp4_read;
 mod mp4_write;
 pub mod resize;
 mod sniff;
+mod tile;
 
 pub use atomic::write_atomically;
 pub use error::{MediaError, Result};
-pub use gif_write::write_gif;
+pub use gif_write::{encode_gif, write_gif};
 pub use image::{Rgb, RgbImage};
 pub use image_io::{read_image, write_png, MAX_IMAGE_SIDE};
 pub use mp4_read::{read_video, VideoInfo, VideoReader};
 pub use mp4_write::{write_mp4, Mp4Options};
+pub use tile::tile_clips;
 
 /// A decoded video: RGB frames of one size, and their rate.
 #[derive(Debug, Clone)]

@@ -343,7 +343,11 @@ impl Run for DitTrainer {
             }
             rows.push(row);
         }
-        let grid = tile(&rows, w as u32, h as u32);
+        let cells: Vec<Vec<&[RgbImage]>> = rows
+            .iter()
+            .map(|row| row.iter().map(Vec::as_slice).collect())
+            .collect();
+        let grid = orrery_media::tile_clips(&cells, w as u32, h as u32);
         let dir = self.config.run.out_dir.join("samples");
         std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
         let path = dir.join(format!("step-{:07}.gif", self.session.step()));
@@ -358,30 +362,6 @@ impl Run for DitTrainer {
         export_bundle(self, &dir)?;
         Ok(dir)
     }
-}
-
-/// Frames of several clips per row, tiled into one video (rows x columns of width x height).
-fn tile(rows: &[Vec<Vec<RgbImage>>], w: u32, h: u32) -> Vec<RgbImage> {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
-    let frames = rows.iter().flatten().map(Vec::len).max().unwrap_or(0);
-    (0..frames)
-        .map(|f| {
-            let mut img = RgbImage::new(cols * w, rows.len() as u32 * h);
-            for (r, row) in rows.iter().enumerate() {
-                for (c, clip) in row.iter().enumerate() {
-                    if let Some(frame) = clip.get(f.min(clip.len() - 1)) {
-                        image::imageops::replace(
-                            &mut img,
-                            frame,
-                            (c as u32 * w) as i64,
-                            (r as u32 * h) as i64,
-                        );
-                    }
-                }
-            }
-            img
-        })
-        .collect()
 }
 
 fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
