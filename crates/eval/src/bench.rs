@@ -67,8 +67,8 @@ pub struct MethodSummary {
     pub clips: usize,
     pub psnr: f64,
     pub ssim: f64,
-    /// Mean position error (pixels) of objects found in the predicted frames.
-    pub trajectory_error_px: f64,
+    /// Mean position error (pixels) of objects found in the predicted frames; `None` when none was found.
+    pub trajectory_error_px: Option<f64>,
     /// Fraction of visible object-frames whose object was found in the prediction.
     pub found_rate: f64,
     /// Mean |g_fit - g| / g over free-fall stretches fitted; `None` when none could be fitted.
@@ -101,8 +101,8 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
         clips: scores.len(),
         psnr: scores.iter().map(|s| s.psnr.min(100.0)).sum::<f64>() / n,
         ssim: scores.iter().map(|s| s.ssim).sum::<f64>() / n,
-        trajectory_error_px: scores.iter().map(|s| s.trajectory_error_sum).sum::<f64>()
-            / found.max(1) as f64,
+        trajectory_error_px: (found > 0)
+            .then(|| scores.iter().map(|s| s.trajectory_error_sum).sum::<f64>() / found as f64),
         found_rate: found as f64 / visible.max(1) as f64,
         gravity_error: (!fits.is_empty())
             .then(|| fits.iter().map(|f| f.relative_error()).sum::<f64>() / fits.len() as f64),
@@ -145,7 +145,8 @@ pub fn table_row(r: &MethodSummary) -> Vec<String> {
         r.clips.to_string(),
         format!("{:.2}", r.psnr),
         format!("{:.4}", r.ssim),
-        format!("{:.2}", r.trajectory_error_px),
+        r.trajectory_error_px
+            .map_or_else(|| "-".to_owned(), |e| format!("{e:.2}")),
         percent(Some(r.found_rate)),
         format!(
             "{} ({}/{})",
