@@ -9,9 +9,10 @@ use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use orrery_eval::baselines::{constant_velocity, copy_last_frame};
 use orrery_eval::bench::{
-    score_clip, summarise, table, table_row, ClipScore, MethodSummary, TABLE_HEADERS,
+    psnr_by_horizon, score_clip, summarise, table, table_row, ClipScore, MethodSummary,
+    TABLE_HEADERS,
 };
-use orrery_eval::report::{Block, Report, Section};
+use orrery_eval::report::{Block, LinePlot, Report, Section};
 use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{encode_gif, tile_clips, write_mp4, Mp4Options, RgbImage};
@@ -285,6 +286,20 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                             100.0 * detection,
                             args.text_clips
                         )),
+                        Block::Plot(LinePlot {
+                            title: "Video2World: mean PSNR by frames ahead".into(),
+                            x_label: "frames after the observed ones".into(),
+                            y_label: "PSNR (dB)".into(),
+                            series: names[..3]
+                                .iter()
+                                .zip(&scores)
+                                .map(|(name, s)| {
+                                    let curve = psnr_by_horizon(s);
+                                    let points = curve.iter().enumerate().map(|(k, p)| (k as f64 + 1.0, *p)).collect();
+                                    (name.trim_start_matches("video2world: ").to_owned(), points)
+                                })
+                                .collect(),
+                        }),
                     ],
                 },
                 Section {

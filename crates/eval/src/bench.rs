@@ -5,13 +5,15 @@ use orrery_physics::GroundTruth;
 use serde::Serialize;
 
 use crate::grounded::{score_grounded, GroundedScore};
-use crate::metrics::{ssim, video_psnr};
+use crate::metrics::{psnr, ssim, video_psnr};
 use crate::track::locate;
 
 /// Scores of one method on one clip's predicted frames.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClipScore {
     pub psnr: f64,
+    /// PSNR of each predicted frame (capped at 100 dB for identical frames).
+    pub psnr_per_frame: Vec<f64>,
     pub ssim: f64,
     /// Sum of object position errors (pixels) over object-frames found in both real and predicted frames.
     pub trajectory_error_sum: f64,
@@ -33,6 +35,11 @@ pub fn score_clip(
 ) -> ClipScore {
     let mut s = ClipScore {
         psnr: video_psnr(real, predicted),
+        psnr_per_frame: real
+            .iter()
+            .zip(predicted)
+            .map(|(a, b)| psnr(a, b).min(100.0))
+            .collect(),
         ssim: real
             .iter()
             .zip(predicted)
@@ -118,6 +125,18 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
             .sum::<f64>()
             / penetrating.max(1) as f64,
     }
+}
+
+/// Mean PSNR over clips of the k-th predicted frame, k = 0.. (as far as every clip reaches).
+pub fn psnr_by_horizon(scores: &[ClipScore]) -> Vec<f64> {
+    let horizon = scores
+        .iter()
+        .map(|s| s.psnr_per_frame.len())
+        .min()
+        .unwrap_or(0);
+    (0..horizon)
+        .map(|k| scores.iter().map(|s| s.psnr_per_frame[k]).sum::<f64>() / scores.len() as f64)
+        .collect()
 }
 
 /// Column headers of [`table_row`].
