@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use orrery_eval::baselines::{constant_velocity, copy_last_frame};
 use orrery_eval::bench::{
     psnr_by_horizon, score_clip, summarise, table, table_row, ClipScore, MethodSummary,
@@ -140,11 +139,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         bundle.dit.load(DType::F32, &Device::Cpu)?,
         bundle.vae.load(DType::F32, &Device::Cpu)?,
     )?;
-    let bar = ProgressBar::new((args.clips + args.text_clips) as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "{msg} [{bar:30}] {pos}/{len} clips, {elapsed} (eta {eta})",
-    )?);
-    bar.set_message("physics bench");
+    let bar = crate::progress_bar(args.clips + args.text_clips, "clips", "physics bench")?;
     let names = [
         "video2world: model",
         "video2world: copy last frame",

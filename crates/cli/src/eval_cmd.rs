@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use orrery_eval::frechet::{frechet_distance, FeatureStats};
 use orrery_eval::metrics::{psnr, ssim, video_psnr};
 use orrery_eval::motion::{motion_masks, motion_scores, physics_iq_score, Mask, MotionScores};
@@ -102,15 +102,6 @@ fn check_pair(name: &str, real: &Video, other: &Video, what: &str) -> Result<()>
     Ok(())
 }
 
-fn progress(len: usize, what: &str) -> Result<ProgressBar> {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "{msg} [{bar:30}] {pos}/{len}, {elapsed} (eta {eta})",
-    )?);
-    bar.set_message(what.to_owned());
-    Ok(bar)
-}
-
 /// One colour per mask pixel: red real only, green generated only, yellow both.
 fn mask_overlay(real: &Mask, generated: &Mask) -> RgbImage {
     RgbImage::from_fn(real.width as u32, real.height as u32, |x, y| {
@@ -182,7 +173,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         .transpose()?;
 
     let sets = 2 + usize::from(args.real_take2.is_some());
-    let bar = progress(names.len() * sets, "reading videos")?;
+    let bar = crate::progress_bar(names.len() * sets, "", "reading videos")?;
     let real = read_set(&args.real, &names, &bar)?;
     let generated = read_set(&args.generated, &names, &bar)?;
     let take2 = args
@@ -198,11 +189,23 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
     }
 
+    if i3d_path.is_some() {
+        if let Some((v, name)) = real
+            .iter()
+            .zip(&names)
+            .find(|(v, _)| v.frames.len() < I3D_MIN_FRAMES)
+        {
+            bail!(
+                "FVD: {name} has {} frames; I3D needs at least {I3D_MIN_FRAMES}",
+                v.frames.len()
+            );
+        }
+    }
     let mut per_video = Vec::new();
     let mut motion = Vec::new();
     let mut variance = Vec::new();
     let mut masks_for_gifs = Vec::new();
-    let bar = progress(names.len(), "paired metrics")?;
+    let bar = crate::progress_bar(names.len(), "", "paired metrics")?;
     for (i, name) in names.iter().enumerate() {
         let (r, g) = (&real[i].frames, &generated[i].frames);
         let mut entry = json!({ "name": name, "frames": r.len() });
@@ -270,59 +273,27 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     }
     if let Some(path) = &inception_path {
         let net = InceptionFid::load(path, &Device::Cpu)?;
-        let mut stats = Vec::new();
-        for (set, videos) in [("real", &real), ("generated", &generated)] {
-            let frames: Vec<&RgbImage> = videos.iter().flat_map(|v| v.frames.iter()).collect();
-            let bar = progress(frames.len(), &format!("FID features ({set} frames)"))?;
-            let mut rows = Vec::with_capacity(frames.len());
-            for chunk in frames.chunks(args.batch.max(1)) {
-                rows.extend(net.features(chunk, chunk.len())?);
-                bar.inc(chunk.len() as u64);
-            }
-            bar.finish_and_clear();
-            stats.push(
-                FeatureStats::from_rows(&rows)
-                    .map_err(|e| anyhow::anyhow!("FID ({set} frames): {e}"))?,
-            );
-        }
-        summary.insert(
-            "fid".into(),
-            json!(frechet_distance(&stats[0], &stats[1]).map_err(anyhow::Error::msg)?),
-        );
-        summary.insert("fid_frames".into(), json!(stats[0].count));
+        let (fid, count) = feature_distance(
+            "FID",
+            "frames",
+            [&frames(&real), &frames(&generated)],
+            args.batch,
+            |c| net.features(c, c.len()),
+        )?;
+        summary.insert("fid".into(), json!(fid));
+        summary.insert("fid_frames".into(), json!(count));
     }
     if let Some(path) = &i3d_path {
-        if let Some(short) = real
-            .iter()
-            .zip(&names)
-            .find(|(v, _)| v.frames.len() < I3D_MIN_FRAMES)
-        {
-            bail!(
-                "FVD: {} has {} frames; I3D needs at least {I3D_MIN_FRAMES}",
-                short.1,
-                short.0.frames.len()
-            );
-        }
         let net = I3d::load(path, &Device::Cpu)?;
-        let mut stats = Vec::new();
-        for (set, videos) in [("real", &real), ("generated", &generated)] {
-            let bar = progress(videos.len(), &format!("FVD features ({set} clips)"))?;
-            let mut rows = Vec::with_capacity(videos.len());
-            for v in videos.iter() {
-                rows.extend(net.features(std::slice::from_ref(&v.frames))?);
-                bar.inc(1);
-            }
-            bar.finish_and_clear();
-            stats.push(
-                FeatureStats::from_rows(&rows)
-                    .map_err(|e| anyhow::anyhow!("FVD ({set} clips): {e}"))?,
-            );
-        }
-        summary.insert(
-            "fvd".into(),
-            json!(frechet_distance(&stats[0], &stats[1]).map_err(anyhow::Error::msg)?),
-        );
-        summary.insert("fvd_clips".into(), json!(stats[0].count));
+        let (fvd, count) = feature_distance(
+            "FVD",
+            "clips",
+            [&clips(&real), &clips(&generated)],
+            1,
+            |c| net.features(c),
+        )?;
+        summary.insert("fvd".into(), json!(fvd));
+        summary.insert("fvd_clips".into(), json!(count));
     }
 
     let result = json!({
@@ -352,6 +323,40 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         json_path.display()
     );
     Ok(())
+}
+
+fn frames(set: &[Video]) -> Vec<&RgbImage> {
+    set.iter().flat_map(|v| v.frames.iter()).collect()
+}
+
+fn clips(set: &[Video]) -> Vec<&[RgbImage]> {
+    set.iter().map(|v| v.frames.as_slice()).collect()
+}
+
+/// The Frechet distance between the features of the real and the generated items (frames or clips), extracted
+/// `batch` items at a time, and the number of real items.
+fn feature_distance<T>(
+    metric: &str,
+    unit: &str,
+    [real, generated]: [&[T]; 2],
+    batch: usize,
+    mut extract: impl FnMut(&[T]) -> orrery_evalnets::Result<Vec<Vec<f32>>>,
+) -> Result<(f64, usize)> {
+    let mut stats = Vec::new();
+    for (set, items) in [("real", real), ("generated", generated)] {
+        let bar = crate::progress_bar(items.len(), unit, format!("{metric} features ({set})"))?;
+        let mut rows = Vec::with_capacity(items.len());
+        for chunk in items.chunks(batch.max(1)) {
+            rows.extend(extract(chunk)?);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        let s = FeatureStats::from_rows(&rows)
+            .map_err(|e| anyhow::anyhow!("{metric} ({set} {unit}): {e}"))?;
+        stats.push(s);
+    }
+    let distance = frechet_distance(&stats[0], &stats[1]).map_err(anyhow::Error::msg)?;
+    Ok((distance, stats[0].count))
 }
 
 fn fmt_opt(v: &Value, digits: usize) -> String {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use indicatif::{ProgressBar, ProgressStyle};
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{read_image, read_video, write_mp4, Mp4Options, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
@@ -256,11 +255,11 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     for ((job, (image, video)), text) in jobs.iter().zip(&inputs).zip(&texts) {
         let chunk = d.frames.min(frames);
         let chunks = long_video_chunks(frames, chunk);
-        let bar = ProgressBar::new((chunks.len() * settings.schedule()?.calls()) as u64);
-        bar.set_style(ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})",
-        )?);
-        bar.set_message(job.name.clone());
+        let bar = crate::progress_bar(
+            chunks.len() * settings.schedule()?.calls(),
+            "steps",
+            job.name.clone(),
+        )?;
         let mut all: Vec<RgbImage> = Vec::new();
         let mut last_latents = None;
         for (i, &len) in chunks.iter().enumerate() {

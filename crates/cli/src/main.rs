@@ -103,6 +103,25 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// Writes a text file atomically (temporary file, then rename).
+/// A progress bar "MESSAGE [=====     ] 3/10 UNIT, 12s (eta 30s)"; hidden when stderr is not a terminal.
+pub fn progress_bar(
+    len: usize,
+    unit: &str,
+    message: impl Into<String>,
+) -> anyhow::Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {unit}")
+    };
+    bar.set_style(indicatif::ProgressStyle::with_template(&format!(
+        "{{msg}} [{{bar:30}}] {{pos}}/{{len}}{unit}, {{elapsed}} (eta {{eta}})"
+    ))?);
+    bar.set_message(message.into());
+    Ok(bar)
+}
+
 pub fn write_text_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     orrery_io::write_atomically(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))

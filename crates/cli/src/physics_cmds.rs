@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use orrery_media::{write_gif, write_png, RgbImage};
 use orrery_physics::dataset::{write_dataset, DatasetSpec};
 use orrery_physics::families::FAMILIES;
@@ -115,11 +114,7 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         workers: args.workers.max(1),
     };
     spec.validate()?;
-    let bar = ProgressBar::new(args.clips as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "{msg} [{bar:30}] {pos}/{len} clips, {elapsed} (eta {eta})",
-    )?);
-    bar.set_message("physics");
+    let bar = crate::progress_bar(args.clips, "clips", "physics")?;
     let start = std::time::Instant::now();
     let shards = write_dataset(&spec, &args.out, || bar.inc(1))?;
     bar.finish();

@@ -234,7 +234,7 @@ impl I3d {
     }
 
     /// Features of RGB clips (each at least 9 frames, any frame size): (N, 400) rows.
-    pub fn features(&self, clips: &[Vec<RgbImage>]) -> Result<Vec<Vec<f32>>> {
+    pub fn features(&self, clips: &[&[RgbImage]]) -> Result<Vec<Vec<f32>>> {
         let mut rows = Vec::with_capacity(clips.len());
         for clip in clips {
             let refs: Vec<&RgbImage> = clip.iter().collect();

@@ -87,7 +87,7 @@ fn i3d_logits_equal_the_kinetics_network() {
     let inputs = Checkpoint::open(testdata().join("inputs.safetensors")).unwrap();
     let expected = Checkpoint::open(testdata().join("expected.safetensors")).unwrap();
     let clip = frames(&inputs.load("clip", &Device::Cpu).unwrap());
-    let rows = net.features(&[clip]).unwrap();
+    let rows = net.features(&[&clip[..]]).unwrap();
     let got = Tensor::new(rows, &Device::Cpu).unwrap();
     let want = expected.load("i3d", &Device::Cpu).unwrap();
     let err = max_rel_err(&got, &want).unwrap();
