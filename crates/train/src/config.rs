@@ -132,6 +132,10 @@ pub struct DitTrainConfig {
     /// Sampling steps of the sample GIFs and the exported bundle's default.
     pub sample_steps: usize,
     pub sample_guidance: f64,
+    /// Fine-tune: start from the DiT and word encoder of this model bundle (same shapes and caption vocabulary)
+    /// instead of a fresh initialisation (relative paths: to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 fn check(cond: bool, msg: impl FnOnce() -> String) -> std::result::Result<(), String> {
@@ -272,6 +276,7 @@ impl DitTrainConfig {
         read_config(path, |c: &mut Self, base| {
             c.run.out_dir = resolve(base, &c.run.out_dir);
             c.vae = resolve(base, &c.vae);
+            c.init_from = c.init_from.as_ref().map(|p| resolve(base, p));
             c.validate()
         })
     }

@@ -27,7 +27,7 @@ use crate::config::{DitTrainConfig, RunConfig};
 use crate::data::{clip_tensor, DataConfig};
 use crate::error::{Result, TrainError};
 use crate::run::Run;
-use crate::session::{write_file, LossPoint, Session};
+use crate::session::{init_vars_from, write_file, LossPoint, Session};
 use crate::vae_train::{index, normal};
 
 /// Normalised latents of the training clips and their captions (short, medium, long).
@@ -140,6 +140,9 @@ impl DitTrainer {
         let vb = vars.var_builder(&device);
         let dit = CosmosDit::new(vb.pp("dit"), &config.model)?;
         let text = WordEncoder::new(vb.pp("text"), &text_config)?;
+        if let Some(bundle) = &config.init_from {
+            init_from_bundle(&vars, bundle, &text_config)?;
+        }
         let session = Session::new(
             &config.run.out_dir,
             vars,
@@ -362,6 +365,39 @@ impl Run for DitTrainer {
         export_bundle(self, &dir)?;
         Ok(dir)
     }
+}
+
+/// Starts from the DiT and word encoder of an exported bundle; its caption vocabulary must be this run's.
+fn init_from_bundle(
+    vars: &SeededVarMap,
+    bundle: &Path,
+    text_config: &WordEncoderConfig,
+) -> Result<()> {
+    let config_path = bundle.join("text_encoder/config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(TrainError::io(&config_path))?;
+    let source: WordEncoderConfig = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", config_path.display())))?;
+    if &source != text_config {
+        return Err(TrainError::Data(format!(
+            "{}: the bundle's word encoder (vocabulary of {} words, width {}) differs from this run's ({} words, \
+             width {}); fine-tuning needs the same captions and text shape",
+            config_path.display(),
+            source.vocab.len(),
+            source.width,
+            text_config.vocab.len(),
+            text_config.width
+        )));
+    }
+    init_vars_from(
+        vars,
+        &bundle.join("transformer/diffusion_pytorch_model.safetensors"),
+        "dit.",
+    )?;
+    init_vars_from(
+        vars,
+        &bundle.join("text_encoder/model.safetensors"),
+        "text.",
+    )
 }
 
 fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {

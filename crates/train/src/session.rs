@@ -220,14 +220,31 @@ impl Session {
     }
 }
 
-/// Sets every variable of `vars` from the tensor of the same name in `weights` (fine-tuning); every variable must
-/// be there with its shape.
-pub fn init_vars_from(vars: &SeededVarMap, weights: &Path) -> Result<()> {
+/// Sets the variables named `prefix` + NAME to the tensors NAME of `weights` (same shapes). Every tensor of the
+/// file must be used: a file of another network fails instead of half-initialising this one.
+pub fn init_vars_from(vars: &SeededVarMap, weights: &Path, prefix: &str) -> Result<()> {
     let ckpt = Checkpoint::open(weights)?;
     let device = Device::Cpu;
+    let mut used = 0;
     for (name, var) in vars.named_vars() {
-        let t = ckpt.load_checked(&name, var.dims(), candle_core::DType::F32, &device)?;
+        let Some(stored) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let t = ckpt.load_checked(stored, var.dims(), candle_core::DType::F32, &device)?;
         var.set(&t)?;
+        used += 1;
+    }
+    if used != ckpt.tensors().len() {
+        return Err(TrainError::Data(format!(
+            "{}: {} tensors, of which {used} are parameters of this model{}",
+            weights.display(),
+            ckpt.tensors().len(),
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" (under `{prefix}`)")
+            }
+        )));
     }
     Ok(())
 }

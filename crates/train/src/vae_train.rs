@@ -57,7 +57,7 @@ impl VaeTrainer {
         let vae = WanVae::new(vars.var_builder(&device), &config.model.config())?;
         if let Some(dir) = &config.init_from {
             let source = orrery_vae::VaeModelPath::open(dir)?;
-            init_vars_from(&vars, &source.weights)?;
+            init_vars_from(&vars, &source.weights, "")?;
         }
         let session = Session::new(
             &config.run.out_dir,

@@ -126,3 +126,45 @@ fn vae_and_dit_runs_resume_exactly_and_export_a_working_bundle() {
         .unwrap();
     assert_eq!(out.video.dims(), &[1, 3, 9, 16, 16]);
 }
+
+#[test]
+fn a_dit_run_fine_tunes_from_an_exported_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut vae = VaeTrainer::new(vae_config(&root.join("vae"))).unwrap();
+    vae.train(Some(1), |_| {}).unwrap();
+    let vae_dir = vae.export().unwrap();
+    let mut base = DitTrainer::new(dit_config(&root.join("dit"), &vae_dir)).unwrap();
+    base.train(Some(2), |_| {}).unwrap();
+    let bundle = base.export().unwrap();
+
+    let mut config = dit_config(&root.join("tuned"), &vae_dir);
+    config.init_from = Some(bundle.clone());
+    let tuned = DitTrainer::new(config).unwrap();
+    let stored =
+        orrery_nn::Checkpoint::open(bundle.join("transformer/diffusion_pytorch_model.safetensors"))
+            .unwrap();
+    let mut compared = 0;
+    for (name, var) in tuned.session.vars.named_vars() {
+        if let Some(stored_name) = name.strip_prefix("dit.") {
+            let want = stored.load(stored_name, &Device::Cpu).unwrap();
+            let diff = (var.as_tensor() - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 10);
+
+    // Another caption vocabulary (other clips) cannot start from that bundle.
+    let mut other = dit_config(&root.join("other"), &vae_dir);
+    other.data.seed = 99;
+    other.data.clips = 2;
+    other.init_from = Some(bundle);
+    let err = DitTrainer::new(other).err().unwrap().to_string();
+    assert!(err.contains("word encoder"), "{err}");
+}
