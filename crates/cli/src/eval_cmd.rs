@@ -8,12 +8,11 @@ use candle_core::Device;
 use indicatif::ProgressBar;
 use orrery_eval::frechet::{frechet_distance, FeatureStats};
 use orrery_eval::metrics::{psnr, ssim, video_psnr};
-use orrery_eval::motion::{motion_masks, motion_scores, physics_iq_score, Mask, MotionScores};
-use orrery_eval::report::{Block, LinePlot, Report, Section};
+use orrery_eval::motion::{motion_masks, motion_scores, physics_iq_score, MotionScores};
 use orrery_evalnets::{
     I3d, InceptionFid, EVAL_WEIGHTS_DIR, I3D_FILE, I3D_MIN_FRAMES, INCEPTION_FILE,
 };
-use orrery_media::{encode_gif, read_video, tile_clips, Rgb, RgbImage, Video};
+use orrery_media::{read_video, RgbImage, Video};
 use serde_json::{json, Value};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -102,19 +101,6 @@ fn check_pair(name: &str, real: &Video, other: &Video, what: &str) -> Result<()>
     Ok(())
 }
 
-/// One colour per mask pixel: red real only, green generated only, yellow both.
-fn mask_overlay(real: &Mask, generated: &Mask) -> RgbImage {
-    RgbImage::from_fn(real.width as u32, real.height as u32, |x, y| {
-        let i = y as usize * real.width + x as usize;
-        match (real.moving[i], generated.moving[i]) {
-            (true, true) => Rgb([240, 220, 40]),
-            (true, false) => Rgb([220, 50, 50]),
-            (false, true) => Rgb([50, 200, 80]),
-            (false, false) => Rgb([20, 20, 20]),
-        }
-    })
-}
-
 fn scores_json(s: &MotionScores) -> Value {
     serde_json::to_value(s).expect("plain numbers serialise")
 }
@@ -201,50 +187,12 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             );
         }
     }
-    let mut per_video = Vec::new();
-    let mut motion = Vec::new();
-    let mut variance = Vec::new();
-    let mut masks_for_gifs = Vec::new();
-    let bar = crate::progress_bar(names.len(), "", "paired metrics")?;
-    for (i, name) in names.iter().enumerate() {
-        let (r, g) = (&real[i].frames, &generated[i].frames);
-        let mut entry = json!({ "name": name, "frames": r.len() });
-        if wants(Metric::Psnr) {
-            entry["psnr"] = json!(video_psnr(r, g).min(100.0));
-            entry["psnr_per_frame"] = json!(r
-                .iter()
-                .zip(g)
-                .map(|(a, b)| psnr(a, b).min(100.0))
-                .collect::<Vec<_>>());
-        }
-        if wants(Metric::Ssim) {
-            entry["ssim"] = json!(mean(r.iter().zip(g).map(|(a, b)| ssim(a, b))));
-        }
-        if wants(Metric::Motion) {
-            let (rm, gm) = (motion_masks(r), motion_masks(g));
-            let s = motion_scores(r, &rm, g, &gm).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-            entry["motion"] = scores_json(&s);
-            motion.push(s);
-            if let Some(t) = &take2 {
-                let tm = motion_masks(&t[i].frames);
-                let v = motion_scores(r, &rm, &t[i].frames, &tm)
-                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-                entry["physical_variance"] = scores_json(&v);
-                variance.push(v);
-            }
-            if masks_for_gifs.len() < args.gifs {
-                masks_for_gifs.push(
-                    rm.iter()
-                        .zip(&gm)
-                        .map(|(a, b)| mask_overlay(a, b))
-                        .collect::<Vec<_>>(),
-                );
-            }
-        }
-        per_video.push(entry);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    let Paired {
+        per_video,
+        motion,
+        variance,
+        overlays,
+    } = paired_metrics(args, &names, &real, &generated, take2.as_deref())?;
 
     let mut summary = serde_json::Map::new();
     let column = |key: &str| mean(per_video.iter().filter_map(|v| v[key].as_f64()));
@@ -306,14 +254,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     });
     let json_path = args.report.with_extension("json");
     crate::write_text_atomically(&json_path, &serde_json::to_string_pretty(&result)?)?;
-    let report = build_report(
-        args,
-        &names,
-        &real,
-        &generated,
-        &per_video,
-        &summary,
-        &masks_for_gifs,
+    let report = crate::eval_report::build_report(
+        args, &names, &real, &generated, &per_video, &summary, &overlays,
     )?;
     crate::write_text_atomically(&args.report, &report.to_html())?;
     println!("{}", serde_json::to_string_pretty(&result["summary"])?);
@@ -323,6 +265,71 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         json_path.display()
     );
     Ok(())
+}
+
+/// What the paired comparison of each real video with its generated one gives.
+#[derive(Default)]
+struct Paired {
+    /// One JSON object per video: name, frames, psnr, psnr_per_frame, ssim, motion, physical_variance.
+    per_video: Vec<Value>,
+    motion: Vec<MotionScores>,
+    /// Real take 1 against take 2, when given.
+    variance: Vec<MotionScores>,
+    /// Motion-mask overlays of the first videos, for the report's GIFs.
+    overlays: Vec<Vec<RgbImage>>,
+}
+
+/// PSNR, SSIM and Physics-IQ motion metrics of every pair (and of the second real take, when given).
+fn paired_metrics(
+    args: &EvalArgs,
+    names: &[String],
+    real: &[Video],
+    generated: &[Video],
+    take2: Option<&[Video]>,
+) -> Result<Paired> {
+    let wants = |m: Metric| args.metrics.contains(&m);
+    let mut p = Paired::default();
+    let bar = crate::progress_bar(names.len(), "", "paired metrics")?;
+    for (i, name) in names.iter().enumerate() {
+        let (r, g) = (&real[i].frames, &generated[i].frames);
+        let mut entry = json!({ "name": name, "frames": r.len() });
+        if wants(Metric::Psnr) {
+            entry["psnr"] = json!(video_psnr(r, g).min(100.0));
+            entry["psnr_per_frame"] = json!(r
+                .iter()
+                .zip(g)
+                .map(|(a, b)| psnr(a, b).min(100.0))
+                .collect::<Vec<_>>());
+        }
+        if wants(Metric::Ssim) {
+            entry["ssim"] = json!(mean(r.iter().zip(g).map(|(a, b)| ssim(a, b))));
+        }
+        if wants(Metric::Motion) {
+            let (rm, gm) = (motion_masks(r), motion_masks(g));
+            let s = motion_scores(r, &rm, g, &gm).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            entry["motion"] = scores_json(&s);
+            p.motion.push(s);
+            if let Some(t) = take2 {
+                let tm = motion_masks(&t[i].frames);
+                let v = motion_scores(r, &rm, &t[i].frames, &tm)
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                entry["physical_variance"] = scores_json(&v);
+                p.variance.push(v);
+            }
+            if p.overlays.len() < args.gifs {
+                p.overlays.push(
+                    rm.iter()
+                        .zip(&gm)
+                        .map(|(a, b)| crate::eval_report::mask_overlay(a, b))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        p.per_video.push(entry);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(p)
 }
 
 fn frames(set: &[Video]) -> Vec<&RgbImage> {
@@ -357,139 +364,4 @@ fn feature_distance<T>(
     }
     let distance = frechet_distance(&stats[0], &stats[1]).map_err(anyhow::Error::msg)?;
     Ok((distance, stats[0].count))
-}
-
-fn fmt_opt(v: &Value, digits: usize) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_report(
-    args: &EvalArgs,
-    names: &[String],
-    real: &[Video],
-    generated: &[Video],
-    per_video: &[Value],
-    summary: &serde_json::Map<String, Value>,
-    masks: &[Vec<RgbImage>],
-) -> Result<Report> {
-    let summary_rows: Vec<Vec<String>> = summary
-        .iter()
-        .map(|(k, v)| {
-            let digits = if k.ends_with("frames") || k.ends_with("clips") {
-                0
-            } else {
-                4
-            };
-            vec![k.clone(), fmt_opt(v, digits)]
-        })
-        .collect();
-    let headers = [
-        "video",
-        "frames",
-        "PSNR (dB)",
-        "SSIM",
-        "spatial IoU",
-        "spatiotemporal IoU",
-        "weighted spatial IoU",
-        "MSE",
-    ];
-    let rows: Vec<Vec<String>> = per_video
-        .iter()
-        .map(|v| {
-            let m = &v["motion"];
-            vec![
-                v["name"].as_str().unwrap_or("").to_owned(),
-                v["frames"].to_string(),
-                fmt_opt(&v["psnr"], 2),
-                fmt_opt(&v["ssim"], 4),
-                fmt_opt(&m["spatial_iou"], 4),
-                fmt_opt(&m["spatiotemporal_iou"], 4),
-                fmt_opt(&m["weighted_spatial_iou"], 4),
-                fmt_opt(&m["mse"], 5),
-            ]
-        })
-        .collect();
-    let mut sections = vec![
-        Section {
-            title: "Summary".into(),
-            blocks: vec![
-                Block::Paragraph(format!(
-                    "{} generated videos ({}) against real videos ({}).",
-                    names.len(),
-                    args.generated.display(),
-                    args.real.display()
-                )),
-                Block::Table {
-                    headers: vec!["metric".into(), "value".into()],
-                    rows: summary_rows,
-                },
-            ],
-        },
-        Section {
-            title: "Per video".into(),
-            blocks: vec![Block::Table {
-                headers: headers.iter().map(|h| h.to_string()).collect(),
-                rows,
-            }],
-        },
-    ];
-    let curves: Vec<(String, Vec<(f64, f64)>)> = per_video
-        .iter()
-        .take(6)
-        .filter_map(|v| {
-            let values = v["psnr_per_frame"].as_array()?;
-            let pts = values
-                .iter()
-                .enumerate()
-                .filter_map(|(k, p)| Some((k as f64, p.as_f64()?)))
-                .collect();
-            Some((v["name"].as_str().unwrap_or("").to_owned(), pts))
-        })
-        .collect();
-    if !curves.is_empty() {
-        sections.push(Section {
-            title: "PSNR over time".into(),
-            blocks: vec![Block::Plot(LinePlot {
-                title: "PSNR per frame (first videos)".into(),
-                x_label: "frame".into(),
-                y_label: "PSNR (dB)".into(),
-                series: curves,
-            })],
-        });
-    }
-    let mut gifs = Vec::new();
-    for i in 0..names.len().min(args.gifs) {
-        let (r, g) = (&real[i], &generated[i]);
-        let (w, h) = r.frames[0].dimensions();
-        let mut row: Vec<&[RgbImage]> = vec![&r.frames, &g.frames];
-        if let Some(m) = masks.get(i) {
-            row.push(m);
-        }
-        let tiled = tile_clips(&[row], w, h);
-        let fps = r.fps.clamp(1.0, 50.0);
-        gifs.push((
-            format!(
-                "{}: real | generated{}",
-                names[i],
-                if masks.get(i).is_some() {
-                    " | motion (red real, green generated, yellow both)"
-                } else {
-                    ""
-                }
-            ),
-            encode_gif(&tiled, fps)?,
-        ));
-    }
-    if !gifs.is_empty() {
-        sections.push(Section {
-            title: "Real and generated".into(),
-            blocks: vec![Block::Gifs(gifs)],
-        });
-    }
-    Ok(Report {
-        title: "orrery evaluation".into(),
-        sections,
-    })
 }

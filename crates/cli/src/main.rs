@@ -6,6 +6,7 @@ mod checkpoint_cmds;
 mod default_model;
 mod embed_cmd;
 mod eval_cmd;
+mod eval_report;
 mod forward_cmds;
 mod generate_cmd;
 mod media_cmds;
