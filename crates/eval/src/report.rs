@@ -81,9 +81,13 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let first = (lo / step).floor() * step;
     let mut out = Vec::new();
     let mut t = first;
-    while t <= hi + step * 0.999 {
+    while t <= hi + step * 0.999 && out.len() < 100 {
         out.push(t);
         t += step;
+    }
+    // Ranges too wide for f64 steps (or not finite): the ends alone.
+    if out.len() < 2 {
+        return vec![lo, hi];
     }
     out
 }
@@ -114,8 +118,8 @@ impl LinePlot {
             (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
         }
         let (xt, yt) = (ticks(x0, x1), ticks(y0, y1));
-        let (x0, x1) = (xt[0], *xt.last().expect("ticks are never empty"));
-        let (y0, y1) = (yt[0], *yt.last().expect("ticks are never empty"));
+        let (x0, x1) = (xt[0], xt[xt.len() - 1]);
+        let (y0, y1) = (yt[0], yt[yt.len() - 1]);
         let sx = |x: f64| left + (x - x0) / (x1 - x0).max(1e-12) * (w - left - right);
         let sy = |y: f64| h - bottom - (y - y0) / (y1 - y0).max(1e-12) * (h - top - bottom);
         let mut s = format!(
@@ -271,5 +275,6 @@ mod tests {
             "{t:?}"
         );
         assert!(ticks(5.0, 5.0).len() >= 2);
+        assert_eq!(ticks(-1e308, 1e308).len(), 2);
     }
 }

@@ -106,7 +106,9 @@ impl Unit3d {
             });
         }
         let y = out
-            .expect("kernels have at least one tap")
+            .ok_or_else(|| {
+                EvalNetError::Input("a convolution kernel with no temporal taps".into())
+            })?
             .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
         let y = if self.relu { y.relu()? } else { y };
         unframes(&y, b)
