@@ -213,50 +213,27 @@ fn eval_reads_the_bench_videos(videos: &Path, out: &Path) {
     }
     assert!(html.contains("<svg") && html.matches("data:image/gif;base64,").count() == 2);
 
-    let real_s = real.to_str().unwrap();
-    let missing = out.join("absent-weights");
-    assert_fails_with(
-        &[
+    // `orrery eval --real REAL --generated MODEL --report HTML EXTRA...` must fail, saying `expect`.
+    let eval_fails = |extra: &[&str], expect: &str| {
+        let mut args = vec![
             "eval",
             "--real",
-            real_s,
+            real.to_str().unwrap(),
             "--generated",
             model.to_str().unwrap(),
-            "--metrics",
-            "fid",
-            "--weights",
-            missing.to_str().unwrap(),
             "--report",
             html_path.to_str().unwrap(),
-        ],
+        ];
+        args.extend_from_slice(extra);
+        assert_fails_with(&args, expect);
+    };
+    let missing = out.join("absent-weights");
+    eval_fails(
+        &["--metrics", "fid", "--weights", missing.to_str().unwrap()],
         "tools/eval_weights/fetch.py",
     );
     std::fs::remove_file(model.join("clip-0001.mp4")).unwrap();
-    assert_fails_with(
-        &[
-            "eval",
-            "--real",
-            real_s,
-            "--generated",
-            model.to_str().unwrap(),
-            "--report",
-            html_path.to_str().unwrap(),
-        ],
-        "no generated video for the real clip-0001.mp4",
-    );
+    eval_fails(&[], "no generated video for the real clip-0001.mp4");
     std::fs::write(model.join("clip-0001.mp4"), b"not a video").unwrap();
-    assert_fails_with(
-        &[
-            "eval",
-            "--real",
-            real_s,
-            "--generated",
-            model.to_str().unwrap(),
-            "--metrics",
-            "psnr",
-            "--report",
-            html_path.to_str().unwrap(),
-        ],
-        "clip-0001.mp4",
-    );
+    eval_fails(&["--metrics", "psnr"], "clip-0001.mp4");
 }

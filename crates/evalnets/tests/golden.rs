@@ -56,6 +56,18 @@ fn frames(tensor: &Tensor) -> Vec<RgbImage> {
         .collect()
 }
 
+/// Feature rows equal the reference tensor `name` to 1e-4 of its largest magnitude.
+fn assert_rows_match(rows: Vec<Vec<f32>>, expected: &Checkpoint, name: &str) {
+    let got = Tensor::new(rows, &Device::Cpu).unwrap();
+    let want = expected.load(name, &Device::Cpu).unwrap();
+    let err = max_rel_err(&got, &want).unwrap();
+    eprintln!("{name}: max relative error {err:.2e}");
+    assert!(
+        err < 1e-4,
+        "{name} features differ from the reference by {err:e} (relative to max)"
+    );
+}
+
 #[test]
 fn inception_features_equal_the_tf_fid_network() {
     let Some(path) = weights(INCEPTION_FILE) else {
@@ -68,15 +80,7 @@ fn inception_features_equal_the_tf_fid_network() {
         .flat_map(|i| frames(&inputs.load(&format!("image{i}"), &Device::Cpu).unwrap()))
         .collect();
     let refs: Vec<&RgbImage> = images.iter().collect();
-    let rows = net.features(&refs, 1).unwrap();
-    let got = Tensor::new(rows, &Device::Cpu).unwrap();
-    let want = expected.load("inception", &Device::Cpu).unwrap();
-    let err = max_rel_err(&got, &want).unwrap();
-    eprintln!("inception: max relative error {err:.2e}");
-    assert!(
-        err < 1e-4,
-        "Inception features differ from the reference by {err:e} (relative to max)"
-    );
+    assert_rows_match(net.features(&refs, 1).unwrap(), &expected, "inception");
 }
 
 #[test]
@@ -88,15 +92,7 @@ fn i3d_logits_equal_the_kinetics_network() {
     let inputs = Checkpoint::open(testdata().join("inputs.safetensors")).unwrap();
     let expected = Checkpoint::open(testdata().join("expected.safetensors")).unwrap();
     let clip = frames(&inputs.load("clip", &Device::Cpu).unwrap());
-    let rows = net.features(&[&clip[..]]).unwrap();
-    let got = Tensor::new(rows, &Device::Cpu).unwrap();
-    let want = expected.load("i3d", &Device::Cpu).unwrap();
-    let err = max_rel_err(&got, &want).unwrap();
-    eprintln!("i3d: max relative error {err:.2e}");
-    assert!(
-        err < 1e-4,
-        "I3D logits differ from the reference by {err:e} (relative to max)"
-    );
+    assert_rows_match(net.features(&[&clip[..]]).unwrap(), &expected, "i3d");
 }
 
 #[test]
