@@ -64,7 +64,11 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
 }
 
+#[global_allocator]
+static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;
+
 fn main() -> ExitCode {
+    orrery_nn::alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -13,7 +13,11 @@ use candle_core::{DType, Device, Tensor};
 use orrery_dit::{CosmosDit, DitConfig, DitInput};
 use orrery_nn::init::RandomWeights;
 
+#[global_allocator]
+static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    orrery_nn::alloc::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |flag: &str, default: &str| -> String {
         args.iter()

@@ -42,11 +42,7 @@ impl AdaLnModulation {
 
 /// `LayerNorm(x) (1 + scale) + shift`, in `x`'s type. `x` (B, T, HW, D), modulation (B, T', 1, D).
 pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let normed = ops::layer_norm_no_affine(x, LAYER_NORM_EPS)?;
-    normed
-        .broadcast_mul(&(scale.to_dtype(dtype)? + 1.0)?)?
-        .broadcast_add(&shift.to_dtype(dtype)?)
+    ops::modulate(x, shift, scale, LAYER_NORM_EPS)
 }
 
 /// `mlp`: Linear(D -> 4D) -> exact GELU -> Linear(4D -> D), no biases.
@@ -113,21 +109,20 @@ impl Block {
         let (b, t, hw, d) = x.dims4()?;
         let flat = |y: &Tensor| y.reshape((b, t * hw, d));
         let unflat = |y: Tensor| y.reshape((b, t, hw, d));
-        let gated = |y: Tensor, gate: &Tensor| y.broadcast_mul(&gate.to_dtype(x.dtype())?);
 
         let m = self.adaln_modulation_self_attn.forward(time)?;
         let h = flat(&modulate(x, &m[0], &m[1])?)?;
         let h = unflat(self.self_attn.forward(&h, None, Some(rope))?)?;
-        let x = (x + gated(h, &m[2])?)?;
+        let x = ops::gated_residual(x, &h, &m[2])?;
 
         let m = self.adaln_modulation_cross_attn.forward(time)?;
         let h = flat(&modulate(&x, &m[0], &m[1])?)?;
         let h = unflat(self.cross_attn.forward(&h, Some(context), None)?)?;
-        let x = (&x + gated(h, &m[2])?)?;
+        let x = ops::gated_residual(&x, &h, &m[2])?;
 
         let m = self.adaln_modulation_mlp.forward(time)?;
         let h = self.mlp.forward(&modulate(&x, &m[0], &m[1])?)?;
-        &x + gated(h, &m[2])?
+        ops::gated_residual(&x, &h, &m[2])
     }
 }
 

@@ -1,11 +1,13 @@
 //! orrery-nn: tensor layers over candle and checkpoint I/O.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod compare;
 
 pub use checkpoint::{Checkpoint, CheckpointError, DType, Format, OpenOptions, TensorEntry};
 pub mod gradcheck;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod ops;
 pub mod trainable;

@@ -1,57 +1,89 @@
 //! Differentiable tensor operations shared by every network.
 //!
-//! Each op is written once here so that faster kernels can replace it in one place. All of them keep candle's
-//! autograd working: candle 0.11's fused `softmax_last_dim`, `layer_norm` and `rms_norm` have no backward pass
-//! (gradients silently stop), so they are never used. Norms and softmax compute in float32 whatever the input
-//! type, as the reference does, and return the input's type.
+//! Each op is written once here so that every network gets the fast kernel from one place. On the CPU, float32,
+//! bfloat16 and float16 inputs run the fused kernels of [`crate::kernels`] (float32 inside, analytic backward);
+//! float64 inputs (finite-difference gradient checks) and other devices run the composed candle ops of
+//! [`composed`]. candle 0.11's own fused `softmax_last_dim`, `layer_norm` and `rms_norm` have no backward pass
+//! (gradients silently stop), so they are never used. Norms, softmax and attention compute in float32 whatever
+//! the input type, as the reference does, and return the input's type.
 
 use candle_core::{DType, Result, Tensor, D};
 
+use crate::kernels;
+
+/// Whether `x` takes the fused CPU kernels.
+fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() != DType::F64
+}
+
 /// LayerNorm over the last dimension without affine parameters: `(x - mean) / sqrt(var + eps)`, biased variance.
 pub fn layer_norm_no_affine(x: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::layer_norm(x, None, eps)?.to_dtype(x.dtype());
+    }
+    composed::layer_norm_no_affine(x, eps)
+}
+
+/// LayerNorm over the last dimension with a weight and a bias of the last dimension's size.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::layer_norm(x, Some((weight, bias)), eps)?.to_dtype(x.dtype());
+    }
     let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    centred
-        .broadcast_div(&(var + eps)?.sqrt()?)?
+    composed::layer_norm_no_affine(x, eps)?
+        .to_dtype(DType::F32)?
+        .broadcast_mul(&weight.to_dtype(DType::F32)?)?
+        .broadcast_add(&bias.to_dtype(DType::F32)?)?
         .to_dtype(dtype)
 }
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`, computed in float32 (weight included,
 /// as TransformerEngine's RMSNorm does) and returned in the input's type.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(ms + eps)?.sqrt()?)?
-        .broadcast_mul(&weight.to_dtype(DType::F32)?)?
-        .to_dtype(dtype)
+    if fused(x) {
+        return kernels::rms_norm(x, weight, eps)?.to_dtype(x.dtype());
+    }
+    composed::rms_norm(x, weight, eps)
 }
 
 /// Softmax over the last dimension, in float32.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(dtype)
+    if fused(x) {
+        return kernels::softmax_last_dim(x)?.to_dtype(x.dtype());
+    }
+    composed::softmax_last_dim(x)
 }
 
 /// Scaled dot-product attention without a mask. `q` (B, H, Lq, Dh), `k`/`v` (B, H, Lk, Dh) -> (B, H, Lq, Dh).
 /// Scores, softmax and the weighted sum run in float32 (as flash attention accumulates); the result has `v`'s
-/// type.
+/// type. On the CPU the (Lq x Lk) score matrix is never materialised.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let dtype = v.dtype();
-    let head_dim = q.dim(D::Minus1)?;
-    let scale = 1.0 / (head_dim as f64).sqrt();
-    let q = q.to_dtype(DType::F32)?.contiguous()?;
-    let k = k.to_dtype(DType::F32)?.contiguous()?;
-    let v = v.to_dtype(DType::F32)?.contiguous()?;
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    let probs = softmax_last_dim(&scores)?;
-    probs.matmul(&v)?.to_dtype(dtype)
+    if fused(v) {
+        return kernels::flash_attention(q, k, v)?.to_dtype(v.dtype());
+    }
+    composed::attention(q, k, v)
+}
+
+/// The adaLN modulation of DiT blocks: `LayerNorm(x) (1 + scale) + shift` with a LayerNorm without affine
+/// parameters. `x` (B, G, R, D); `shift`, `scale` (B, G', 1, D) with G' = G or 1 (one row per frame or one per
+/// clip). In `x`'s type.
+pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::modulate(x, shift, scale, eps)?.to_dtype(x.dtype());
+    }
+    let dtype = x.dtype();
+    layer_norm_no_affine(x, eps)?
+        .broadcast_mul(&(scale.to_dtype(dtype)? + 1.0)?)?
+        .broadcast_add(&shift.to_dtype(dtype)?)
+}
+
+/// The gated residual of DiT blocks, `x + gate y`: `x`, `y` (B, G, R, D), `gate` (B, G', 1, D) with G' = G or 1.
+/// In `x`'s type.
+pub fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::gated_residual(x, y, gate)?.to_dtype(x.dtype());
+    }
+    x + y.broadcast_mul(&gate.to_dtype(x.dtype())?)?
 }
 
 /// Causal scaled dot-product attention: query i attends to keys 0..=i. Shapes and types as [`attention`];
@@ -78,24 +110,139 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
 }
 
 /// Rotary embedding in the non-interleaved ("rotate half") layout, in float32: `x cos + rotate_half(x) sin`
-/// with rotate_half(x) = [-x2, x1]. `x` (..., L, Dh), `cos`/`sin` (L, Dh).
+/// with rotate_half(x) = [-x2, x1]. `x` (..., L, Dh), `cos`/`sin` (L, Dh) (constants: they get no gradient).
 pub fn rotate_half_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let x = x.to_dtype(DType::F32)?;
-    let half = x.dim(D::Minus1)? / 2;
-    let x1 = x.narrow(D::Minus1, 0, half)?;
-    let x2 = x.narrow(D::Minus1, half, half)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)?.add(&rotated.broadcast_mul(sin)?)
+    if fused(x) {
+        return kernels::rotate_half_rope(x, cos, sin);
+    }
+    composed::rotate_half_rope(x, cos, sin)
+}
+
+/// 3D convolution of frame-major video: `x` (B, T, Cin, H, W), `kernel` (Cout, Cin, kt, kh, kw) ->
+/// (B, (T - kt) / stride_t + 1, Cout, H + 2 padding - kh + 1, W + 2 padding - kw + 1). Spatial stride 1, zero
+/// padding `padding` on every side, no temporal padding (causal callers prepend their context frames), no bias.
+/// In `x`'s type.
+pub fn conv3d(x: &Tensor, kernel: &Tensor, stride_t: usize, padding: usize) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::conv3d(x, kernel, stride_t, (padding, padding))?.to_dtype(x.dtype());
+    }
+    composed::conv3d(x, kernel, stride_t, padding)
 }
 
 /// Exact (erf) GELU.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::gelu_erf(x)?.to_dtype(x.dtype());
+    }
     x.gelu_erf()
+}
+
+/// GELU's tanh approximation.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::gelu_tanh(x)?.to_dtype(x.dtype());
+    }
+    x.gelu()
 }
 
 /// SiLU, `x * sigmoid(x)`.
 pub fn silu(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::silu(x)?.to_dtype(x.dtype());
+    }
     x.silu()
+}
+
+/// The same operations composed from candle's differentiable primitives: the path for float64 and non-CPU
+/// devices, and the reference the fused kernels are tested against.
+pub mod composed {
+    use super::*;
+
+    /// [`super::conv3d`] as a sum over temporal taps of candle 2D convolutions of the selected frames.
+    pub fn conv3d(x: &Tensor, kernel: &Tensor, stride_t: usize, padding: usize) -> Result<Tensor> {
+        let (b, t_in, c, h, w) = x.dims5()?;
+        let kt = kernel.dim(2)?;
+        if kt == 0 || stride_t == 0 || t_in < kt {
+            candle_core::bail!(
+                "conv3d: {t_in} frames for a temporal kernel of {kt} (stride {stride_t})"
+            );
+        }
+        let t_out = (t_in - kt) / stride_t + 1;
+        let mut out: Option<Tensor> = None;
+        for dt in 0..kt {
+            let idx: Vec<u32> = (0..t_out).map(|i| (i * stride_t + dt) as u32).collect();
+            let frames = x
+                .index_select(&Tensor::new(idx, x.device())?, 1)?
+                .reshape((b * t_out, c, h, w))?;
+            let tap = kernel.narrow(2, dt, 1)?.squeeze(2)?.contiguous()?;
+            let y = frames.conv2d(&tap, padding, 1, 1, 1)?;
+            out = Some(match out {
+                None => y,
+                Some(acc) => (acc + y)?,
+            });
+        }
+        let y = out.expect("kt > 0");
+        let (_, co, ho, wo) = y.dims4()?;
+        y.reshape((b, t_out, co, ho, wo))
+    }
+
+    /// Rotary embedding in the non-interleaved ("rotate half") layout, in float32: `x cos + rotate_half(x) sin`
+    /// with rotate_half(x) = [-x2, x1]. `x` (..., L, Dh), `cos`/`sin` (L, Dh).
+    pub fn rotate_half_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let x = x.to_dtype(DType::F32)?;
+        let half = x.dim(D::Minus1)? / 2;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        x.broadcast_mul(cos)?.add(&rotated.broadcast_mul(sin)?)
+    }
+
+    /// LayerNorm over the last dimension without affine parameters: `(x - mean) / sqrt(var + eps)`, biased variance.
+    pub fn layer_norm_no_affine(x: &Tensor, eps: f64) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        centred
+            .broadcast_div(&(var + eps)?.sqrt()?)?
+            .to_dtype(dtype)
+    }
+
+    /// RMSNorm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`, computed in float32 (weight included,
+    /// as TransformerEngine's RMSNorm does) and returned in the input's type.
+    pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+        x.broadcast_div(&(ms + eps)?.sqrt()?)?
+            .broadcast_mul(&weight.to_dtype(DType::F32)?)?
+            .to_dtype(dtype)
+    }
+
+    /// Softmax over the last dimension, in float32.
+    pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let e = x.broadcast_sub(&max)?.exp()?;
+        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(dtype)
+    }
+
+    /// Scaled dot-product attention without a mask. `q` (B, H, Lq, Dh), `k`/`v` (B, H, Lk, Dh) -> (B, H, Lq, Dh).
+    /// Scores, softmax and the weighted sum run in float32 (as flash attention accumulates); the result has `v`'s
+    /// type.
+    pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let dtype = v.dtype();
+        let head_dim = q.dim(D::Minus1)?;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let q = q.to_dtype(DType::F32)?.contiguous()?;
+        let k = k.to_dtype(DType::F32)?.contiguous()?;
+        let v = v.to_dtype(DType::F32)?.contiguous()?;
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let probs = softmax_last_dim(&scores)?;
+        probs.matmul(&v)?.to_dtype(dtype)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
+use orrery_nn::kernels::with_f32;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +91,40 @@ pub struct Moments {
     pub ema: Vec<f32>,
 }
 
+/// Elements per parallel work item of the update.
+const CHUNK: usize = 1 << 14;
+
+/// The constants of one AdamW update.
+#[derive(Clone, Copy)]
+struct Update {
+    b1: f32,
+    b2: f32,
+    step_size: f32,
+    bias2_sqrt: f32,
+    decay: f32,
+    eps: f32,
+    ema_decay: f32,
+    clip: f32,
+}
+
+impl Update {
+    /// Updates parameters `p` in place with their gradients `g`, moments `m`/`v` and EMA `ema` (PyTorch's AdamW).
+    fn apply(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], ema: &mut [f32], g: &[f32]) {
+        for i in 0..p.len() {
+            let gi = g[i] * self.clip;
+            m[i] = self.b1 * m[i] + (1.0 - self.b1) * gi;
+            v[i] = self.b2 * v[i] + (1.0 - self.b2) * gi * gi;
+            let denom = v[i].sqrt() / self.bias2_sqrt + self.eps;
+            p[i] = p[i] * self.decay - self.step_size * m[i] / denom;
+            ema[i] = if self.ema_decay > 0.0 {
+                self.ema_decay * ema[i] + (1.0 - self.ema_decay) * p[i]
+            } else {
+                p[i]
+            };
+        }
+    }
+}
+
 /// AdamW over a fixed, ordered list of variables.
 pub struct AdamW {
     pub config: OptimConfig,
@@ -130,19 +166,24 @@ impl AdamW {
     /// Applies one update from `grads`; every variable must have a gradient (a parameter the loss does not
     /// reach is a bug in the model or the trainer, not something to skip silently).
     pub fn step(&mut self, grads: &GradStore, total_steps: usize) -> Result<StepReport> {
-        let mut flat = Vec::with_capacity(self.vars.len());
+        let mut grad_tensors = Vec::with_capacity(self.vars.len());
         for (name, var) in &self.vars {
             let g = grads.get(var.as_tensor()).ok_or_else(|| {
                 candle_core::Error::Msg(format!("parameter {name} got no gradient"))
             })?;
-            flat.push(g.flatten_all()?.to_vec1::<f32>()?);
+            grad_tensors.push(g);
         }
-        let grad_norm = flat
-            .iter()
-            .flat_map(|g| g.iter())
-            .map(|x| (*x as f64) * (*x as f64))
-            .sum::<f64>()
-            .sqrt();
+        // Sums of squares per fixed-size chunk, added in order: parallel and still deterministic.
+        let mut sum_sq = 0f64;
+        for g in &grad_tensors {
+            let parts: Vec<f64> = with_f32(g, |g| {
+                g.par_chunks(CHUNK)
+                    .map(|c| c.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>())
+                    .collect()
+            })?;
+            sum_sq += parts.iter().sum::<f64>();
+        }
+        let grad_norm = sum_sq.sqrt();
         if !grad_norm.is_finite() {
             candle_core::bail!("gradient norm is {grad_norm}: the loss diverged");
         }
@@ -155,27 +196,28 @@ impl AdamW {
         let lr = c.lr_at(self.step, total_steps);
         self.step += 1;
         let t = self.step as i32;
-        let (b1, b2) = (c.beta1 as f32, c.beta2 as f32);
-        let bias1 = 1.0 - c.beta1.powi(t);
-        let bias2 = 1.0 - c.beta2.powi(t);
-        let step_size = (lr / bias1) as f32;
-        let bias2_sqrt = bias2.sqrt() as f32;
-        let decay = (1.0 - lr * c.weight_decay) as f32;
-        let (eps, ema_decay) = (c.eps as f32, c.ema_decay as f32);
-        for (((_, var), st), g) in self.vars.iter().zip(&mut self.state).zip(&flat) {
-            let mut p = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            for i in 0..p.len() {
-                let gi = g[i] * clip;
-                st.m[i] = b1 * st.m[i] + (1.0 - b1) * gi;
-                st.v[i] = b2 * st.v[i] + (1.0 - b2) * gi * gi;
-                let denom = st.v[i].sqrt() / bias2_sqrt + eps;
-                p[i] = p[i] * decay - step_size * st.m[i] / denom;
-                st.ema[i] = if ema_decay > 0.0 {
-                    ema_decay * st.ema[i] + (1.0 - ema_decay) * p[i]
-                } else {
-                    p[i]
-                };
-            }
+        let update = Update {
+            b1: c.beta1 as f32,
+            b2: c.beta2 as f32,
+            step_size: (lr / (1.0 - c.beta1.powi(t))) as f32,
+            bias2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+            decay: (1.0 - lr * c.weight_decay) as f32,
+            eps: c.eps as f32,
+            ema_decay: c.ema_decay as f32,
+            clip,
+        };
+        for (((_, var), st), g) in self.vars.iter().zip(&mut self.state).zip(&grad_tensors) {
+            let p = with_f32(g, |g| {
+                with_f32(var.as_tensor(), |p| {
+                    let mut out = p.to_vec();
+                    out.par_chunks_mut(CHUNK)
+                        .zip(st.m.par_chunks_mut(CHUNK))
+                        .zip(st.v.par_chunks_mut(CHUNK).zip(st.ema.par_chunks_mut(CHUNK)))
+                        .zip(g.par_chunks(CHUNK))
+                        .for_each(|(((p, m), (v, ema)), g)| update.apply(p, m, v, ema, g));
+                    out
+                })
+            })??;
             var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
         }
         Ok(StepReport { lr, grad_norm })

@@ -14,7 +14,11 @@ use orrery_nn::init::RandomWeights;
 use orrery_vae::tiling::Tiling;
 use orrery_vae::{Chunking, VaeConfig, WanVae};
 
+#[global_allocator]
+static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    orrery_nn::alloc::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |flag: &str, default: &str| -> String {
         args.iter()

@@ -116,13 +116,26 @@ impl Conv2d {
     /// (N, Cin, H, W) -> (N, Cout, H', W')
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let cout = self.bias.dim(0)?;
-        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
-            .broadcast_add(&self.bias.reshape((1, cout, 1, 1))?)
+        let y = if self.stride == 1 {
+            // Frames as a one-frame video through the shared 3D convolution (the fused CPU kernel).
+            let (n, c, h, w) = x.dims4()?;
+            let (co, ci, kh, kw) = self.weight.dims4()?;
+            let y = ops::conv3d(
+                &x.reshape((n, 1, c, h, w))?,
+                &self.weight.reshape((co, ci, 1, kh, kw))?,
+                1,
+                self.padding,
+            )?;
+            y.squeeze(1)?
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        };
+        y.broadcast_add(&self.bias.reshape((1, cout, 1, 1))?)
     }
 }
 
 /// `CausalConv3d` with kernel (kt, k, k): spatial padding k/2, and in time the kt - 1 previous frames (zeros at
-/// the start of a clip). Computed as a sum over temporal taps of 2D convolutions of shifted frames.
+/// the start of a clip). One [`ops::conv3d`] over the context and the new frames.
 #[derive(Debug, Clone)]
 pub struct CausalConv3d {
     pub weight: Tensor,
@@ -155,64 +168,28 @@ impl CausalConv3d {
         })
     }
 
-    /// Applies the temporal taps to `full` (B, T + kt - 1, C, H, W) -> (B, T, Cout, H, W). The first `zeros`
-    /// frames of `full` are known to be zero (the start of a clip): products with them are skipped, which gives
-    /// the same bits (adding an exact zero changes nothing) for a third of the work on a clip's first frame.
-    fn taps(&self, full: &Tensor, t_out: usize, stride_t: usize, zeros: usize) -> Result<Tensor> {
-        let (b, _, _, _, _) = full.dims5()?;
+    /// The convolution over `full` (B, T_in, C, H, W) -> (B, t_out, Cout, H, W), `stride_t` in time.
+    fn taps(&self, full: &Tensor, t_out: usize, stride_t: usize) -> Result<Tensor> {
         let cout = self.bias.dim(0)?;
-        let mut out: Option<Tensor> = None;
-        for j in 0..self.kt {
-            // Output frames before `skip` would only read zero frames through this tap.
-            let skip = if stride_t == 1 {
-                zeros.saturating_sub(j).min(t_out)
-            } else {
-                0
-            };
-            if skip == t_out {
-                continue;
-            }
-            let kernel = self.weight.narrow(2, j, 1)?.squeeze(2)?.contiguous()?;
-            let input = if stride_t == 1 {
-                full.narrow(1, j + skip, t_out - skip)?
-            } else {
-                let idx: Vec<u32> = (0..t_out).map(|i| (j + i * stride_t) as u32).collect();
-                full.index_select(&Tensor::from_vec(idx, t_out, full.device())?, 1)?
-            };
-            let y = frames(&input.contiguous()?)?.conv2d(&kernel, self.padding, 1, 1, 1)?;
-            let y = if skip > 0 {
-                frames(&unframes(&y, b, t_out - skip)?.pad_with_zeros(1, skip, 0)?)?
-            } else {
-                y
-            };
-            out = Some(match out {
-                None => y,
-                Some(acc) => (acc + y)?,
-            });
-        }
-        let out = out
-            .expect("the last tap always reads real frames")
-            .broadcast_add(&self.bias.reshape((1, cout, 1, 1))?)?;
-        unframes(&out, b, t_out)
+        let y = ops::conv3d(full, &self.weight, stride_t, self.padding)?;
+        debug_assert_eq!(y.dim(1)?, t_out);
+        y.broadcast_add(&self.bias.reshape((1, 1, cout, 1, 1))?)
     }
 
     /// `x` (B, T, C, H, W) -> (B, T, Cout, H, W), continuing from (and updating) the layer's slot.
     pub fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
         let Some(slot) = self.slot else {
-            return self.taps(x, x.dim(1)?, 1, 0);
+            return self.taps(x, x.dim(1)?, 1);
         };
         let (b, t, c, h, w) = x.dims5()?;
-        let (context, zeros) = match &cache.slots[slot] {
-            Slot::Frames(f) => (f.clone(), 0),
-            _ => (
-                Tensor::zeros((b, self.kt - 1, c, h, w), x.dtype(), x.device())?,
-                self.kt - 1,
-            ),
+        let context = match &cache.slots[slot] {
+            Slot::Frames(f) => f.clone(),
+            _ => Tensor::zeros((b, self.kt - 1, c, h, w), x.dtype(), x.device())?,
         };
         let full = Tensor::cat(&[&context, x], 1)?;
         let keep = full.dim(1)? - (self.kt - 1);
         cache.slots[slot] = Slot::Frames(full.narrow(1, keep, self.kt - 1)?);
-        self.taps(&full, t, 1, zeros)
+        self.taps(&full, t, 1)
     }
 
     /// The encoder's stride-2 `time_conv` (no padding): windows start at even global frame indices.
@@ -235,7 +212,7 @@ impl CausalConv3d {
         let rest = (next_start < len)
             .then(|| full.narrow(1, next_start, len - next_start))
             .transpose()?;
-        Ok((Some(self.taps(&full, windows, 2, 0)?), rest))
+        Ok((Some(self.taps(&full, windows, 2)?), rest))
     }
 }
 

@@ -1,0 +1,433 @@
+//! 3D convolution over frame-major video, `x` (B, T, Cin, H, W) -> (B, T', Cout, H', W'), spatial stride 1 with
+//! symmetric zero padding, temporal stride s and no temporal padding (causal callers prepend their context
+//! frames). Each output frame is a sum over the kt temporal taps of im2col + GEMM of one input frame, written
+//! straight into the output; rayon splits the work over frames.
+//!
+//! Backward: the input gradient of each input frame gathers, over the (tap, output frame) pairs that read it,
+//! the 2D convolution of the output gradient with the flipped, transposed kernel ("full" padding), so frames
+//! are again independent; the weight gradient sums GEMMs of the output gradient with the im2col tiles in fixed
+//! groups of frames, added in order (bit-reproducible).
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::gemm::{gemm, View};
+use super::storage::{f32_data, output, prepare, sum_in_order, tensor, with_f32};
+
+/// Output pixels per im2col tile (the tile is K x this many floats).
+const TILE_PIXELS: usize = 1024;
+
+/// Shapes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Conv {
+    b: usize,
+    t_in: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kt: usize,
+    kh: usize,
+    kw: usize,
+    stride_t: usize,
+    ph: usize,
+    pw: usize,
+}
+
+impl Conv {
+    fn new(x: &[usize], k: &[usize], stride_t: usize, (ph, pw): (usize, usize)) -> Result<Self> {
+        let (&[b, t_in, cin, h, w], &[cout, kc, kt, kh, kw]) = (x, k) else {
+            candle_core::bail!("conv3d: x (B, T, Cin, H, W) and kernel (Cout, Cin, kt, kh, kw) expected, got {x:?} and {k:?}")
+        };
+        if kc != cin || kt == 0 || kh == 0 || kw == 0 || stride_t == 0 {
+            candle_core::bail!("conv3d: kernel {k:?} does not fit input {x:?}");
+        }
+        if t_in < kt || h + 2 * ph < kh || w + 2 * pw < kw || ph >= kh || pw >= kw {
+            candle_core::bail!(
+                "conv3d: input {x:?} too small for kernel {k:?} with padding ({ph}, {pw})"
+            );
+        }
+        Ok(Self {
+            b,
+            t_in,
+            cin,
+            h,
+            w,
+            cout,
+            kt,
+            kh,
+            kw,
+            stride_t,
+            ph,
+            pw,
+        })
+    }
+
+    fn t_out(&self) -> usize {
+        (self.t_in - self.kt) / self.stride_t + 1
+    }
+
+    fn h_out(&self) -> usize {
+        self.h + 2 * self.ph - self.kh + 1
+    }
+
+    fn w_out(&self) -> usize {
+        self.w + 2 * self.pw - self.kw + 1
+    }
+
+    /// GEMM depth of one tap: Cin kh kw.
+    fn k2(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    fn out_shape(&self) -> Shape {
+        Shape::from((self.b, self.t_out(), self.cout, self.h_out(), self.w_out()))
+    }
+
+    /// The input-gradient convolution: output gradient (Cout channels) -> input frame (Cin channels) with the
+    /// flipped kernel and "full" padding.
+    fn transposed(&self) -> Plane {
+        Plane {
+            cin: self.cout,
+            h: self.h_out(),
+            w: self.w_out(),
+            kh: self.kh,
+            kw: self.kw,
+            ph: self.kh - 1 - self.ph,
+            pw: self.kw - 1 - self.pw,
+        }
+    }
+
+    fn plane(&self) -> Plane {
+        Plane {
+            cin: self.cin,
+            h: self.h,
+            w: self.w,
+            kh: self.kh,
+            kw: self.kw,
+            ph: self.ph,
+            pw: self.pw,
+        }
+    }
+}
+
+/// A 2D convolution of one frame: input (cin, h, w), kernel (kh, kw), padding (ph, pw), stride 1.
+#[derive(Debug, Clone, Copy)]
+struct Plane {
+    cin: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    ph: usize,
+    pw: usize,
+}
+
+impl Plane {
+    fn h_out(&self) -> usize {
+        self.h + 2 * self.ph - self.kh + 1
+    }
+
+    fn w_out(&self) -> usize {
+        self.w + 2 * self.pw - self.kw + 1
+    }
+
+    fn k2(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    /// Output rows per im2col tile.
+    fn tile_rows(&self) -> usize {
+        (TILE_PIXELS / self.w_out().max(1)).clamp(1, self.h_out().max(1))
+    }
+
+    /// im2col of output rows `y0..y0 + rows`: `col` (k2, rows w_out), row (c, dy, dx), zeros outside the frame.
+    fn im2col(&self, x: &[f32], y0: usize, rows: usize, col: &mut [f32]) {
+        let (wo, n) = (self.w_out(), rows * self.w_out());
+        for c in 0..self.cin {
+            let frame = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
+            for dy in 0..self.kh {
+                for dx in 0..self.kw {
+                    let k = (c * self.kh + dy) * self.kw + dx;
+                    let dst = &mut col[k * n..(k + 1) * n];
+                    for r in 0..rows {
+                        let out = &mut dst[r * wo..(r + 1) * wo];
+                        let iy = (y0 + r + dy) as isize - self.ph as isize;
+                        if iy < 0 || iy >= self.h as isize {
+                            out.fill(0.0);
+                            continue;
+                        }
+                        let src = &frame[iy as usize * self.w..(iy as usize + 1) * self.w];
+                        // Output column ox reads input column ox + dx - pw.
+                        let lo = self.pw.saturating_sub(dx).min(wo);
+                        let hi = (self.w + self.pw).saturating_sub(dx).min(wo).max(lo);
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        out[lo..hi].copy_from_slice(&src[lo + dx - self.pw..hi + dx - self.pw]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out` (cout, h_out w_out) (+)= `kernel` (cout, k2) * im2col(`x`); the first call of a sum passes
+    /// `accumulate = false`.
+    fn conv(
+        &self,
+        x: &[f32],
+        kernel: &[f32],
+        cout: usize,
+        out: &mut [f32],
+        accumulate: bool,
+        col: &mut Vec<f32>,
+    ) {
+        let (wo, ho, k2) = (self.w_out(), self.h_out(), self.k2());
+        let rows = self.tile_rows();
+        col.resize(k2 * rows * wo, 0.0);
+        for y0 in (0..ho).step_by(rows) {
+            let r = rows.min(ho - y0);
+            let n = r * wo;
+            self.im2col(x, y0, r, &mut col[..k2 * n]);
+            let dst = &mut out[y0 * wo..];
+            gemm(
+                dst,
+                ho * wo,
+                (cout, n, k2),
+                View::rows(kernel, k2),
+                View::rows(&col[..k2 * n], n),
+                accumulate,
+                1.0,
+            );
+        }
+    }
+
+    /// `dw` (cout, k2) += `g` (cout, h_out w_out) * im2col(`x`)^T.
+    fn weight_grad(&self, x: &[f32], g: &[f32], cout: usize, dw: &mut [f32], col: &mut Vec<f32>) {
+        let (wo, ho, k2) = (self.w_out(), self.h_out(), self.k2());
+        let rows = self.tile_rows();
+        col.resize(k2 * rows * wo, 0.0);
+        for y0 in (0..ho).step_by(rows) {
+            let r = rows.min(ho - y0);
+            let n = r * wo;
+            self.im2col(x, y0, r, &mut col[..k2 * n]);
+            let g_tile = View {
+                data: &g[y0 * wo..],
+                rs: ho * wo,
+                cs: 1,
+            };
+            gemm(
+                dw,
+                k2,
+                (cout, k2, n),
+                g_tile,
+                View::transposed(&col[..k2 * n], n),
+                true,
+                1.0,
+            );
+        }
+    }
+}
+
+/// Kernel (Cout, Cin, kt, kh, kw) -> per tap (kt, Cout, Cin kh kw).
+fn taps(w: &[f32], c: &Conv) -> Vec<f32> {
+    let (k2, khw) = (c.k2(), c.kh * c.kw);
+    let mut out = vec![0f32; c.kt * c.cout * k2];
+    for dt in 0..c.kt {
+        for co in 0..c.cout {
+            for ci in 0..c.cin {
+                let src = ((co * c.cin + ci) * c.kt + dt) * khw;
+                let dst = (dt * c.cout + co) * k2 + ci * khw;
+                out[dst..dst + khw].copy_from_slice(&w[src..src + khw]);
+            }
+        }
+    }
+    out
+}
+
+/// Kernel (Cout, Cin, kt, kh, kw) -> per tap the flipped transpose (kt, Cin, Cout kh kw):
+/// `[dt][ci][co][y][x] = w[co][ci][dt][kh-1-y][kw-1-x]`.
+fn flipped_taps(w: &[f32], c: &Conv) -> Vec<f32> {
+    let khw = c.kh * c.kw;
+    let mut out = vec![0f32; c.kt * c.cin * c.cout * khw];
+    for dt in 0..c.kt {
+        for ci in 0..c.cin {
+            for co in 0..c.cout {
+                let src = ((co * c.cin + ci) * c.kt + dt) * khw;
+                let dst = ((dt * c.cin + ci) * c.cout + co) * khw;
+                for i in 0..khw {
+                    out[dst + i] = w[src + khw - 1 - i];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn forward(x: &[f32], w: &[f32], c: &Conv) -> Vec<f32> {
+    let plane = c.plane();
+    let (in_frame, out_frame) = (c.cin * c.h * c.w, c.cout * c.h_out() * c.w_out());
+    let (t_out, k2) = (c.t_out(), c.k2());
+    let kernels = taps(w, c);
+    let mut out = vec![0f32; c.b * t_out * out_frame];
+    if out_frame == 0 {
+        return out;
+    }
+    out.par_chunks_mut(out_frame)
+        .enumerate()
+        .for_each_init(Vec::new, |col, (i, o)| {
+            let (b, t) = (i / t_out, i % t_out);
+            for dt in 0..c.kt {
+                let frame = b * c.t_in + t * c.stride_t + dt;
+                let kernel = &kernels[dt * c.cout * k2..(dt + 1) * c.cout * k2];
+                plane.conv(
+                    &x[frame * in_frame..(frame + 1) * in_frame],
+                    kernel,
+                    c.cout,
+                    o,
+                    dt > 0,
+                    col,
+                );
+            }
+        });
+    out
+}
+
+/// (dx, dw) from the output gradient `g`.
+fn backward(x: &[f32], w: &[f32], g: &[f32], c: &Conv) -> (Vec<f32>, Vec<f32>) {
+    let (in_frame, out_frame) = (c.cin * c.h * c.w, c.cout * c.h_out() * c.w_out());
+    let (t_out, k2) = (c.t_out(), c.k2());
+    // dx: each input frame from the output frames whose window covers it.
+    let back = c.transposed();
+    let flipped = flipped_taps(w, c);
+    let kk = c.cout * c.kh * c.kw;
+    let mut dx = vec![0f32; c.b * c.t_in * in_frame];
+    if in_frame > 0 {
+        dx.par_chunks_mut(in_frame)
+            .enumerate()
+            .for_each_init(Vec::new, |col, (i, d)| {
+                let (b, t) = (i / c.t_in, i % c.t_in);
+                let mut first = true;
+                for dt in 0..c.kt {
+                    // Output frame o reads input frame o stride + dt.
+                    let Some(o) = t
+                        .checked_sub(dt)
+                        .filter(|v| v % c.stride_t == 0)
+                        .map(|v| v / c.stride_t)
+                    else {
+                        continue;
+                    };
+                    if o >= t_out {
+                        continue;
+                    }
+                    let frame = b * t_out + o;
+                    let kernel = &flipped[dt * c.cin * kk..(dt + 1) * c.cin * kk];
+                    back.conv(
+                        &g[frame * out_frame..(frame + 1) * out_frame],
+                        kernel,
+                        c.cin,
+                        d,
+                        !first,
+                        col,
+                    );
+                    first = false;
+                }
+                if first {
+                    d.fill(0.0);
+                }
+            });
+    }
+    // dw: fixed groups of output frames, partial sums added in order.
+    let plane = c.plane();
+    let frames = c.b * t_out;
+    let group = frames.div_ceil(8).max(1);
+    let width = c.kt * c.cout * k2;
+    let partials: Vec<Vec<f32>> = (0..frames.div_ceil(group))
+        .into_par_iter()
+        .map(|gi| {
+            let mut acc = vec![0f32; width];
+            let mut col = Vec::new();
+            for i in gi * group..((gi + 1) * group).min(frames) {
+                let (b, t) = (i / t_out, i % t_out);
+                let gf = &g[i * out_frame..(i + 1) * out_frame];
+                for dt in 0..c.kt {
+                    let frame = b * c.t_in + t * c.stride_t + dt;
+                    let dw_tap = &mut acc[dt * c.cout * k2..(dt + 1) * c.cout * k2];
+                    plane.weight_grad(
+                        &x[frame * in_frame..(frame + 1) * in_frame],
+                        gf,
+                        c.cout,
+                        dw_tap,
+                        &mut col,
+                    );
+                }
+            }
+            acc
+        })
+        .collect();
+    // Back from per-tap (kt, Cout, Cin kh kw) to the kernel's (Cout, Cin, kt, kh, kw).
+    let per_tap = sum_in_order(partials, width);
+    let khw = c.kh * c.kw;
+    let mut dw = vec![0f32; width];
+    for dt in 0..c.kt {
+        for co in 0..c.cout {
+            for ci in 0..c.cin {
+                let src = (dt * c.cout + co) * k2 + ci * khw;
+                let dst = ((co * c.cin + ci) * c.kt + dt) * khw;
+                dw[dst..dst + khw].copy_from_slice(&per_tap[src..src + khw]);
+            }
+        }
+    }
+    (dx, dw)
+}
+
+struct Conv3d {
+    stride_t: usize,
+    padding: (usize, usize),
+}
+
+impl CustomOp2 for Conv3d {
+    fn name(&self) -> &'static str {
+        "orrery-conv3d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let c = Conv::new(xl.dims(), wl.dims(), self.stride_t, self.padding)?;
+        let (x, w) = (
+            f32_data(xs, xl, self.name())?,
+            f32_data(ws, wl, self.name())?,
+        );
+        Ok(output(forward(x, w, &c), &c.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let c = Conv::new(x.dims(), w.dims(), self.stride_t, self.padding)?;
+        let (dx, dw) = with_f32(x, |x| {
+            with_f32(w, |w| with_f32(grad, |g| backward(x, w, g, &c)))
+        })???;
+        Ok((Some(tensor(dx, x.shape())?), Some(tensor(dw, w.shape())?)))
+    }
+}
+
+/// 3D convolution of frame-major video: `x` (B, T, Cin, H, W), `kernel` (Cout, Cin, kt, kh, kw) ->
+/// (B, (T - kt) / stride_t + 1, Cout, H + 2 ph - kh + 1, W + 2 pw - kw + 1). Spatial stride 1, zero padding
+/// `padding` = (ph, pw) (each below the kernel size), no temporal padding. Float32 CPU tensors; no bias.
+pub fn conv3d(
+    x: &Tensor,
+    kernel: &Tensor,
+    stride_t: usize,
+    padding: (usize, usize),
+) -> Result<Tensor> {
+    prepare(x)?.apply_op2(&prepare(kernel)?, Conv3d { stride_t, padding })
+}

@@ -1,0 +1,309 @@
+//! The fused CPU kernels against PyTorch autograd (fixtures from `tools/oracles/kernels.py`), against the composed
+//! candle ops they replace, and their gradients against finite differences.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use orrery_nn::compare::max_rel_err;
+use orrery_nn::gradcheck::check_gradients;
+use orrery_nn::{kernels, ops};
+
+type Op = fn(&[Tensor]) -> Result<Tensor>;
+
+fn cases() -> HashMap<String, Tensor> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/kernels/cases.safetensors");
+    candle_core::safetensors::load(path, &Device::Cpu).expect("kernel fixtures")
+}
+
+/// Output and every input gradient of `op` on case `name`, each against PyTorch (float64) within `tol` relative
+/// to the reference's largest magnitude: float32 rounding, largest for attention's 600-key sums (3e-6).
+fn check_against_torch(all: &HashMap<String, Tensor>, name: &str, args: &[&str], op: Op, tol: f64) {
+    // Arguments with a reference gradient become variables; the others (RoPE's tables) stay constants.
+    let inputs: Vec<(Option<Var>, Tensor)> = args
+        .iter()
+        .map(|a| {
+            let t = all[&format!("{name}.in.{a}")].clone();
+            if all.contains_key(&format!("{name}.grad.{a}")) {
+                let v = Var::from_tensor(&t).unwrap();
+                (Some(v.clone()), v.as_tensor().clone())
+            } else {
+                (None, t)
+            }
+        })
+        .collect();
+    let tensors: Vec<Tensor> = inputs.iter().map(|(_, t)| t.clone()).collect();
+    let out = op(&tensors).unwrap();
+    let err = max_rel_err(&out, &all[&format!("{name}.out")]).unwrap();
+    assert!(err < tol, "{name}: output differs from PyTorch by {err:e}");
+    let probe = &all[&format!("{name}.probe")];
+    let grads = (out * probe)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (a, (var, _)) in args.iter().zip(&inputs) {
+        let Some(var) = var else { continue };
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient for {a}"));
+        let err = max_rel_err(g, &all[&format!("{name}.grad.{a}")]).unwrap();
+        assert!(
+            err < tol,
+            "{name}: gradient of {a} differs from PyTorch by {err:e}"
+        );
+    }
+}
+
+/// (case, arguments, fused kernel, composed candle ops)
+fn table() -> Vec<(&'static str, Vec<&'static str>, Op, Op)> {
+    vec![
+        (
+            "gelu_erf",
+            vec!["x"],
+            |t| kernels::gelu_erf(&t[0]),
+            |t| t[0].gelu_erf(),
+        ),
+        (
+            "gelu_tanh",
+            vec!["x"],
+            |t| kernels::gelu_tanh(&t[0]),
+            |t| t[0].gelu(),
+        ),
+        ("silu", vec!["x"], |t| kernels::silu(&t[0]), |t| t[0].silu()),
+        (
+            "softmax",
+            vec!["x"],
+            |t| kernels::softmax_last_dim(&t[0]),
+            |t| ops::composed::softmax_last_dim(&t[0]),
+        ),
+        (
+            "layer_norm",
+            vec!["x"],
+            |t| kernels::layer_norm(&t[0], None, 1e-6),
+            |t| ops::composed::layer_norm_no_affine(&t[0], 1e-6),
+        ),
+        (
+            "layer_norm_affine",
+            vec!["x", "w", "b"],
+            |t| kernels::layer_norm(&t[0], Some((&t[1], &t[2])), 1e-5),
+            |t| {
+                ops::composed::layer_norm_no_affine(&t[0], 1e-5)?
+                    .broadcast_mul(&t[1])?
+                    .broadcast_add(&t[2])
+            },
+        ),
+        (
+            "rms_norm",
+            vec!["x", "w"],
+            |t| kernels::rms_norm(&t[0], &t[1], 1e-6),
+            |t| ops::composed::rms_norm(&t[0], &t[1], 1e-6),
+        ),
+        (
+            "rope",
+            vec!["x", "cos", "sin"],
+            |t| kernels::rotate_half_rope(&t[0], &t[1], &t[2]),
+            |t| ops::composed::rotate_half_rope(&t[0], &t[1], &t[2]),
+        ),
+        (
+            "conv3d",
+            vec!["x", "w"],
+            |t| kernels::conv3d(&t[0], &t[1], 1, (1, 1)),
+            |t| ops::composed::conv3d(&t[0], &t[1], 1, 1),
+        ),
+        (
+            "conv3d_strided",
+            vec!["x", "w"],
+            |t| kernels::conv3d(&t[0], &t[1], 2, (0, 0)),
+            |t| ops::composed::conv3d(&t[0], &t[1], 2, 0),
+        ),
+        (
+            "conv3d_tiled",
+            vec!["x", "w"],
+            |t| kernels::conv3d(&t[0], &t[1], 1, (0, 1)),
+            // candle's conv2d pads both directions alike: drop the rows the extra H padding adds.
+            |t| ops::composed::conv3d(&t[0], &t[1], 1, 1)?.narrow(3, 1, 39),
+        ),
+        (
+            "modulate",
+            vec!["x", "shift", "scale"],
+            modulate_fused,
+            modulate_composed,
+        ),
+        (
+            "modulate_shared",
+            vec!["x", "shift", "scale"],
+            modulate_fused,
+            modulate_composed,
+        ),
+        ("gated", vec!["x", "y", "gate"], gated_fused, gated_composed),
+        (
+            "gated_shared",
+            vec!["x", "y", "gate"],
+            gated_fused,
+            gated_composed,
+        ),
+        (
+            "attention_cross",
+            vec!["q", "k", "v"],
+            attention_fused,
+            attention_composed,
+        ),
+        (
+            "attention_self",
+            vec!["q", "k", "v"],
+            attention_fused,
+            attention_composed,
+        ),
+    ]
+}
+
+fn modulate_fused(t: &[Tensor]) -> Result<Tensor> {
+    kernels::modulate(&t[0], &t[1], &t[2], 1e-6)
+}
+
+fn modulate_composed(t: &[Tensor]) -> Result<Tensor> {
+    ops::composed::layer_norm_no_affine(&t[0], 1e-6)?
+        .broadcast_mul(&(&t[2] + 1.0)?)?
+        .broadcast_add(&t[1])
+}
+
+fn gated_fused(t: &[Tensor]) -> Result<Tensor> {
+    kernels::gated_residual(&t[0], &t[1], &t[2])
+}
+
+fn gated_composed(t: &[Tensor]) -> Result<Tensor> {
+    &t[0] + t[1].broadcast_mul(&t[2])?
+}
+
+fn attention_fused(t: &[Tensor]) -> Result<Tensor> {
+    kernels::flash_attention(&t[0], &t[1], &t[2])
+}
+
+fn attention_composed(t: &[Tensor]) -> Result<Tensor> {
+    ops::composed::attention(&t[0], &t[1], &t[2])
+}
+
+#[test]
+fn kernels_match_pytorch_outputs_and_gradients() {
+    let all = cases();
+    for (name, args, fused, _) in table() {
+        check_against_torch(&all, name, &args, fused, 1e-5);
+    }
+}
+
+#[test]
+fn composed_ops_match_pytorch_too() {
+    // The kernels replace these; both agreeing with PyTorch makes them equal to each other.
+    let all = cases();
+    for (name, args, _, composed) in table() {
+        check_against_torch(&all, name, &args, composed, 1e-5);
+    }
+}
+
+#[test]
+fn kernel_gradients_match_finite_differences() {
+    let dev = Device::Cpu;
+    for (name, args, fused, _) in table() {
+        // Small inputs of each case's ranks: (2, 3, 4, 8)-sized cuts keep finite differences cheap.
+        let all = cases();
+        let small: Vec<(&str, Tensor)> = args
+            .iter()
+            .map(|a| (*a, shrink(&all[&format!("{name}.in.{a}")]).unwrap()))
+            .collect();
+        let vars: Vec<(String, Var)> = small
+            .iter()
+            .filter(|(a, _)| all.contains_key(&format!("{name}.grad.{a}")))
+            .map(|(a, t)| (a.to_string(), Var::from_tensor(t).unwrap()))
+            .collect();
+        // Each argument: its variable when it has one, else the constant.
+        let inputs = || {
+            small
+                .iter()
+                .map(|(a, t)| match vars.iter().find(|(n, _)| n == a) {
+                    Some((_, v)) => v.as_tensor().clone(),
+                    None => t.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let probe_shape = fused(&inputs()).unwrap().shape().clone();
+        let n = probe_shape.elem_count();
+        let probe: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.4)
+            .collect();
+        let probe = Tensor::from_vec(probe, probe_shape, &dev).unwrap();
+        let loss = || {
+            (fused(&inputs())? * &probe)?
+                .sum_all()?
+                .to_dtype(DType::F32)
+        };
+        check_gradients(&vars, loss, 12, 1e-2, 2e-2, 2e-3)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .assert_ok();
+    }
+}
+
+/// The first 2 (or fewer) entries along the leading axes and up to 8 along the last of a fixture input, keeping
+/// attention's k and v the same length.
+fn shrink(t: &Tensor) -> Result<Tensor> {
+    let mut t = t.clone();
+    let rank = t.rank();
+    for axis in 0..rank {
+        let keep = if axis + 1 == rank { 8 } else { 3 };
+        let n = t.dim(axis)?;
+        t = t.narrow(axis, 0, n.min(keep))?;
+    }
+    t.contiguous()
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((2, 3, 4, 8), DType::F32, &dev).unwrap();
+    let wrong = Tensor::zeros((2, 2, 1, 8), DType::F32, &dev).unwrap();
+    assert!(kernels::modulate(&x, &wrong, &wrong, 1e-6).is_err());
+    assert!(kernels::gated_residual(&x, &x, &wrong).is_err());
+    let w = Tensor::zeros(5, DType::F32, &dev).unwrap();
+    assert!(kernels::rms_norm(&x, &w, 1e-6).is_err());
+    let k = Tensor::zeros((2, 3, 4, 7), DType::F32, &dev).unwrap();
+    assert!(kernels::flash_attention(&x, &k, &k).is_err());
+    let empty = Tensor::zeros((2, 3, 0, 8), DType::F32, &dev).unwrap();
+    assert!(kernels::flash_attention(&x, &empty, &empty).is_err());
+    // conv3d: channel mismatch, fewer frames than taps, padding as large as the kernel.
+    let video = Tensor::zeros((1, 2, 3, 8, 8), DType::F32, &dev).unwrap();
+    let kernel = |s: &[usize]| Tensor::zeros(s, DType::F32, &dev).unwrap();
+    assert!(kernels::conv3d(&video, &kernel(&[4, 2, 1, 3, 3]), 1, (1, 1)).is_err());
+    assert!(kernels::conv3d(&video, &kernel(&[4, 3, 3, 3, 3]), 1, (1, 1)).is_err());
+    assert!(kernels::conv3d(&video, &kernel(&[4, 3, 1, 3, 3]), 1, (3, 3)).is_err());
+    assert!(kernels::conv3d(&video, &kernel(&[4, 3, 1, 3, 3]), 0, (1, 1)).is_err());
+}
+
+#[test]
+fn backward_passes_are_bit_reproducible() {
+    // Parallel sums (weight gradients of norms, adaLN, conv3d) use fixed blocks added in order.
+    let dev = Device::Cpu;
+    let grads = || {
+        let n = 2 * 5 * 8 * 40 * 40;
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let x =
+            Var::from_tensor(&Tensor::from_vec(data, (2, 5, 8, 40, 40), &dev).unwrap()).unwrap();
+        let w =
+            Var::from_tensor(&Tensor::ones((8, 8, 3, 3, 3), DType::F32, &dev).unwrap()).unwrap();
+        let y = kernels::conv3d(x.as_tensor(), w.as_tensor(), 1, (1, 1)).unwrap();
+        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        g.get(w.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let first = grads();
+    for _ in 0..3 {
+        assert_eq!(grads(), first);
+    }
+}
