@@ -63,6 +63,10 @@ pub struct VaeLoss {
     /// the KL term still bounds; small VAEs learn detail much sooner this way).
     #[serde(default = "yes")]
     pub sample_posterior: bool,
+    /// Extra L1 weight on foreground pixels (far from their frame's median colour): the objects, a percent of
+    /// the pixels, which a plain L1 loss lets a small VAE drop (0: off).
+    #[serde(default)]
+    pub object_weight: f64,
 }
 
 fn yes() -> bool {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod dit_train;
 mod error;
+pub mod foreground;
 pub mod optim;
 pub mod plot;
 pub mod run;

@@ -14,6 +14,7 @@ use orrery_vae::{Chunking, VaeConfig, WanVae};
 use crate::config::{RunConfig, VaeTrainConfig};
 use crate::data::clip_tensor;
 use crate::error::{Result, TrainError};
+use crate::foreground::foreground_weights;
 use crate::run::Run;
 use crate::session::{init_vars_from, write_file, LossPoint, Session};
 
@@ -107,7 +108,14 @@ impl VaeTrainer {
             mu.clone()
         };
         let recon = self.vae.decode(&z, Chunking::Whole)?;
-        let l1 = (&recon - video)?.abs()?.mean_all()?;
+        let diff = (&recon - video)?.abs()?;
+        let l1 = if self.config.loss.object_weight > 0.0 {
+            // Weighted mean: normalised by the weights' mean so the loss keeps its scale.
+            let w = foreground_weights(video, self.config.loss.object_weight as f32)?;
+            (diff.broadcast_mul(&w)?.mean_all()? / (w.mean_all()?.to_scalar::<f32>()? as f64))?
+        } else {
+            diff.mean_all()?
+        };
         let kl = (((mu.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)?.mean_all()?;
         let c = &self.config.loss;
         let mut loss = (&l1 + (kl * (0.5 * c.kl_weight))?)?;
