@@ -7,9 +7,10 @@
 
     tools/oracles/.venv/bin/python tools/bench/suite.py [--runs 5] [--cases a,b,c]
 
-Each case interleaves one orrery process (its first run is a warm-up and dropped) with the same number of
-PyTorch runs, and prints both medians and the orrery/PyTorch time ratio. Both sides use all of this machine's
-cores. Needs the oracle virtual environment (tools/oracles/regenerate.sh).
+Each case interleaves rounds: one orrery process (a warm-up run, dropped, then PER_ROUND timed runs) and
+PER_ROUND runs of the warm PyTorch model; each round contributes each side's median, and the script prints the
+medians over rounds and the orrery/PyTorch time ratio. Both sides use all of this machine's cores. Needs the
+oracle virtual environment (tools/oracles/regenerate.sh).
 """
 
 import argparse
@@ -31,6 +32,8 @@ DIT = dict(in_channels=17,  # diffusers counts the condition-mask channel
            rope_scale=(1.0, 3.0, 3.0), concat_padding_mask=True, extra_pos_embed_type=None,
            use_crossattn_projection=True, crossattn_proj_in_channels=512, encoder_hidden_states_channels=256)
 TEXT_TOKENS = 64
+# Timed runs per side and round, after warm-up (steady state on both sides).
+PER_ROUND = 3
 # (name, mode, batch, latent (T, H, W)); patch 2x2 gives T H W / 4 tokens.
 DIT_CASES = {
     "a": [("(a) train step, 512 tokens, batch 2", "train", 2, (2, 32, 32)),
@@ -74,9 +77,9 @@ def torch_dit(mode, batch, latent):
 def orrery_dit(config_path, mode, batch, latent):
     cmd = [str(REPO / "target/release/examples/dit_train_bench"), "--config", str(config_path), "--mode", mode,
            "--batch", str(batch), "--latent", ",".join(map(str, latent)), "--text", str(TEXT_TOKENS),
-           "--runs", "1"]
+           "--runs", str(PER_ROUND)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["runs_ms"][0]
+    return statistics.median(json.loads(out.strip().splitlines()[-1])["runs_ms"])
 
 
 def torch_vae():
@@ -98,9 +101,9 @@ def torch_vae():
 def orrery_vae():
     out = subprocess.run([str(REPO / "target/release/examples/vae_bench"), "--config",
                           str(REPO / "testdata/vae_tiny/config.json"), "--frames", "17", "--size", "64x64",
-                          "--runs", "2"], check=True, capture_output=True, text=True).stdout
+                          "--runs", str(PER_ROUND + 1)], check=True, capture_output=True, text=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    return {"encode": r["encode_ms"][1], "decode": r["decode_ms"][1]}
+    return {m: statistics.median(r[f"{m}_ms"][1:]) for m in ["encode", "decode"]}
 
 
 def report(name, ours, theirs):
@@ -127,7 +130,7 @@ def main():
                 ours, theirs = [], []
                 for _ in range(args.runs):
                     ours.append(orrery_dit(config_path, mode, batch, latent))
-                    theirs.append(timed(run))
+                    theirs.append(statistics.median(timed(run) for _ in range(PER_ROUND)))
                 report(name, ours, theirs)
     if "c" in cases:
         runs = torch_vae()
@@ -139,7 +142,7 @@ def main():
             for mode, ms in orrery_vae().items():
                 ours[mode].append(ms)
             for mode, fn in runs.items():
-                theirs[mode].append(timed(fn))
+                theirs[mode].append(statistics.median(timed(fn) for _ in range(PER_ROUND)))
         for mode in ["encode", "decode"]:
             report(f"(c) tiny VAE {mode}, 17 frames 64x64", ours[mode], theirs[mode])
 
