@@ -4,7 +4,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::math::{centred_square_sum, dot, sum};
+use super::norm::{layer_stats, normalized_grad};
 use super::storage::{
     f32_data, multiversion, output, par_row_sums, par_rows, prepare, tensor, with_f32,
 };
@@ -50,21 +50,13 @@ impl Groups {
     }
 }
 
-#[inline(always)]
-fn stats(x: &[f32], eps: f32) -> (f32, f32) {
-    let n = x.len() as f32;
-    let mean = sum(x) / n;
-    let var = centred_square_sum(x, mean) / n;
-    (mean, 1.0 / (var + eps).sqrt())
-}
-
 multiversion! {
     fn modulate_rows(gr: Groups, first: usize, x: &[f32], shift: &[f32], scale: &[f32], out: &mut [f32], eps: f32) {
         let d = gr.d;
         for (i, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
             let m = gr.mod_offset(first + i);
             let (sh, sc) = (&shift[m..m + d], &scale[m..m + d]);
-            let (mean, rstd) = stats(xr, eps);
+            let (mean, rstd) = layer_stats(xr, eps);
             for (((o, &v), &a), &s) in or.iter_mut().zip(xr).zip(sh).zip(sc) {
                 *o = (v - mean) * rstd * (1.0 + s) + a;
             }
@@ -76,19 +68,15 @@ multiversion! {
     /// dx of each row: LayerNorm's backward of `gw = g (1 + scale)`.
     fn modulate_dx_rows(gr: Groups, first: usize, x: &[f32], g: &[f32], scale: &[f32], out: &mut [f32], eps: f32) {
         let d = gr.d;
-        let inv_d = 1.0 / d as f32;
         let mut xhat = vec![0f32; d];
         for (i, ((xr, gg), or)) in x.chunks_exact(d).zip(g.chunks_exact(d)).zip(out.chunks_exact_mut(d)).enumerate() {
             let m = gr.mod_offset(first + i);
-            let (mean, rstd) = stats(xr, eps);
+            let (mean, rstd) = layer_stats(xr, eps);
             xhat.iter_mut().zip(xr).for_each(|(h, &v)| *h = (v - mean) * rstd);
             for ((o, &a), &s) in or.iter_mut().zip(gg).zip(&scale[m..m + d]) {
                 *o = a * (1.0 + s);
             }
-            let (mg, mgx) = (sum(or) * inv_d, dot(or, &xhat) * inv_d);
-            for (o, &h) in or.iter_mut().zip(&xhat) {
-                *o = rstd * (*o - mg - h * mgx);
-            }
+            normalized_grad(or, &xhat, rstd, true);
         }
     }
 }
@@ -101,7 +89,7 @@ multiversion! {
         let (dshift, dscale) = acc.split_at_mut(half);
         for (i, (xr, gg)) in x.chunks_exact(d).zip(g.chunks_exact(d)).enumerate() {
             let m = gr.mod_offset(first + i);
-            let (mean, rstd) = stats(xr, eps);
+            let (mean, rstd) = layer_stats(xr, eps);
             dshift[m..m + d].iter_mut().zip(gg).for_each(|(s, &a)| *s += a);
             for ((s, &a), &v) in dscale[m..m + d].iter_mut().zip(gg).zip(xr) {
                 *s += a * (v - mean) * rstd;

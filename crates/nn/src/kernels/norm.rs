@@ -30,6 +30,24 @@ fn row_stats(kind: Kind, x: &[f32], eps: f32) -> (f32, f32) {
     }
 }
 
+/// LayerNorm's (mean, 1 / std) of one row.
+#[inline(always)]
+pub(super) fn layer_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    row_stats(Kind::Layer, x, eps)
+}
+
+/// The input gradient of one normalised row, in place: `gw` (the output gradient times the scale) becomes
+/// `rstd (gw - mean(gw) - xhat mean(gw xhat))`, without the `mean(gw)` term when not `centred` (RMSNorm).
+#[inline(always)]
+pub(super) fn normalized_grad(gw: &mut [f32], xhat: &[f32], rstd: f32, centred: bool) {
+    let inv_n = 1.0 / gw.len().max(1) as f32;
+    let mean_gw = if centred { sum(gw) * inv_n } else { 0.0 };
+    let mean_gw_xhat = dot(gw, xhat) * inv_n;
+    for (o, &h) in gw.iter_mut().zip(xhat) {
+        *o = rstd * (*o - mean_gw - h * mean_gw_xhat);
+    }
+}
+
 multiversion! {
     /// `out = xhat * w + b` for each `n`-element row (absent `w`/`b`: 1/0).
     fn forward_rows(kind: Kind, x: &[f32], w: Option<&[f32]>, b: Option<&[f32]>, out: &mut [f32], n: usize, eps: f32) {
@@ -52,7 +70,6 @@ multiversion! {
     /// Input gradient of each row: with `gw = g * w`,
     /// `dx = rstd (gw - mean(gw) - xhat mean(gw xhat))` (LayerNorm) or `rstd (gw - xhat mean(gw xhat))` (RMS).
     fn backward_rows(kind: Kind, x: &[f32], g: &[f32], w: Option<&[f32]>, out: &mut [f32], n: usize, eps: f32) {
-        let inv_n = 1.0 / n as f32;
         let mut xhat = vec![0f32; n];
         for ((xr, gr), or) in x.chunks_exact(n).zip(g.chunks_exact(n)).zip(out.chunks_exact_mut(n)) {
             let (mean, rstd) = row_stats(kind, xr, eps);
@@ -62,11 +79,7 @@ multiversion! {
                 Some(w) => or.iter_mut().zip(gr.iter().zip(w)).for_each(|(o, (&a, &s))| *o = a * s),
                 None => or.copy_from_slice(gr),
             }
-            let mean_gw = if kind == Kind::Layer { sum(or) * inv_n } else { 0.0 };
-            let mean_gw_xhat = dot(or, &xhat) * inv_n;
-            for (o, &h) in or.iter_mut().zip(&xhat) {
-                *o = rstd * (*o - mean_gw - h * mean_gw_xhat);
-            }
+            normalized_grad(or, &xhat, rstd, kind == Kind::Layer);
         }
     }
 }
