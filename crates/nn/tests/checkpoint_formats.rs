@@ -185,3 +185,17 @@ fn var_builder_reads_checkpoints() {
     let err = vb.pp("encoder").get(3, "missing").unwrap_err().to_string();
     assert!(err.contains("encoder.missing"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn written_safetensors_get_the_mode_of_an_ordinary_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::File::create(&plain).unwrap();
+    let out = dir.path().join("weights.safetensors");
+    let t = candle_core::Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+    orrery_nn::checkpoint::save_tensors(&out, vec![("t".into(), t)]).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), mode(&plain));
+}

@@ -64,6 +64,11 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> Result<()> {
     let tmp = orrery_io::AtomicFile::create(out).map_err(|e| CheckpointError::io(out, e))?;
+    // safetensors writes through its own private (0600) temporary file renamed over ours: keep the mode an
+    // ordinary new file gets, which ours has.
+    let mode = std::fs::metadata(tmp.path())
+        .map_err(|e| CheckpointError::io(out, e))?
+        .permissions();
     // Fail early on a tensor that cannot be read, with its name, rather than inside the serializer.
     for (name, ..) in source.entries() {
         source.tensor_bytes(&name)?;
@@ -87,6 +92,7 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
             detail: format!("writing safetensors failed: {e}"),
         }
     })?;
+    std::fs::set_permissions(tmp.path(), mode).map_err(|e| CheckpointError::io(out, e))?;
     tmp.commit(out).map_err(|e| CheckpointError::io(out, e))
 }
 
