@@ -68,16 +68,16 @@ impl Conv {
     }
 
     fn h_out(&self) -> usize {
-        self.h + 2 * self.ph - self.kh + 1
+        self.plane().h_out()
     }
 
     fn w_out(&self) -> usize {
-        self.w + 2 * self.pw - self.kw + 1
+        self.plane().w_out()
     }
 
     /// GEMM depth of one tap: Cin kh kw.
     fn k2(&self) -> usize {
-        self.cin * self.kh * self.kw
+        self.plane().k2()
     }
 
     fn out_shape(&self) -> Shape {
