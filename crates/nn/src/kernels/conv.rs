@@ -170,6 +170,23 @@ impl Plane {
         }
     }
 
+    /// Calls `f(first_pixel, pixels, col)` for each tile of output rows with the tile's im2col (k2, pixels).
+    fn for_each_tile(
+        &self,
+        x: &[f32],
+        col: &mut Vec<f32>,
+        mut f: impl FnMut(usize, usize, &[f32]),
+    ) {
+        let (wo, ho, k2) = (self.w_out(), self.h_out(), self.k2());
+        let rows = self.tile_rows();
+        col.resize(k2 * rows * wo, 0.0);
+        for y0 in (0..ho).step_by(rows) {
+            let n = rows.min(ho - y0) * wo;
+            self.im2col(x, y0, n / wo, &mut col[..k2 * n]);
+            f(y0 * wo, n, &col[..k2 * n]);
+        }
+    }
+
     /// `out` (cout, h_out w_out) (+)= `kernel` (cout, k2) * im2col(`x`); the first call of a sum passes
     /// `accumulate = false`.
     fn conv(
@@ -181,38 +198,27 @@ impl Plane {
         accumulate: bool,
         col: &mut Vec<f32>,
     ) {
-        let (wo, ho, k2) = (self.w_out(), self.h_out(), self.k2());
-        let rows = self.tile_rows();
-        col.resize(k2 * rows * wo, 0.0);
-        for y0 in (0..ho).step_by(rows) {
-            let r = rows.min(ho - y0);
-            let n = r * wo;
-            self.im2col(x, y0, r, &mut col[..k2 * n]);
-            let dst = &mut out[y0 * wo..];
+        let (hw, k2) = (self.h_out() * self.w_out(), self.k2());
+        self.for_each_tile(x, col, |first, n, tile| {
             gemm(
-                dst,
-                ho * wo,
+                &mut out[first..],
+                hw,
                 (cout, n, k2),
                 View::rows(kernel, k2),
-                View::rows(&col[..k2 * n], n),
+                View::rows(tile, n),
                 accumulate,
                 1.0,
             );
-        }
+        });
     }
 
     /// `dw` (cout, k2) += `g` (cout, h_out w_out) * im2col(`x`)^T.
     fn weight_grad(&self, x: &[f32], g: &[f32], cout: usize, dw: &mut [f32], col: &mut Vec<f32>) {
-        let (wo, ho, k2) = (self.w_out(), self.h_out(), self.k2());
-        let rows = self.tile_rows();
-        col.resize(k2 * rows * wo, 0.0);
-        for y0 in (0..ho).step_by(rows) {
-            let r = rows.min(ho - y0);
-            let n = r * wo;
-            self.im2col(x, y0, r, &mut col[..k2 * n]);
+        let (hw, k2) = (self.h_out() * self.w_out(), self.k2());
+        self.for_each_tile(x, col, |first, n, tile| {
             let g_tile = View {
-                data: &g[y0 * wo..],
-                rs: ho * wo,
+                data: &g[first..],
+                rs: hw,
                 cs: 1,
             };
             gemm(
@@ -220,11 +226,11 @@ impl Plane {
                 k2,
                 (cout, k2, n),
                 g_tile,
-                View::transposed(&col[..k2 * n], n),
+                View::transposed(tile, n),
                 true,
                 1.0,
             );
-        }
+        });
     }
 }
 
