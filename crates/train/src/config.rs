@@ -67,10 +67,18 @@ pub struct VaeLoss {
     /// the pixels, which a plain L1 loss lets a small VAE drop (0: off).
     #[serde(default)]
     pub object_weight: f64,
+    /// Only foreground pixels whose colour covers at most this fraction of their frame get `object_weight`
+    /// (the balls, not the ground); 1: all foreground pixels.
+    #[serde(default = "one")]
+    pub object_max_fraction: f64,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -111,7 +111,9 @@ impl VaeTrainer {
         let diff = (&recon - video)?.abs()?;
         let l1 = if self.config.loss.object_weight > 0.0 {
             // Weighted mean: normalised by the weights' mean so the loss keeps its scale.
-            let w = foreground_weights(video, self.config.loss.object_weight as f32)?;
+            let c = &self.config.loss;
+            let w =
+                foreground_weights(video, c.object_weight as f32, c.object_max_fraction as f32)?;
             (diff.broadcast_mul(&w)?.mean_all()? / (w.mean_all()?.to_scalar::<f32>()? as f64))?
         } else {
             diff.mean_all()?
