@@ -392,11 +392,13 @@ fn init_from_bundle(
         vars,
         &bundle.join("transformer/diffusion_pytorch_model.safetensors"),
         "dit.",
+        |_| false,
     )?;
     init_vars_from(
         vars,
         &bundle.join("text_encoder/model.safetensors"),
         "text.",
+        |_| false,
     )
 }
 

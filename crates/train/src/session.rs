@@ -221,24 +221,36 @@ impl Session {
 }
 
 /// Sets the variables named `prefix` + NAME to the tensors NAME of `weights` (same shapes). Every tensor of the
-/// file must be used: a file of another network fails instead of half-initialising this one.
-pub fn init_vars_from(vars: &SeededVarMap, weights: &Path, prefix: &str) -> Result<()> {
+/// file must be used, but for those `may_go_unused` names: a file of another network fails instead of
+/// half-initialising this one.
+pub fn init_vars_from(
+    vars: &SeededVarMap,
+    weights: &Path,
+    prefix: &str,
+    may_go_unused: impl Fn(&str) -> bool,
+) -> Result<()> {
     let ckpt = Checkpoint::open(weights)?;
     let device = Device::Cpu;
-    let mut used = 0;
+    let mut used = std::collections::HashSet::new();
     for (name, var) in vars.named_vars() {
         let Some(stored) = name.strip_prefix(prefix) else {
             continue;
         };
         let t = ckpt.load_checked(stored, var.dims(), candle_core::DType::F32, &device)?;
         var.set(&t)?;
-        used += 1;
+        used.insert(stored.to_string());
     }
-    if used != ckpt.tensors().len() {
+    let unused: Vec<&str> = ckpt
+        .tensors()
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| !used.contains(*n) && !may_go_unused(n))
+        .collect();
+    if let Some(first) = unused.first() {
         return Err(TrainError::Data(format!(
-            "{}: {} tensors, of which {used} are parameters of this model{}",
+            "{}: {} tensors are not parameters of this model{} (first: `{first}`)",
             weights.display(),
-            ckpt.tensors().len(),
+            unused.len(),
             if prefix.is_empty() {
                 String::new()
             } else {

@@ -58,7 +58,11 @@ impl VaeTrainer {
         let vae = WanVae::new(vars.var_builder(&device), &config.model.config())?;
         if let Some(dir) = &config.init_from {
             let source = orrery_vae::VaeModelPath::open(dir)?;
-            init_vars_from(&vars, &source.weights, "")?;
+            // A VAE with fewer temporal resampling stages than its source (less temporal compression) starts
+            // from all of its weights but the temporal convolutions of the stages that became spatial-only.
+            init_vars_from(&vars, &source.weights, "", |name| {
+                name.contains(".time_conv.")
+            })?;
         }
         let session = Session::new(
             &config.run.out_dir,

@@ -168,3 +168,40 @@ fn a_dit_run_fine_tunes_from_an_exported_bundle() {
     let err = DitTrainer::new(other).err().unwrap().to_string();
     assert!(err.contains("word encoder"), "{err}");
 }
+
+#[test]
+fn a_vae_with_less_temporal_compression_starts_from_a_trained_vae() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut source = VaeTrainer::new(vae_config(&root.join("vae"))).unwrap();
+    source.train(Some(1), |_| {}).unwrap();
+    let source_dir = source.export().unwrap();
+
+    // The first stage becomes spatial-only: its temporal convolutions go unused, all else is copied.
+    let mut config = vae_config(&root.join("t2"));
+    config.model.temporal_downsample = vec![false, true];
+    config.init_from = Some(source_dir.clone());
+    let tuned = VaeTrainer::new(config).unwrap();
+    let stored =
+        orrery_nn::Checkpoint::open(source_dir.join("diffusion_pytorch_model.safetensors"))
+            .unwrap();
+    let vars = tuned.session.vars.named_vars();
+    for (name, var) in &vars {
+        let want = stored.load(name, &Device::Cpu).unwrap();
+        let diff = (var.as_tensor() - want).unwrap().abs().unwrap();
+        let diff = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff, 0.0, "{name}");
+    }
+    assert_eq!(
+        stored.tensors().len() - vars.len(),
+        4,
+        "two time_conv weights and biases"
+    );
+
+    // Another width is still refused, naming the tensor.
+    let mut other = vae_config(&root.join("wide"));
+    other.model.base_dim = 8;
+    other.init_from = Some(source_dir);
+    let err = VaeTrainer::new(other).err().unwrap().to_string();
+    assert!(err.contains("shape") || err.contains("conv"), "{err}");
+}
