@@ -80,15 +80,20 @@ pub fn frames_from_clip(video: &Tensor) -> Result<Vec<RgbImage>> {
         .collect())
 }
 
-/// The pixel frames that condition `latent_frames` latent frames: the last 4 (N - 1) + 1 of the video (all of it,
-/// repeated from the last frame, when it is shorter).
-pub fn conditioning_frames(video: &[RgbImage], latent_frames: usize) -> Result<Vec<RgbImage>> {
+/// The pixel frames that condition `latent_frames` latent frames of a VAE compressing time `temporal_factor`
+/// times: the last factor (N - 1) + 1 of the video (4 (N - 1) + 1 for Wan2.1; all of it, repeated from the last
+/// frame, when it is shorter).
+pub fn conditioning_frames(
+    video: &[RgbImage],
+    latent_frames: usize,
+    temporal_factor: usize,
+) -> Result<Vec<RgbImage>> {
     if video.is_empty() {
         return Err(PipelineError::Input(
             "the conditioning video has no frames".into(),
         ));
     }
-    let need = 4 * latent_frames.saturating_sub(1) + 1;
+    let need = temporal_factor * latent_frames.saturating_sub(1) + 1;
     let start = video.len().saturating_sub(need);
     let mut frames: Vec<RgbImage> = video[start..].to_vec();
     while frames.len() < need {
@@ -119,12 +124,12 @@ mod tests {
         let video: Vec<RgbImage> = (0..8)
             .map(|i| RgbImage::from_pixel(4, 4, orrery_media::Rgb([i, 0, 0])))
             .collect();
-        let f = conditioning_frames(&video, 2).unwrap();
+        let f = conditioning_frames(&video, 2, 4).unwrap();
         assert_eq!(
             f.iter().map(|x| x.get_pixel(0, 0)[0]).collect::<Vec<_>>(),
             vec![3, 4, 5, 6, 7]
         );
-        let short = conditioning_frames(&video[..2], 2).unwrap();
+        let short = conditioning_frames(&video[..2], 2, 4).unwrap();
         assert_eq!(
             short
                 .iter()
@@ -132,6 +137,12 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![0, 1, 1, 1, 1]
         );
-        assert_eq!(conditioning_frames(&video, 1).unwrap().len(), 1);
+        assert_eq!(conditioning_frames(&video, 1, 4).unwrap().len(), 1);
+        // A VAE compressing time twice: two latent frames are the last three pixel frames.
+        let t2 = conditioning_frames(&video, 2, 2).unwrap();
+        assert_eq!(
+            t2.iter().map(|x| x.get_pixel(0, 0)[0]).collect::<Vec<_>>(),
+            vec![5, 6, 7]
+        );
     }
 }

@@ -75,7 +75,7 @@ impl WorldPipeline {
             });
         }
         let frames = match (request.video, request.image) {
-            (Some(video), _) => conditioning_frames(video, n)?,
+            (Some(video), _) => conditioning_frames(video, n, self.vae.config.temporal_factor())?,
             (None, Some(image)) => vec![image.clone()],
             (None, None) => unreachable!("mode has conditioning frames"),
         };
