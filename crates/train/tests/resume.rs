@@ -43,6 +43,25 @@ fn dit_config(out: &Path, vae: &Path) -> DitTrainConfig {
     .unwrap()
 }
 
+/// Asserts that every variable `prefix` + NAME equals the stored tensor NAME; returns how many were compared.
+fn assert_vars_equal_stored(
+    vars: &orrery_nn::SeededVarMap,
+    stored: &orrery_nn::Checkpoint,
+    prefix: &str,
+) -> usize {
+    let mut compared = 0;
+    for (name, var) in vars.named_vars() {
+        if let Some(stored_name) = name.strip_prefix(prefix) {
+            let want = stored.load(stored_name, &Device::Cpu).unwrap();
+            let diff = (var.as_tensor() - want).unwrap().abs().unwrap();
+            let diff = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert_eq!(diff, 0.0, "{name}");
+            compared += 1;
+        }
+    }
+    compared
+}
+
 fn losses(h: &[LossPoint]) -> Vec<(usize, u32)> {
     h.iter().map(|p| (p.step, p.loss.to_bits())).collect()
 }
@@ -144,21 +163,7 @@ fn a_dit_run_fine_tunes_from_an_exported_bundle() {
     let stored =
         orrery_nn::Checkpoint::open(bundle.join("transformer/diffusion_pytorch_model.safetensors"))
             .unwrap();
-    let mut compared = 0;
-    for (name, var) in tuned.session.vars.named_vars() {
-        if let Some(stored_name) = name.strip_prefix("dit.") {
-            let want = stored.load(stored_name, &Device::Cpu).unwrap();
-            let diff = (var.as_tensor() - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap();
-            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
-            compared += 1;
-        }
-    }
-    assert!(compared > 10);
+    assert!(assert_vars_equal_stored(&tuned.session.vars, &stored, "dit.") > 10);
 
     // Another caption vocabulary (other clips) cannot start from that bundle.
     let mut other = dit_config(&root.join("other"), &vae_dir);
@@ -185,15 +190,10 @@ fn a_vae_with_less_temporal_compression_starts_from_a_trained_vae() {
     let stored =
         orrery_nn::Checkpoint::open(source_dir.join("diffusion_pytorch_model.safetensors"))
             .unwrap();
-    let vars = tuned.session.vars.named_vars();
-    for (name, var) in &vars {
-        let want = stored.load(name, &Device::Cpu).unwrap();
-        let diff = (var.as_tensor() - want).unwrap().abs().unwrap();
-        let diff = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(diff, 0.0, "{name}");
-    }
+    let compared = assert_vars_equal_stored(&tuned.session.vars, &stored, "");
+    assert_eq!(compared, tuned.session.vars.named_vars().len());
     assert_eq!(
-        stored.tensors().len() - vars.len(),
+        stored.tensors().len() - compared,
         4,
         "two time_conv weights and biases"
     );
