@@ -20,13 +20,14 @@ pub fn foreground_weights(video: &Tensor, extra: f32, max_fraction: f32) -> Resu
     let plane = h * w;
     let mut weights = vec![1f32; b * t * plane];
     let mut scratch = vec![0f32; plane];
+    let mut distance = vec![0f32; plane];
     let mut bins = vec![0usize; plane];
     let mut bin_counts = vec![0usize; COLOR_LEVELS.pow(3)];
     let max_count = (max_fraction.clamp(0.0, 1.0) * plane as f32) as usize;
     for bi in 0..b {
         for ti in 0..t {
             let out = &mut weights[(bi * t + ti) * plane..(bi * t + ti + 1) * plane];
-            let mut distance = vec![0f32; plane];
+            distance.fill(0.0);
             bins.fill(0);
             for ci in 0..c {
                 let start = ((bi * c + ci) * t + ti) * plane;
@@ -61,18 +62,23 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// The weights of a one-frame 4x4 video given as (3, 16) channel-major values.
+    fn frame_weights(v: Vec<f32>, max_fraction: f32) -> Vec<f32> {
+        let video = Tensor::from_vec(v, (1, 3, 1, 4, 4), &Device::Cpu).unwrap();
+        foreground_weights(&video, 9.0, max_fraction)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    }
+
     #[test]
     fn objects_on_a_plain_background_get_the_extra_weight() {
         // One frame, 4x4, grey background with one red pixel.
         let mut v = vec![0f32; 3 * 16];
         v[5] = 1.0; // red channel, pixel 5
-        let video = Tensor::from_vec(v, (1, 3, 1, 4, 4), &Device::Cpu).unwrap();
-        let w = foreground_weights(&video, 9.0, 1.0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let w = frame_weights(v, 1.0);
         for (i, x) in w.iter().enumerate() {
             assert_eq!(*x, if i == 5 { 10.0 } else { 1.0 }, "pixel {i}");
         }
@@ -85,17 +91,8 @@ mod tests {
         (12..16).for_each(|p| v[32 + p] = 1.0); // blue channel, bottom row
         v[1] = 1.0;
         v[2] = 1.0; // red channel, pixels 1 and 2
-        let video = Tensor::from_vec(v, (1, 3, 1, 4, 4), &Device::Cpu).unwrap();
-        let weights = |max_fraction| {
-            foreground_weights(&video, 9.0, max_fraction)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
-        let rare = weights(0.2);
-        let all = weights(1.0);
+        let rare = frame_weights(v.clone(), 0.2);
+        let all = frame_weights(v, 1.0);
         for i in 0..16 {
             let object = i == 1 || i == 2;
             let ground = i >= 12;

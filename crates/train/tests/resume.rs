@@ -43,6 +43,13 @@ fn dit_config(out: &Path, vae: &Path) -> DitTrainConfig {
     .unwrap()
 }
 
+/// A VAE trained one step in `out`, exported; returns its folder.
+fn trained_vae(out: &Path) -> std::path::PathBuf {
+    let mut vae = VaeTrainer::new(vae_config(out)).unwrap();
+    vae.train(Some(1), |_| {}).unwrap();
+    vae.export().unwrap()
+}
+
 /// Asserts that every variable `prefix` + NAME equals the stored tensor NAME; returns how many were compared.
 fn assert_vars_equal_stored(
     vars: &orrery_nn::SeededVarMap,
@@ -150,9 +157,7 @@ fn vae_and_dit_runs_resume_exactly_and_export_a_working_bundle() {
 fn a_dit_run_fine_tunes_from_an_exported_bundle() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let mut vae = VaeTrainer::new(vae_config(&root.join("vae"))).unwrap();
-    vae.train(Some(1), |_| {}).unwrap();
-    let vae_dir = vae.export().unwrap();
+    let vae_dir = trained_vae(&root.join("vae"));
     let mut base = DitTrainer::new(dit_config(&root.join("dit"), &vae_dir)).unwrap();
     base.train(Some(2), |_| {}).unwrap();
     let bundle = base.export().unwrap();
@@ -178,9 +183,7 @@ fn a_dit_run_fine_tunes_from_an_exported_bundle() {
 fn a_vae_with_less_temporal_compression_starts_from_a_trained_vae() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let mut source = VaeTrainer::new(vae_config(&root.join("vae"))).unwrap();
-    source.train(Some(1), |_| {}).unwrap();
-    let source_dir = source.export().unwrap();
+    let source_dir = trained_vae(&root.join("vae"));
 
     // The first stage becomes spatial-only: its temporal convolutions go unused, all else is copied.
     let mut config = vae_config(&root.join("t2"));
