@@ -1,6 +1,7 @@
 //! `orrery physics bench`: a model's Video2World, Image2World and Text2World predictions of held-out physics
 //! clips, scored against the real frames and the simulator's ground truth, beside the copy-last-frame and
-//! constant-velocity baselines.
+//! constant-velocity baselines and the bundle's VAE round trip of the real frames (what a perfect latent
+//! prediction would score).
 
 use std::path::{Path, PathBuf};
 
@@ -15,8 +16,11 @@ use orrery_eval::report::{Block, LinePlot, Report, Section};
 use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{encode_gif, tile_clips, write_mp4, Mp4Options, RgbImage};
+use orrery_pipeline::conditioning::Mode;
+use orrery_pipeline::inputs::conditioning_frames;
 use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
 use orrery_train::data::DataConfig;
+use orrery_vae::Chunking;
 use serde_json::json;
 
 /// Pixel frames of the Video2World input (2 latent frames).
@@ -77,6 +81,32 @@ fn write_videos(dir: &Path, i: usize, c: &Continuations, fps: f64) -> Result<()>
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The real frames encoded and decoded by the bundle's VAE: the ceiling of any latent prediction.
+fn vae_round_trip(pipeline: &WorldPipeline, real: &[RgbImage]) -> Result<Vec<RgbImage>> {
+    let video = orrery_pipeline::inputs::clip_from_frames(real)?;
+    let latent = pipeline.vae.encode(&video, Chunking::Whole)?;
+    let decoded = pipeline.vae.decode(&latent, Chunking::Whole)?;
+    Ok(orrery_pipeline::inputs::frames_from_clip(&decoded)?)
+}
+
+/// A Video2World output aligned with the real clip: the pipeline conditions on the last observed frames that
+/// make its conditional latent frames, so its output starts there; the frames before are the observed ones.
+fn aligned_video2world(
+    observed: &[RgbImage],
+    generated: Vec<RgbImage>,
+    temporal_factor: usize,
+) -> Result<Vec<RgbImage>> {
+    let total = generated.len();
+    let latent_frames = Mode::Video2World.conditional_latent_frames();
+    let used = conditioning_frames(observed, latent_frames, temporal_factor)?
+        .len()
+        .min(observed.len());
+    let mut video = observed[..observed.len() - used].to_vec();
+    video.extend(generated);
+    video.truncate(total);
+    Ok(video)
 }
 
 fn generate(
@@ -144,6 +174,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "video2world: model",
         "video2world: copy last frame",
         "video2world: constant velocity",
+        "video2world: VAE round trip (ceiling)",
         "image2world: model",
         "image2world: copy first frame",
     ];
@@ -157,7 +188,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let observed = &real[..OBSERVED_FRAMES];
         let future = &real[OBSERVED_FRAMES..];
         let n = future.len();
-        let v2w = generate(
+        let generated = generate(
             &pipeline,
             &bundle,
             &embeds[i],
@@ -165,6 +196,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             (None, Some(observed)),
             &s,
         )?;
+        let v2w = aligned_video2world(observed, generated, pipeline.vae.config.temporal_factor())?;
         let i2w = generate(
             &pipeline,
             &bundle,
@@ -210,8 +242,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 encode_gif(&tiled, d.fps)?,
             ));
         }
-        scores[3].push(score_clip(&real[1..], &i2w[1..], t, 1));
-        scores[4].push(score_clip(
+        let round_trip = vae_round_trip(&pipeline, &real)?;
+        scores[3].push(score_clip(
+            future,
+            &round_trip[OBSERVED_FRAMES..],
+            t,
+            OBSERVED_FRAMES,
+        ));
+        scores[4].push(score_clip(&real[1..], &i2w[1..], t, 1));
+        scores[5].push(score_clip(
             &real[1..],
             &copy_last_frame(&real[..1], real.len() - 1),
             t,
@@ -285,7 +324,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                             title: "Video2World: mean PSNR by frames ahead".into(),
                             x_label: "frames after the observed ones".into(),
                             y_label: "PSNR (dB)".into(),
-                            series: names[..3]
+                            series: names[..4]
                                 .iter()
                                 .zip(&scores)
                                 .map(|(name, s)| {

@@ -1,5 +1,5 @@
-//! Training a small Wan-architecture VAE on physics worlds: L1 reconstruction of random temporal crops, a small
-//! KL term on the posterior, and an optional L1 loss on pixel differences for sharp edges. The exported folder is
+//! Training a small Wan-architecture VAE on physics worlds: L1 or squared-error reconstruction of random crops, a
+//! small KL term on the posterior, and an optional L1 loss on pixel differences for sharp edges. The exported folder is
 //! a diffusers-style VAE (`config.json` with the measured latent mean and std, EMA weights in official names).
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::SeededVarMap;
 use orrery_vae::{Chunking, VaeConfig, WanVae};
 
-use crate::config::{RunConfig, VaeTrainConfig};
+use crate::config::{Reconstruction, RunConfig, VaeTrainConfig};
 use crate::data::clip_tensor;
 use crate::error::{Result, TrainError};
 use crate::foreground::foreground_weights;
@@ -49,6 +49,25 @@ fn edge_l1(x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
         .abs()?
         .mean_all()?;
     dx + dy
+}
+
+/// Mean per-pixel error of `recon` against `video` (same shape), weighted by `weights` (broadcast against them)
+/// and normalised by the weights' mean, so that weighting keeps the loss's scale.
+pub fn reconstruction_error(
+    recon: &Tensor,
+    video: &Tensor,
+    kind: Reconstruction,
+    weights: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let diff = (recon - video)?;
+    let error = match kind {
+        Reconstruction::L1 => diff.abs()?,
+        Reconstruction::Mse => diff.sqr()?,
+    };
+    match weights {
+        Some(w) => error.broadcast_mul(w)?.mean_all()? / (w.mean_all()?.to_scalar::<f32>()? as f64),
+        None => error.mean_all(),
+    }
 }
 
 impl VaeTrainer {
@@ -112,19 +131,16 @@ impl VaeTrainer {
             mu.clone()
         };
         let recon = self.vae.decode(&z, Chunking::Whole)?;
-        let diff = (&recon - video)?.abs()?;
-        let l1 = if self.config.loss.object_weight > 0.0 {
-            // Weighted mean: normalised by the weights' mean so the loss keeps its scale.
-            let c = &self.config.loss;
-            let w =
-                foreground_weights(video, c.object_weight as f32, c.object_max_fraction as f32)?;
-            (diff.broadcast_mul(&w)?.mean_all()? / (w.mean_all()?.to_scalar::<f32>()? as f64))?
-        } else {
-            diff.mean_all()?
-        };
-        let kl = (((mu.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)?.mean_all()?;
         let c = &self.config.loss;
-        let mut loss = (&l1 + (kl * (0.5 * c.kl_weight))?)?;
+        let weights = (c.object_weight > 0.0)
+            .then(|| {
+                foreground_weights(video, c.object_weight as f32, c.object_max_fraction as f32)
+            })
+            .transpose()?;
+        let reconstruction =
+            reconstruction_error(&recon, video, c.reconstruction, weights.as_ref())?;
+        let kl = (((mu.sqr()? + logvar.exp()?)? - 1.0)? - &logvar)?.mean_all()?;
+        let mut loss = (&reconstruction + (kl * (0.5 * c.kl_weight))?)?;
         if c.edge_weight > 0.0 {
             loss = (loss + (edge_l1(&recon, video)? * c.edge_weight)?)?;
         }
@@ -211,4 +227,34 @@ pub fn export_vae(dir: &Path, config: &VaeConfig, tensors: Vec<(String, Tensor)>
         &dir.join("config.json"),
         config.to_diffusers_json().as_bytes(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconstruction_errors_are_weighted_means() {
+        let d = Device::Cpu;
+        let video = Tensor::zeros((1, 1, 1, 1, 4), DType::F32, &d).unwrap();
+        let recon = Tensor::new(&[1f32, -2.0, 0.0, 3.0], &d)
+            .unwrap()
+            .reshape((1, 1, 1, 1, 4))
+            .unwrap();
+        let value = |kind, w: Option<&Tensor>| {
+            reconstruction_error(&recon, &video, kind, w)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert_eq!(value(Reconstruction::L1, None), 1.5);
+        assert_eq!(value(Reconstruction::Mse, None), 3.5);
+        // Weights 1, 1, 1, 5 (mean 2): (1 + 4 + 0 + 5 * 9) / 4 / 2.
+        let w = Tensor::new(&[1f32, 1.0, 1.0, 5.0], &d)
+            .unwrap()
+            .reshape((1, 1, 1, 1, 4))
+            .unwrap();
+        assert_eq!(value(Reconstruction::Mse, Some(&w)), 6.25);
+        assert_eq!(value(Reconstruction::L1, Some(&w)), 2.25);
+    }
 }

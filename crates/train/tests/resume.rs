@@ -17,7 +17,8 @@ fn vae_config(out: &Path) -> VaeTrainConfig {
                   "warmup_steps": 1, "decay": "cosine", "min_lr_ratio": 0.1, "grad_clip": 1.0, "ema_decay": 0.9},
         "model": {"base_dim": 4, "z_dim": 4, "dim_mult": [1, 2, 2], "num_res_blocks": 1,
                   "temporal_downsample": [true, true]},
-        "loss": {"kl_weight": 1e-4, "edge_weight": 0.5, "object_weight": 4.0, "object_max_fraction": 0.05},
+        "loss": {"reconstruction": "mse", "kl_weight": 1e-4, "edge_weight": 0.5, "object_weight": 4.0,
+                 "object_max_fraction": 0.05},
         "crop_frames": 5, "crop_size": 16, "stats_clips": 2
     }))
     .unwrap()
