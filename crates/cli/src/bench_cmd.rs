@@ -17,7 +17,7 @@ use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{encode_gif, tile_clips, write_mp4, Mp4Options, RgbImage};
 use orrery_pipeline::conditioning::Mode;
-use orrery_pipeline::inputs::conditioning_frames;
+use orrery_pipeline::inputs::{clip_from_frames, conditioning_frames, frames_from_clip};
 use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
 use orrery_train::data::DataConfig;
 use orrery_vae::Chunking;
@@ -85,10 +85,10 @@ fn write_videos(dir: &Path, i: usize, c: &Continuations, fps: f64) -> Result<()>
 
 /// The real frames encoded and decoded by the bundle's VAE: the ceiling of any latent prediction.
 fn vae_round_trip(pipeline: &WorldPipeline, real: &[RgbImage]) -> Result<Vec<RgbImage>> {
-    let video = orrery_pipeline::inputs::clip_from_frames(real)?;
+    let video = clip_from_frames(real)?;
     let latent = pipeline.vae.encode(&video, Chunking::Whole)?;
     let decoded = pipeline.vae.decode(&latent, Chunking::Whole)?;
-    Ok(orrery_pipeline::inputs::frames_from_clip(&decoded)?)
+    Ok(frames_from_clip(&decoded)?)
 }
 
 /// A Video2World output aligned with the real clip: the pipeline conditions on the last observed frames that
@@ -129,7 +129,7 @@ fn generate(
         settings: settings.clone(),
     };
     let out = pipeline.generate(&request, |_, _| {})?;
-    Ok(orrery_pipeline::inputs::frames_from_clip(&out.video)?)
+    Ok(frames_from_clip(&out.video)?)
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {

@@ -79,8 +79,8 @@ pub struct VaeLoss {
     /// the KL term still bounds; small VAEs learn detail much sooner this way).
     #[serde(default = "yes")]
     pub sample_posterior: bool,
-    /// Extra reconstruction weight on foreground pixels (far from their frame's median colour): the objects, a percent of
-    /// the pixels, which a plain L1 loss lets a small VAE drop (0: off).
+    /// Extra reconstruction weight on foreground pixels (far from their frame's median colour): the objects, a
+    /// percent of the pixels, which a plain L1 loss lets a small VAE drop (0: off).
     #[serde(default)]
     pub object_weight: f64,
     /// Only foreground pixels whose colour covers at most this fraction of their frame get `object_weight`

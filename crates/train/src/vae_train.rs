@@ -1,6 +1,7 @@
 //! Training a small Wan-architecture VAE on physics worlds: L1 or squared-error reconstruction of random crops, a
-//! small KL term on the posterior, and an optional L1 loss on pixel differences for sharp edges. The exported folder is
-//! a diffusers-style VAE (`config.json` with the measured latent mean and std, EMA weights in official names).
+//! small KL term on the posterior, and an optional L1 loss on pixel differences for sharp edges. The exported
+//! folder is a diffusers-style VAE (`config.json` with the measured latent mean and std, EMA weights in official
+//! names).
 
 use std::path::{Path, PathBuf};
 
