@@ -17,10 +17,10 @@ use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{encode_gif, tile_clips, write_mp4, Mp4Options, RgbImage};
 use orrery_pipeline::conditioning::Mode;
-use orrery_pipeline::inputs::{clip_from_frames, conditioning_frames, frames_from_clip};
+use orrery_pipeline::inputs::{clip_from_frames, frames_from_clip};
 use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
 use orrery_train::data::DataConfig;
-use orrery_vae::Chunking;
+use orrery_vae::{Chunking, VaeConfig};
 use serde_json::json;
 
 /// Pixel frames of the Video2World input (2 latent frames).
@@ -96,17 +96,16 @@ fn vae_round_trip(pipeline: &WorldPipeline, real: &[RgbImage]) -> Result<Vec<Rgb
 fn aligned_video2world(
     observed: &[RgbImage],
     generated: Vec<RgbImage>,
-    temporal_factor: usize,
-) -> Result<Vec<RgbImage>> {
+    vae: &VaeConfig,
+) -> Vec<RgbImage> {
     let total = generated.len();
-    let latent_frames = Mode::Video2World.conditional_latent_frames();
-    let used = conditioning_frames(observed, latent_frames, temporal_factor)?
-        .len()
+    let used = vae
+        .pixel_frames(Mode::Video2World.conditional_latent_frames())
         .min(observed.len());
     let mut video = observed[..observed.len() - used].to_vec();
     video.extend(generated);
     video.truncate(total);
-    Ok(video)
+    video
 }
 
 fn generate(
@@ -196,7 +195,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             (None, Some(observed)),
             &s,
         )?;
-        let v2w = aligned_video2world(observed, generated, pipeline.vae.config.temporal_factor())?;
+        let v2w = aligned_video2world(observed, generated, &pipeline.vae.config);
         let i2w = generate(
             &pipeline,
             &bundle,
