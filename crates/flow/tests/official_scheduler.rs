@@ -80,22 +80,7 @@ fn unipc_trajectories_equal_the_official_sampler() {
             .unwrap();
             x = sampler.step(&v, &x).unwrap();
             let want = states.get(k + 1).unwrap();
-            let scale = want
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap() as f64;
-            let err = (&x - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap() as f64;
-            worst = worst.max(err / scale.max(1e-12));
+            worst = worst.max(orrery_nn::compare::max_rel_err(&x, &want).unwrap());
         }
         println!("{name}: worst step error / scale {worst:.2e}");
         assert!(worst <= 1e-5, "{name}: {worst:.3e}");

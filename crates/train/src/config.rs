@@ -87,6 +87,15 @@ pub struct VaeLoss {
     /// (the balls, not the ground); 1: all foreground pixels.
     #[serde(default = "one")]
     pub object_max_fraction: f64,
+    /// Gaussian noise added to the decoder's input latents, as a fraction of each latent channel's batch std:
+    /// the decoder learns to turn imperfect latents (a DiT's predictions) into clean frames instead of texture
+    /// (0: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub latent_noise: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn yes() -> bool {
@@ -115,6 +124,10 @@ pub struct VaeTrainConfig {
     /// (relative paths: to the config file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// Train the decoder only (needs `init_from`): the encoder, the latent space and its statistics stay those
+    /// of the source, so a DiT trained on the source's latents works unchanged with the new decoder.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_encoder: bool,
 }
 
 /// The small text encoder trained with the DiT.
@@ -227,6 +240,9 @@ impl VaeTrainConfig {
         )?;
         check(self.stats_clips > 0, || {
             "stats_clips must be positive".into()
+        })?;
+        check(!self.freeze_encoder || self.init_from.is_some(), || {
+            "freeze_encoder needs init_from (the VAE whose encoder to keep)".into()
         })
     }
 }

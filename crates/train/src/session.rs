@@ -54,7 +54,25 @@ impl Session {
         seed: u64,
         total_steps: usize,
     ) -> Result<Self> {
-        let optimizer = AdamW::new(optim, vars.named_vars())?;
+        Self::training_only(out_dir, vars, optim, seed, total_steps, |_| true)
+    }
+
+    /// A fresh run that updates (and checkpoints) only the variables whose names pass `trained`; the others keep
+    /// the values they were created or initialised with.
+    pub fn training_only(
+        out_dir: &Path,
+        vars: SeededVarMap,
+        optim: OptimConfig,
+        seed: u64,
+        total_steps: usize,
+        trained: impl Fn(&str) -> bool,
+    ) -> Result<Self> {
+        let trainable = vars
+            .named_vars()
+            .into_iter()
+            .filter(|(name, _)| trained(name))
+            .collect();
+        let optimizer = AdamW::new(optim, trainable)?;
         Ok(Self {
             out_dir: out_dir.to_owned(),
             vars,

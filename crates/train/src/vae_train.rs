@@ -84,12 +84,14 @@ impl VaeTrainer {
                 name.contains(".time_conv.")
             })?;
         }
-        let session = Session::new(
+        let frozen = config.freeze_encoder;
+        let session = Session::training_only(
             &config.run.out_dir,
             vars,
             config.optim.clone(),
             config.run.seed,
             config.run.steps,
+            |name| !(frozen && is_encoder_weight(name)),
         )?;
         Ok(Self {
             config,
@@ -124,12 +126,25 @@ impl VaeTrainer {
     /// The loss of one batch.
     fn loss(&mut self, video: &Tensor) -> Result<Tensor> {
         let (mu, logvar) = self.vae.encode_moments(video, Chunking::Whole)?;
+        // A frozen encoder needs no backward pass.
+        let (mu, logvar) = if self.config.freeze_encoder {
+            (mu.detach(), logvar.detach())
+        } else {
+            (mu, logvar)
+        };
         let logvar = logvar.clamp(-30f32, 20f32)?;
         let z = if self.config.loss.sample_posterior {
             let eps = normal(&mut self.session.rng, mu.dims(), &self.device)?;
             (&mu + (&logvar * 0.5)?.exp()?.mul(&eps)?)?
         } else {
             mu.clone()
+        };
+        let z = match self.config.loss.latent_noise {
+            0.0 => z,
+            scale => {
+                let eps = normal(&mut self.session.rng, z.dims(), &self.device)?;
+                (&z + eps.broadcast_mul(&(channel_std(&mu.detach())? * scale)?)?)?
+            }
         };
         let recon = self.vae.decode(&z, Chunking::Whole)?;
         let c = &self.config.loss;
@@ -206,18 +221,50 @@ impl Run for VaeTrainer {
         self.session.update(&loss)
     }
 
-    /// Writes `{out_dir}/final`: the EMA VAE as a diffusers-style folder with measured latent statistics.
+    /// Writes `{out_dir}/final`: the EMA VAE as a diffusers-style folder with measured latent statistics (a
+    /// frozen encoder keeps its weights and its source's statistics).
     fn export(&self) -> Result<PathBuf> {
         let mut config = self.config.model.config();
-        let ema = self.session.optimizer.ema_tensors()?;
-        let vb = VarBuilder::from_tensors(ema.iter().cloned().collect(), DType::F32, &self.device);
-        let (mean, std) = self.latent_statistics(&WanVae::new(vb, &config)?)?;
-        config.latents_mean = mean;
-        config.latents_std = std;
+        let mut ema = self.session.optimizer.ema_tensors()?;
+        for (name, var) in self.session.vars.named_vars() {
+            if !ema.iter().any(|(n, _)| *n == name) {
+                ema.push((name, var.as_tensor().clone()));
+            }
+        }
+        match (&self.config.init_from, self.config.freeze_encoder) {
+            (Some(source), true) => {
+                let source = orrery_vae::VaeModelPath::open(source)?.config;
+                config.latents_mean = source.latents_mean;
+                config.latents_std = source.latents_std;
+            }
+            _ => {
+                let vb = VarBuilder::from_tensors(
+                    ema.iter().cloned().collect(),
+                    DType::F32,
+                    &self.device,
+                );
+                let (mean, std) = self.latent_statistics(&WanVae::new(vb, &config)?)?;
+                config.latents_mean = mean;
+                config.latents_std = std;
+            }
+        }
         let dir = self.config.run.out_dir.join("final");
         export_vae(&dir, &config, ema)?;
         Ok(dir)
     }
+}
+
+/// (1, C, 1, 1, 1): the std of each channel of `z` (B, C, T, H, W) over everything but the channel.
+fn channel_std(z: &Tensor) -> Result<Tensor> {
+    let per_channel = z.transpose(0, 1)?.flatten_from(1)?; // (C, N)
+    let mean = per_channel.mean_keepdim(1)?;
+    let var = per_channel.broadcast_sub(&mean)?.sqr()?.mean(1)?;
+    Ok(var.sqrt()?.reshape((1, (), 1, 1, 1))?)
+}
+
+/// Whether a VAE weight belongs to the encoder side (`encoder.*` and the `conv1` moments projection).
+fn is_encoder_weight(name: &str) -> bool {
+    name.starts_with("encoder.") || name.starts_with("conv1.")
 }
 
 /// Writes a VAE folder: `config.json` and `diffusion_pytorch_model.safetensors` (official names).
@@ -233,6 +280,22 @@ pub fn export_vae(dir: &Path, config: &VaeConfig, tensors: Vec<(String, Tensor)>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_std_is_per_channel() {
+        let d = Device::Cpu;
+        // Channel 0: 1, 3 (std 1); channel 1: 5, 5 (std 0); batch of 2, one element each.
+        let z = Tensor::new(&[1f32, 5.0, 3.0, 5.0], &d)
+            .unwrap()
+            .reshape((2, 2, 1, 1, 1))
+            .unwrap();
+        let s = channel_std(&z).unwrap();
+        assert_eq!(s.dims(), &[1, 2, 1, 1, 1]);
+        assert_eq!(
+            s.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [1.0, 0.0]
+        );
+    }
 
     #[test]
     fn reconstruction_errors_are_weighted_means() {

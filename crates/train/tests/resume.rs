@@ -61,8 +61,7 @@ fn assert_vars_equal_stored(
     for (name, var) in vars.named_vars() {
         if let Some(stored_name) = name.strip_prefix(prefix) {
             let want = stored.load(stored_name, &Device::Cpu).unwrap();
-            let diff = (var.as_tensor() - want).unwrap().abs().unwrap();
-            let diff = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = orrery_nn::compare::max_abs_diff(var.as_tensor(), &want).unwrap();
             assert_eq!(diff, 0.0, "{name}");
             compared += 1;
         }
@@ -208,4 +207,59 @@ fn a_vae_with_less_temporal_compression_starts_from_a_trained_vae() {
     other.init_from = Some(source_dir);
     let err = VaeTrainer::new(other).err().unwrap().to_string();
     assert!(err.contains("shape") || err.contains("conv"), "{err}");
+}
+
+#[test]
+fn a_decoder_only_fine_tune_keeps_the_latent_space() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let source_dir = trained_vae(&root.join("vae"));
+    let source = orrery_vae::VaeModelPath::open(&source_dir).unwrap();
+    let stored = orrery_nn::Checkpoint::open(&source.weights).unwrap();
+
+    let mut config = vae_config(&root.join("decoder"));
+    config.freeze_encoder = true;
+    config.init_from = None;
+    assert!(config.validate().unwrap_err().contains("init_from"));
+    config.init_from = Some(source_dir.clone());
+    config.validate().unwrap();
+    let mut tuned = VaeTrainer::new(config.clone()).unwrap();
+    let trained: Vec<String> = tuned
+        .session
+        .optimizer
+        .vars
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(!trained.is_empty());
+    assert!(trained
+        .iter()
+        .all(|n| n.starts_with("decoder.") || n.starts_with("conv2.")));
+    tuned.train(Some(2), |_| {}).unwrap();
+    let dir = tuned.export().unwrap();
+
+    // Encoder weights and latent statistics are the source's; the decoder moved.
+    let exported = orrery_vae::VaeModelPath::open(&dir).unwrap();
+    assert_eq!(exported.config.latents_mean, source.config.latents_mean);
+    assert_eq!(exported.config.latents_std, source.config.latents_std);
+    let new = orrery_nn::Checkpoint::open(&exported.weights).unwrap();
+    assert_eq!(new.tensors().len(), stored.tensors().len());
+    let (mut same, mut moved) = (0, 0);
+    for entry in stored.tensors() {
+        let name = &entry.name;
+        let a = stored.load(name, &Device::Cpu).unwrap();
+        let b = new.load(name, &Device::Cpu).unwrap();
+        let diff = orrery_nn::compare::max_abs_diff(&a, &b).unwrap();
+        if name.starts_with("encoder.") || name.starts_with("conv1.") {
+            assert_eq!(diff, 0.0, "{name}");
+            same += 1;
+        } else {
+            moved += usize::from(diff > 0.0);
+        }
+    }
+    assert!(same > 0 && moved > 0, "{same} frozen, {moved} moved");
+
+    // Resuming restores the decoder and keeps the encoder from the source.
+    let mut resumed = VaeTrainer::new(config).unwrap();
+    assert_eq!(resumed.session.resume_latest().unwrap(), Some(2));
 }

@@ -172,14 +172,7 @@ mod tests {
             },
         ] {
             let tiled = blend_tiles(&latent, tiling, 2, 2, local).unwrap();
-            let d = (tiled - &full)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = orrery_nn::compare::max_abs_diff(&tiled, &full).unwrap();
             assert!(d < 1e-5, "{tiling:?}: {d}");
         }
     }
