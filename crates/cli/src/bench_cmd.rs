@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// Sampling steps (default: the bundle's).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Classifier-free guidance (default: the bundle's; 1 is the conditional prediction alone).
+    #[arg(long)]
+    pub guidance: Option<f64>,
     /// Results as JSON (written atomically).
     #[arg(long)]
     pub out: PathBuf,
@@ -138,9 +141,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     };
     let bundle = ModelBundle::open(&root)?;
     let d = bundle.defaults.clone();
+    let defaults = d.sampling_settings(0, NoiseKind::Fast);
     let settings = SamplingSettings {
         steps: args.steps.unwrap_or(d.steps),
-        ..d.sampling_settings(0, NoiseKind::Fast)
+        guidance: args.guidance.unwrap_or(defaults.guidance),
+        ..defaults
     };
     // Held-out clips: the training clips' generator with another base seed, all families.
     let held_out = DataConfig {

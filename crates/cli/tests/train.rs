@@ -151,6 +151,8 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
         "1",
         "--steps",
         "2",
+        "--guidance",
+        "1.5",
         "--out",
         report.to_str().unwrap(),
         "--report",
@@ -162,6 +164,10 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let methods = r["methods"].as_array().unwrap();
     assert_eq!(methods.len(), 6);
+    assert_eq!(
+        (r["steps"].as_u64(), r["guidance"].as_f64()),
+        (Some(2), Some(1.5))
+    );
     assert!(methods[1]["psnr"].as_f64().unwrap() > 10.0);
     // The VAE round trip bounds what a latent prediction can reach.
     assert_eq!(
