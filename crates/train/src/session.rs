@@ -87,6 +87,19 @@ impl Session {
         self.optimizer.step
     }
 
+    /// Every variable for export: the EMA of the trained ones, the current value of those left out of training.
+    pub fn export_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut tensors = self.optimizer.ema_tensors()?;
+        let trained: std::collections::HashSet<String> =
+            tensors.iter().map(|(name, _)| name.clone()).collect();
+        for (name, var) in self.vars.named_vars() {
+            if !trained.contains(&name) {
+                tensors.push((name, var.as_tensor().clone()));
+            }
+        }
+        Ok(tensors)
+    }
+
     pub fn checkpoints_dir(&self) -> PathBuf {
         self.out_dir.join("checkpoints")
     }

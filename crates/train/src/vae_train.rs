@@ -225,12 +225,7 @@ impl Run for VaeTrainer {
     /// frozen encoder keeps its weights and its source's statistics).
     fn export(&self) -> Result<PathBuf> {
         let mut config = self.config.model.config();
-        let mut ema = self.session.optimizer.ema_tensors()?;
-        for (name, var) in self.session.vars.named_vars() {
-            if !ema.iter().any(|(n, _)| *n == name) {
-                ema.push((name, var.as_tensor().clone()));
-            }
-        }
+        let ema = self.session.export_tensors()?;
         match (&self.config.init_from, self.config.freeze_encoder) {
             (Some(source), true) => {
                 let source = orrery_vae::VaeModelPath::open(source)?.config;
