@@ -16,9 +16,8 @@ use orrery_eval::report::{Block, LinePlot, Report, Section};
 use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{encode_gif, tile_clips, write_mp4, Mp4Options, RgbImage};
-use orrery_pipeline::conditioning::Mode;
 use orrery_pipeline::inputs::{clip_from_frames, frames_from_clip};
-use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
+use orrery_pipeline::{Mode, ModelBundle, Request, SamplingSettings, WorldPipeline};
 use orrery_train::data::DataConfig;
 use orrery_vae::{Chunking, VaeConfig};
 use serde_json::json;
@@ -134,6 +133,19 @@ fn generate(
     Ok(frames_from_clip(&out.video)?)
 }
 
+/// Each method's PSNR on each clip (capped at 100 dB, as in the means), to see where a method wins or loses.
+fn per_clip_psnr(names: &[&str], scores: &[Vec<ClipScore>]) -> serde_json::Value {
+    names
+        .iter()
+        .zip(scores)
+        .map(|(name, s)| {
+            let psnr: Vec<f64> = s.iter().map(|c| c.psnr.min(100.0)).collect();
+            (name.to_string(), json!(psnr))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 pub fn bench(args: &BenchArgs) -> Result<()> {
     let root = match &args.model {
         Some(p) => p.clone(),
@@ -141,12 +153,40 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     };
     let bundle = ModelBundle::open(&root)?;
     let d = bundle.defaults.clone();
-    let defaults = d.sampling_settings(0, NoiseKind::Fast);
-    let settings = SamplingSettings {
-        steps: args.steps.unwrap_or(d.steps),
-        guidance: args.guidance.unwrap_or(defaults.guidance),
-        ..defaults
+    // Each mode samples as the bundle says for it, unless --steps / --guidance set all three.
+    let settings: Vec<SamplingSettings> = Mode::ALL
+        .iter()
+        .map(|&mode| {
+            let own = d.mode_settings(mode, 0, NoiseKind::Fast);
+            SamplingSettings {
+                steps: args.steps.unwrap_or(own.steps),
+                guidance: args.guidance.unwrap_or(own.guidance),
+                ..own
+            }
+        })
+        .collect();
+    let settings_for = |mode: Mode, seed: u64| SamplingSettings {
+        seed,
+        ..settings[mode as usize].clone()
     };
+    let sampling: serde_json::Map<String, serde_json::Value> = Mode::ALL
+        .iter()
+        .map(|&m| {
+            let s = &settings[m as usize];
+            (
+                m.name().to_owned(),
+                json!({"steps": s.steps, "guidance": s.guidance}),
+            )
+        })
+        .collect();
+    let sampling_text = Mode::ALL
+        .iter()
+        .map(|&m| {
+            let s = &settings[m as usize];
+            format!("{} {} steps at guidance {}", m.name(), s.steps, s.guidance)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     // Held-out clips: the training clips' generator with another base seed, all families.
     let held_out = DataConfig {
         clips: args.clips.max(args.text_clips),
@@ -187,8 +227,6 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     for (i, clip) in clips.iter().take(args.clips).enumerate() {
         let real = clip.images();
         let colors: Vec<[u8; 3]> = clip.truth.scene.objects.iter().map(|o| o.color).collect();
-        let mut s = settings.clone();
-        s.seed = i as u64;
         let observed = &real[..OBSERVED_FRAMES];
         let future = &real[OBSERVED_FRAMES..];
         let n = future.len();
@@ -198,7 +236,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             &embeds[i],
             &negative,
             (None, Some(observed)),
-            &s,
+            &settings_for(Mode::Video2World, i as u64),
         )?;
         let v2w = aligned_video2world(observed, generated, &pipeline.vae.config);
         let i2w = generate(
@@ -207,7 +245,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             &embeds[i],
             &negative,
             (Some(&real[0]), None),
-            &s,
+            &settings_for(Mode::Image2World, i as u64),
         )?;
         let t = &clip.truth;
         let continuations = Continuations {
@@ -265,8 +303,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     // Text2World: is each captioned object (by colour) in at least half the generated frames?
     let (mut shown, mut total) = (0usize, 0usize);
     for (i, clip) in clips.iter().take(args.text_clips).enumerate() {
-        let mut s = settings.clone();
-        s.seed = 1_000_000 + i as u64;
+        let s = settings_for(Mode::Text2World, 1_000_000 + i as u64);
         let frames = generate(&pipeline, &bundle, &embeds[i], &negative, (None, None), &s)?;
         for o in &clip.truth.scene.objects {
             let seen = frames
@@ -292,8 +329,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         args.text_clips
     );
     let report = json!({
-        "model": root, "clips": args.clips, "seed": args.seed, "steps": settings.steps,
-        "guidance": settings.guidance, "observed_frames": OBSERVED_FRAMES, "methods": rows,
+        "model": root, "clips": args.clips, "seed": args.seed, "sampling": sampling,
+        "observed_frames": OBSERVED_FRAMES, "methods": rows,
+        "clip_psnr": per_clip_psnr(&names, &scores),
         "text2world": {"clips": args.text_clips, "objects": total, "shown": shown, "rate": detection},
     });
     crate::write_text_atomically(&args.out, &serde_json::to_string_pretty(&report)?)?;
@@ -305,15 +343,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                     title: "Predictions of held-out physics clips".into(),
                     blocks: vec![
                         Block::Paragraph(format!(
-                            "Model {}; {} held-out clips (base seed {}), {} observed frames, {} sampling steps, \
-                             guidance {}. Video2World and Image2World rows score the predicted frames against the \
+                            "Model {}; {} held-out clips (base seed {}), {} observed frames; {}. Video2World and Image2World rows score the predicted frames against the \
                              real ones and the simulator's ground truth.",
                             root.display(),
                             args.clips,
                             args.seed,
                             OBSERVED_FRAMES,
-                            settings.steps,
-                            settings.guidance
+                            sampling_text
                         )),
                         Block::Table {
                             headers: TABLE_HEADERS.iter().map(|h| h.to_string()).collect(),

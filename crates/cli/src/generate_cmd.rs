@@ -10,7 +10,7 @@ use orrery_media::{read_image, read_video, write_mp4, Mp4Options, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
 use orrery_pipeline::inputs::frames_from_clip;
-use orrery_pipeline::{ModelBundle, Request, SamplingSettings, WorldPipeline};
+use orrery_pipeline::{Mode, ModelBundle, Request, SamplingSettings, WorldPipeline};
 use orrery_text::PromptCache;
 use serde_json::{json, Value};
 
@@ -87,6 +87,16 @@ struct Job {
     image: Option<PathBuf>,
     video: Option<PathBuf>,
     out: PathBuf,
+}
+
+impl Job {
+    fn mode(&self) -> Mode {
+        match (&self.image, &self.video) {
+            (_, Some(_)) => Mode::Video2World,
+            (Some(_), None) => Mode::Image2World,
+            (None, None) => Mode::Text2World,
+        }
+    }
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize)> {
@@ -206,11 +216,33 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
             .transpose()?;
         inputs.push((image, video.map(|v| v.frames)));
     }
-    let settings = SamplingSettings {
-        steps: args.steps.unwrap_or(d.steps),
-        guidance: args.guidance.unwrap_or(d.guidance),
-        ..d.sampling_settings(args.seed, noise)
+    // Each mode samples with the bundle's settings for it unless --steps / --guidance say otherwise.
+    let settings_for = |mode: Mode| {
+        let own = d.mode_settings(mode, args.seed, noise);
+        SamplingSettings {
+            steps: args.steps.unwrap_or(own.steps),
+            guidance: args.guidance.unwrap_or(own.guidance),
+            ..own
+        }
     };
+    let chunk = d.frames.min(frames);
+    let chunks = long_video_chunks(frames, chunk);
+    // The mode of each chunk of a job: later chunks continue from the previous chunk's last frame.
+    let chunk_modes = |job: &Job| -> Vec<Mode> {
+        (0..chunks.len())
+            .map(|i| {
+                if i == 0 {
+                    job.mode()
+                } else {
+                    Mode::Image2World
+                }
+            })
+            .collect()
+    };
+    let guided = jobs
+        .iter()
+        .flat_map(chunk_modes)
+        .any(|m| settings_for(m).guidance != 0.0);
     let negative_prompt = args
         .negative_prompt
         .clone()
@@ -221,7 +253,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         Some(path) => {
             let ckpt = Checkpoint::open(path)?;
             let text = ckpt.load_as("prompt_embeds", DType::F32, &Device::Cpu)?;
-            let negative = if settings.guidance != 0.0 {
+            let negative = if guided {
                 Some(
                     ckpt.load_as("negative_embeds", DType::F32, &Device::Cpu)
                         .with_context(|| {
@@ -239,12 +271,12 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         None => {
             let cache = args.cache.as_deref().map(PromptCache::new).transpose()?;
             let mut prompts: Vec<&str> = jobs.iter().map(|j| j.prompt.as_str()).collect();
-            if settings.guidance != 0.0 {
+            if guided {
                 prompts.push(&negative_prompt);
             }
             tracing::info!("encoding {} prompt(s)", prompts.len());
             let mut e = bundle.encode_prompts(&prompts, cache.as_ref(), dtype)?;
-            let negative = (settings.guidance != 0.0).then(|| e.pop()).flatten();
+            let negative = guided.then(|| e.pop()).flatten();
             (e, negative)
         }
     };
@@ -253,18 +285,18 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     let pipeline = WorldPipeline::new(dit, vae)?;
     let fps = args.fps.unwrap_or(d.fps);
     for ((job, (image, video)), text) in jobs.iter().zip(&inputs).zip(&texts) {
-        let chunk = d.frames.min(frames);
-        let chunks = long_video_chunks(frames, chunk);
-        let bar = crate::progress_bar(
-            chunks.len() * settings.schedule()?.calls(),
-            "steps",
-            job.name.clone(),
-        )?;
+        let modes = chunk_modes(job);
+        let mut calls = 0;
+        for &m in &modes {
+            calls += settings_for(m).schedule()?.calls();
+        }
+        let settings = settings_for(job.mode());
+        let bar = crate::progress_bar(calls, "steps", job.name.clone())?;
         let mut all: Vec<RgbImage> = Vec::new();
         let mut last_latents = None;
         for (i, &len) in chunks.iter().enumerate() {
             let previous: Option<RgbImage> = all.last().cloned();
-            let mut s = settings.clone();
+            let mut s = settings_for(modes[i]);
             s.seed = settings.seed + i as u64;
             let request = Request {
                 frames: len,
@@ -295,7 +327,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         }
         let resolved = json!({
             "prompt": job.prompt, "negative_prompt": if settings.guidance != 0.0 { Some(&negative_prompt) } else { None },
-            "mode": match (job.image.is_some(), job.video.is_some()) { (_, true) => "video2world", (true, _) => "image2world", _ => "text2world" },
+            "mode": job.mode().name(),
             "model": bundle.root, "frames": all.len(), "chunks": chunks, "width": width, "height": height, "fps": fps,
             "seed": settings.seed, "noise": args.noise, "steps": settings.steps, "guidance": settings.guidance,
             "schedule": settings.schedule.to_json(),

@@ -164,10 +164,14 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let methods = r["methods"].as_array().unwrap();
     assert_eq!(methods.len(), 6);
-    assert_eq!(
-        (r["steps"].as_u64(), r["guidance"].as_f64()),
-        (Some(2), Some(1.5))
-    );
+    for mode in ["text2world", "image2world", "video2world"] {
+        let m = &r["sampling"][mode];
+        assert_eq!(
+            (m["steps"].as_u64(), m["guidance"].as_f64()),
+            (Some(2), Some(1.5)),
+            "{mode}"
+        );
+    }
     assert!(methods[1]["psnr"].as_f64().unwrap() > 10.0);
     // The VAE round trip bounds what a latent prediction can reach.
     assert_eq!(

@@ -7,8 +7,9 @@
 //!   and a Reason1 folder (any subfolder whose config.json is a Qwen2.5-VL).
 //!
 //! `orrery_sampling.json` beside them, if present, holds the sampling defaults (`schedule`: "karras" or a shift
-//! number, `steps`, `guidance`, `cond_timestep` (negative = none), `frames`, `width`, `height`, `fps`); without it
-//! the 2B post-trained defaults apply.
+//! number, `steps`, `guidance`, `cond_timestep` (negative = none), `frames`, `width`, `height`, `fps`, and per
+//! mode `"text2world"`, `"image2world"`, `"video2world"`: `{"steps", "guidance"}` where that mode samples
+//! otherwise); without it the 2B post-trained defaults apply.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,7 @@ use orrery_text::{Overflow, PromptCache, Reason1Embedder, WordEncoder};
 use orrery_vae::VaeModelPath;
 use serde_json::Value;
 
+use crate::conditioning::Mode;
 use crate::error::{PipelineError, Result};
 use crate::sample::{SamplingSettings, ScheduleKind};
 use orrery_flow::noise::NoiseKind;
@@ -52,6 +54,15 @@ pub struct BundleDefaults {
     pub width: usize,
     pub height: usize,
     pub fps: f64,
+    /// Steps and guidance of Text2World, Image2World and Video2World where they differ from the above.
+    pub per_mode: [ModeSampling; 3],
+}
+
+/// A mode's own sampling steps and guidance (`None`: the bundle's).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ModeSampling {
+    pub steps: Option<usize>,
+    pub guidance: Option<f64>,
 }
 
 impl Default for BundleDefaults {
@@ -67,6 +78,7 @@ impl Default for BundleDefaults {
             width: 1280,
             height: 704,
             fps: 16.0,
+            per_mode: Default::default(),
         }
     }
 }
@@ -199,9 +211,19 @@ impl BundleDefaults {
         }
     }
 
+    /// Sampling settings of `mode`: its own steps and guidance where the bundle sets them.
+    pub fn mode_settings(&self, mode: Mode, seed: u64, noise: NoiseKind) -> SamplingSettings {
+        let own = self.per_mode[mode as usize];
+        SamplingSettings {
+            steps: own.steps.unwrap_or(self.steps),
+            guidance: own.guidance.unwrap_or(self.guidance),
+            ..self.sampling_settings(seed, noise)
+        }
+    }
+
     /// `orrery_sampling.json` as [`ModelBundle::open`] reads it back.
     pub fn to_json(&self) -> String {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "schedule": self.schedule.to_json(),
             "steps": self.steps,
             "guidance": self.guidance,
@@ -211,8 +233,31 @@ impl BundleDefaults {
             "height": self.height,
             "fps": self.fps,
         });
+        for mode in Mode::ALL {
+            let own = self.per_mode[mode as usize];
+            if own != ModeSampling::default() {
+                v[mode.name()] = serde_json::json!({"steps": own.steps, "guidance": own.guidance});
+            }
+        }
         serde_json::to_string_pretty(&v).expect("plain values")
     }
+}
+
+/// `{"steps": N, "guidance": G}`, either left out or null; `None` for anything else.
+fn read_mode_sampling(v: &Value) -> Option<ModeSampling> {
+    let o = v.as_object()?;
+    if o.keys().any(|k| k != "steps" && k != "guidance") {
+        return None;
+    }
+    let steps = match o.get("steps") {
+        None | Some(Value::Null) => None,
+        Some(x) => Some(x.as_u64().filter(|n| *n > 0)? as usize),
+    };
+    let guidance = match o.get("guidance") {
+        None | Some(Value::Null) => None,
+        Some(x) => Some(x.as_f64()?),
+    };
+    Some(ModeSampling { steps, guidance })
 }
 
 fn read_defaults(path: &Path) -> Result<BundleDefaults> {
@@ -255,6 +300,19 @@ fn read_defaults(path: &Path) -> Result<BundleDefaults> {
     }
     if let Some(x) = num("fps") {
         d.fps = x;
+    }
+    for mode in Mode::ALL {
+        if let Some(own) = v.get(mode.name()) {
+            d.per_mode[mode as usize] = read_mode_sampling(own).ok_or_else(|| {
+                bundle_error(
+                    path,
+                    format!(
+                        "{}: {own}: expected {{\"steps\": N, \"guidance\": G}} (either may be left out)",
+                        mode.name()
+                    ),
+                )
+            })?;
+        }
     }
     Ok(d)
 }
@@ -364,6 +422,17 @@ mod tests {
                 width: 64,
                 height: 48,
                 fps: 16.0,
+                per_mode: [
+                    ModeSampling {
+                        steps: Some(30),
+                        guidance: None,
+                    },
+                    ModeSampling::default(),
+                    ModeSampling {
+                        steps: Some(1),
+                        guidance: Some(1.0),
+                    },
+                ],
             },
         ] {
             std::fs::write(&path, d.to_json()).unwrap();
@@ -372,5 +441,26 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let s = BundleDefaults::default().sampling_settings(3, NoiseKind::Numpy);
         assert_eq!(s, SamplingSettings::cosmos_2b_post_trained(3));
+        let d = BundleDefaults {
+            per_mode: [
+                ModeSampling::default(),
+                ModeSampling::default(),
+                ModeSampling {
+                    steps: Some(1),
+                    guidance: Some(1.5),
+                },
+            ],
+            ..BundleDefaults::default()
+        };
+        let v2w = d.mode_settings(Mode::Video2World, 3, NoiseKind::Numpy);
+        assert_eq!((v2w.steps, v2w.guidance), (1, 1.5));
+        assert_eq!(
+            d.mode_settings(Mode::Image2World, 3, NoiseKind::Numpy),
+            SamplingSettings::cosmos_2b_post_trained(3)
+        );
+        std::fs::write(&path, r#"{"video2world": {"steps": "many"}}"#).unwrap();
+        let err = read_defaults(&path).unwrap_err().to_string();
+        assert!(err.contains("video2world"), "{err}");
+        std::fs::remove_file(&path).unwrap();
     }
 }

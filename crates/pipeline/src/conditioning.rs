@@ -7,12 +7,14 @@ use candle_core::{Result, Tensor};
 /// The three modes of the one model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    Text2World,
-    Image2World,
-    Video2World,
+    Text2World = 0,
+    Image2World = 1,
+    Video2World = 2,
 }
 
 impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Text2World, Mode::Image2World, Mode::Video2World];
+
     /// Conditional latent frames N at inference (`num_input_frames`: 0, 1, 2).
     pub fn conditional_latent_frames(self) -> usize {
         match self {

@@ -9,7 +9,7 @@ pub mod inputs;
 mod pipeline;
 pub mod sample;
 
-pub use bundle::{BundleDefaults, ModelBundle, TextEncoderKind};
+pub use bundle::{BundleDefaults, ModeSampling, ModelBundle, TextEncoderKind};
 pub use conditioning::Mode;
 pub use error::{PipelineError, Result};
 pub use pipeline::{Generated, Request, WorldPipeline};

@@ -128,6 +128,24 @@ pub struct VaeTrainConfig {
     /// of the source, so a DiT trained on the source's latents works unchanged with the new decoder.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub freeze_encoder: bool,
+    /// Decode a world model's predictions instead of the encoder's latents (needs `freeze_encoder`, whole
+    /// frames): the decoder learns to turn what the DiT predicts into the real frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_latents: Option<PredictedLatents>,
+}
+
+/// Where the decoder's training latents come from when they are a world model's predictions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictedLatents {
+    /// Model bundle whose DiT and text encoder predict, trained on the latents of `init_from`'s encoder
+    /// (relative paths: to the config file).
+    pub bundle: PathBuf,
+    /// Sampling steps and guidance of the predictions: those the new bundle will be sampled with.
+    pub steps: usize,
+    pub guidance: f64,
+    /// Probabilities of 0, 1 and 2 conditioning latent frames (Text2World, Image2World, Video2World).
+    pub cond_probs: [f64; 3],
 }
 
 /// The small text encoder trained with the DiT.
@@ -187,6 +205,14 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> std::result::Result<(), St
     }
 }
 
+/// Probabilities that are non-negative and sum to 1.
+fn check_probabilities(name: &str, p: &[f64]) -> std::result::Result<(), String> {
+    check(
+        p.iter().all(|x| *x >= 0.0) && (p.iter().sum::<f64>() - 1.0).abs() < 1e-6,
+        || format!("{name} {p:?} must be non-negative and sum to 1"),
+    )
+}
+
 impl RunConfig {
     fn validate(&self) -> std::result::Result<(), String> {
         check(self.steps > 0, || "run.steps must be positive".into())?;
@@ -243,7 +269,24 @@ impl VaeTrainConfig {
         })?;
         check(!self.freeze_encoder || self.init_from.is_some(), || {
             "freeze_encoder needs init_from (the VAE whose encoder to keep)".into()
-        })
+        })?;
+        let Some(p) = &self.predicted_latents else {
+            return Ok(());
+        };
+        check(self.freeze_encoder, || {
+            "predicted_latents needs freeze_encoder (the DiT's latent space must stay)".into()
+        })?;
+        check(
+            self.crop_size == self.data.width && self.crop_size == self.data.height,
+            || "predicted_latents needs whole frames (crop_size = data.width = data.height)".into(),
+        )?;
+        check(p.steps > 0, || {
+            "predicted_latents.steps must be positive".into()
+        })?;
+        check(p.guidance.is_finite(), || {
+            "predicted_latents.guidance must be finite".into()
+        })?;
+        check_probabilities("predicted_latents.cond_probs", &p.cond_probs)
     }
 }
 
@@ -260,11 +303,7 @@ impl DitTrainConfig {
                 self.text.width
             )
         })?;
-        let p = &self.flow.cond_probs;
-        check(
-            p.iter().all(|x| *x >= 0.0) && (p.iter().sum::<f64>() - 1.0).abs() < 1e-6,
-            || format!("flow.cond_probs {p:?} must be non-negative and sum to 1"),
-        )?;
+        check_probabilities("flow.cond_probs", &self.flow.cond_probs)?;
         check((0.0..=1.0).contains(&self.flow.caption_dropout), || {
             "flow.caption_dropout must be in [0, 1]".into()
         })?;
@@ -310,6 +349,9 @@ impl VaeTrainConfig {
         read_config(path, |c: &mut Self, base| {
             c.run.out_dir = resolve(base, &c.run.out_dir);
             c.init_from = c.init_from.as_ref().map(|p| resolve(base, p));
+            if let Some(p) = &mut c.predicted_latents {
+                p.bundle = resolve(base, &p.bundle);
+            }
             c.validate()
         })
     }

@@ -178,13 +178,7 @@ impl DitTrainer {
             x0.push(x);
             sigmas.push(self.sigmas.sample(rng));
             let u = rng.next_f64();
-            let wanted = if u < f.cond_probs[0] {
-                0
-            } else if u < f.cond_probs[0] + f.cond_probs[1] {
-                1
-            } else {
-                2
-            };
+            let wanted = conditioning_frames(&f.cond_probs, u);
             // An image has one latent frame: it is never all conditioning.
             cond_frames.push(if images { 0 } else { wanted });
             let caption = &self.data.captions[i][index(rng, 3)];
@@ -453,6 +447,7 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         width: c.data.width as usize,
         height: c.data.height as usize,
         fps: c.data.fps as f64,
+        per_mode: Default::default(),
     };
     write_file(
         &dir.join("orrery_sampling.json"),
@@ -462,4 +457,16 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         &dir.join("train_config.json"),
         trainer.config_json().as_bytes(),
     )
+}
+
+/// The number of conditioning latent frames (0, 1 or 2) drawn with probabilities `probs` for a uniform `u` in
+/// [0, 1).
+pub fn conditioning_frames(probs: &[f64; 3], u: f64) -> usize {
+    if u < probs[0] {
+        0
+    } else if u < probs[0] + probs[1] {
+        1
+    } else {
+        2
+    }
 }

@@ -13,6 +13,7 @@ mod error;
 pub mod foreground;
 pub mod optim;
 pub mod plot;
+pub mod predicted;
 pub mod run;
 pub mod session;
 pub mod vae_train;

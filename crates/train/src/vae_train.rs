@@ -16,6 +16,7 @@ use crate::config::{Reconstruction, RunConfig, VaeTrainConfig};
 use crate::data::clip_tensor;
 use crate::error::{Result, TrainError};
 use crate::foreground::foreground_weights;
+use crate::predicted::Predictor;
 use crate::run::Run;
 use crate::session::{init_vars_from, write_file, LossPoint, Session};
 
@@ -24,6 +25,8 @@ pub struct VaeTrainer {
     pub config: VaeTrainConfig,
     pub session: Session,
     pub vae: WanVae,
+    /// The world model whose predictions the decoder learns to decode (`predicted_latents`).
+    predictor: Option<Predictor>,
     device: Device,
 }
 
@@ -75,15 +78,30 @@ impl VaeTrainer {
     pub fn new(config: VaeTrainConfig) -> Result<Self> {
         let device = Device::Cpu;
         let vars = SeededVarMap::new(config.run.seed);
-        let vae = WanVae::new(vars.var_builder(&device), &config.model.config())?;
-        if let Some(dir) = &config.init_from {
-            let source = orrery_vae::VaeModelPath::open(dir)?;
+        let source = config
+            .init_from
+            .as_ref()
+            .map(|dir| orrery_vae::VaeModelPath::open(dir))
+            .transpose()?;
+        let mut vae_config = config.model.config();
+        // A frozen encoder keeps its latent space: (de)normalise as its source does.
+        if let (Some(source), true) = (&source, config.freeze_encoder) {
+            vae_config.latents_mean = source.config.latents_mean.clone();
+            vae_config.latents_std = source.config.latents_std.clone();
+        }
+        let vae = WanVae::new(vars.var_builder(&device), &vae_config)?;
+        if let Some(source) = &source {
             // A VAE with fewer temporal resampling stages than its source (less temporal compression) starts
             // from all of its weights but the temporal convolutions of the stages that became spatial-only.
             init_vars_from(&vars, &source.weights, "", |name| {
                 name.contains(".time_conv.")
             })?;
         }
+        let predictor = config
+            .predicted_latents
+            .as_ref()
+            .map(|p| Predictor::open(p, vae_config.z_dim))
+            .transpose()?;
         let frozen = config.freeze_encoder;
         let session = Session::training_only(
             &config.run.out_dir,
@@ -97,15 +115,17 @@ impl VaeTrainer {
             config,
             session,
             vae,
+            predictor,
             device,
         })
     }
 
-    /// A training batch (B, 3, crop, H, W) drawn with the run's generator.
-    fn batch(&mut self) -> Result<Tensor> {
+    /// A training batch (B, 3, crop, H, W) drawn with the run's generator, and the clips' captions.
+    fn batch(&mut self) -> Result<(Tensor, Vec<String>)> {
         let c = &self.config;
         let rng = &mut self.session.rng;
         let mut clips = Vec::with_capacity(c.run.batch_size);
+        let mut captions = Vec::with_capacity(c.run.batch_size);
         for _ in 0..c.run.batch_size {
             let i = index(rng, c.data.clips);
             let start = index(rng, c.data.frames - c.crop_frames + 1);
@@ -113,6 +133,7 @@ impl VaeTrainer {
             let x = index(rng, (c.data.width - c.crop_size) as usize + 1);
             let clip = c.data.clip(i).map_err(TrainError::Data)?;
             let t = clip_tensor(&clip, c.data.width, c.data.height, &self.device)?;
+            captions.push(clip.truth.captions.medium.clone());
             let size = c.crop_size as usize;
             clips.push(
                 t.narrow(1, start, c.crop_frames)?
@@ -120,11 +141,11 @@ impl VaeTrainer {
                     .narrow(3, x, size)?,
             );
         }
-        Ok(Tensor::stack(&clips, 0)?)
+        Ok((Tensor::stack(&clips, 0)?, captions))
     }
 
-    /// The loss of one batch.
-    fn loss(&mut self, video: &Tensor) -> Result<Tensor> {
+    /// The loss of one batch of clips and their captions.
+    fn loss(&mut self, video: &Tensor, captions: &[String]) -> Result<Tensor> {
         let (mu, logvar) = self.vae.encode_moments(video, Chunking::Whole)?;
         // A frozen encoder needs no backward pass.
         let (mu, logvar) = if self.config.freeze_encoder {
@@ -133,7 +154,12 @@ impl VaeTrainer {
             (mu, logvar)
         };
         let logvar = logvar.clamp(-30f32, 20f32)?;
-        let z = if self.config.loss.sample_posterior {
+        let z = if let Some(predictor) = &self.predictor {
+            let captions: Vec<&str> = captions.iter().map(String::as_str).collect();
+            let real = self.vae.normalize(&mu)?;
+            let predicted = predictor.predict(&real, &captions, &mut self.session.rng)?;
+            self.vae.denormalize(&predicted)?
+        } else if self.config.loss.sample_posterior {
             let eps = normal(&mut self.session.rng, mu.dims(), &self.device)?;
             (&mu + (&logvar * 0.5)?.exp()?.mul(&eps)?)?
         } else {
@@ -216,8 +242,8 @@ impl Run for VaeTrainer {
     }
 
     fn train_step(&mut self) -> Result<LossPoint> {
-        let video = self.batch()?;
-        let loss = self.loss(&video)?;
+        let (video, captions) = self.batch()?;
+        let loss = self.loss(&video, &captions)?;
         self.session.update(&loss)
     }
 

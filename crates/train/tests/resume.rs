@@ -263,3 +263,79 @@ fn a_decoder_only_fine_tune_keeps_the_latent_space() {
     let mut resumed = VaeTrainer::new(config).unwrap();
     assert_eq!(resumed.session.resume_latest().unwrap(), Some(2));
 }
+
+#[test]
+fn a_decoder_learns_to_decode_a_world_models_predictions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let vae_dir = trained_vae(&root.join("vae"));
+    let mut dit = DitTrainer::new(dit_config(&root.join("dit"), &vae_dir)).unwrap();
+    dit.train(Some(2), |_| {}).unwrap();
+    let bundle = dit.export().unwrap();
+    let predicted: orrery_train::config::PredictedLatents = serde_json::from_value(json!({
+        "bundle": bundle, "steps": 1, "guidance": 1.0, "cond_probs": [0.0, 0.0, 1.0]
+    }))
+    .unwrap();
+
+    // The predictor returns the conditioning latent frames (up to the sampler's arithmetic) and predicts the
+    // others.
+    let predictor = orrery_train::predicted::Predictor::open(&predicted, 4).unwrap();
+    let real = candle_core::Tensor::randn(0f32, 1.0, (2, 4, 3, 2, 2), &Device::Cpu).unwrap();
+    let mut rng = orrery_flow::noise::FastRng::new(5);
+    let out = predictor
+        .predict(&real, &["a red ball", "a blue box"], &mut rng)
+        .unwrap();
+    assert_eq!(out.dims(), real.dims());
+    let diff = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
+        orrery_nn::compare::max_abs_diff(a, b).unwrap()
+    };
+    let conditioning = diff(
+        &out.narrow(2, 0, 2).unwrap(),
+        &real.narrow(2, 0, 2).unwrap(),
+    );
+    assert!(
+        conditioning < 1e-2,
+        "conditioning frames moved by {conditioning}"
+    );
+    assert!(
+        diff(
+            &out.narrow(2, 2, 1).unwrap(),
+            &real.narrow(2, 2, 1).unwrap()
+        ) > 0.1
+    );
+    let err = orrery_train::predicted::Predictor::open(&predicted, 3)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("latent channels"), "{err}");
+
+    // Predictions need a frozen encoder and whole frames.
+    let mut config = vae_config(&root.join("decoder"));
+    config.predicted_latents = Some(predicted);
+    assert!(config.validate().unwrap_err().contains("freeze_encoder"));
+    config.freeze_encoder = true;
+    config.init_from = Some(vae_dir.clone());
+    config.crop_size = 8;
+    assert!(config.validate().unwrap_err().contains("whole frames"));
+    config.crop_size = 16;
+    config.validate().unwrap();
+
+    // The decoder trains on them, exports, and resumes exactly.
+    let mut straight = VaeTrainer::new(config.clone()).unwrap();
+    straight.train(None, |_| {}).unwrap();
+    let history = losses(&straight.session.history);
+    assert!(straight.session.history.iter().all(|p| p.loss.is_finite()));
+    let dir = straight.export().unwrap();
+    let exported = orrery_vae::VaeModelPath::open(&dir).unwrap();
+    let source = orrery_vae::VaeModelPath::open(&vae_dir).unwrap();
+    assert_eq!(exported.config.latents_std, source.config.latents_std);
+
+    let mut interrupted = config.clone();
+    interrupted.run.out_dir = root.join("decoder2");
+    let mut first = VaeTrainer::new(interrupted.clone()).unwrap();
+    first.train(Some(2), |_| {}).unwrap();
+    let mut resumed = VaeTrainer::new(interrupted).unwrap();
+    assert_eq!(resumed.session.resume_latest().unwrap(), Some(2));
+    resumed.train(None, |_| {}).unwrap();
+    assert_eq!(losses(&resumed.session.history), history);
+}

@@ -1,0 +1,88 @@
+//! A world model's own predictions as decoder inputs: a frozen DiT samples the latents of training clips from
+//! their first latent frames and caption, the way the pipeline will at generation time, so that a decoder
+//! fine-tuned on them learns to turn the DiT's predictions (blurred where the future is uncertain) into the real
+//! frames rather than only clean encoder latents.
+
+use candle_core::{DType, Device, Tensor};
+use orrery_dit::CosmosDit;
+use orrery_flow::noise::{FastRng, NoiseKind};
+use orrery_pipeline::sample::{sample_latents, LatentCondition};
+use orrery_pipeline::{ModelBundle, SamplingSettings};
+
+use crate::config::PredictedLatents;
+use crate::dit_train::conditioning_frames;
+use crate::error::{Result, TrainError};
+
+/// The frozen DiT and text encoder of a bundle, with the sampling settings of the predictions.
+pub struct Predictor {
+    dit: CosmosDit,
+    bundle: ModelBundle,
+    negative: Tensor,
+    settings: SamplingSettings,
+    cond_probs: [f64; 3],
+}
+
+impl Predictor {
+    pub fn open(config: &PredictedLatents, z_dim: usize) -> Result<Self> {
+        let bundle = ModelBundle::open(&config.bundle)?;
+        let dit = bundle.dit.load(DType::F32, &Device::Cpu)?;
+        if dit.config.in_channels != z_dim || dit.config.out_channels != z_dim {
+            return Err(TrainError::Config {
+                path: config.bundle.clone(),
+                detail: format!(
+                    "its DiT works on {} latent channels, the VAE makes {z_dim}",
+                    dit.config.in_channels
+                ),
+            });
+        }
+        let negative = bundle.unconditional_prompt().unwrap_or("");
+        let negative = bundle
+            .encode_prompts(&[negative], None, DType::F32)?
+            .remove(0);
+        let settings = SamplingSettings {
+            steps: config.steps,
+            guidance: config.guidance,
+            ..bundle.defaults.sampling_settings(0, NoiseKind::Fast)
+        };
+        Ok(Self {
+            dit,
+            bundle,
+            negative,
+            settings,
+            cond_probs: config.cond_probs,
+        })
+    }
+
+    /// Predicted normalised latents (B, C, T, h, w) of clips whose real normalised latents are `latents`: their
+    /// first 0, 1 or 2 latent frames (drawn with `cond_probs`, one count per batch) condition the sampler, which
+    /// then returns them (up to its arithmetic); the rest is the DiT's prediction from noise drawn with `rng`.
+    pub fn predict(
+        &self,
+        latents: &Tensor,
+        captions: &[&str],
+        rng: &mut FastRng,
+    ) -> Result<Tensor> {
+        let (b, c, t, h, w) = latents.dims5()?;
+        let frames = conditioning_frames(&self.cond_probs, rng.next_f64()).min(t);
+        let text = Tensor::cat(&self.bundle.encode_prompts(captions, None, DType::F32)?, 0)?;
+        let negative = self.negative.repeat((b, 1, 1))?;
+        let settings = SamplingSettings {
+            seed: rng.next_u64(),
+            ..self.settings.clone()
+        };
+        let condition = LatentCondition {
+            gt: latents.clone(),
+            frames,
+        };
+        let predicted = sample_latents(
+            &self.dit,
+            [b, c, t, h, w],
+            &text,
+            Some(&negative),
+            &condition,
+            &settings,
+            |_, _| {},
+        )?;
+        Ok(predicted.detach())
+    }
+}
