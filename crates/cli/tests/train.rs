@@ -179,6 +179,7 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
         "video2world: VAE round trip (ceiling)"
     );
     assert!(methods[3]["psnr"].as_f64().unwrap() > 15.0);
+    assert!(methods[3]["pooled_psnr"].as_f64().unwrap() > 15.0);
     let html = std::fs::read_to_string(dir.path().join("bench.html")).unwrap();
     assert!(html.contains("copy last frame") && html.contains("data:image/gif;base64,"));
     eval_reads_the_bench_videos(&dir.path().join("videos"), dir.path());

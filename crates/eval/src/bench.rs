@@ -5,13 +5,15 @@ use orrery_physics::GroundTruth;
 use serde::Serialize;
 
 use crate::grounded::{score_grounded, GroundedScore};
-use crate::metrics::{psnr, ssim, video_psnr};
+use crate::metrics::{psnr, psnr_of_mse, ssim, video_mse, video_psnr};
 use crate::track::locate;
 
 /// Scores of one method on one clip's predicted frames.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClipScore {
     pub psnr: f64,
+    /// Mean squared error (8-bit units) over the predicted frames.
+    pub mse: f64,
     /// PSNR of each predicted frame (capped at 100 dB for identical frames).
     pub psnr_per_frame: Vec<f64>,
     pub ssim: f64,
@@ -35,6 +37,7 @@ pub fn score_clip(
 ) -> ClipScore {
     let mut s = ClipScore {
         psnr: video_psnr(real, predicted),
+        mse: video_mse(real, predicted),
         psnr_per_frame: real
             .iter()
             .zip(predicted)
@@ -72,7 +75,11 @@ pub fn score_clip(
 pub struct MethodSummary {
     pub method: String,
     pub clips: usize,
+    /// Mean over clips of their PSNR, each capped at 100 dB (a method exact on a clip scores 100 there).
     pub psnr: f64,
+    /// PSNR of the mean squared error over all clips' predicted frames: no cap decides it, unlike the mean of
+    /// per-clip PSNRs, which a few clips a method gets exactly right (a still world for copy-last-frame) dominate.
+    pub pooled_psnr: f64,
     pub ssim: f64,
     /// Mean position error (pixels) of objects found in the predicted frames; `None` when none was found.
     pub trajectory_error_px: Option<f64>,
@@ -107,6 +114,7 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
         method: method.to_owned(),
         clips: scores.len(),
         psnr: scores.iter().map(|s| s.psnr.min(100.0)).sum::<f64>() / n,
+        pooled_psnr: psnr_of_mse(scores.iter().map(|s| s.mse).sum::<f64>() / n),
         ssim: scores.iter().map(|s| s.ssim).sum::<f64>() / n,
         trajectory_error_px: (found > 0)
             .then(|| scores.iter().map(|s| s.trajectory_error_sum).sum::<f64>() / found as f64),
@@ -140,10 +148,11 @@ pub fn psnr_by_horizon(scores: &[ClipScore]) -> Vec<f64> {
 }
 
 /// Column headers of [`table_row`].
-pub const TABLE_HEADERS: [&str; 10] = [
+pub const TABLE_HEADERS: [&str; 11] = [
     "method",
     "clips",
     "PSNR (dB)",
+    "pooled PSNR (dB)",
     "SSIM",
     "trajectory error (px)",
     "objects found",
@@ -163,6 +172,7 @@ pub fn table_row(r: &MethodSummary) -> Vec<String> {
         r.method.clone(),
         r.clips.to_string(),
         format!("{:.2}", r.psnr),
+        format!("{:.2}", r.pooled_psnr),
         format!("{:.4}", r.ssim),
         r.trajectory_error_px
             .map_or_else(|| "-".to_owned(), |e| format!("{e:.2}")),
@@ -194,4 +204,23 @@ pub fn table(rows: &[MethodSummary]) -> String {
         out.push_str(&format!("| {} |\n", table_row(r).join(" | ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_psnr_is_not_decided_by_the_cap_of_an_exact_clip() {
+        let clip = |mse: f64| ClipScore {
+            psnr: psnr_of_mse(mse),
+            mse,
+            ..ClipScore::default()
+        };
+        // Exact on one clip, MSE 65.025 (30 dB) on the other.
+        let s = summarise("m", &[clip(0.0), clip(65.025)]);
+        assert!((s.psnr - 65.0).abs() < 1e-9, "{}", s.psnr);
+        assert!((s.pooled_psnr - (30.0 + 10.0 * 2f64.log10())).abs() < 1e-9);
+        assert_eq!(table_row(&s).len(), TABLE_HEADERS.len());
+    }
 }

@@ -8,7 +8,11 @@ use orrery_media::RgbImage;
 
 /// PSNR in dB of two frames of equal size (infinite when identical).
 pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
-    let mse = mse(a, b);
+    psnr_of_mse(mse(a, b))
+}
+
+/// PSNR in dB of a mean squared error in 8-bit units (infinite for 0).
+pub fn psnr_of_mse(mse: f64) -> f64 {
     if mse == 0.0 {
         f64::INFINITY
     } else {
@@ -33,13 +37,13 @@ pub fn mse(a: &RgbImage, b: &RgbImage) -> f64 {
 
 /// PSNR of a video: of the mean MSE over its frames (the convention of video prediction benchmarks).
 pub fn video_psnr(a: &[RgbImage], b: &[RgbImage]) -> f64 {
+    psnr_of_mse(video_mse(a, b))
+}
+
+/// Mean over frames of their mean squared error, in 8-bit units.
+pub fn video_mse(a: &[RgbImage], b: &[RgbImage]) -> f64 {
     assert_eq!(a.len(), b.len(), "videos of different lengths");
-    let m = a.iter().zip(b).map(|(x, y)| mse(x, y)).sum::<f64>() / a.len().max(1) as f64;
-    if m == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / m).log10()
-    }
+    a.iter().zip(b).map(|(x, y)| mse(x, y)).sum::<f64>() / a.len().max(1) as f64
 }
 
 const RADIUS: usize = 5;
