@@ -17,7 +17,7 @@ use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{encode_gif, tile_clips, write_mp4, Mp4Options, RgbImage};
 use orrery_pipeline::inputs::{clip_from_frames, frames_from_clip};
-use orrery_pipeline::{Mode, ModelBundle, Request, SamplingSettings, WorldPipeline};
+use orrery_pipeline::{Mode, ModeSampling, ModelBundle, Request, SamplingSettings, WorldPipeline};
 use orrery_train::data::DataConfig;
 use orrery_vae::{Chunking, VaeConfig};
 use serde_json::json;
@@ -154,16 +154,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let bundle = ModelBundle::open(&root)?;
     let d = bundle.defaults.clone();
     // Each mode samples as the bundle says for it, unless --steps / --guidance set all three.
+    let overrides = ModeSampling {
+        steps: args.steps,
+        guidance: args.guidance,
+    };
     let settings: Vec<SamplingSettings> = Mode::ALL
         .iter()
-        .map(|&mode| {
-            let own = d.mode_settings(mode, 0, NoiseKind::Fast);
-            SamplingSettings {
-                steps: args.steps.unwrap_or(own.steps),
-                guidance: args.guidance.unwrap_or(own.guidance),
-                ..own
-            }
-        })
+        .map(|&mode| d.mode_settings(mode, overrides, 0, NoiseKind::Fast))
         .collect();
     let settings_for = |mode: Mode, seed: u64| SamplingSettings {
         seed,
@@ -343,8 +340,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                     title: "Predictions of held-out physics clips".into(),
                     blocks: vec![
                         Block::Paragraph(format!(
-                            "Model {}; {} held-out clips (base seed {}), {} observed frames; {}. Video2World and Image2World rows score the predicted frames against the \
-                             real ones and the simulator's ground truth.",
+                            "Model {}; {} held-out clips (base seed {}), {} observed frames; {}. Video2World and \
+                             Image2World rows score the predicted frames against the real ones and the \
+                             simulator's ground truth.",
                             root.display(),
                             args.clips,
                             args.seed,

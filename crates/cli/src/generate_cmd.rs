@@ -10,7 +10,7 @@ use orrery_media::{read_image, read_video, write_mp4, Mp4Options, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
 use orrery_pipeline::inputs::frames_from_clip;
-use orrery_pipeline::{Mode, ModelBundle, Request, SamplingSettings, WorldPipeline};
+use orrery_pipeline::{Mode, ModeSampling, ModelBundle, Request, WorldPipeline};
 use orrery_text::PromptCache;
 use serde_json::{json, Value};
 
@@ -217,14 +217,11 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         inputs.push((image, video.map(|v| v.frames)));
     }
     // Each mode samples with the bundle's settings for it unless --steps / --guidance say otherwise.
-    let settings_for = |mode: Mode| {
-        let own = d.mode_settings(mode, args.seed, noise);
-        SamplingSettings {
-            steps: args.steps.unwrap_or(own.steps),
-            guidance: args.guidance.unwrap_or(own.guidance),
-            ..own
-        }
+    let overrides = ModeSampling {
+        steps: args.steps,
+        guidance: args.guidance,
     };
+    let settings_for = |mode: Mode| d.mode_settings(mode, overrides, args.seed, noise);
     let chunk = d.frames.min(frames);
     let chunks = long_video_chunks(frames, chunk);
     // The mode of each chunk of a job: later chunks continue from the previous chunk's last frame.

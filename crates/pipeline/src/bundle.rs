@@ -211,12 +211,19 @@ impl BundleDefaults {
         }
     }
 
-    /// Sampling settings of `mode`: its own steps and guidance where the bundle sets them.
-    pub fn mode_settings(&self, mode: Mode, seed: u64, noise: NoiseKind) -> SamplingSettings {
+    /// Sampling settings of `mode`: the steps and guidance of `overrides` (a caller's, for every mode) where set,
+    /// else the mode's own where the bundle sets them, else the bundle's.
+    pub fn mode_settings(
+        &self,
+        mode: Mode,
+        overrides: ModeSampling,
+        seed: u64,
+        noise: NoiseKind,
+    ) -> SamplingSettings {
         let own = self.per_mode[mode as usize];
         SamplingSettings {
-            steps: own.steps.unwrap_or(self.steps),
-            guidance: own.guidance.unwrap_or(self.guidance),
+            steps: overrides.steps.or(own.steps).unwrap_or(self.steps),
+            guidance: overrides.guidance.or(own.guidance).unwrap_or(self.guidance),
             ..self.sampling_settings(seed, noise)
         }
     }
@@ -452,12 +459,19 @@ mod tests {
             ],
             ..BundleDefaults::default()
         };
-        let v2w = d.mode_settings(Mode::Video2World, 3, NoiseKind::Numpy);
+        let none = ModeSampling::default();
+        let v2w = d.mode_settings(Mode::Video2World, none, 3, NoiseKind::Numpy);
         assert_eq!((v2w.steps, v2w.guidance), (1, 1.5));
         assert_eq!(
-            d.mode_settings(Mode::Image2World, 3, NoiseKind::Numpy),
+            d.mode_settings(Mode::Image2World, none, 3, NoiseKind::Numpy),
             SamplingSettings::cosmos_2b_post_trained(3)
         );
+        let caller = ModeSampling {
+            steps: Some(4),
+            guidance: None,
+        };
+        let v2w = d.mode_settings(Mode::Video2World, caller, 3, NoiseKind::Numpy);
+        assert_eq!((v2w.steps, v2w.guidance), (4, 1.5));
         std::fs::write(&path, r#"{"video2world": {"steps": "many"}}"#).unwrap();
         let err = read_defaults(&path).unwrap_err().to_string();
         assert!(err.contains("video2world"), "{err}");

@@ -3,6 +3,8 @@
 //! fine-tuned on them learns to turn the DiT's predictions (blurred where the future is uncertain) into the real
 //! frames rather than only clean encoder latents.
 
+use std::collections::HashMap;
+
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::CosmosDit;
 use orrery_flow::noise::{FastRng, NoiseKind};
@@ -20,6 +22,8 @@ pub struct Predictor {
     negative: Tensor,
     settings: SamplingSettings,
     cond_probs: [f64; 3],
+    /// Caption embeddings (1, N, width) computed so far: the training captions repeat every epoch.
+    embedded: HashMap<String, Tensor>,
 }
 
 impl Predictor {
@@ -50,6 +54,7 @@ impl Predictor {
             negative,
             settings,
             cond_probs: config.cond_probs,
+            embedded: HashMap::new(),
         })
     }
 
@@ -57,14 +62,14 @@ impl Predictor {
     /// first 0, 1 or 2 latent frames (drawn with `cond_probs`, one count per batch) condition the sampler, which
     /// then returns them (up to its arithmetic); the rest is the DiT's prediction from noise drawn with `rng`.
     pub fn predict(
-        &self,
+        &mut self,
         latents: &Tensor,
         captions: &[&str],
         rng: &mut FastRng,
     ) -> Result<Tensor> {
         let (b, c, t, h, w) = latents.dims5()?;
         let frames = conditioning_frames(&self.cond_probs, rng.next_f64()).min(t);
-        let text = Tensor::cat(&self.bundle.encode_prompts(captions, None, DType::F32)?, 0)?;
+        let text = Tensor::cat(&self.embed(captions)?, 0)?;
         let negative = self.negative.repeat((b, 1, 1))?;
         let settings = SamplingSettings {
             seed: rng.next_u64(),
@@ -84,5 +89,23 @@ impl Predictor {
             |_, _| {},
         )?;
         Ok(predicted.detach())
+    }
+
+    /// The embeddings of `captions`, encoding (in one call) only those not seen before.
+    fn embed(&mut self, captions: &[&str]) -> Result<Vec<Tensor>> {
+        let mut new: Vec<&str> = captions
+            .iter()
+            .copied()
+            .filter(|c| !self.embedded.contains_key(*c))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if !new.is_empty() {
+            let embeddings = self.bundle.encode_prompts(&new, None, DType::F32)?;
+            for (caption, e) in new.iter().zip(embeddings) {
+                self.embedded.insert(caption.to_string(), e);
+            }
+        }
+        Ok(captions.iter().map(|c| self.embedded[*c].clone()).collect())
     }
 }

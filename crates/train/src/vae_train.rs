@@ -154,7 +154,7 @@ impl VaeTrainer {
             (mu, logvar)
         };
         let logvar = logvar.clamp(-30f32, 20f32)?;
-        let z = if let Some(predictor) = &self.predictor {
+        let z = if let Some(predictor) = &mut self.predictor {
             let captions: Vec<&str> = captions.iter().map(String::as_str).collect();
             let real = self.vae.normalize(&mu)?;
             let predicted = predictor.predict(&real, &captions, &mut self.session.rng)?;
@@ -252,22 +252,16 @@ impl Run for VaeTrainer {
     fn export(&self) -> Result<PathBuf> {
         let mut config = self.config.model.config();
         let ema = self.session.export_tensors()?;
-        match (&self.config.init_from, self.config.freeze_encoder) {
-            (Some(source), true) => {
-                let source = orrery_vae::VaeModelPath::open(source)?.config;
-                config.latents_mean = source.latents_mean;
-                config.latents_std = source.latents_std;
-            }
-            _ => {
-                let vb = VarBuilder::from_tensors(
-                    ema.iter().cloned().collect(),
-                    DType::F32,
-                    &self.device,
-                );
-                let (mean, std) = self.latent_statistics(&WanVae::new(vb, &config)?)?;
-                config.latents_mean = mean;
-                config.latents_std = std;
-            }
+        if self.config.freeze_encoder {
+            // The trainer's VAE already (de)normalises with the source's statistics.
+            config.latents_mean = self.vae.config.latents_mean.clone();
+            config.latents_std = self.vae.config.latents_std.clone();
+        } else {
+            let vb =
+                VarBuilder::from_tensors(ema.iter().cloned().collect(), DType::F32, &self.device);
+            let (mean, std) = self.latent_statistics(&WanVae::new(vb, &config)?)?;
+            config.latents_mean = mean;
+            config.latents_std = std;
         }
         let dir = self.config.run.out_dir.join("final");
         export_vae(&dir, &config, ema)?;

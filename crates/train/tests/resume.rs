@@ -279,7 +279,7 @@ fn a_decoder_learns_to_decode_a_world_models_predictions() {
 
     // The predictor returns the conditioning latent frames (up to the sampler's arithmetic) and predicts the
     // others.
-    let predictor = orrery_train::predicted::Predictor::open(&predicted, 4).unwrap();
+    let mut predictor = orrery_train::predicted::Predictor::open(&predicted, 4).unwrap();
     let real = candle_core::Tensor::randn(0f32, 1.0, (2, 4, 3, 2, 2), &Device::Cpu).unwrap();
     let mut rng = orrery_flow::noise::FastRng::new(5);
     let out = predictor
