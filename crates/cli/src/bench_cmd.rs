@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use orrery_eval::baselines::{constant_velocity, copy_last_frame};
 use orrery_eval::bench::{
@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Classifier-free guidance (default: the bundle's; 1 is the conditional prediction alone).
     #[arg(long)]
     pub guidance: Option<f64>,
+    /// Video2World conditional latent frames (default: the bundle's); their pixel frames must be among the
+    /// observed ones.
+    #[arg(long)]
+    pub conditional_frames: Option<usize>,
     /// Results as JSON (written atomically).
     #[arg(long)]
     pub out: PathBuf,
@@ -99,11 +103,10 @@ fn aligned_video2world(
     observed: &[RgbImage],
     generated: Vec<RgbImage>,
     vae: &VaeConfig,
+    conditional_frames: usize,
 ) -> Vec<RgbImage> {
     let total = generated.len();
-    let used = vae
-        .pixel_frames(Mode::Video2World.conditional_latent_frames())
-        .min(observed.len());
+    let used = vae.pixel_frames(conditional_frames).min(observed.len());
     let mut video = observed[..observed.len() - used].to_vec();
     video.extend(generated);
     video.truncate(total);
@@ -157,6 +160,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let overrides = ModeSampling {
         steps: args.steps,
         guidance: args.guidance,
+        conditional_frames: args.conditional_frames,
     };
     let settings: Vec<SamplingSettings> = Mode::ALL
         .iter()
@@ -172,7 +176,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             let s = &settings[m as usize];
             (
                 m.name().to_owned(),
-                json!({"steps": s.steps, "guidance": s.guidance}),
+                json!({"steps": s.steps, "guidance": s.guidance,
+                       "conditional_frames": s.conditional_latent_frames(m)}),
             )
         })
         .collect();
@@ -210,6 +215,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         bundle.dit.load(DType::F32, &Device::Cpu)?,
         bundle.vae.load(DType::F32, &Device::Cpu)?,
     )?;
+    let v2w_frames =
+        settings[Mode::Video2World as usize].conditional_latent_frames(Mode::Video2World);
+    let v2w_pixels = pipeline.vae.config.pixel_frames(v2w_frames);
+    if v2w_pixels > OBSERVED_FRAMES {
+        bail!(
+            "{v2w_frames} Video2World conditional latent frames take {v2w_pixels} pixel frames; the bench observes \
+             {OBSERVED_FRAMES}"
+        );
+    }
     let bar = crate::progress_bar(args.clips + args.text_clips, "clips", "physics bench")?;
     let names = [
         "video2world: model",
@@ -235,7 +249,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             (None, Some(observed)),
             &settings_for(Mode::Video2World, i as u64),
         )?;
-        let v2w = aligned_video2world(observed, generated, &pipeline.vae.config);
+        let v2w = aligned_video2world(observed, generated, &pipeline.vae.config, v2w_frames);
         let i2w = generate(
             &pipeline,
             &bundle,

@@ -50,6 +50,9 @@ pub struct GenerateArgs {
     /// Guidance g in cond + g (cond - uncond); 0 skips the unconditional branch (default: the bundle's).
     #[arg(long)]
     pub guidance: Option<f64>,
+    /// Video2World: latent frames of the input video that condition (default: the bundle's, else 2).
+    #[arg(long)]
+    pub conditional_frames: Option<usize>,
     /// Output frames, 1 + 4k; more than the bundle's chunk length generates a long video chunk by chunk.
     #[arg(long)]
     pub frames: Option<usize>,
@@ -220,6 +223,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     let overrides = ModeSampling {
         steps: args.steps,
         guidance: args.guidance,
+        conditional_frames: args.conditional_frames,
     };
     let settings_for = |mode: Mode| d.mode_settings(mode, overrides, args.seed, noise);
     let chunk = d.frames.min(frames);
@@ -329,6 +333,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
             "seed": settings.seed, "noise": args.noise, "steps": settings.steps, "guidance": settings.guidance,
             "schedule": settings.schedule.to_json(),
             "cond_timestep": settings.cond_timestep, "dtype": dtype_name,
+            "conditional_frames": settings.conditional_latent_frames(job.mode()),
         });
         let settings_path = job.out.with_extension("json");
         crate::write_text_atomically(&settings_path, &serde_json::to_string_pretty(&resolved)?)?;

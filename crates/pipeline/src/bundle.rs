@@ -58,11 +58,13 @@ pub struct BundleDefaults {
     pub per_mode: [ModeSampling; 3],
 }
 
-/// A mode's own sampling steps and guidance (`None`: the bundle's).
+/// A mode's own sampling steps and guidance (`None`: the bundle's), and for Video2World its conditional latent
+/// frames (`None`: 2).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ModeSampling {
     pub steps: Option<usize>,
     pub guidance: Option<f64>,
+    pub conditional_frames: Option<usize>,
 }
 
 impl Default for BundleDefaults {
@@ -208,11 +210,12 @@ impl BundleDefaults {
             timestep_scale: 0.001,
             seed,
             noise,
+            conditional_frames: None,
         }
     }
 
-    /// Sampling settings of `mode`: the steps and guidance of `overrides` (a caller's, for every mode) where set,
-    /// else the mode's own where the bundle sets them, else the bundle's.
+    /// Sampling settings of `mode`: the steps, guidance and Video2World conditional frames of `overrides` (a
+    /// caller's, for every mode) where set, else the mode's own where the bundle sets them, else the bundle's.
     pub fn mode_settings(
         &self,
         mode: Mode,
@@ -224,6 +227,7 @@ impl BundleDefaults {
         SamplingSettings {
             steps: overrides.steps.or(own.steps).unwrap_or(self.steps),
             guidance: overrides.guidance.or(own.guidance).unwrap_or(self.guidance),
+            conditional_frames: overrides.conditional_frames.or(own.conditional_frames),
             ..self.sampling_settings(seed, noise)
         }
     }
@@ -244,27 +248,38 @@ impl BundleDefaults {
             let own = self.per_mode[mode as usize];
             if own != ModeSampling::default() {
                 v[mode.name()] = serde_json::json!({"steps": own.steps, "guidance": own.guidance});
+                if let Some(n) = own.conditional_frames {
+                    v[mode.name()]["conditional_frames"] = n.into();
+                }
             }
         }
         serde_json::to_string_pretty(&v).expect("plain values")
     }
 }
 
-/// `{"steps": N, "guidance": G}`, either left out or null; `None` for anything else.
-fn read_mode_sampling(v: &Value) -> Option<ModeSampling> {
+/// `{"steps": N, "guidance": G}` and for Video2World `"conditional_frames": N`, each left out or null; `None` for
+/// anything else.
+fn read_mode_sampling(v: &Value, mode: Mode) -> Option<ModeSampling> {
     let o = v.as_object()?;
-    if o.keys().any(|k| k != "steps" && k != "guidance") {
+    let known = |k: &str| {
+        k == "steps" || k == "guidance" || (mode == Mode::Video2World && k == "conditional_frames")
+    };
+    if o.keys().any(|k| !known(k)) {
         return None;
     }
-    let steps = match o.get("steps") {
-        None | Some(Value::Null) => None,
-        Some(x) => Some(x.as_u64().filter(|n| *n > 0)? as usize),
+    let positive = |key: &str| match o.get(key) {
+        None | Some(Value::Null) => Some(None),
+        Some(x) => x.as_u64().filter(|n| *n > 0).map(|n| Some(n as usize)),
     };
     let guidance = match o.get("guidance") {
         None | Some(Value::Null) => None,
         Some(x) => Some(x.as_f64()?),
     };
-    Some(ModeSampling { steps, guidance })
+    Some(ModeSampling {
+        steps: positive("steps")?,
+        guidance,
+        conditional_frames: positive("conditional_frames")?,
+    })
 }
 
 fn read_defaults(path: &Path) -> Result<BundleDefaults> {
@@ -310,11 +325,16 @@ fn read_defaults(path: &Path) -> Result<BundleDefaults> {
     }
     for mode in Mode::ALL {
         if let Some(own) = v.get(mode.name()) {
-            d.per_mode[mode as usize] = read_mode_sampling(own).ok_or_else(|| {
+            d.per_mode[mode as usize] = read_mode_sampling(own, mode).ok_or_else(|| {
+                let extra = if mode == Mode::Video2World {
+                    ", \"conditional_frames\": N"
+                } else {
+                    ""
+                };
                 bundle_error(
                     path,
                     format!(
-                        "{}: {own}: expected {{\"steps\": N, \"guidance\": G}} (either may be left out)",
+                        "{}: {own}: expected {{\"steps\": N, \"guidance\": G{extra}}} (each may be left out)",
                         mode.name()
                     ),
                 )
@@ -432,12 +452,13 @@ mod tests {
                 per_mode: [
                     ModeSampling {
                         steps: Some(30),
-                        guidance: None,
+                        ..ModeSampling::default()
                     },
                     ModeSampling::default(),
                     ModeSampling {
                         steps: Some(1),
                         guidance: Some(1.0),
+                        conditional_frames: Some(3),
                     },
                 ],
             },
@@ -455,6 +476,7 @@ mod tests {
                 ModeSampling {
                     steps: Some(1),
                     guidance: Some(1.5),
+                    conditional_frames: Some(3),
                 },
             ],
             ..BundleDefaults::default()
@@ -462,19 +484,35 @@ mod tests {
         let none = ModeSampling::default();
         let v2w = d.mode_settings(Mode::Video2World, none, 3, NoiseKind::Numpy);
         assert_eq!((v2w.steps, v2w.guidance), (1, 1.5));
+        assert_eq!(v2w.conditional_latent_frames(Mode::Video2World), 3);
+        assert_eq!(v2w.conditional_latent_frames(Mode::Image2World), 1);
         assert_eq!(
             d.mode_settings(Mode::Image2World, none, 3, NoiseKind::Numpy),
             SamplingSettings::cosmos_2b_post_trained(3)
         );
         let caller = ModeSampling {
             steps: Some(4),
-            guidance: None,
+            conditional_frames: Some(2),
+            ..ModeSampling::default()
         };
         let v2w = d.mode_settings(Mode::Video2World, caller, 3, NoiseKind::Numpy);
         assert_eq!((v2w.steps, v2w.guidance), (4, 1.5));
-        std::fs::write(&path, r#"{"video2world": {"steps": "many"}}"#).unwrap();
-        let err = read_defaults(&path).unwrap_err().to_string();
-        assert!(err.contains("video2world"), "{err}");
+        assert_eq!(v2w.conditional_latent_frames(Mode::Video2World), 2);
+        for (bad, mode) in [
+            (r#"{"video2world": {"steps": "many"}}"#, "video2world"),
+            (
+                r#"{"video2world": {"conditional_frames": 0}}"#,
+                "video2world",
+            ),
+            (
+                r#"{"image2world": {"conditional_frames": 2}}"#,
+                "image2world",
+            ),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = read_defaults(&path).unwrap_err().to_string();
+            assert!(err.contains(mode), "{bad}: {err}");
+        }
         std::fs::remove_file(&path).unwrap();
     }
 }

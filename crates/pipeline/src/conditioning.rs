@@ -15,7 +15,8 @@ pub enum Mode {
 impl Mode {
     pub const ALL: [Mode; 3] = [Mode::Text2World, Mode::Image2World, Mode::Video2World];
 
-    /// Conditional latent frames N at inference (`num_input_frames`: 0, 1, 2).
+    /// The reference's conditional latent frames N at inference (`num_input_frames`: 0, 1, 2); Video2World's may
+    /// be set otherwise (`SamplingSettings::conditional_frames`).
     pub fn conditional_latent_frames(self) -> usize {
         match self {
             Mode::Text2World => 0,

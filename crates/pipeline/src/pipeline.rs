@@ -22,7 +22,8 @@ pub struct Request<'a> {
     pub negative: Option<&'a Tensor>,
     /// Image2World input.
     pub image: Option<&'a RgbImage>,
-    /// Video2World input (its last 5 frames condition).
+    /// Video2World input (its last frames that make `settings.conditional_frames` latent frames condition: 5 for
+    /// Wan2.1's VAE and the default 2).
     pub video: Option<&'a [RgbImage]>,
     pub settings: SamplingSettings,
 }
@@ -66,7 +67,12 @@ impl WorldPipeline {
     /// Normalised conditioning latents for `mode`, padded with zeros to `latent_frames` frames.
     fn condition(&self, request: &Request, latent_shape: [usize; 5]) -> Result<LatentCondition> {
         let mode = request.mode();
-        let n = mode.conditional_latent_frames();
+        let n = request.settings.conditional_latent_frames(mode);
+        if mode == Mode::Video2World && n == 0 {
+            return Err(PipelineError::Settings(
+                "Video2World needs at least 1 conditional latent frame".into(),
+            ));
+        }
         let [b, c, t, h, w] = latent_shape;
         if n == 0 {
             return Ok(LatentCondition {

@@ -9,7 +9,7 @@ use orrery_flow::unipc::UniPc;
 use orrery_flow::Schedule;
 
 use crate::conditioning::{
-    condition_mask, frame_timesteps, guide, replace_frames, replace_velocity,
+    condition_mask, frame_timesteps, guide, replace_frames, replace_velocity, Mode,
 };
 use crate::error::{PipelineError, Result};
 
@@ -46,6 +46,9 @@ pub struct SamplingSettings {
     pub timestep_scale: f64,
     pub seed: u64,
     pub noise: NoiseKind,
+    /// Video2World: latent frames of the input video that condition (`num_input_frames`; `None`: the reference's
+    /// 2). A VAE with less temporal compression than Wan2.1's needs 3 for the same 5 pixel frames.
+    pub conditional_frames: Option<usize>,
 }
 
 impl SamplingSettings {
@@ -60,6 +63,18 @@ impl SamplingSettings {
             timestep_scale: 0.001,
             seed,
             noise: NoiseKind::Numpy,
+            conditional_frames: None,
+        }
+    }
+
+    /// Conditional latent frames of `mode`: Text2World none, Image2World its one image, Video2World
+    /// `conditional_frames` (2 unless set).
+    pub fn conditional_latent_frames(&self, mode: Mode) -> usize {
+        match mode {
+            Mode::Video2World => self
+                .conditional_frames
+                .unwrap_or(mode.conditional_latent_frames()),
+            _ => mode.conditional_latent_frames(),
         }
     }
 

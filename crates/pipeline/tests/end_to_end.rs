@@ -66,6 +66,7 @@ fn all_three_modes_match_the_official_loop() {
             timestep_scale: 0.001,
             seed,
             noise: NoiseKind::Numpy,
+            conditional_frames: None,
         };
         let request = Request {
             frames: 9,
@@ -112,4 +113,12 @@ fn bad_requests_are_explained() {
     assert!(msg(request(8, 32, Some(&text))).contains("1 + 4k"));
     assert!(msg(request(9, 40, Some(&text))).contains("multiples of 16"));
     assert!(msg(request(9, 32, None)).contains("negative prompt"));
+    let clip = vec![orrery_media::RgbImage::new(32, 32); 5];
+    let mut video2world = request(9, 32, Some(&text));
+    video2world.video = Some(&clip);
+    video2world.settings.conditional_frames = Some(0);
+    assert!(msg(video2world.clone()).contains("at least 1 conditional latent frame"));
+    // 9 output frames make 3 latent frames: 4 cannot condition.
+    video2world.settings.conditional_frames = Some(4);
+    assert!(msg(video2world).contains("cannot hold 4 conditioning latent frames"));
 }

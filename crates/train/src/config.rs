@@ -144,8 +144,8 @@ pub struct PredictedLatents {
     /// Sampling steps and guidance of the predictions: those the new bundle will be sampled with.
     pub steps: usize,
     pub guidance: f64,
-    /// Probabilities of 0, 1 and 2 conditioning latent frames (Text2World, Image2World, Video2World).
-    pub cond_probs: [f64; 3],
+    /// Probabilities of 0, 1, 2, ... conditioning latent frames (Text2World, Image2World, Video2World).
+    pub cond_probs: Vec<f64>,
 }
 
 /// The small text encoder trained with the DiT.
@@ -167,8 +167,9 @@ pub struct FlowTraining {
     pub high_sigma_prob: f64,
     /// Probability of training on the zero (unconditional) text embedding.
     pub caption_dropout: f64,
-    /// Probabilities of 0, 1 and 2 conditioning latent frames.
-    pub cond_probs: [f64; 3],
+    /// Probabilities of 0, 1, 2, ... conditioning latent frames (the reference's `conditional_frames_probs`,
+    /// {0: 0.5, 1: 0.25, 2: 0.25}); a Video2World model conditioned on more frames needs entries beyond 2.
+    pub cond_probs: Vec<f64>,
     /// Network timestep of conditioning frames in scheduler units (x `timestep_scale`); negative: the
     /// frames' own sigma.
     pub cond_timestep: f64,
@@ -195,6 +196,10 @@ pub struct DitTrainConfig {
     /// instead of a fresh initialisation (relative paths: to the config file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// With `init_from`: the model has a whole multiple of the source DiT's blocks and starts as the source
+    /// network, grown in depth (`crate::grow`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grow_blocks: bool,
 }
 
 fn check(cond: bool, msg: impl FnOnce() -> String) -> std::result::Result<(), String> {
@@ -312,6 +317,9 @@ impl DitTrainConfig {
         })?;
         check(self.flow.shift > 0.0, || {
             "flow.shift must be positive".into()
+        })?;
+        check(!self.grow_blocks || self.init_from.is_some(), || {
+            "grow_blocks needs init_from (the DiT to grow)".into()
         })?;
         check(self.sample_steps > 0, || {
             "sample_steps must be positive".into()

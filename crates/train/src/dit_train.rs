@@ -12,22 +12,25 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use orrery_dit::{CosmosDit, DitInput};
+use orrery_dit::{CosmosDit, DitConfig, DitInput};
 use orrery_flow::timesteps::SigmaSampler;
 use orrery_media::{write_gif, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::{Checkpoint, SeededVarMap};
 use orrery_pipeline::conditioning::{condition_mask, replace_frames, replace_velocity};
 use orrery_pipeline::inputs::frames_from_clip;
-use orrery_pipeline::{BundleDefaults, Request, SamplingSettings, ScheduleKind, WorldPipeline};
+use orrery_pipeline::{
+    BundleDefaults, Mode, Request, SamplingSettings, ScheduleKind, WorldPipeline,
+};
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{Chunking, VaeModelPath, WanVae};
 
 use crate::config::{DitTrainConfig, RunConfig};
 use crate::data::{clip_tensor, DataConfig};
 use crate::error::{Result, TrainError};
+use crate::grow::{grown_init, growth_factor, GrownInit};
 use crate::run::Run;
-use crate::session::{init_vars_from, write_file, LossPoint, Session};
+use crate::session::{init_vars_from, init_vars_mapped, write_file, LossPoint, Session};
 use crate::vae_train::{index, normal};
 
 /// Normalised latents of the training clips and their captions (short, medium, long).
@@ -141,7 +144,7 @@ impl DitTrainer {
         let dit = CosmosDit::new(vb.pp("dit"), &config.model)?;
         let text = WordEncoder::new(vb.pp("text"), &text_config)?;
         if let Some(bundle) = &config.init_from {
-            init_from_bundle(&vars, bundle, &text_config)?;
+            init_from_bundle(&vars, bundle, &text_config, &config)?;
         }
         let session = Session::new(
             &config.run.out_dir,
@@ -175,12 +178,12 @@ impl DitTrainer {
             if images {
                 x = x.narrow(1, 0, 1)?;
             }
+            let latent_frames = x.dim(1)?;
             x0.push(x);
             sigmas.push(self.sigmas.sample(rng));
             let u = rng.next_f64();
-            let wanted = conditioning_frames(&f.cond_probs, u);
-            // An image has one latent frame: it is never all conditioning.
-            cond_frames.push(if images { 0 } else { wanted });
+            // At least one latent frame is left to predict, so an image's one frame never conditions.
+            cond_frames.push(conditioning_frames(&f.cond_probs, u).min(latent_frames - 1));
             let caption = &self.data.captions[i][index(rng, 3)];
             texts.push(if rng.next_f64() < f.caption_dropout {
                 None
@@ -279,7 +282,14 @@ impl DitTrainer {
             timestep_scale: f.timestep_scale,
             seed,
             noise: orrery_flow::noise::NoiseKind::Fast,
+            conditional_frames: Some(self.video2world_frames()),
         }
+    }
+
+    /// Video2World conditions on the most latent frames the model learns to continue (2 with the reference's
+    /// `cond_probs`).
+    pub fn video2world_frames(&self) -> usize {
+        self.config.flow.cond_probs.len().saturating_sub(1).max(1)
     }
 }
 
@@ -361,11 +371,13 @@ impl Run for DitTrainer {
     }
 }
 
-/// Starts from the DiT and word encoder of an exported bundle; its caption vocabulary must be this run's.
+/// Starts from the DiT and word encoder of an exported bundle; its caption vocabulary must be this run's. With
+/// `grow_blocks` the DiT may have a whole multiple of the bundle DiT's blocks.
 fn init_from_bundle(
     vars: &SeededVarMap,
     bundle: &Path,
     text_config: &WordEncoderConfig,
+    config: &DitTrainConfig,
 ) -> Result<()> {
     let config_path = bundle.join("text_encoder/config.json");
     let text = std::fs::read_to_string(&config_path).map_err(TrainError::io(&config_path))?;
@@ -382,12 +394,33 @@ fn init_from_bundle(
             text_config.width
         )));
     }
-    init_vars_from(
-        vars,
-        &bundle.join("transformer/diffusion_pytorch_model.safetensors"),
-        "dit.",
-        |_| false,
-    )?;
+    let dit_weights = bundle.join("transformer/diffusion_pytorch_model.safetensors");
+    if config.grow_blocks {
+        let source_config = bundle.join("transformer/config.json");
+        let source = DitConfig::from_diffusers_file(&source_config)?;
+        let factor = growth_factor(source.num_blocks, config.model.num_blocks)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", source_config.display())))?;
+        init_vars_mapped(
+            vars,
+            &dit_weights,
+            "dit.",
+            |name| match grown_init(name, factor) {
+                GrownInit::Source(s) => Some(s),
+                GrownInit::Zero | GrownInit::Fresh => None,
+            },
+            |_| false,
+        )?;
+        for (name, var) in vars.named_vars() {
+            let zero = name
+                .strip_prefix("dit.")
+                .is_some_and(|n| grown_init(n, factor) == GrownInit::Zero);
+            if zero {
+                var.set(&var.zeros_like()?)?;
+            }
+        }
+    } else {
+        init_vars_from(vars, &dit_weights, "dit.", |_| false)?;
+    }
     init_vars_from(
         vars,
         &bundle.join("text_encoder/model.safetensors"),
@@ -438,7 +471,7 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         vae_config.to_diffusers_json().as_bytes(),
     )?;
     let s = trainer.sampling_settings(0);
-    let defaults = BundleDefaults {
+    let mut defaults = BundleDefaults {
         schedule: s.schedule,
         steps: s.steps,
         guidance: s.guidance,
@@ -449,6 +482,10 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         fps: c.data.fps as f64,
         per_mode: Default::default(),
     };
+    if trainer.video2world_frames() != Mode::Video2World.conditional_latent_frames() {
+        defaults.per_mode[Mode::Video2World as usize].conditional_frames =
+            Some(trainer.video2world_frames());
+    }
     write_file(
         &dir.join("orrery_sampling.json"),
         defaults.to_json().as_bytes(),
@@ -459,14 +496,35 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
     )
 }
 
-/// The number of conditioning latent frames (0, 1 or 2) drawn with probabilities `probs` for a uniform `u` in
-/// [0, 1).
-pub fn conditioning_frames(probs: &[f64; 3], u: f64) -> usize {
-    if u < probs[0] {
-        0
-    } else if u < probs[0] + probs[1] {
-        1
-    } else {
-        2
+/// The number of conditioning latent frames N (0, 1, ..., `probs.len() - 1`) drawn with probabilities `probs`
+/// (`probs[n]`: N = n) for a uniform `u` in [0, 1).
+pub fn conditioning_frames(probs: &[f64], u: f64) -> usize {
+    let mut below = 0.0;
+    for (n, p) in probs.iter().enumerate() {
+        below += p;
+        if u < below {
+            return n;
+        }
+    }
+    probs.len().saturating_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conditioning_frames;
+
+    #[test]
+    fn conditioning_frame_counts_follow_their_probabilities() {
+        let reference = [0.5, 0.25, 0.25];
+        let counts: Vec<usize> = [0.0, 0.49, 0.5, 0.74, 0.75, 0.999]
+            .iter()
+            .map(|&u| conditioning_frames(&reference, u))
+            .collect();
+        assert_eq!(counts, [0, 0, 1, 1, 2, 2]);
+        let four = [0.1, 0.2, 0.3, 0.4];
+        assert_eq!(conditioning_frames(&four, 0.65), 3);
+        assert_eq!(conditioning_frames(&four, 0.55), 2);
+        // Rounding that leaves the sum a hair under 1 still gives the last count.
+        assert_eq!(conditioning_frames(&[0.3, 0.3, 0.3999999], 0.99999999), 2);
     }
 }

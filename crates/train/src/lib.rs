@@ -11,6 +11,7 @@ pub mod data;
 pub mod dit_train;
 mod error;
 pub mod foreground;
+pub mod grow;
 pub mod optim;
 pub mod plot;
 pub mod predicted;

@@ -21,7 +21,7 @@ pub struct Predictor {
     bundle: ModelBundle,
     negative: Tensor,
     settings: SamplingSettings,
-    cond_probs: [f64; 3],
+    cond_probs: Vec<f64>,
     /// Caption embeddings (1, N, width) computed so far: the training captions repeat every epoch.
     embedded: HashMap<String, Tensor>,
 }
@@ -53,13 +53,13 @@ impl Predictor {
             bundle,
             negative,
             settings,
-            cond_probs: config.cond_probs,
+            cond_probs: config.cond_probs.clone(),
             embedded: HashMap::new(),
         })
     }
 
     /// Predicted normalised latents (B, C, T, h, w) of clips whose real normalised latents are `latents`: their
-    /// first 0, 1 or 2 latent frames (drawn with `cond_probs`, one count per batch) condition the sampler, which
+    /// first N latent frames (drawn with `cond_probs`, one count per batch) condition the sampler, which
     /// then returns them (up to its arithmetic); the rest is the DiT's prediction from noise drawn with `rng`.
     pub fn predict(
         &mut self,

@@ -260,16 +260,34 @@ pub fn init_vars_from(
     prefix: &str,
     may_go_unused: impl Fn(&str) -> bool,
 ) -> Result<()> {
+    init_vars_mapped(
+        vars,
+        weights,
+        prefix,
+        |name| Some(name.to_owned()),
+        may_go_unused,
+    )
+}
+
+/// As [`init_vars_from`], but the variable `prefix` + NAME takes the file's tensor `source_name(NAME)`, and keeps
+/// its own initialisation where that is `None`.
+pub fn init_vars_mapped(
+    vars: &SeededVarMap,
+    weights: &Path,
+    prefix: &str,
+    source_name: impl Fn(&str) -> Option<String>,
+    may_go_unused: impl Fn(&str) -> bool,
+) -> Result<()> {
     let ckpt = Checkpoint::open(weights)?;
     let device = Device::Cpu;
     let mut used = std::collections::HashSet::new();
     for (name, var) in vars.named_vars() {
-        let Some(stored) = name.strip_prefix(prefix) else {
+        let Some(stored) = name.strip_prefix(prefix).and_then(&source_name) else {
             continue;
         };
-        let t = ckpt.load_checked(stored, var.dims(), candle_core::DType::F32, &device)?;
+        let t = ckpt.load_checked(&stored, var.dims(), candle_core::DType::F32, &device)?;
         var.set(&t)?;
-        used.insert(stored.to_string());
+        used.insert(stored);
     }
     let unused: Vec<&str> = ckpt
         .tensors()

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use orrery_pipeline::{ModelBundle, Request, WorldPipeline};
 use orrery_train::{DitTrainConfig, DitTrainer, LossPoint, Run, VaeTrainConfig, VaeTrainer};
 use serde_json::json;
@@ -120,6 +120,15 @@ fn vae_and_dit_runs_resume_exactly_and_export_a_working_bundle() {
     assert!(gif.is_file());
     let bundle = ModelBundle::open(&bundle_dir).unwrap();
     assert_eq!(bundle.unconditional_prompt(), Some(""));
+    let d = &bundle.defaults;
+    assert_eq!((d.frames, d.width, d.height, d.steps), (9, 16, 16, 3));
+    let video = generate_text2world(&bundle_dir, straight.sampling_settings(0));
+    assert_eq!(video.dims(), &[1, 3, 9, 16, 16]);
+}
+
+/// A Text2World clip of the bundle in `dir` at its default size, (1, 3, T, H, W).
+fn generate_text2world(dir: &Path, settings: orrery_pipeline::SamplingSettings) -> Tensor {
+    let bundle = ModelBundle::open(dir).unwrap();
     let texts = bundle
         .encode_prompts(
             &["The video shows a red ball above the floor.", ""],
@@ -133,9 +142,7 @@ fn vae_and_dit_runs_resume_exactly_and_export_a_working_bundle() {
     )
     .unwrap();
     let d = &bundle.defaults;
-    assert_eq!((d.frames, d.width, d.height, d.steps), (9, 16, 16, 3));
-    let settings = straight.sampling_settings(0);
-    let out = pipeline
+    pipeline
         .generate(
             &Request {
                 frames: d.frames,
@@ -149,8 +156,57 @@ fn vae_and_dit_runs_resume_exactly_and_export_a_working_bundle() {
             },
             |_, _| {},
         )
-        .unwrap();
-    assert_eq!(out.video.dims(), &[1, 3, 9, 16, 16]);
+        .unwrap()
+        .video
+}
+
+#[test]
+fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let vae_dir = trained_vae(&root.join("vae"));
+    let mut base = DitTrainer::new(dit_config(&root.join("dit"), &vae_dir)).unwrap();
+    base.train(Some(2), |_| {}).unwrap();
+    let bundle = base.export().unwrap();
+
+    let mut config = dit_config(&root.join("grown"), &vae_dir);
+    config.model.num_blocks = 3;
+    config.grow_blocks = true;
+    config.init_from = None;
+    assert!(config.validate().unwrap_err().contains("grow_blocks"));
+    config.init_from = Some(bundle.clone());
+    let mut grown = DitTrainer::new(config.clone()).unwrap();
+    let grown_bundle = grown.export().unwrap();
+    let settings = base.sampling_settings(0);
+    let want = generate_text2world(&bundle, settings.clone());
+    let got = generate_text2world(&grown_bundle, settings);
+    let diff = orrery_nn::compare::max_abs_diff(&got, &want).unwrap();
+    assert!(diff < 1e-5, "grown network differs by {diff}");
+
+    // The new blocks' branch outputs start at zero and train away from it.
+    let largest = |trainer: &DitTrainer, name: &str| {
+        let vars = trainer.session.vars.named_vars();
+        let v = vars.into_iter().find(|(n, _)| n == name).unwrap().1;
+        v.as_tensor()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(largest(&grown, "dit.blocks.1.mlp.layer2.weight"), 0.0);
+    grown.train(Some(1), |_| {}).unwrap();
+    assert!(largest(&grown, "dit.blocks.1.mlp.layer2.weight") > 0.0);
+    assert!(largest(&grown, "dit.blocks.2.self_attn.output_proj.weight") > 0.0);
+
+    // 3 blocks cannot grow into 4.
+    let mut four = config;
+    four.run.out_dir = root.join("four");
+    four.model.num_blocks = 4;
+    four.init_from = Some(grown_bundle);
+    let err = DitTrainer::new(four).err().unwrap().to_string();
+    assert!(err.contains("whole multiple"), "{err}");
 }
 
 #[test]
