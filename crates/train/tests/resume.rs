@@ -160,14 +160,21 @@ fn generate_text2world(dir: &Path, settings: orrery_pipeline::SamplingSettings) 
         .video
 }
 
-#[test]
-fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+/// A VAE trained one step and a DiT trained two steps on its latents, exported under `root`: (VAE folder, DiT
+/// trainer, DiT bundle folder).
+fn trained_dit(root: &Path) -> (std::path::PathBuf, DitTrainer, std::path::PathBuf) {
     let vae_dir = trained_vae(&root.join("vae"));
     let mut base = DitTrainer::new(dit_config(&root.join("dit"), &vae_dir)).unwrap();
     base.train(Some(2), |_| {}).unwrap();
     let bundle = base.export().unwrap();
+    (vae_dir, base, bundle)
+}
+
+#[test]
+fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (vae_dir, base, bundle) = trained_dit(root);
 
     let mut config = dit_config(&root.join("grown"), &vae_dir);
     config.model.num_blocks = 3;
@@ -213,10 +220,7 @@ fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
 fn a_dit_run_fine_tunes_from_an_exported_bundle() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let vae_dir = trained_vae(&root.join("vae"));
-    let mut base = DitTrainer::new(dit_config(&root.join("dit"), &vae_dir)).unwrap();
-    base.train(Some(2), |_| {}).unwrap();
-    let bundle = base.export().unwrap();
+    let (vae_dir, _, bundle) = trained_dit(root);
 
     let mut config = dit_config(&root.join("tuned"), &vae_dir);
     config.init_from = Some(bundle.clone());
