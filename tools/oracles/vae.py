@@ -7,6 +7,8 @@ Writes testdata/vae_tiny/:
   case_<frames>f.safetensors                        `video` (1, 3, T, 32, 32) in [-1, 1], `latent` (encoder mean,
                                                     unnormalised), `latent_f64`, `decoded` (decoder output of
                                                     `latent`, NOT clamped, as the official `WanVAE_.decode` returns it)
+and testdata/vae_tiny_wide_decoder/: the same files (9 frames only) for the model with a wider decoder
+(`decoder_base_dim` 12, Wan2.2's separate decoder width), the layout of our decoders trained on a frozen encoder.
 """
 
 import torch
@@ -14,14 +16,11 @@ from diffusers import AutoencoderKLWan
 
 from common import fixture_dir, save_tensors, seed_everything
 
-OUT = fixture_dir("vae_tiny")
-
-
-def build():
+def build(decoder_base_dim=None):
     seed_everything(0)
     g = torch.Generator().manual_seed(7)
     model = AutoencoderKLWan(
-        base_dim=8, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True],
+        base_dim=8, decoder_base_dim=decoder_base_dim, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True],
         latents_mean=(torch.randn(4, generator=g) * 0.5).tolist(),
         latents_std=(1.0 + torch.rand(4, generator=g)).tolist(),
     ).eval()
@@ -49,11 +48,11 @@ def decode_unclamped(model, z):
     return torch.cat(outs, 2)
 
 
-def main():
-    model = build()
-    model.save_pretrained(OUT, safe_serialization=True)
-    model64 = build().double()
-    for frames in [1, 9, 17]:
+def write(out, frame_counts, decoder_base_dim=None):
+    model = build(decoder_base_dim)
+    model.save_pretrained(out, safe_serialization=True)
+    model64 = build(decoder_base_dim).double()
+    for frames in frame_counts:
         g = torch.Generator().manual_seed(frames)
         video = torch.rand(1, 3, frames, 32, 32, generator=g) * 2 - 1
         with torch.no_grad():
@@ -63,9 +62,14 @@ def main():
         err = (latent.double() - latent64).abs().max().item() / latent64.abs().max().item()
         print(f"{frames} frames: latent {tuple(latent.shape)}, f32 vs f64 {err:.2e}, decoded range "
               f"[{decoded.min():.2f}, {decoded.max():.2f}]")
-        save_tensors(OUT / f"case_{frames}f.safetensors",
+        save_tensors(out / f"case_{frames}f.safetensors",
                      {"video": video, "latent": latent, "latent_f64": latent64, "decoded": decoded},
                      metadata={"f32_vs_f64": f"{err:.3e}"})
+
+
+def main():
+    write(fixture_dir("vae_tiny"), [1, 9, 17])
+    write(fixture_dir("vae_tiny_wide_decoder"), [9], decoder_base_dim=12)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,12 @@ fn bad_checkpoints_fail_cleanly() {
             "{}: {err}",
             path.display()
         );
+        // The cause is said once, not again by the error chain.
+        assert!(
+            err.matches("(os error").count() <= 1,
+            "{}: {err}",
+            path.display()
+        );
     }
     // A failed conversion leaves an existing output untouched.
     let existing = dir.path().join("keep.safetensors");

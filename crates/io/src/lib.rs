@@ -23,6 +23,12 @@ impl AtomicFile {
             // The mode of a file made by File::create (0666 less the umask), not tempfile's private 0600.
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
+        if !dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("the folder {} does not exist", dir.display()),
+            ));
+        }
         let tmp = builder.tempfile_in(dir)?;
         Ok(Self { tmp })
     }
@@ -69,6 +75,16 @@ mod tests {
         f.commit(&target).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_folder_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-folder");
+        let err = write_atomically(&missing.join("out.bin"), b"x").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("no-such-folder"), "{err}");
+        assert!(!missing.exists());
     }
 
     #[cfg(unix)]

@@ -3,11 +3,11 @@ use std::path::PathBuf;
 /// Errors of media I/O; each names the file and what was wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    #[error("{path}: {source}")]
+    // The cause is in the message, not also a `source()`: a caller printing the chain would repeat it.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not a {expected}: {found}")]
     WrongFormat {
@@ -32,10 +32,10 @@ pub enum MediaError {
 }
 
 impl MediaError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 

@@ -59,9 +59,9 @@ impl DatasetSpec {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PhysicsError + '_ {
-    move |source| PhysicsError::Io {
+    move |cause| PhysicsError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 

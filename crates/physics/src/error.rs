@@ -3,11 +3,11 @@
 pub enum PhysicsError {
     #[error("{0}")]
     Settings(String),
-    #[error("{path}: {source}")]
+    // The cause is in the message, not also a `source()`: a caller printing the chain would repeat it.
+    #[error("{path}: {cause}")]
     Io {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 

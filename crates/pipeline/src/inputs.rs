@@ -9,6 +9,12 @@ use orrery_media::{resize, RgbImage};
 use crate::error::{PipelineError, Result};
 
 /// Checks a requested output: `frames` = 1 + 4k and sides multiples of 16.
+/// The largest output side in pixels (H.264 level 5.2's 4096 x 2304).
+pub const MAX_SIDE: usize = 4096;
+
+/// The most bytes of 8-bit RGB a generated video may hold in memory (frames x width x height x 3).
+pub const MAX_VIDEO_BYTES: usize = 16 << 30;
+
 pub fn validate_size(frames: usize, width: usize, height: usize) -> Result<()> {
     if frames == 0 || !(frames - 1).is_multiple_of(4) {
         return Err(PipelineError::Input(format!(
@@ -18,6 +24,19 @@ pub fn validate_size(frames: usize, width: usize, height: usize) -> Result<()> {
     if width == 0 || height == 0 || !width.is_multiple_of(16) || !height.is_multiple_of(16) {
         return Err(PipelineError::Input(format!(
             "size {width}x{height}: width and height must be positive multiples of 16"
+        )));
+    }
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(PipelineError::Input(format!(
+            "size {width}x{height}: each side must be at most {MAX_SIDE} pixels"
+        )));
+    }
+    let bytes = frames.saturating_mul(width * height * 3);
+    if bytes > MAX_VIDEO_BYTES {
+        return Err(PipelineError::Input(format!(
+            "{frames} frames of {width}x{height}: {} GiB of video, more than the {} GiB limit",
+            bytes >> 30,
+            MAX_VIDEO_BYTES >> 30
         )));
     }
     Ok(())
@@ -117,6 +136,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("multiples of 16"));
+        assert!(validate_size(93, 100_000, 100_000)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 4096"));
+        assert!(validate_size(usize::MAX - 2, 1280, 704)
+            .unwrap_err()
+            .to_string()
+            .contains("GiB"));
     }
 
     #[test]

@@ -107,6 +107,12 @@ pub fn sample_latents(
 ) -> Result<Tensor> {
     let [b, _, t, h, w] = shape;
     let device = Device::Cpu;
+    if !settings.guidance.is_finite() {
+        return Err(PipelineError::Settings(format!(
+            "guidance {}: expected a finite number",
+            settings.guidance
+        )));
+    }
     if settings.guidance != 0.0 && negative.is_none() {
         return Err(PipelineError::Settings(
             "guidance needs a negative prompt embedding".into(),

@@ -32,6 +32,10 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields)]
 pub struct VaeShape {
     pub base_dim: usize,
+    /// Width of the decoder's last stage (`base_dim` when absent): with `freeze_encoder`, a decoder wider than
+    /// its source's starts from random weights on the source's encoder.
+    #[serde(default)]
+    pub decoder_base_dim: Option<usize>,
     pub z_dim: usize,
     pub dim_mult: Vec<usize>,
     pub num_res_blocks: usize,
@@ -42,6 +46,7 @@ impl VaeShape {
     pub fn config(&self) -> VaeConfig {
         VaeConfig {
             base_dim: self.base_dim,
+            decoder_base_dim: self.decoder_base_dim.unwrap_or(self.base_dim),
             z_dim: self.z_dim,
             dim_mult: self.dim_mult.clone(),
             num_res_blocks: self.num_res_blocks,

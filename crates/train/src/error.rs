@@ -7,10 +7,11 @@ pub enum TrainError {
     Config { path: PathBuf, detail: String },
     #[error("{path}: {detail}")]
     Checkpoint { path: PathBuf, detail: String },
-    #[error("{path}: {source}")]
+    // The cause is in the message, not also a `source()`: a caller printing the chain would repeat it.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("data: {0}")]
     Data(String),
@@ -32,9 +33,9 @@ pub enum TrainError {
 
 impl TrainError {
     pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
-        move |source| Self::Io {
+        move |cause| Self::Io {
             path: path.to_owned(),
-            source,
+            cause,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{Result, TrainError};
 use crate::foreground::foreground_weights;
 use crate::predicted::Predictor;
 use crate::run::Run;
-use crate::session::{init_vars_from, write_file, LossPoint, Session};
+use crate::session::{init_vars_mapped, write_file, LossPoint, Session};
 
 /// A VAE training run.
 pub struct VaeTrainer {
@@ -92,10 +92,17 @@ impl VaeTrainer {
         let vae = WanVae::new(vars.var_builder(&device), &vae_config)?;
         if let Some(source) = &source {
             // A VAE with fewer temporal resampling stages than its source (less temporal compression) starts
-            // from all of its weights but the temporal convolutions of the stages that became spatial-only.
-            init_vars_from(&vars, &source.weights, "", |name| {
-                name.contains(".time_conv.")
-            })?;
+            // from all of its weights but the temporal convolutions of the stages that became spatial-only; a
+            // decoder of another width than the source's starts from random weights.
+            let fresh_decoder = source.config.decoder_base_dim != vae_config.decoder_base_dim;
+            let is_fresh = |name: &str| fresh_decoder && name.starts_with("decoder.");
+            init_vars_mapped(
+                &vars,
+                &source.weights,
+                "",
+                |name| (!is_fresh(name)).then(|| name.to_owned()),
+                |name| name.contains(".time_conv.") || is_fresh(name),
+            )?;
         }
         let predictor = config
             .predicted_latents

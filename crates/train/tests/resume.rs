@@ -325,6 +325,44 @@ fn a_decoder_only_fine_tune_keeps_the_latent_space() {
 }
 
 #[test]
+fn a_wider_decoder_starts_fresh_on_the_frozen_encoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let source_dir = trained_vae(&root.join("vae"));
+    let source = orrery_vae::VaeModelPath::open(&source_dir).unwrap();
+    let stored = orrery_nn::Checkpoint::open(&source.weights).unwrap();
+
+    let mut config = vae_config(&root.join("wide-decoder"));
+    config.freeze_encoder = true;
+    config.init_from = Some(source_dir);
+    config.model.decoder_base_dim = Some(2 * config.model.base_dim);
+    let mut tuned = VaeTrainer::new(config).unwrap();
+    // The encoder side is the source's (the decoder has the new width, so none of it came from the file).
+    let mut encoder_side = 0;
+    for (name, var) in tuned.session.vars.named_vars() {
+        if name.starts_with("encoder.") {
+            let want = stored.load(&name, &Device::Cpu).unwrap();
+            let diff = orrery_nn::compare::max_abs_diff(var.as_tensor(), &want).unwrap();
+            assert_eq!(diff, 0.0, "{name}");
+            encoder_side += 1;
+        }
+    }
+    assert!(encoder_side > 0);
+    tuned.train(Some(2), |_| {}).unwrap();
+    let exported = orrery_vae::VaeModelPath::open(&tuned.export().unwrap()).unwrap();
+    assert_eq!(exported.config.decoder_base_dim, 2 * source.config.base_dim);
+    assert_eq!(exported.config.latents_std, source.config.latents_std);
+    let new = orrery_nn::Checkpoint::open(&exported.weights).unwrap();
+    for entry in stored.tensors() {
+        let old = stored.load(&entry.name, &Device::Cpu).unwrap();
+        let now = new.load(&entry.name, &Device::Cpu).unwrap();
+        if entry.name.starts_with("encoder.") {
+            assert_eq!(orrery_nn::compare::max_abs_diff(&old, &now).unwrap(), 0.0);
+        }
+    }
+}
+
+#[test]
 fn a_decoder_learns_to_decode_a_world_models_predictions() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();

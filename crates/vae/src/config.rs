@@ -11,6 +11,9 @@ use crate::error::{Result, VaeError};
 pub struct VaeConfig {
     /// Width of the first stage (96 for Wan2.1).
     pub base_dim: usize,
+    /// Width of the decoder's last stage (diffusers' `decoder_base_dim`, Wan2.2's `dec_dim`; `base_dim` in
+    /// Wan2.1): a wider decoder on a given encoder keeps the latent space.
+    pub decoder_base_dim: usize,
     /// Latent channels.
     pub z_dim: usize,
     /// Width multipliers of the stages; each stage but the last halves the resolution.
@@ -30,6 +33,7 @@ impl VaeConfig {
     pub fn wan2_1() -> Self {
         Self {
             base_dim: 96,
+            decoder_base_dim: 96,
             z_dim: 16,
             dim_mult: vec![1, 2, 4, 4],
             num_res_blocks: 2,
@@ -66,8 +70,17 @@ impl VaeConfig {
 
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(VaeError::Config(m));
-        if self.base_dim == 0 || self.z_dim == 0 || self.num_res_blocks == 0 {
-            return fail("base_dim, z_dim and num_res_blocks must be positive".into());
+        if [
+            self.base_dim,
+            self.decoder_base_dim,
+            self.z_dim,
+            self.num_res_blocks,
+        ]
+        .contains(&0)
+        {
+            return fail(
+                "base_dim, decoder_base_dim, z_dim and num_res_blocks must be positive".into(),
+            );
         }
         if self.dim_mult.len() < 2 || self.dim_mult.contains(&0) {
             return fail(format!(
@@ -85,10 +98,10 @@ impl VaeConfig {
         }
         // The decoder halves channels at every upsampling.
         for (i, m) in self.dim_mult.iter().enumerate().skip(1) {
-            if !(self.base_dim * m).is_multiple_of(2) {
+            if !(self.decoder_base_dim * m).is_multiple_of(2) {
                 return fail(format!(
-                    "stage {i} width {} must be even",
-                    self.base_dim * m
+                    "decoder stage {i} width {} must be even",
+                    self.decoder_base_dim * m
                 ));
             }
         }
@@ -144,8 +157,15 @@ impl VaeConfig {
             ));
         }
         let z_dim = uint("z_dim")?;
+        let base_dim = uint("base_dim")?;
+        // Absent or null: the decoder is as wide as the encoder (Wan2.1).
+        let decoder_base_dim = match v.get("decoder_base_dim") {
+            None | Some(Value::Null) => base_dim,
+            Some(_) => uint("decoder_base_dim")?,
+        };
         let config = Self {
-            base_dim: uint("base_dim")?,
+            base_dim,
+            decoder_base_dim,
             z_dim,
             dim_mult: list("dim_mult")?.into_iter().map(|x| x as usize).collect(),
             num_res_blocks: uint("num_res_blocks")?,
@@ -167,6 +187,7 @@ impl VaeConfig {
             "_class_name": "AutoencoderKLWan",
             "attn_scales": [],
             "base_dim": self.base_dim,
+            "decoder_base_dim": self.decoder_base_dim,
             "dim_mult": self.dim_mult,
             "dropout": 0.0,
             "in_channels": 3,
@@ -197,6 +218,9 @@ mod tests {
         let mut bad = c.clone();
         bad.latents_std.pop();
         assert!(bad.validate().is_err());
+        let mut no_decoder = c.clone();
+        no_decoder.decoder_base_dim = 0;
+        assert!(no_decoder.validate().is_err());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, c.to_diffusers_json()).unwrap();

@@ -159,7 +159,7 @@ impl Decoder {
         let last = *c.dim_mult.last().expect("validated");
         let dims: Vec<usize> = std::iter::once(last)
             .chain(c.dim_mult.iter().rev().copied())
-            .map(|m| m * c.base_dim)
+            .map(|m| m * c.decoder_base_dim)
             .collect();
         let temporal_upsample: Vec<bool> = c.temporal_downsample.iter().rev().copied().collect();
         let conv1 = CausalConv3d::new(vb.pp("conv1"), c.z_dim, dims[0], 3, 3, &mut slots)?;

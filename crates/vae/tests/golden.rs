@@ -10,20 +10,33 @@ use orrery_vae::tiling::Tiling;
 use orrery_vae::{load_vae, Chunking, VaeConfig, VaeModelPath, WanVae};
 
 fn fixture(name: &str) -> PathBuf {
+    fixture_in("vae_tiny", name)
+}
+
+fn fixture_in(dir: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/vae_tiny")
+        .join("../../testdata")
+        .join(dir)
         .join(name)
 }
 
 fn case(frames: usize, name: &str) -> Tensor {
-    Checkpoint::open(fixture(&format!("case_{frames}f.safetensors")))
+    case_in("vae_tiny", frames, name)
+}
+
+fn case_in(dir: &str, frames: usize, name: &str) -> Tensor {
+    Checkpoint::open(fixture_in(dir, &format!("case_{frames}f.safetensors")))
         .unwrap()
         .load(name, &Device::Cpu)
         .unwrap()
 }
 
 fn vae() -> WanVae {
-    VaeModelPath::open(&fixture(""))
+    vae_in("vae_tiny")
+}
+
+fn vae_in(dir: &str) -> WanVae {
+    VaeModelPath::open(&fixture_in(dir, ""))
         .unwrap()
         .load(DType::F32, &Device::Cpu)
         .unwrap()
@@ -53,6 +66,25 @@ fn encoder_mean_and_decoder_output_match_reference() {
         );
         assert!(derr <= 1e-5, "{frames}: decoded {derr:.3e}");
     }
+}
+
+/// diffusers' `decoder_base_dim` (Wan2.2's separate decoder width) on the same encoder.
+#[test]
+fn wider_decoder_matches_reference() {
+    let dir = "vae_tiny_wide_decoder";
+    let m = vae_in(dir);
+    assert_eq!((m.config.base_dim, m.config.decoder_base_dim), (8, 12));
+    let latent = m
+        .encode(&case_in(dir, 9, "video"), Chunking::Stream(4))
+        .unwrap();
+    let err = rel_err(&latent, &case_in(dir, 9, "latent"));
+    let decoded = m
+        .decode(&case_in(dir, 9, "latent"), Chunking::Stream(1))
+        .unwrap();
+    let derr = rel_err(&decoded, &case_in(dir, 9, "decoded"));
+    println!("wide decoder: latent {err:.2e}, decoded {derr:.2e}");
+    assert!(err <= 1e-5, "latent {err:.3e}");
+    assert!(derr <= 1e-5, "decoded {derr:.3e}");
 }
 
 #[test]

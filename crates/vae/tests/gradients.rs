@@ -9,6 +9,7 @@ use orrery_vae::{Chunking, VaeConfig, WanVae};
 fn vae_gradients_match_finite_differences() {
     let config = VaeConfig {
         base_dim: 4,
+        decoder_base_dim: 6,
         z_dim: 4,
         dim_mult: vec![1, 2, 2],
         num_res_blocks: 1,

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 /// and says what was expected and what was found.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
+    // The cause is in the message, not also a `source()`: a caller printing the chain would repeat it.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not a checkpoint orrery can read: {found} (expected safetensors, a sharded safetensors folder or a PyTorch zip checkpoint)")]
     UnknownFormat { path: PathBuf, found: String },
@@ -47,10 +47,10 @@ pub enum CheckpointError {
 }
 
 impl CheckpointError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 
