@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use orrery_eval::baselines::{constant_velocity, copy_last_frame};
 use orrery_eval::bench::{
-    psnr_by_horizon, score_clip, summarise, table, table_row, ClipScore, MethodSummary,
+    clips_won, psnr_by_horizon, score_clip, summarise, table, table_row, ClipScore, MethodSummary,
     TABLE_HEADERS,
 };
 use orrery_eval::report::{Block, LinePlot, Report, Section};
@@ -333,6 +333,21 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         .map(|(name, s)| summarise(name, s))
         .collect();
     println!("{}", table(&rows));
+    // Head to head on each clip: each model against the baselines of its mode.
+    let wins: serde_json::Map<String, serde_json::Value> = [(0, 1), (0, 2), (4, 5)]
+        .into_iter()
+        .map(|(model, baseline)| {
+            let won = clips_won(&scores[model], &scores[baseline]);
+            println!(
+                "{} has the higher PSNR on {won} of {} clips against {}",
+                names[model], args.clips, names[baseline]
+            );
+            (
+                format!("{} vs {}", names[model], names[baseline]),
+                json!(won),
+            )
+        })
+        .collect();
     let detection = shown as f64 / total.max(1) as f64;
     println!(
         "text2world: {shown} of {total} captioned objects shown ({:.1}%) in {} clips",
@@ -342,7 +357,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let report = json!({
         "model": root, "clips": args.clips, "seed": args.seed, "sampling": sampling,
         "observed_frames": OBSERVED_FRAMES, "methods": rows,
-        "clip_psnr": per_clip_psnr(&names, &scores),
+        "clip_psnr": per_clip_psnr(&names, &scores), "clips_won": wins,
         "text2world": {"clips": args.text_clips, "objects": total, "shown": shown, "rate": detection},
     });
     crate::write_text_atomically(&args.out, &serde_json::to_string_pretty(&report)?)?;

@@ -180,6 +180,11 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
     );
     assert!(methods[3]["psnr"].as_f64().unwrap() > 15.0);
     assert!(methods[3]["pooled_psnr"].as_f64().unwrap() > 15.0);
+    assert!(methods[3]["median_psnr"].as_f64().unwrap() > 15.0);
+    // Per-clip head to head: each count is of the 2 clips.
+    let wins = r["clips_won"].as_object().unwrap();
+    assert_eq!(wins.len(), 3);
+    assert!(wins.values().all(|w| w.as_u64().unwrap() <= 2), "{wins:?}");
     let html = std::fs::read_to_string(dir.path().join("bench.html")).unwrap();
     assert!(html.contains("copy last frame") && html.contains("data:image/gif;base64,"));
     eval_reads_the_bench_videos(&dir.path().join("videos"), dir.path());

@@ -80,6 +80,8 @@ pub struct MethodSummary {
     /// PSNR of the mean squared error over all clips' predicted frames: no cap decides it, unlike the mean of
     /// per-clip PSNRs, which a few clips a method gets exactly right (a still world for copy-last-frame) dominate.
     pub pooled_psnr: f64,
+    /// Median over clips of their PSNR: neither a few exact clips nor a few failures decide it.
+    pub median_psnr: f64,
     pub ssim: f64,
     /// Mean position error (pixels) of objects found in the predicted frames; `None` when none was found.
     pub trajectory_error_px: Option<f64>,
@@ -115,6 +117,7 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
         clips: scores.len(),
         psnr: scores.iter().map(|s| s.psnr.min(100.0)).sum::<f64>() / n,
         pooled_psnr: psnr_of_mse(scores.iter().map(|s| s.mse).sum::<f64>() / n),
+        median_psnr: median(scores.iter().map(|s| s.psnr.min(100.0)).collect()),
         ssim: scores.iter().map(|s| s.ssim).sum::<f64>() / n,
         trajectory_error_px: (found > 0)
             .then(|| scores.iter().map(|s| s.trajectory_error_sum).sum::<f64>() / found as f64),
@@ -135,6 +138,25 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
     }
 }
 
+/// Median of `v` (mean of the middle two for an even count; 0 for none).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Clips on which method `a` scores a higher PSNR than method `b` (the same clips, in the same order).
+pub fn clips_won(a: &[ClipScore], b: &[ClipScore]) -> usize {
+    a.iter().zip(b).filter(|(a, b)| a.psnr > b.psnr).count()
+}
+
 /// Mean PSNR over clips of the k-th predicted frame, k = 0.. (as far as every clip reaches).
 pub fn psnr_by_horizon(scores: &[ClipScore]) -> Vec<f64> {
     let horizon = scores
@@ -148,11 +170,12 @@ pub fn psnr_by_horizon(scores: &[ClipScore]) -> Vec<f64> {
 }
 
 /// Column headers of [`table_row`].
-pub const TABLE_HEADERS: [&str; 11] = [
+pub const TABLE_HEADERS: [&str; 12] = [
     "method",
     "clips",
     "PSNR (dB)",
     "pooled PSNR (dB)",
+    "median PSNR (dB)",
     "SSIM",
     "trajectory error (px)",
     "objects found",
@@ -173,6 +196,7 @@ pub fn table_row(r: &MethodSummary) -> Vec<String> {
         r.clips.to_string(),
         format!("{:.2}", r.psnr),
         format!("{:.2}", r.pooled_psnr),
+        format!("{:.2}", r.median_psnr),
         format!("{:.4}", r.ssim),
         r.trajectory_error_px
             .map_or_else(|| "-".to_owned(), |e| format!("{e:.2}")),
@@ -221,6 +245,21 @@ mod tests {
         let s = summarise("m", &[clip(0.0), clip(65.025)]);
         assert!((s.psnr - 65.0).abs() < 1e-9, "{}", s.psnr);
         assert!((s.pooled_psnr - (30.0 + 10.0 * 2f64.log10())).abs() < 1e-9);
+        assert!((s.median_psnr - 65.0).abs() < 1e-9, "{}", s.median_psnr);
         assert_eq!(table_row(&s).len(), TABLE_HEADERS.len());
+        // One exact clip among three: the median is the middle clip's.
+        let s = summarise("m", &[clip(0.0), clip(65.025), clip(650.25)]);
+        assert!((s.median_psnr - 30.0).abs() < 1e-9, "{}", s.median_psnr);
+    }
+
+    #[test]
+    fn clips_won_counts_strictly_higher_psnr() {
+        let clip = |psnr: f64| ClipScore {
+            psnr,
+            ..ClipScore::default()
+        };
+        let a = [clip(30.0), clip(20.0), clip(25.0)];
+        let b = [clip(25.0), clip(21.0), clip(25.0)];
+        assert_eq!((clips_won(&a, &b), clips_won(&b, &a)), (1, 1));
     }
 }
