@@ -8,13 +8,14 @@ use orrery_media::{resize, RgbImage};
 
 use crate::error::{PipelineError, Result};
 
-/// Checks a requested output: `frames` = 1 + 4k and sides multiples of 16.
 /// The largest output side in pixels (H.264 level 5.2's 4096 x 2304).
 pub const MAX_SIDE: usize = 4096;
 
 /// The most bytes of 8-bit RGB a generated video may hold in memory (frames x width x height x 3).
 pub const MAX_VIDEO_BYTES: usize = 16 << 30;
 
+/// Checks a requested output: `frames` = 1 + 4k, sides multiples of 16 up to [`MAX_SIDE`], and the whole video
+/// within [`MAX_VIDEO_BYTES`].
 pub fn validate_size(frames: usize, width: usize, height: usize) -> Result<()> {
     if frames == 0 || !(frames - 1).is_multiple_of(4) {
         return Err(PipelineError::Input(format!(
