@@ -142,7 +142,7 @@ fn per_clip_psnr(names: &[&str], scores: &[Vec<ClipScore>]) -> serde_json::Value
         .iter()
         .zip(scores)
         .map(|(name, s)| {
-            let psnr: Vec<f64> = s.iter().map(|c| c.psnr.min(100.0)).collect();
+            let psnr: Vec<f64> = s.iter().map(ClipScore::capped_psnr).collect();
             (name.to_string(), json!(psnr))
         })
         .collect::<serde_json::Map<_, _>>()

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use indicatif::ProgressBar;
 use orrery_eval::frechet::{frechet_distance, FeatureStats};
-use orrery_eval::metrics::{psnr, ssim, video_psnr};
+use orrery_eval::metrics::{psnr, ssim, video_psnr, PSNR_CAP_DB};
 use orrery_eval::motion::{motion_masks, motion_scores, physics_iq_score, MotionScores};
 use orrery_evalnets::{
     I3d, InceptionFid, EVAL_WEIGHTS_DIR, I3D_FILE, I3D_MIN_FRAMES, INCEPTION_FILE,
@@ -294,11 +294,11 @@ fn paired_metrics(
         let (r, g) = (&real[i].frames, &generated[i].frames);
         let mut entry = json!({ "name": name, "frames": r.len() });
         if wants(Metric::Psnr) {
-            entry["psnr"] = json!(video_psnr(r, g).min(100.0));
+            entry["psnr"] = json!(video_psnr(r, g).min(PSNR_CAP_DB));
             entry["psnr_per_frame"] = json!(r
                 .iter()
                 .zip(g)
-                .map(|(a, b)| psnr(a, b).min(100.0))
+                .map(|(a, b)| psnr(a, b).min(PSNR_CAP_DB))
                 .collect::<Vec<_>>());
         }
         if wants(Metric::Ssim) {

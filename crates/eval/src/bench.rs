@@ -5,7 +5,7 @@ use orrery_physics::GroundTruth;
 use serde::Serialize;
 
 use crate::grounded::{score_grounded, GroundedScore};
-use crate::metrics::{psnr, psnr_of_mse, ssim, video_mse, video_psnr};
+use crate::metrics::{psnr, psnr_of_mse, ssim, video_mse, video_psnr, PSNR_CAP_DB};
 use crate::track::locate;
 
 /// Scores of one method on one clip's predicted frames.
@@ -27,6 +27,13 @@ pub struct ClipScore {
     pub grounded: GroundedScore,
 }
 
+impl ClipScore {
+    /// The clip's PSNR, capped at [`PSNR_CAP_DB`].
+    pub fn capped_psnr(&self) -> f64 {
+        self.psnr.min(PSNR_CAP_DB)
+    }
+}
+
 /// Scores `predicted`, frames `start..start + predicted.len()` of a clip, against `real` (the same frames) and
 /// the ground-truth object positions.
 pub fn score_clip(
@@ -41,7 +48,7 @@ pub fn score_clip(
         psnr_per_frame: real
             .iter()
             .zip(predicted)
-            .map(|(a, b)| psnr(a, b).min(100.0))
+            .map(|(a, b)| psnr(a, b).min(PSNR_CAP_DB))
             .collect(),
         ssim: real
             .iter()
@@ -112,12 +119,13 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
         .flat_map(|s| s.grounded.gravity.iter())
         .collect();
     let penetrating = total(|g| g.penetrating);
+    let capped: Vec<f64> = scores.iter().map(ClipScore::capped_psnr).collect();
     MethodSummary {
         method: method.to_owned(),
         clips: scores.len(),
-        psnr: scores.iter().map(|s| s.psnr.min(100.0)).sum::<f64>() / n,
+        psnr: capped.iter().sum::<f64>() / n,
         pooled_psnr: psnr_of_mse(scores.iter().map(|s| s.mse).sum::<f64>() / n),
-        median_psnr: median(scores.iter().map(|s| s.psnr.min(100.0)).collect()),
+        median_psnr: median(capped),
         ssim: scores.iter().map(|s| s.ssim).sum::<f64>() / n,
         trajectory_error_px: (found > 0)
             .then(|| scores.iter().map(|s| s.trajectory_error_sum).sum::<f64>() / found as f64),

@@ -6,6 +6,9 @@
 
 use orrery_media::RgbImage;
 
+/// PSNR given to an exact prediction (infinite otherwise) wherever PSNRs are averaged.
+pub const PSNR_CAP_DB: f64 = 100.0;
+
 /// PSNR in dB of two frames of equal size (infinite when identical).
 pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
     psnr_of_mse(mse(a, b))
