@@ -185,6 +185,12 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
     let wins = r["clips_won"].as_object().unwrap();
     assert_eq!(wins.len(), 3);
     assert!(wins.values().all(|w| w.as_u64().unwrap() <= 2), "{wins:?}");
+    // Each method's PSNR by frames ahead: one value per predicted frame, in dB.
+    let horizon = r["psnr_by_horizon"].as_object().unwrap();
+    assert_eq!(horizon.len(), 6);
+    let copy_last = horizon["video2world: copy last frame"].as_array().unwrap();
+    assert!(!copy_last.is_empty());
+    assert!(copy_last.iter().all(|p| (0.0..=100.0).contains(&p.as_f64().unwrap())));
     let html = std::fs::read_to_string(dir.path().join("bench.html")).unwrap();
     assert!(html.contains("copy last frame") && html.contains("data:image/gif;base64,"));
     eval_reads_the_bench_videos(&dir.path().join("videos"), dir.path());

@@ -32,8 +32,8 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields)]
 pub struct VaeShape {
     pub base_dim: usize,
-    /// Width of the decoder's last stage (`base_dim` when absent). A decoder of another width than its
-    /// `init_from` source's starts from random weights on the source's encoder.
+    /// Width of the decoder's last stage (`base_dim` when absent). A decoder wider than its `init_from`
+    /// source's starts as that decoder widened (computing the same); a narrower one from random weights.
     #[serde(default)]
     pub decoder_base_dim: Option<usize>,
     pub z_dim: usize,

@@ -18,6 +18,7 @@ pub mod predicted;
 pub mod run;
 pub mod session;
 pub mod vae_train;
+pub mod widen;
 
 pub use config::{DitTrainConfig, VaeTrainConfig};
 pub use dit_train::DitTrainer;

@@ -19,6 +19,7 @@ use crate::foreground::foreground_weights;
 use crate::predicted::Predictor;
 use crate::run::Run;
 use crate::session::{init_vars_mapped, write_file, LossPoint, Session};
+use crate::widen::widen_decoder_from;
 
 /// A VAE training run.
 pub struct VaeTrainer {
@@ -92,17 +93,21 @@ impl VaeTrainer {
         let vae = WanVae::new(vars.var_builder(&device), &vae_config)?;
         if let Some(source) = &source {
             // A VAE with fewer temporal resampling stages than its source (less temporal compression) starts
-            // from all of its weights but the temporal convolutions of the stages that became spatial-only; a
-            // decoder of another width than the source's starts from random weights.
-            let fresh_decoder = source.config.decoder_base_dim != vae_config.decoder_base_dim;
-            let is_fresh = |name: &str| fresh_decoder && name.starts_with("decoder.");
+            // from all of its weights but the temporal convolutions of the stages that became spatial-only. A
+            // wider decoder than the source's starts as the source's decoder widened (computing the same), a
+            // narrower one from random weights.
+            let (from, to) = (source.config.decoder_base_dim, vae_config.decoder_base_dim);
+            let other_decoder = |name: &str| from != to && name.starts_with("decoder.");
             init_vars_mapped(
                 &vars,
                 &source.weights,
                 "",
-                |name| (!is_fresh(name)).then(|| name.to_owned()),
-                |name| name.contains(".time_conv.") || is_fresh(name),
+                |name| (!other_decoder(name)).then(|| name.to_owned()),
+                |name| name.contains(".time_conv.") || other_decoder(name),
             )?;
+            if to > from {
+                widen_decoder_from(&vars, &source.weights)?;
+            }
         }
         let predictor = config
             .predicted_latents

@@ -337,7 +337,7 @@ fn a_decoder_only_fine_tune_keeps_the_latent_space() {
 }
 
 #[test]
-fn a_wider_decoder_starts_fresh_on_the_frozen_encoder() {
+fn a_wider_decoder_starts_as_the_source_decoder_on_the_frozen_encoder() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let (source_dir, source, stored) = trained_vae_source(root);
@@ -345,9 +345,8 @@ fn a_wider_decoder_starts_fresh_on_the_frozen_encoder() {
     let mut config = vae_config(&root.join("wide-decoder"));
     config.freeze_encoder = true;
     config.init_from = Some(source_dir);
-    config.model.decoder_base_dim = Some(2 * config.model.base_dim);
+    config.model.decoder_base_dim = Some(3 * config.model.base_dim / 2);
     let mut tuned = VaeTrainer::new(config).unwrap();
-    // The encoder side is the source's (the decoder has the new width, so none of it came from the file).
     let mut encoder_side = 0;
     for (name, var) in tuned.session.vars.named_vars() {
         if name.starts_with("encoder.") {
@@ -358,9 +357,28 @@ fn a_wider_decoder_starts_fresh_on_the_frozen_encoder() {
         }
     }
     assert!(encoder_side > 0);
+    // Widened, the decoder computes what the source's computes (every stage, the time upsampling and the middle
+    // attention included), up to float rounding.
+    let latent = Tensor::randn(0f32, 1.0, (1, 4, 3, 4, 4), &Device::Cpu).unwrap();
+    let want = source
+        .load(DType::F32, &Device::Cpu)
+        .unwrap()
+        .decode(&latent, orrery_vae::Chunking::Whole)
+        .unwrap();
+    let got = tuned
+        .vae
+        .decode(&latent, orrery_vae::Chunking::Whole)
+        .unwrap();
+    assert_eq!(got.dims(), want.dims());
+    let diff = orrery_nn::compare::max_abs_diff(&got, &want).unwrap();
+    assert!(diff < 1e-5, "widened decoder differs by {diff}");
+
     tuned.train(Some(2), |_| {}).unwrap();
     let exported = orrery_vae::VaeModelPath::open(&tuned.export().unwrap()).unwrap();
-    assert_eq!(exported.config.decoder_base_dim, 2 * source.config.base_dim);
+    assert_eq!(
+        exported.config.decoder_base_dim,
+        3 * source.config.base_dim / 2
+    );
     assert_eq!(exported.config.latents_std, source.config.latents_std);
     let new = orrery_nn::Checkpoint::open(&exported.weights).unwrap();
     for entry in stored
