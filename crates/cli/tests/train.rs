@@ -190,7 +190,9 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
     assert_eq!(horizon.len(), 6);
     let copy_last = horizon["video2world: copy last frame"].as_array().unwrap();
     assert!(!copy_last.is_empty());
-    assert!(copy_last.iter().all(|p| (0.0..=100.0).contains(&p.as_f64().unwrap())));
+    assert!(copy_last
+        .iter()
+        .all(|p| (0.0..=100.0).contains(&p.as_f64().unwrap())));
     let html = std::fs::read_to_string(dir.path().join("bench.html")).unwrap();
     assert!(html.contains("copy last frame") && html.contains("data:image/gif;base64,"));
     eval_reads_the_bench_videos(&dir.path().join("videos"), dir.path());
