@@ -87,9 +87,12 @@ pub fn widen_parameter(
             let rt = (group * c_new + i) * row_len_t;
             if i < c_old {
                 let rs = (group * c_old + i) * row_len_s;
-                // Old columns from the source; new columns (reading new, zero channels) stay fresh.
-                for j in 0..cols_s * inner {
-                    out[rt + j] = src[rs + j] * scale;
+                // Old columns (first in the row) from the source; new ones (reading new, zero channels) stay fresh.
+                for (o, v) in out[rt..rt + row_len_s]
+                    .iter_mut()
+                    .zip(&src[rs..rs + row_len_s])
+                {
+                    *o = v * scale;
                 }
             } else if !name.ends_with(".gamma") && !new_rows_keep_fresh(name, group) {
                 out[rt..rt + row_len_t].fill(0.0);

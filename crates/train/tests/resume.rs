@@ -347,6 +347,7 @@ fn a_wider_decoder_starts_as_the_source_decoder_on_the_frozen_encoder() {
     config.init_from = Some(source_dir);
     config.model.decoder_base_dim = Some(3 * config.model.base_dim / 2);
     let mut tuned = VaeTrainer::new(config).unwrap();
+    // The encoder side is the source's, unchanged.
     let mut encoder_side = 0;
     for (name, var) in tuned.session.vars.named_vars() {
         if name.starts_with("encoder.") {
