@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use orrery_eval::baselines::{constant_velocity, copy_last_frame};
 use orrery_eval::bench::{
-    clips_won, psnr_by_horizon, score_clip, summarise, table, table_row, ClipScore, MethodSummary,
-    TABLE_HEADERS,
+    clips_won, matched_trajectory, psnr_by_horizon, score_clip, summarise, table, table_row,
+    ClipScore, MethodSummary, TABLE_HEADERS,
 };
 use orrery_eval::report::{Block, LinePlot, Report, Section};
 use orrery_eval::track::locate;
@@ -334,21 +334,31 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         .map(|(name, s)| summarise(name, s))
         .collect();
     println!("{}", table(&rows));
-    // Head to head on each clip: each model against the baselines of its mode.
-    let wins: serde_json::Map<String, serde_json::Value> = [(0, 1), (0, 2), (4, 5)]
-        .into_iter()
-        .map(|(model, baseline)| {
-            let won = clips_won(&scores[model], &scores[baseline]);
-            println!(
-                "{} has the higher PSNR on {won} of {} clips against {}",
-                names[model], args.clips, names[baseline]
-            );
-            (
-                format!("{} vs {}", names[model], names[baseline]),
-                json!(won),
-            )
-        })
-        .collect();
+    // Head to head: each model against the baselines of its mode, on each clip's PSNR and on the object-frames
+    // both find.
+    let mut wins = serde_json::Map::new();
+    let mut matched = serde_json::Map::new();
+    let mut head_to_head = Vec::new();
+    for (model, baseline) in [(0, 1), (0, 2), (4, 5)] {
+        let pair = format!("{} vs {}", names[model], names[baseline]);
+        let won = clips_won(&scores[model], &scores[baseline]);
+        let m = matched_trajectory(&scores[model], &scores[baseline]);
+        let px = |e: Option<f64>| e.map_or_else(|| "-".to_owned(), |e| format!("{e:.2} px"));
+        let line = format!(
+            "{} has the higher PSNR on {won} of {} clips against {}; on the {} object-frames both find, \
+             trajectory error {} against {}",
+            names[model],
+            args.clips,
+            names[baseline],
+            m.object_frames,
+            px(m.error_a_px),
+            px(m.error_b_px)
+        );
+        println!("{line}");
+        head_to_head.push(line);
+        wins.insert(pair.clone(), json!(won));
+        matched.insert(pair, json!(m));
+    }
     let detection = shown as f64 / total.max(1) as f64;
     println!(
         "text2world: {shown} of {total} captioned objects shown ({:.1}%) in {} clips",
@@ -363,6 +373,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "clip_psnr": by_method(&names, &scores, |s| s.iter().map(ClipScore::capped_psnr).collect()),
         "psnr_by_horizon": by_method(&names, &scores, psnr_by_horizon),
         "clips_won": wins,
+        // Trajectory errors of model and baseline on the object-frames both find (`error_a_px` the model's).
+        "trajectory_matched": matched,
         "text2world": {"clips": args.text_clips, "objects": total, "shown": shown, "rate": detection},
     });
     crate::write_text_atomically(&args.out, &serde_json::to_string_pretty(&report)?)?;
@@ -387,6 +399,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                             headers: TABLE_HEADERS.iter().map(|h| h.to_string()).collect(),
                             rows: rows.iter().map(table_row).collect(),
                         },
+                        Block::Paragraph(head_to_head.join(". ") + "."),
                         Block::Paragraph(format!(
                             "Text2World: {shown} of {total} captioned objects shown ({:.1}%) in {} clips.",
                             100.0 * detection,

@@ -185,6 +185,15 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
     let wins = r["clips_won"].as_object().unwrap();
     assert_eq!(wins.len(), 3);
     assert!(wins.values().all(|w| w.as_u64().unwrap() <= 2), "{wins:?}");
+    // Trajectory head to head on the object-frames both methods find: an error for each side exactly when
+    // there are such object-frames.
+    let matched = r["trajectory_matched"].as_object().unwrap();
+    assert_eq!(matched.len(), 3);
+    for m in matched.values() {
+        let shared = m["object_frames"].as_u64().unwrap() > 0;
+        assert_eq!(m["error_a_px"].is_f64(), shared, "{m}");
+        assert_eq!(m["error_b_px"].is_f64(), shared, "{m}");
+    }
     // Each method's PSNR by frames ahead: one value per predicted frame, in dB.
     let horizon = r["psnr_by_horizon"].as_object().unwrap();
     assert_eq!(horizon.len(), 6);
@@ -195,6 +204,7 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
         .all(|p| (0.0..=100.0).contains(&p.as_f64().unwrap())));
     let html = std::fs::read_to_string(dir.path().join("bench.html")).unwrap();
     assert!(html.contains("copy last frame") && html.contains("data:image/gif;base64,"));
+    assert!(html.contains("object-frames both find"));
     eval_reads_the_bench_videos(&dir.path().join("videos"), dir.path());
 }
 

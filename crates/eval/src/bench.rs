@@ -17,12 +17,9 @@ pub struct ClipScore {
     /// PSNR of each predicted frame (capped at 100 dB for identical frames).
     pub psnr_per_frame: Vec<f64>,
     pub ssim: f64,
-    /// Sum of object position errors (pixels) over object-frames found in both real and predicted frames.
-    pub trajectory_error_sum: f64,
-    /// Object-frames visible in the real frames.
-    pub visible: usize,
-    /// ... of which found in the predicted frames.
-    pub found: usize,
+    /// One entry per object-frame visible in the real frames (objects in scene order, frames in time order): the
+    /// object's position error (pixels) against the ground truth where it is found in the predicted frame.
+    pub object_errors: Vec<Option<f64>>,
     /// Gravity, permanence, object count and ground penetration.
     pub grounded: GroundedScore,
 }
@@ -31,6 +28,16 @@ impl ClipScore {
     /// The clip's PSNR, capped at [`PSNR_CAP_DB`].
     pub fn capped_psnr(&self) -> f64 {
         self.psnr.min(PSNR_CAP_DB)
+    }
+
+    /// Object-frames visible in the real frames.
+    pub fn visible(&self) -> usize {
+        self.object_errors.len()
+    }
+
+    /// Position errors of the object-frames found in the prediction.
+    pub fn found_errors(&self) -> impl Iterator<Item = f64> + '_ {
+        self.object_errors.iter().flatten().copied()
     }
 }
 
@@ -65,13 +72,10 @@ pub fn score_clip(
             if locate(r, object.color).is_none() {
                 continue;
             }
-            s.visible += 1;
-            if let Some((c, _)) = locate(p, object.color) {
-                let gt = track.pixel[start + k];
-                s.found += 1;
-                s.trajectory_error_sum +=
-                    ((c[0] - gt[0] as f64).powi(2) + (c[1] - gt[1] as f64).powi(2)).sqrt();
-            }
+            let gt = track.pixel[start + k];
+            s.object_errors.push(locate(p, object.color).map(|(c, _)| {
+                ((c[0] - gt[0] as f64).powi(2) + (c[1] - gt[1] as f64).powi(2)).sqrt()
+            }));
         }
     }
     s
@@ -110,8 +114,8 @@ pub struct MethodSummary {
 
 pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
     let n = scores.len().max(1) as f64;
-    let found: usize = scores.iter().map(|s| s.found).sum();
-    let visible: usize = scores.iter().map(|s| s.visible).sum();
+    let found: usize = scores.iter().map(|s| s.found_errors().count()).sum();
+    let visible: usize = scores.iter().map(ClipScore::visible).sum();
     let total =
         |f: fn(&GroundedScore) -> usize| scores.iter().map(|s| f(&s.grounded)).sum::<usize>();
     let fits: Vec<_> = scores
@@ -128,7 +132,7 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
         median_psnr: median(capped),
         ssim: scores.iter().map(|s| s.ssim).sum::<f64>() / n,
         trajectory_error_px: (found > 0)
-            .then(|| scores.iter().map(|s| s.trajectory_error_sum).sum::<f64>() / found as f64),
+            .then(|| scores.iter().flat_map(ClipScore::found_errors).sum::<f64>() / found as f64),
         found_rate: found as f64 / visible.max(1) as f64,
         gravity_error: (!fits.is_empty())
             .then(|| fits.iter().map(|f| f.relative_error()).sum::<f64>() / fits.len() as f64),
@@ -163,6 +167,36 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Clips on which method `a` scores a higher PSNR than method `b` (the same clips, in the same order).
 pub fn clips_won(a: &[ClipScore], b: &[ClipScore]) -> usize {
     a.iter().zip(b).filter(|(a, b)| a.psnr > b.psnr).count()
+}
+
+/// Two methods' trajectory errors on the same object-frames: those both find. A method that finds objects only
+/// where they are easy to place (still, unblurred) would otherwise look more accurate than one that finds them
+/// everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MatchedTrajectory {
+    /// Object-frames found by both methods.
+    pub object_frames: usize,
+    /// Mean position error (pixels) of each method over them; `None` when there are none.
+    pub error_a_px: Option<f64>,
+    pub error_b_px: Option<f64>,
+}
+
+/// [`MatchedTrajectory`] of methods `a` and `b` (the same clips, in the same order).
+pub fn matched_trajectory(a: &[ClipScore], b: &[ClipScore]) -> MatchedTrajectory {
+    let pairs: Vec<(f64, f64)> = a
+        .iter()
+        .zip(b)
+        .flat_map(|(a, b)| a.object_errors.iter().zip(&b.object_errors))
+        .filter_map(|(ea, eb)| Some(((*ea)?, (*eb)?)))
+        .collect();
+    let n = pairs.len();
+    let mean =
+        |f: fn(&(f64, f64)) -> f64| (n > 0).then(|| pairs.iter().map(f).sum::<f64>() / n as f64);
+    MatchedTrajectory {
+        object_frames: n,
+        error_a_px: mean(|p| p.0),
+        error_b_px: mean(|p| p.1),
+    }
 }
 
 /// Mean PSNR over clips of the k-th predicted frame, k = 0.. (as far as every clip reaches).
@@ -258,6 +292,23 @@ mod tests {
         // One exact clip among three: the median is the middle clip's.
         let s = summarise("m", &[clip(0.0), clip(65.025), clip(650.25)]);
         assert!((s.median_psnr - 30.0).abs() < 1e-9, "{}", s.median_psnr);
+    }
+
+    #[test]
+    fn matched_trajectory_compares_only_object_frames_both_find() {
+        let clip = |errors: &[Option<f64>]| ClipScore {
+            object_errors: errors.to_vec(),
+            ..ClipScore::default()
+        };
+        // a finds one easy object-frame; b finds all three, the shared one less well.
+        let a = [clip(&[Some(1.0), None]), clip(&[None])];
+        let b = [clip(&[Some(3.0), Some(9.0)]), clip(&[Some(2.0)])];
+        assert_eq!(summarise("a", &a).trajectory_error_px, Some(1.0));
+        assert_eq!(summarise("b", &b).found_rate, 1.0);
+        let m = matched_trajectory(&a, &b);
+        assert_eq!(m.object_frames, 1);
+        assert_eq!((m.error_a_px, m.error_b_px), (Some(1.0), Some(3.0)));
+        assert_eq!(matched_trajectory(&a[1..], &b[1..]).error_a_px, None);
     }
 
     #[test]

@@ -205,6 +205,10 @@ pub struct DitTrainConfig {
     /// network, grown in depth (`crate::grow`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grow_blocks: bool,
+    /// With `init_from`: the model is a whole multiple k of the source DiT's width, with k times its heads, and
+    /// starts as the source network, its channels copied (`crate::grow_width`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grow_width: bool,
 }
 
 fn check(cond: bool, msg: impl FnOnce() -> String) -> std::result::Result<(), String> {
@@ -325,6 +329,12 @@ impl DitTrainConfig {
         })?;
         check(!self.grow_blocks || self.init_from.is_some(), || {
             "grow_blocks needs init_from (the DiT to grow)".into()
+        })?;
+        check(!self.grow_width || self.init_from.is_some(), || {
+            "grow_width needs init_from (the DiT to grow)".into()
+        })?;
+        check(!(self.grow_blocks && self.grow_width), || {
+            "grow_blocks and grow_width grow one way at a time: grow the depth, export, then the width".into()
         })?;
         check(self.sample_steps > 0, || {
             "sample_steps must be positive".into()

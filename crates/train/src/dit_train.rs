@@ -29,6 +29,7 @@ use crate::config::{DitTrainConfig, RunConfig};
 use crate::data::{clip_tensor, DataConfig};
 use crate::error::{Result, TrainError};
 use crate::grow::{grown_init, growth_factor, GrownInit};
+use crate::grow_width::{widen_dit_parameter, width_factor};
 use crate::run::Run;
 use crate::session::{init_vars_from, init_vars_mapped, write_file, LossPoint, Session};
 use crate::vae_train::{index, normal};
@@ -372,7 +373,7 @@ impl Run for DitTrainer {
 }
 
 /// Starts from the DiT and word encoder of an exported bundle; its caption vocabulary must be this run's. With
-/// `grow_blocks` the DiT may have a whole multiple of the bundle DiT's blocks.
+/// `grow_blocks` the DiT may have a whole multiple of the bundle DiT's blocks, with `grow_width` of its width.
 fn init_from_bundle(
     vars: &SeededVarMap,
     bundle: &Path,
@@ -417,6 +418,21 @@ fn init_from_bundle(
             if zero {
                 var.set(&var.zeros_like()?)?;
             }
+        }
+    } else if config.grow_width {
+        let source_config = bundle.join("transformer/config.json");
+        let source = DitConfig::from_diffusers_file(&source_config)?;
+        width_factor(&source, &config.model)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", source_config.display())))?;
+        let ckpt = Checkpoint::open(&dit_weights)?;
+        for (name, var) in vars.named_vars() {
+            let Some(dit_name) = name.strip_prefix("dit.") else {
+                continue;
+            };
+            let source = ckpt.load(dit_name, &Device::Cpu)?;
+            let widened = widen_dit_parameter(dit_name, &source, var.as_tensor())
+                .map_err(|e| TrainError::Data(format!("{}: {e}", dit_weights.display())))?;
+            var.set(&widened)?;
         }
     } else {
         init_vars_from(vars, &dit_weights, "dit.", |_| false)?;

@@ -12,6 +12,7 @@ pub mod dit_train;
 mod error;
 pub mod foreground;
 pub mod grow;
+pub mod grow_width;
 pub mod optim;
 pub mod plot;
 pub mod predicted;

@@ -231,6 +231,49 @@ fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
 }
 
 #[test]
+fn a_dit_grown_in_width_starts_as_the_network_it_grew_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (vae_dir, base, bundle) = trained_dit(root);
+
+    let mut config = dit_config(&root.join("wide"), &vae_dir);
+    config.model.model_channels = 48;
+    config.model.num_heads = 4;
+    config.grow_width = true;
+    config.init_from = Some(bundle.clone());
+    let mut wide = DitTrainer::new(config.clone()).unwrap();
+    let wide_bundle = wide.export().unwrap();
+    let settings = base.sampling_settings(0);
+    let want = generate_text2world(&bundle, settings.clone());
+    let got = generate_text2world(&wide_bundle, settings);
+    let diff = orrery_nn::compare::max_abs_diff(&got, &want).unwrap();
+    assert!(diff < 1e-5, "widened network differs by {diff}");
+
+    // Channel c and its copy c + 24 are written by equal rows, which training pulls apart.
+    let copy_gap = |trainer: &DitTrainer| {
+        let vars = trainer.session.vars.named_vars();
+        let w = &vars
+            .into_iter()
+            .find(|(n, _)| n == "dit.x_embedder.proj.1.weight")
+            .unwrap()
+            .1;
+        let (first, copy) = (w.narrow(0, 0, 24).unwrap(), w.narrow(0, 24, 24).unwrap());
+        orrery_nn::compare::max_abs_diff(&first, &copy).unwrap()
+    };
+    assert_eq!(copy_gap(&wide), 0.0);
+    wide.train(Some(1), |_| {}).unwrap();
+    assert!(copy_gap(&wide) > 0.0);
+
+    // 1.5 times the width is not a whole multiple.
+    let mut odd = config;
+    odd.run.out_dir = root.join("odd");
+    odd.model.model_channels = 36;
+    odd.model.num_heads = 3;
+    let err = DitTrainer::new(odd).err().unwrap().to_string();
+    assert!(err.contains("whole multiple"), "{err}");
+}
+
+#[test]
 fn a_dit_run_fine_tunes_from_an_exported_bundle() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
