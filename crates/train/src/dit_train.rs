@@ -33,6 +33,7 @@ use crate::grow_width::{widen_dit_parameter, width_factor};
 use crate::run::Run;
 use crate::session::{init_vars_from, init_vars_mapped, write_file, LossPoint, Session};
 use crate::vae_train::{index, normal};
+use crate::widen::set_vars_widened;
 
 /// Normalised latents of the training clips and their captions (short, medium, long).
 pub struct LatentSet {
@@ -396,11 +397,15 @@ fn init_from_bundle(
         )));
     }
     let dit_weights = bundle.join("transformer/diffusion_pytorch_model.safetensors");
-    if config.grow_blocks {
-        let source_config = bundle.join("transformer/config.json");
+    // Growth checks the bundle DiT's shape against this run's; errors name its config.
+    let source_config = bundle.join("transformer/config.json");
+    let grown_from = |factor: fn(&DitConfig, &DitConfig) -> std::result::Result<usize, String>| {
         let source = DitConfig::from_diffusers_file(&source_config)?;
-        let factor = growth_factor(source.num_blocks, config.model.num_blocks)
-            .map_err(|e| TrainError::Data(format!("{}: {e}", source_config.display())))?;
+        factor(&source, &config.model)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", source_config.display())))
+    };
+    if config.grow_blocks {
+        let factor = grown_from(|s, t| growth_factor(s.num_blocks, t.num_blocks))?;
         init_vars_mapped(
             vars,
             &dit_weights,
@@ -420,20 +425,14 @@ fn init_from_bundle(
             }
         }
     } else if config.grow_width {
-        let source_config = bundle.join("transformer/config.json");
-        let source = DitConfig::from_diffusers_file(&source_config)?;
-        width_factor(&source, &config.model)
-            .map_err(|e| TrainError::Data(format!("{}: {e}", source_config.display())))?;
-        let ckpt = Checkpoint::open(&dit_weights)?;
-        for (name, var) in vars.named_vars() {
-            let Some(dit_name) = name.strip_prefix("dit.") else {
-                continue;
-            };
-            let source = ckpt.load(dit_name, &Device::Cpu)?;
-            let widened = widen_dit_parameter(dit_name, &source, var.as_tensor())
-                .map_err(|e| TrainError::Data(format!("{}: {e}", dit_weights.display())))?;
-            var.set(&widened)?;
-        }
+        grown_from(width_factor)?;
+        set_vars_widened(
+            vars,
+            &dit_weights,
+            |name| name.strip_prefix("dit.").map(str::to_owned),
+            false,
+            widen_dit_parameter,
+        )?;
     } else {
         init_vars_from(vars, &dit_weights, "dit.", |_| false)?;
     }

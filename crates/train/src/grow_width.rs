@@ -15,8 +15,10 @@
 //! width. Layers reading it take their old columns at those indices and zero elsewhere (the new frequencies start
 //! unread and learn).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use orrery_dit::DitConfig;
+
+use crate::widen::{tensor_like, values_f32};
 
 /// The width factor k from `source` to `target`: a whole number of at least 2, with k times the heads and
 /// everything else the same.
@@ -145,13 +147,7 @@ pub fn widen_dit_parameter(
     if k == 0 || !fits(rows_axis, 0) || !fits(cols_axis, 1) {
         return Err(wrong_shape());
     }
-    let flat = |x: &Tensor| -> std::result::Result<Vec<f32>, String> {
-        x.to_dtype(DType::F32)
-            .and_then(|x| x.flatten_all())
-            .and_then(|x| x.to_vec1::<f32>())
-            .map_err(|e| format!("`{name}`: {e}"))
-    };
-    let (src, fresh_values) = (flat(source)?, flat(fresh)?);
+    let (src, fresh_values) = (values_f32(name, source)?, values_f32(name, fresh)?);
     let (rows_s, cols_s) = (size(&s, 0), size(&s, 1));
     let (rows_t, cols_t) = (size(&t, 0), size(&t, 1));
     let col_source: Vec<Option<usize>> = (0..cols_t)
@@ -187,14 +183,13 @@ pub fn widen_dit_parameter(
             }
         }
     }
-    Tensor::from_vec(out, t, &Device::Cpu)
-        .and_then(|x| x.to_dtype(fresh.dtype()))
-        .map_err(|e| format!("`{name}`: {e}"))
+    tensor_like(name, out, &t, fresh)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     fn tensor(values: &[f32], shape: &[usize]) -> Tensor {
         Tensor::from_vec(values.to_vec(), shape, &Device::Cpu).unwrap()

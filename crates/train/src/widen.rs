@@ -71,14 +71,8 @@ pub fn widen_parameter(
         return Err(wrong_shape());
     }
     let (c_old, c_new) = (rows_s / groups, rows_t / groups);
-    let flat = |x: &Tensor| -> std::result::Result<Vec<f32>, String> {
-        x.to_dtype(DType::F32)
-            .and_then(|x| x.flatten_all())
-            .and_then(|x| x.to_vec1::<f32>())
-            .map_err(|e| format!("`{name}`: {e}"))
-    };
-    let src = flat(source)?;
-    let mut out = flat(fresh)?;
+    let src = values_f32(name, source)?;
+    let mut out = values_f32(name, fresh)?;
     let row_len_s = cols_s * inner;
     let row_len_t = cols_t * inner;
     for group in 0..groups {
@@ -99,8 +93,26 @@ pub fn widen_parameter(
             }
         }
     }
-    Tensor::from_vec(out, t, &Device::Cpu)
-        .and_then(|x| x.to_dtype(fresh.dtype()))
+    tensor_like(name, out, t, fresh)
+}
+
+/// The values of parameter `name` as float32, row-major.
+pub(crate) fn values_f32(name: &str, x: &Tensor) -> std::result::Result<Vec<f32>, String> {
+    x.to_dtype(DType::F32)
+        .and_then(|x| x.flatten_all())
+        .and_then(|x| x.to_vec1::<f32>())
+        .map_err(|e| format!("`{name}`: {e}"))
+}
+
+/// `values` as parameter `name`: a tensor of `shape` with `like`'s dtype.
+pub(crate) fn tensor_like(
+    name: &str,
+    values: Vec<f32>,
+    shape: &[usize],
+    like: &Tensor,
+) -> std::result::Result<Tensor, String> {
+    Tensor::from_vec(values, shape, &Device::Cpu)
+        .and_then(|x| x.to_dtype(like.dtype()))
         .map_err(|e| format!("`{name}`: {e}"))
 }
 
@@ -108,13 +120,35 @@ pub fn widen_parameter(
 /// the VAE weights at `weights`. Parameters the source lacks (time convolutions of another temporal layout) stay
 /// fresh.
 pub fn widen_decoder_from(vars: &SeededVarMap, weights: &Path) -> Result<()> {
+    set_vars_widened(
+        vars,
+        weights,
+        |name| name.starts_with("decoder.").then(|| name.to_owned()),
+        true,
+        widen_parameter,
+    )
+}
+
+/// Sets each variable of `vars` that `source_name` maps to a tensor NAME of the weights at `weights` to
+/// `widen(NAME, that tensor, the variable's fresh value)`. A NAME the weights lack is an error unless
+/// `may_be_missing` (then the variable keeps its fresh value).
+pub(crate) fn set_vars_widened(
+    vars: &SeededVarMap,
+    weights: &Path,
+    source_name: impl Fn(&str) -> Option<String>,
+    may_be_missing: bool,
+    widen: impl Fn(&str, &Tensor, &Tensor) -> std::result::Result<Tensor, String>,
+) -> Result<()> {
     let ckpt = Checkpoint::open(weights)?;
     for (name, var) in vars.named_vars() {
-        if !name.starts_with("decoder.") || !ckpt.contains(&name) {
+        let Some(stored) = source_name(&name) else {
+            continue;
+        };
+        if may_be_missing && !ckpt.contains(&stored) {
             continue;
         }
-        let source = ckpt.load(&name, &Device::Cpu)?;
-        let widened = widen_parameter(&name, &source, var.as_tensor())
+        let source = ckpt.load(&stored, &Device::Cpu)?;
+        let widened = widen(&stored, &source, var.as_tensor())
             .map_err(|e| TrainError::Data(format!("{}: {e}", weights.display())))?;
         var.set(&widened)?;
     }

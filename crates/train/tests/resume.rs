@@ -184,6 +184,13 @@ fn trained_dit(root: &Path) -> (std::path::PathBuf, DitTrainer, std::path::PathB
     (vae_dir, base, bundle)
 }
 
+/// The current value of the trainer's variable `name`.
+fn trainer_var(trainer: &DitTrainer, name: &str) -> Tensor {
+    let vars = trainer.session.vars.named_vars();
+    let var = vars.into_iter().find(|(n, _)| n == name).unwrap().1;
+    var.as_tensor().clone()
+}
+
 #[test]
 fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
     let tmp = tempfile::tempdir().unwrap();
@@ -206,9 +213,7 @@ fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
 
     // The new blocks' branch outputs start at zero and train away from it.
     let largest = |trainer: &DitTrainer, name: &str| {
-        let vars = trainer.session.vars.named_vars();
-        let v = vars.into_iter().find(|(n, _)| n == name).unwrap().1;
-        v.as_tensor()
+        trainer_var(trainer, name)
             .abs()
             .unwrap()
             .max_all()
@@ -251,12 +256,7 @@ fn a_dit_grown_in_width_starts_as_the_network_it_grew_from() {
 
     // Channel c and its copy c + 24 are written by equal rows, which training pulls apart.
     let copy_gap = |trainer: &DitTrainer| {
-        let vars = trainer.session.vars.named_vars();
-        let w = &vars
-            .into_iter()
-            .find(|(n, _)| n == "dit.x_embedder.proj.1.weight")
-            .unwrap()
-            .1;
+        let w = trainer_var(trainer, "dit.x_embedder.proj.1.weight");
         let (first, copy) = (w.narrow(0, 0, 24).unwrap(), w.narrow(0, 24, 24).unwrap());
         orrery_nn::compare::max_abs_diff(&first, &copy).unwrap()
     };
