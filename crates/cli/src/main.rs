@@ -4,6 +4,7 @@ mod bench_cmd;
 mod cache;
 mod checkpoint_cmds;
 mod default_model;
+mod device;
 mod embed_cmd;
 mod eval_cmd;
 mod eval_report;
@@ -68,6 +69,13 @@ enum Command {
 static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;
 
 fn main() -> ExitCode {
+    // Output piped into a reader that stops early (`| head`) ends the program quietly, as for any Unix tool,
+    // instead of a panic in `println!`.
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     orrery_nn::alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -1,4 +1,4 @@
-//! `orrery train vae|dit --config FILE [--resume] [--dry-run] [--smoke]`.
+//! `orrery train vae|dit --config FILE [--resume] [--dry-run] [--smoke] [--device cpu|cuda]`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -6,6 +6,8 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use orrery_train::{DitTrainConfig, LossPoint, Run, VaeTrainConfig};
+
+use crate::device::parse_device;
 
 #[derive(clap::Subcommand)]
 pub enum TrainCommand {
@@ -35,6 +37,9 @@ pub struct TrainArgs {
     /// Export the newest checkpoint's EMA weights to `{out_dir}/final` without training.
     #[arg(long, conflicts_with_all = ["smoke", "dry_run"])]
     pub export: bool,
+    /// Where the DiT trains: cpu, cuda or cuda:N (a build with the `cuda` feature). The VAE trains on the CPU.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 fn progress(total: usize, done: usize) -> ProgressBar {
@@ -125,6 +130,12 @@ fn train_vae(args: &TrainArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
+    if args.device != "cpu" {
+        bail!(
+            "--device {}: the VAE trainer runs on the CPU only",
+            args.device
+        );
+    }
     let trainer = orrery_train::VaeTrainer::new(config)?;
     eprintln!("VAE: {} parameters", trainer.session.vars.parameter_count());
     drive(trainer, args, "VAE")
@@ -136,8 +147,9 @@ fn train_dit(args: &TrainArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
+    let device = parse_device(&args.device)?;
     eprintln!("encoding the training clips with the VAE (cached in the run folder)");
-    let trainer = orrery_train::DitTrainer::new(config)?;
+    let trainer = orrery_train::DitTrainer::on_device(config, device)?;
     eprintln!(
         "DiT + word encoder: {} parameters, {} words",
         trainer.session.vars.parameter_count(),

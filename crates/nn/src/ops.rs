@@ -7,7 +7,7 @@
 //! (gradients silently stop), so they are never used. Norms, softmax and attention compute in float32 whatever
 //! the input type, as the reference does, and return the input's type.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 use crate::kernels;
 
@@ -62,6 +62,29 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         return kernels::flash_attention(q, k, v)?.to_dtype(v.dtype());
     }
     composed::attention(q, k, v)
+}
+
+/// Attention whose keys may be padding: `key_bias` (B, 1, 1, Lk) is added to every score row, 0 for a real key
+/// and a large negative number for padding (see [`key_padding_bias`]). Runs the composed ops on every device
+/// (the fused CPU kernel takes no mask).
+pub fn attention_with_key_bias(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_bias: &Tensor,
+) -> Result<Tensor> {
+    composed::attention_with_bias(q, k, v, Some(key_bias))
+}
+
+/// The `key_bias` of [`attention_with_key_bias`] for sequences of `lengths` padded to `padded`: (B, 1, 1, padded).
+pub fn key_padding_bias(lengths: &[usize], padded: usize, device: &Device) -> Result<Tensor> {
+    // Finite, so a row of padding alone (an empty sequence) softmaxes to uniform weights instead of NaN.
+    const PADDING: f32 = -1e9;
+    let values = lengths
+        .iter()
+        .flat_map(|&n| (0..padded).map(move |j| if j < n { 0.0 } else { PADDING }))
+        .collect();
+    Tensor::from_vec(values, (lengths.len(), 1, 1, padded), device)
 }
 
 /// The adaLN modulation of DiT blocks: `LayerNorm(x) (1 + scale) + shift` with a LayerNorm without affine
@@ -233,13 +256,26 @@ pub mod composed {
     /// Scores, softmax and the weighted sum run in float32 (as flash attention accumulates); the result has `v`'s
     /// type.
     pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        attention_with_bias(q, k, v, None)
+    }
+
+    /// [`attention`] with `bias` (broadcastable to the (B, H, Lq, Lk) scores) added before the softmax.
+    pub fn attention_with_bias(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let dtype = v.dtype();
         let head_dim = q.dim(D::Minus1)?;
         let scale = 1.0 / (head_dim as f64).sqrt();
         let q = q.to_dtype(DType::F32)?.contiguous()?;
         let k = k.to_dtype(DType::F32)?.contiguous()?;
         let v = v.to_dtype(DType::F32)?.contiguous()?;
-        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(&bias.to_dtype(DType::F32)?)?;
+        }
         let probs = softmax_last_dim(&scores)?;
         probs.matmul(&v)?.to_dtype(dtype)
     }

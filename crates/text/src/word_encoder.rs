@@ -143,8 +143,8 @@ impl EncoderLayer {
         })
     }
 
-    /// x (B, N, D) -> (B, N, D).
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// x (B, N, D) -> (B, N, D); `key_bias` (B, 1, 1, N) masks padding keys of a batch of prompts.
+    fn forward(&self, x: &Tensor, key_bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let (b, n, d) = x.dims3()?;
         let dh = d / self.heads;
         let qkv = self
@@ -159,9 +159,12 @@ impl EncoderLayer {
             qkv.get(1)?.contiguous()?,
             qkv.get(2)?.contiguous()?,
         );
-        let a = ops::attention(&q, &k, &v)?
-            .transpose(1, 2)?
-            .reshape((b, n, d))?;
+        let a = match key_bias {
+            None => ops::attention(&q, &k, &v)?,
+            Some(bias) => ops::attention_with_key_bias(&q, &k, &v, bias)?,
+        }
+        .transpose(1, 2)?
+        .reshape((b, n, d))?;
         let x = (x + self.out.forward(&a)?)?;
         let h = self
             .fc1
@@ -238,13 +241,7 @@ impl WordEncoder {
     /// embedding, the unconditional input the model is trained with.
     pub fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
         let (n, d, dev) = (ids.len(), self.config.width, self.device());
-        if n > self.config.max_tokens {
-            return Err(TextError::Input {
-                name: "ids",
-                expected: format!("at most {} tokens", self.config.max_tokens),
-                found: n.to_string(),
-            });
-        }
+        self.check_length(n)?;
         if n == 0 {
             return Ok(Tensor::zeros(
                 (1, self.config.max_tokens, d),
@@ -259,14 +256,71 @@ impl WordEncoder {
             .add(&self.position_embedding.narrow(0, 0, n)?)?
             .unsqueeze(0)?;
         for layer in &self.layers {
-            x = layer.forward(&x)?;
+            x = layer.forward(&x, None)?;
         }
         let x = ops::rms_norm(&x, &self.norm, NORM_EPS)?;
+        self.pad_rows(x, n)
+    }
+
+    /// Embeddings (B, max_tokens, width) of a batch of token id lists, each equal to its [`Self::embed_ids`]
+    /// (up to float rounding): one forward pass with padding keys masked, instead of one pass per prompt (a
+    /// training step's captions; on a GPU each pass costs hundreds of kernel launches).
+    pub fn embed_batch(&self, batch: &[&[u32]]) -> Result<Tensor> {
+        let (b, d, dev) = (batch.len(), self.config.width, self.device());
+        let lengths: Vec<usize> = batch.iter().map(|ids| ids.len()).collect();
+        let n = lengths.iter().copied().max().unwrap_or(0);
+        self.check_length(n)?;
+        if n == 0 {
+            return Ok(Tensor::zeros(
+                (b, self.config.max_tokens, d),
+                DType::F32,
+                dev,
+            )?);
+        }
+        // Padding takes id 0 (no word); its rows are masked as keys and zeroed in the output.
+        let padded: Vec<u32> = batch
+            .iter()
+            .flat_map(|ids| ids.iter().copied().chain(std::iter::repeat(0)).take(n))
+            .collect();
+        let idx = Tensor::from_vec(padded, b * n, dev)?;
+        let mut x = self
+            .token_embedding
+            .index_select(&idx, 0)?
+            .reshape((b, n, d))?
+            .broadcast_add(&self.position_embedding.narrow(0, 0, n)?)?;
+        let key_bias = ops::key_padding_bias(&lengths, n, dev)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, Some(&key_bias))?;
+        }
+        let real_rows: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&len| (0..n).map(move |j| if j < len { 1.0 } else { 0.0 }))
+            .collect();
+        let real_rows = Tensor::from_vec(real_rows, (b, n, 1), dev)?;
+        let x = ops::rms_norm(&x, &self.norm, NORM_EPS)?.broadcast_mul(&real_rows)?;
+        self.pad_rows(x, n)
+    }
+
+    fn check_length(&self, n: usize) -> Result<()> {
+        if n > self.config.max_tokens {
+            return Err(TextError::Input {
+                name: "ids",
+                expected: format!("at most {} tokens", self.config.max_tokens),
+                found: n.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// (B, n, D) -> (B, max_tokens, D) with zero rows after the n-th.
+    fn pad_rows(&self, x: Tensor, n: usize) -> Result<Tensor> {
         let pad = self.config.max_tokens - n;
         Ok(if pad == 0 {
             x
         } else {
-            Tensor::cat(&[&x, &Tensor::zeros((1, pad, d), DType::F32, dev)?], 1)?
+            let (b, _, d) = x.dims3()?;
+            let zeros = Tensor::zeros((b, pad, d), DType::F32, x.device())?;
+            Tensor::cat(&[&x, &zeros], 1)?
         })
     }
 
@@ -286,6 +340,29 @@ mod tests {
         let vars = SeededVarMap::new(1);
         let enc = WordEncoder::new(vars.var_builder(&Device::Cpu), &config).unwrap();
         (vars, enc)
+    }
+
+    #[test]
+    fn a_batch_embeds_each_prompt_as_it_would_alone() {
+        let (_, enc) = tiny();
+        let prompts: [&[u32]; 4] = [&[2, 7, 3], &[4, 5, 6, 7, 8, 2, 3], &[], &[6]];
+        let batch = enc.embed_batch(&prompts).unwrap();
+        assert_eq!(batch.dims(), &[4, 8, 16]);
+        for (i, ids) in prompts.iter().enumerate() {
+            let alone = enc.embed_ids(ids).unwrap().squeeze(0).unwrap();
+            let diff = (batch.get(i).unwrap() - alone)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5, "prompt {i}: {diff}");
+        }
+        let empty = enc.embed_batch(&[&[], &[]]).unwrap();
+        assert_eq!(empty.dims(), &[2, 8, 16]);
+        assert!(enc.embed_batch(&[&[2; 9]]).is_err());
     }
 
     #[test]

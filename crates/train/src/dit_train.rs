@@ -120,8 +120,16 @@ struct Batch {
 }
 
 impl DitTrainer {
+    /// A run on the CPU.
     pub fn new(config: DitTrainConfig) -> Result<Self> {
-        let device = Device::Cpu;
+        Self::on_device(config, Device::Cpu)
+    }
+
+    /// A run whose DiT and word encoder train on `device`. The VAE (encoding the training clips once, decoding
+    /// samples), the optimiser state and the EMA weights stay in host memory, so checkpoints and exports do not
+    /// depend on where a run trained.
+    pub fn on_device(config: DitTrainConfig, device: Device) -> Result<Self> {
+        let host = Device::Cpu;
         let vae_path = VaeModelPath::open(&config.vae)?;
         if vae_path.config.z_dim != config.model.in_channels
             || vae_path.config.z_dim != config.model.out_channels
@@ -131,8 +139,10 @@ impl DitTrainer {
                 vae_path.config.z_dim, config.model.in_channels
             )));
         }
-        let vae = vae_path.load(DType::F32, &device)?;
-        let data = LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
+        let vae = vae_path.load(DType::F32, &host)?;
+        let mut data =
+            LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
+        data.latents = data.latents.to_device(&device)?;
         let t = &config.text;
         let text_config = WordEncoderConfig::from_texts(
             data.captions.iter().flatten().map(String::as_str),
@@ -235,12 +245,13 @@ impl DitTrainer {
             }
         }
         let timesteps = Tensor::from_vec(steps, (b, t), dev)?;
-        let embeds = batch
+        // A dropped caption is the empty prompt, whose embedding is the zero embedding.
+        let ids: Vec<&[u32]> = batch
             .texts
             .iter()
-            .map(|ids| self.text.embed_ids(ids.as_deref().unwrap_or(&[])))
-            .collect::<orrery_text::Result<Vec<_>>>()?;
-        let text = Tensor::cat(&embeds, 0)?;
+            .map(|ids| ids.as_deref().unwrap_or(&[]))
+            .collect();
+        let text = self.text.embed_batch(&ids)?;
         let v = self.dit.forward(&DitInput {
             x: &x_in,
             timesteps: &timesteps,
@@ -265,9 +276,9 @@ impl DitTrainer {
             .collect())
     }
 
-    /// The EMA networks.
+    /// The EMA networks, on the CPU beside the VAE.
     pub fn ema_models(&self) -> Result<(CosmosDit, WordEncoder)> {
-        let vb = |m| VarBuilder::from_tensors(m, DType::F32, &self.device);
+        let vb = |m| VarBuilder::from_tensors(m, DType::F32, &Device::Cpu);
         Ok((
             CosmosDit::new(vb(self.ema_group("dit")?), &self.config.model)?,
             WordEncoder::new(vb(self.ema_group("text")?), &self.text.config)?,

@@ -2,7 +2,7 @@
 //! norm, and EMA weights. State is plain float32 vectors so that checkpoints hold it exactly.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor, Var};
 use orrery_nn::kernels::with_f32;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -223,7 +223,7 @@ impl AdamW {
         Ok(StepReport { lr, grad_norm })
     }
 
-    /// The EMA weights as (name, tensor) pairs.
+    /// The EMA weights as (name, tensor) pairs, in host memory like the rest of the optimiser's state.
     pub fn ema_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         self.vars
             .iter()
@@ -231,7 +231,7 @@ impl AdamW {
             .map(|((name, var), st)| {
                 Ok((
                     name.clone(),
-                    Tensor::from_vec(st.ema.clone(), var.shape(), var.device())?,
+                    Tensor::from_vec(st.ema.clone(), var.shape(), &Device::Cpu)?,
                 ))
             })
             .collect()
@@ -241,7 +241,6 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     #[test]
     fn warmup_then_cosine_to_the_floor() {

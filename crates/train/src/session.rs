@@ -94,7 +94,7 @@ impl Session {
             tensors.iter().map(|(name, _)| name.clone()).collect();
         for (name, var) in self.vars.named_vars() {
             if !trained.contains(&name) {
-                tensors.push((name, var.as_tensor().clone()));
+                tensors.push((name, var.as_tensor().to_device(&Device::Cpu)?));
             }
         }
         Ok(tensors)
@@ -156,11 +156,12 @@ impl Session {
         std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
         let mut tensors = Vec::new();
         for ((name, var), st) in self.optimizer.vars.iter().zip(&self.optimizer.state) {
-            tensors.push((format!("{}.{name}", GROUPS[0]), var.as_tensor().clone()));
+            let param = var.as_tensor().to_device(&Device::Cpu)?;
+            tensors.push((format!("{}.{name}", GROUPS[0]), param));
             for (group, values) in GROUPS[1..].iter().zip([&st.m, &st.v, &st.ema]) {
                 tensors.push((
                     format!("{group}.{name}"),
-                    Tensor::from_vec(values.clone(), var.shape(), var.device())?,
+                    Tensor::from_vec(values.clone(), var.shape(), &Device::Cpu)?,
                 ));
             }
         }
@@ -286,7 +287,7 @@ pub fn init_vars_mapped(
             continue;
         };
         let t = ckpt.load_checked(&stored, var.dims(), candle_core::DType::F32, &device)?;
-        var.set(&t)?;
+        var.set(&t.to_device(var.device())?)?;
         used.insert(stored);
     }
     let unused: Vec<&str> = ckpt

@@ -150,7 +150,7 @@ pub(crate) fn set_vars_widened(
         let source = ckpt.load(&stored, &Device::Cpu)?;
         let widened = widen(&stored, &source, var.as_tensor())
             .map_err(|e| TrainError::Data(format!("{}: {e}", weights.display())))?;
-        var.set(&widened)?;
+        var.set(&widened.to_device(var.device())?)?;
     }
     Ok(())
 }

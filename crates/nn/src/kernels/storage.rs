@@ -108,10 +108,11 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// Runs `f` on the float32 data of a CPU tensor without copying it when it is already contiguous float32 (a
-/// backward pass reading a saved input, an optimiser reading gradients).
+/// Runs `f` on the float32 data of a tensor without copying it when it is already a contiguous float32 CPU
+/// tensor (a backward pass reading a saved input, an optimiser reading gradients); a tensor on another device is
+/// copied to host memory first.
 pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let t = prepare(t)?;
+    let t = prepare(&t.to_device(&candle_core::Device::Cpu)?)?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         candle_core::Storage::Cpu(cpu) => Ok(f(f32_data(cpu, layout, "kernel input")?)),

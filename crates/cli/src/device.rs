@@ -1,0 +1,44 @@
+//! `--device`: where a command runs its networks.
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+
+/// `cpu`, `cuda` (the first GPU) or `cuda:N`.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let ordinal = match spec {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        _ => match spec.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => bail!("--device {spec}: expected cpu, cuda or cuda:N"),
+        },
+    };
+    if !candle_core::utils::cuda_is_available() {
+        bail!(
+            "--device {spec}: this orrery was built without CUDA (build it with `cargo build --release \
+             --features cuda`)"
+        );
+    }
+    Device::new_cuda(ordinal).with_context(|| format!("--device {spec}: no usable CUDA device"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_cpu_and_refuses_what_is_not_a_device() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU"] {
+            let err = parse_device(bad).unwrap_err().to_string();
+            assert!(err.contains("expected cpu, cuda or cuda:N"), "{bad}: {err}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn asking_for_cuda_without_it_says_how_to_build_it() {
+        let err = parse_device("cuda").unwrap_err().to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+}
