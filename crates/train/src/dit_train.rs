@@ -76,6 +76,10 @@ impl LatentSet {
             );
             let c = &clip.truth.captions;
             captions.push([c.short.clone(), c.medium.clone(), c.long.clone()]);
+            // Thousands of clips take minutes: a line now and then says how far it got.
+            if (i + 1) % 250 == 0 || i + 1 == data.clips {
+                tracing::info!("encoded {} of {} training clips", i + 1, data.clips);
+            }
         }
         let latents = Tensor::stack(&latents, 0)?;
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
