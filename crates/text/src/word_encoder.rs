@@ -249,16 +249,7 @@ impl WordEncoder {
                 dev,
             )?);
         }
-        let idx = Tensor::new(ids, dev)?;
-        let mut x = self
-            .token_embedding
-            .index_select(&idx, 0)?
-            .add(&self.position_embedding.narrow(0, 0, n)?)?
-            .unsqueeze(0)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, None)?;
-        }
-        let x = ops::rms_norm(&x, &self.norm, NORM_EPS)?;
+        let x = self.encode(ids.to_vec(), 1, n, None)?;
         self.pad_rows(x, n)
     }
 
@@ -282,23 +273,35 @@ impl WordEncoder {
             .iter()
             .flat_map(|ids| ids.iter().copied().chain(std::iter::repeat(0)).take(n))
             .collect();
-        let idx = Tensor::from_vec(padded, b * n, dev)?;
-        let mut x = self
-            .token_embedding
-            .index_select(&idx, 0)?
-            .reshape((b, n, d))?
-            .broadcast_add(&self.position_embedding.narrow(0, 0, n)?)?;
         let key_bias = ops::key_padding_bias(&lengths, n, dev)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, Some(&key_bias))?;
-        }
+        let x = self.encode(padded, b, n, Some(&key_bias))?;
         let real_rows: Vec<f32> = lengths
             .iter()
             .flat_map(|&len| (0..n).map(move |j| if j < len { 1.0 } else { 0.0 }))
             .collect();
         let real_rows = Tensor::from_vec(real_rows, (b, n, 1), dev)?;
-        let x = ops::rms_norm(&x, &self.norm, NORM_EPS)?.broadcast_mul(&real_rows)?;
-        self.pad_rows(x, n)
+        self.pad_rows(x.broadcast_mul(&real_rows)?, n)
+    }
+
+    /// Token ids (B·n, one prompt after another) through the embeddings, the layers (`key_bias` masking padding
+    /// keys) and the final norm: (B, n, width).
+    fn encode(
+        &self,
+        ids: Vec<u32>,
+        b: usize,
+        n: usize,
+        key_bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let idx = Tensor::from_vec(ids, b * n, self.device())?;
+        let mut x = self
+            .token_embedding
+            .index_select(&idx, 0)?
+            .reshape((b, n, self.config.width))?
+            .broadcast_add(&self.position_embedding.narrow(0, 0, n)?)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, key_bias)?;
+        }
+        Ok(ops::rms_norm(&x, &self.norm, NORM_EPS)?)
     }
 
     fn check_length(&self, n: usize) -> Result<()> {
