@@ -44,30 +44,29 @@ pub struct LatentSet {
 
 impl LatentSet {
     /// Encodes every training clip with `vae` (posterior mean), or reads the cache in `dir` made from the same
-    /// VAE weights (`key`) and data.
+    /// VAE weights (`key`) and data. A cache of the first clips of the same data is extended with the missing
+    /// ones (clip `i` depends only on `i` and the seed), and one of more clips gives its first ones: a run on
+    /// more clips can start from a copy of a smaller run's cache.
     pub fn build(data: &DataConfig, vae: &WanVae, vae_weights: &Path, dir: &Path) -> Result<Self> {
         let key = file_fingerprint(vae_weights)?;
         let cache = dir.join("latents.safetensors");
         let captions_path = dir.join("captions.json");
-        if let (Ok(ckpt), Ok(text)) = (
-            Checkpoint::open(&cache),
-            std::fs::read_to_string(&captions_path),
-        ) {
-            let saved: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if saved["key"] == key
-                && saved["data"] == serde_json::to_value(data).unwrap_or_default()
-            {
-                if let Ok(captions) =
-                    serde_json::from_value::<Vec<[String; 3]>>(saved["captions"].clone())
-                {
-                    let latents = ckpt.load("latents", &Device::Cpu)?;
-                    return Ok(Self { latents, captions });
-                }
-            }
+        let cached = read_latent_cache(&cache, &captions_path, &key, data)?;
+        let have = cached.as_ref().map_or(0, |set| set.captions.len());
+        if let Some(set) = cached.as_ref().filter(|_| have >= data.clips) {
+            return Ok(Self {
+                latents: set.latents.narrow(0, 0, data.clips)?,
+                captions: set.captions[..data.clips].to_vec(),
+            });
         }
-        let mut latents = Vec::with_capacity(data.clips);
-        let mut captions = Vec::with_capacity(data.clips);
-        for i in 0..data.clips {
+        if have > 0 {
+            tracing::info!("{have} of {} training clips are in the cache", data.clips);
+        }
+        let mut latents = Vec::with_capacity(data.clips - have);
+        let mut captions = cached
+            .as_ref()
+            .map_or_else(Vec::new, |set| set.captions.clone());
+        for i in have..data.clips {
             let clip = data.clip(i).map_err(TrainError::Data)?;
             let video = clip_tensor(&clip, data.width, data.height, &Device::Cpu)?.unsqueeze(0)?;
             latents.push(
@@ -81,13 +80,49 @@ impl LatentSet {
                 tracing::info!("encoded {} of {} training clips", i + 1, data.clips);
             }
         }
-        let latents = Tensor::stack(&latents, 0)?;
+        let mut latents = Tensor::stack(&latents, 0)?;
+        if let Some(set) = cached {
+            latents = Tensor::cat(&[set.latents, latents], 0)?;
+        }
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
         save_tensors(&cache, vec![("latents".into(), latents.clone())])?;
         let saved = serde_json::json!({"key": key, "data": data, "captions": captions});
         write_file(&captions_path, saved.to_string().as_bytes())?;
         Ok(Self { latents, captions })
     }
+}
+
+/// The cached latents in `cache` with their captions, if they were made from the VAE weights `key` and the same
+/// data as `data` but for the number of clips; `None` when absent, unreadable or made otherwise.
+fn read_latent_cache(
+    cache: &Path,
+    captions_path: &Path,
+    key: &str,
+    data: &DataConfig,
+) -> Result<Option<LatentSet>> {
+    let (Ok(ckpt), Ok(text)) = (
+        Checkpoint::open(cache),
+        std::fs::read_to_string(captions_path),
+    ) else {
+        return Ok(None);
+    };
+    let saved: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let Ok(captions) = serde_json::from_value::<Vec<[String; 3]>>(saved["captions"].clone()) else {
+        return Ok(None);
+    };
+    let same_data = DataConfig {
+        clips: captions.len(),
+        ..data.clone()
+    };
+    if saved["key"] != key || saved["data"] != serde_json::to_value(&same_data).unwrap_or_default()
+    {
+        return Ok(None);
+    }
+    let latents = ckpt.load("latents", &Device::Cpu)?;
+    if latents.dim(0)? != captions.len() {
+        return Ok(None);
+    }
+    Ok(Some(LatentSet { latents, captions }))
 }
 
 /// Size and modification time of a file: enough to notice a retrained VAE.

@@ -512,3 +512,58 @@ fn a_decoder_learns_to_decode_a_world_models_predictions() {
     resumed.train(None, |_| {}).unwrap();
     assert_eq!(losses(&resumed.session.history), history);
 }
+
+#[test]
+fn a_latent_cache_of_fewer_clips_is_extended_with_the_missing_ones() {
+    use orrery_train::dit_train::LatentSet;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let vae_dir = trained_vae(&root.join("vae"));
+    let source = orrery_vae::VaeModelPath::open(&vae_dir).unwrap();
+    let vae = source.load(DType::F32, &Device::Cpu).unwrap();
+    let data = |clips| {
+        let mut d = dit_config(root, &vae_dir).data;
+        d.clips = clips;
+        d
+    };
+    let build =
+        |clips, dir: &Path| LatentSet::build(&data(clips), &vae, &source.weights, dir).unwrap();
+    let whole = build(4, &root.join("whole"));
+
+    // A 2-clip cache whose latents are marked (zeroed), so its reuse shows in the result.
+    let grown = root.join("grown");
+    let small = build(2, &grown);
+    let zeros = small.latents.zeros_like().unwrap();
+    orrery_nn::checkpoint::save_tensors(
+        &grown.join("latents.safetensors"),
+        vec![("latents".into(), zeros)],
+    )
+    .unwrap();
+    let extended = build(4, &grown);
+    assert_eq!(extended.captions, whole.captions);
+    let diff = |a: &Tensor, b: &Tensor| orrery_nn::compare::max_abs_diff(a, b).unwrap();
+    let rows = |t: &Tensor, from, n| t.narrow(0, from, n).unwrap();
+    assert_eq!(
+        rows(&extended.latents, 0, 2)
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+    assert_eq!(
+        diff(&rows(&extended.latents, 2, 2), &rows(&whole.latents, 2, 2)),
+        0.0
+    );
+
+    // The 4-clip cache now serves a 3-clip run with its first 3 clips, and a cache of other data is not used.
+    let fewer = build(3, &grown);
+    assert_eq!(diff(&fewer.latents, &rows(&extended.latents, 0, 3)), 0.0);
+    assert_eq!(fewer.captions, whole.captions[..3]);
+    let mut other = data(4);
+    other.seed += 1;
+    let reencoded = LatentSet::build(&other, &vae, &source.weights, &grown).unwrap();
+    assert_ne!(reencoded.captions, whole.captions);
+}
