@@ -51,21 +51,23 @@ impl LatentSet {
         let key = file_fingerprint(vae_weights)?;
         let cache = dir.join("latents.safetensors");
         let captions_path = dir.join("captions.json");
-        let cached = read_latent_cache(&cache, &captions_path, &key, data)?;
-        let have = cached.as_ref().map_or(0, |set| set.captions.len());
-        if let Some(set) = cached.as_ref().filter(|_| have >= data.clips) {
+        let (mut captions, cached_latents) =
+            match read_latent_cache(&cache, &captions_path, &key, data)? {
+                Some(set) => (set.captions, Some(set.latents)),
+                None => (Vec::new(), None),
+            };
+        let have = captions.len();
+        if let Some(latents) = cached_latents.as_ref().filter(|_| have >= data.clips) {
+            captions.truncate(data.clips);
             return Ok(Self {
-                latents: set.latents.narrow(0, 0, data.clips)?,
-                captions: set.captions[..data.clips].to_vec(),
+                latents: latents.narrow(0, 0, data.clips)?,
+                captions,
             });
         }
         if have > 0 {
             tracing::info!("{have} of {} training clips are in the cache", data.clips);
         }
         let mut latents = Vec::with_capacity(data.clips - have);
-        let mut captions = cached
-            .as_ref()
-            .map_or_else(Vec::new, |set| set.captions.clone());
         for i in have..data.clips {
             let clip = data.clip(i).map_err(TrainError::Data)?;
             let video = clip_tensor(&clip, data.width, data.height, &Device::Cpu)?.unsqueeze(0)?;
@@ -81,8 +83,8 @@ impl LatentSet {
             }
         }
         let mut latents = Tensor::stack(&latents, 0)?;
-        if let Some(set) = cached {
-            latents = Tensor::cat(&[set.latents, latents], 0)?;
+        if let Some(cached) = cached_latents {
+            latents = Tensor::cat(&[cached, latents], 0)?;
         }
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
         save_tensors(&cache, vec![("latents".into(), latents.clone())])?;
