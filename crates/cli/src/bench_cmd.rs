@@ -17,10 +17,15 @@ use orrery_eval::track::locate;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{encode_gif, tile_clips, write_mp4, Mp4Options, RgbImage};
 use orrery_pipeline::inputs::{clip_from_frames, frames_from_clip};
-use orrery_pipeline::{Mode, ModeSampling, ModelBundle, Request, SamplingSettings, WorldPipeline};
+use orrery_pipeline::observed::keep_observed_pixels;
+use orrery_pipeline::{
+    KeepObserved, Mode, ModeSampling, ModelBundle, Request, SamplingSettings, WorldPipeline,
+};
 use orrery_train::data::DataConfig;
 use orrery_vae::{Chunking, VaeConfig};
 use serde_json::json;
+
+use crate::generate_cmd::KeepObservedArg;
 
 /// Pixel frames of the Video2World input (2 latent frames).
 const OBSERVED_FRAMES: usize = 5;
@@ -49,6 +54,10 @@ pub struct BenchArgs {
     /// observed ones.
     #[arg(long)]
     pub conditional_frames: Option<usize>,
+    /// Where the models keep the observed pixels, THRESHOLD[,MARGIN] or `off` (default: the bundle's); when on,
+    /// they are also scored on the decoder's pixels alone.
+    #[arg(long, value_parser = crate::generate_cmd::parse_keep_observed)]
+    pub keep_observed: Option<KeepObservedArg>,
     /// Results as JSON (written atomically).
     #[arg(long)]
     pub out: PathBuf,
@@ -113,6 +122,19 @@ fn aligned_video2world(
     video
 }
 
+/// A model's output: the decoder's pixels, and with the observed pixels kept where `settings.keep_observed` says.
+struct ModelFrames {
+    decoded: Vec<RgbImage>,
+    kept: Option<Vec<RgbImage>>,
+}
+
+impl ModelFrames {
+    /// What the model outputs with the settings it was asked for.
+    fn output(&self) -> &[RgbImage] {
+        self.kept.as_deref().unwrap_or(&self.decoded)
+    }
+}
+
 fn generate(
     pipeline: &WorldPipeline,
     bundle: &ModelBundle,
@@ -120,7 +142,7 @@ fn generate(
     negative: &Tensor,
     input: (Option<&RgbImage>, Option<&[RgbImage]>),
     settings: &SamplingSettings,
-) -> Result<Vec<RgbImage>> {
+) -> Result<ModelFrames> {
     let d = &bundle.defaults;
     let request = Request {
         frames: d.frames,
@@ -130,10 +152,22 @@ fn generate(
         negative: Some(negative),
         image: input.0,
         video: input.1,
-        settings: settings.clone(),
+        settings: SamplingSettings {
+            keep_observed: None,
+            ..settings.clone()
+        },
     };
     let out = pipeline.generate(&request, |_, _| {})?;
-    Ok(frames_from_clip(&out.video)?)
+    let kept = match (settings.keep_observed, &out.observed) {
+        (Some(keep), Some(observed)) => Some(frames_from_clip(&keep_observed_pixels(
+            &out.video, observed, keep,
+        )?)?),
+        _ => None,
+    };
+    Ok(ModelFrames {
+        decoded: frames_from_clip(&out.video)?,
+        kept,
+    })
 }
 
 /// `per_method(scores)` of each method, keyed by its name.
@@ -165,8 +199,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     };
     let settings: Vec<SamplingSettings> = Mode::ALL
         .iter()
-        .map(|&mode| d.mode_settings(mode, overrides, 0, NoiseKind::Fast))
+        .map(|&mode| {
+            let mut s = d.mode_settings(mode, overrides, 0, NoiseKind::Fast);
+            if let Some(keep) = args.keep_observed {
+                s.keep_observed = keep.0;
+            }
+            s
+        })
         .collect();
+    let keep_observed = settings[Mode::Video2World as usize].keep_observed;
     let settings_for = |mode: Mode, seed: u64| SamplingSettings {
         seed,
         ..settings[mode as usize].clone()
@@ -178,7 +219,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             (
                 m.name().to_owned(),
                 json!({"steps": s.steps, "guidance": s.guidance,
-                       "conditional_frames": s.conditional_latent_frames(m)}),
+                       "conditional_frames": s.conditional_latent_frames(m),
+                       "keep_observed": s.keep_observed.map(KeepObserved::to_json)}),
             )
         })
         .collect();
@@ -226,7 +268,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         );
     }
     let bar = crate::progress_bar(args.clips + args.text_clips, "clips", "physics bench")?;
-    let names = [
+    let mut names = vec![
         "video2world: model",
         "video2world: copy last frame",
         "video2world: constant velocity",
@@ -234,6 +276,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "image2world: model",
         "image2world: copy first frame",
     ];
+    // With the observed pixels kept, the decoder's pixels alone are scored too (rows 6 and 7).
+    if keep_observed.is_some() {
+        names.push("video2world: model, decoder pixels only");
+        names.push("image2world: model, decoder pixels only");
+    }
     let mut scores: Vec<Vec<ClipScore>> = vec![Vec::new(); names.len()];
     let mut gifs = Vec::new();
     for (i, clip) in clips.iter().take(args.clips).enumerate() {
@@ -250,7 +297,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             (None, Some(observed)),
             &settings_for(Mode::Video2World, i as u64),
         )?;
-        let v2w = aligned_video2world(observed, generated, &pipeline.vae.config, v2w_frames);
+        let align = |frames: &[RgbImage]| {
+            aligned_video2world(observed, frames.to_vec(), &pipeline.vae.config, v2w_frames)
+        };
+        let v2w = align(generated.output());
         let i2w = generate(
             &pipeline,
             &bundle,
@@ -303,7 +353,17 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             t,
             OBSERVED_FRAMES,
         ));
-        scores[4].push(score_clip(&real[1..], &i2w[1..], t, 1));
+        scores[4].push(score_clip(&real[1..], &i2w.output()[1..], t, 1));
+        if keep_observed.is_some() {
+            let v2w_decoded = align(&generated.decoded);
+            scores[6].push(score_clip(
+                future,
+                &v2w_decoded[OBSERVED_FRAMES..],
+                t,
+                OBSERVED_FRAMES,
+            ));
+            scores[7].push(score_clip(&real[1..], &i2w.decoded[1..], t, 1));
+        }
         scores[5].push(score_clip(
             &real[1..],
             &copy_last_frame(&real[..1], real.len() - 1),
@@ -316,7 +376,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let (mut shown, mut total) = (0usize, 0usize);
     for (i, clip) in clips.iter().take(args.text_clips).enumerate() {
         let s = settings_for(Mode::Text2World, 1_000_000 + i as u64);
-        let frames = generate(&pipeline, &bundle, &embeds[i], &negative, (None, None), &s)?;
+        let frames = generate(&pipeline, &bundle, &embeds[i], &negative, (None, None), &s)?.decoded;
         for o in &clip.truth.scene.objects {
             let seen = frames
                 .iter()
@@ -339,7 +399,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let mut wins = serde_json::Map::new();
     let mut matched = serde_json::Map::new();
     let mut head_to_head = Vec::new();
-    for (model, baseline) in [(0, 1), (0, 2), (4, 5)] {
+    let mut pairs = vec![(0, 1), (0, 2), (4, 5)];
+    if keep_observed.is_some() {
+        pairs.extend([(6, 1), (6, 2), (7, 5)]);
+    }
+    for (model, baseline) in pairs {
         let pair = format!("{} vs {}", names[model], names[baseline]);
         let won = clips_won(&scores[model], &scores[baseline]);
         let m = matched_trajectory(&scores[model], &scores[baseline]);
@@ -409,9 +473,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                             title: "Video2World: mean PSNR by frames ahead".into(),
                             x_label: "frames after the observed ones".into(),
                             y_label: "PSNR (dB)".into(),
-                            series: names[..4]
-                                .iter()
-                                .zip(&scores)
+                            series: [0, 1, 2, 3, 6]
+                                .into_iter()
+                                .filter(|&k| k < names.len() && names[k].starts_with("video2world"))
+                                .map(|k| (names[k], &scores[k]))
                                 .map(|(name, s)| {
                                     let curve = psnr_by_horizon(s);
                                     let points = curve.iter().enumerate().map(|(k, p)| (k as f64 + 1.0, *p)).collect();

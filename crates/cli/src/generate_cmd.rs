@@ -10,7 +10,7 @@ use orrery_media::{read_image, read_video, write_mp4, Mp4Options, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
 use orrery_pipeline::inputs::frames_from_clip;
-use orrery_pipeline::{Mode, ModeSampling, ModelBundle, Request, WorldPipeline};
+use orrery_pipeline::{KeepObserved, Mode, ModeSampling, ModelBundle, Request, WorldPipeline};
 use orrery_text::PromptCache;
 use serde_json::{json, Value};
 
@@ -53,6 +53,11 @@ pub struct GenerateArgs {
     /// Video2World: latent frames of the input video that condition (default: the bundle's, else 2).
     #[arg(long)]
     pub conditional_frames: Option<usize>,
+    /// Image2World and Video2World: THRESHOLD[,MARGIN] keeps the input's last frame where the output changes less
+    /// than THRESHOLD from it (largest channel change, [-1, 1] units) and no pixel within MARGIN pixels changes
+    /// more; `off` outputs the decoder's pixels throughout (default: the bundle's; off for the released models).
+    #[arg(long, value_parser = parse_keep_observed)]
+    pub keep_observed: Option<KeepObservedArg>,
     /// Output frames, 1 + 4k; more than the bundle's chunk length generates a long video chunk by chunk.
     #[arg(long)]
     pub frames: Option<usize>,
@@ -100,6 +105,17 @@ impl Job {
             (None, None) => Mode::Text2World,
         }
     }
+}
+
+/// `--keep-observed`: `off` (`None`) or THRESHOLD[,MARGIN].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeepObservedArg(pub Option<KeepObserved>);
+
+pub fn parse_keep_observed(s: &str) -> Result<KeepObservedArg, String> {
+    if s == "off" {
+        return Ok(KeepObservedArg(None));
+    }
+    KeepObserved::parse(s).map(|k| KeepObservedArg(Some(k)))
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize)> {
@@ -225,7 +241,13 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         guidance: args.guidance,
         conditional_frames: args.conditional_frames,
     };
-    let settings_for = |mode: Mode| d.mode_settings(mode, overrides, args.seed, noise);
+    let settings_for = |mode: Mode| {
+        let mut s = d.mode_settings(mode, overrides, args.seed, noise);
+        if let Some(keep) = args.keep_observed {
+            s.keep_observed = keep.0;
+        }
+        s
+    };
     let chunk = d.frames.min(frames);
     let chunks = long_video_chunks(frames, chunk);
     // The mode of each chunk of a job: later chunks continue from the previous chunk's last frame.
@@ -334,6 +356,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
             "schedule": settings.schedule.to_json(),
             "cond_timestep": settings.cond_timestep, "dtype": dtype_name,
             "conditional_frames": settings.conditional_latent_frames(job.mode()),
+            "keep_observed": settings.keep_observed.filter(|_| job.mode() != Mode::Text2World).map(KeepObserved::to_json),
         });
         let settings_path = job.out.with_extension("json");
         crate::write_text_atomically(&settings_path, &serde_json::to_string_pretty(&resolved)?)?;

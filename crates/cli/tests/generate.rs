@@ -198,6 +198,8 @@ fn bad_inputs_are_explained() {
         (vec!["--size", "30x32"], "multiples of 16"),
         (vec!["--frames", "10"], "1 + 4k"),
         (vec!["--image", text.to_str().unwrap()], "config.json"),
+        (vec!["--keep-observed", "5"], "THRESHOLD[,MARGIN]"),
+        (vec!["--keep-observed", "0.3,x"], "THRESHOLD[,MARGIN]"),
     ];
     for (extra, expect) in cases {
         let mut args = vec![

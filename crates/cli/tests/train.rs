@@ -127,19 +127,34 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
         "--steps",
         "2",
     ]);
-    let v2w = dir.path().join("v2w.mp4");
-    orrery(&[
-        "generate",
-        "--prompt",
-        prompt,
-        "--video",
-        t2w.to_str().unwrap(),
-        "--out",
-        v2w.to_str().unwrap(),
-        "--steps",
-        "2",
-    ]);
-    assert_eq!(orrery_media::read_video(&v2w).unwrap().frames.len(), 33);
+    // Video2World from the Text2World clip, with `extra` arguments; the generation record it writes.
+    let video2world = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "generate",
+            "--prompt",
+            prompt,
+            "--video",
+            t2w.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "2",
+        ];
+        args.extend(extra);
+        orrery(&args);
+        assert_eq!(orrery_media::read_video(&out).unwrap().frames.len(), 33);
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap()
+    };
+    // The nano bundle keeps the observed pixels where its output does not change; `off` gives the decoder's.
+    let v2w = video2world("v2w.mp4", &[]);
+    assert!(v2w["keep_observed"]["threshold"].as_f64().unwrap() > 0.0);
+    assert!(
+        settings["keep_observed"].is_null(),
+        "Text2World has nothing observed"
+    );
+    let v2w_off = video2world("v2w-off.mp4", &["--keep-observed", "off"]);
+    assert!(v2w_off["keep_observed"].is_null());
 
     let report = dir.path().join("bench.json");
     orrery(&[
@@ -163,7 +178,12 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let methods = r["methods"].as_array().unwrap();
-    assert_eq!(methods.len(), 6);
+    // The six rows, then the models on the decoder's pixels alone (the bundle keeps the observed ones).
+    assert_eq!(methods.len(), 8);
+    assert_eq!(
+        methods[6]["method"],
+        "video2world: model, decoder pixels only"
+    );
     for mode in ["text2world", "image2world", "video2world"] {
         let m = &r["sampling"][mode];
         assert_eq!(
@@ -183,12 +203,12 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
     assert!(methods[3]["median_psnr"].as_f64().unwrap() > 15.0);
     // Per-clip head to head: each count is of the 2 clips.
     let wins = r["clips_won"].as_object().unwrap();
-    assert_eq!(wins.len(), 3);
+    assert_eq!(wins.len(), 6);
     assert!(wins.values().all(|w| w.as_u64().unwrap() <= 2), "{wins:?}");
     // Trajectory head to head on the object-frames both methods find: an error for each side exactly when
     // there are such object-frames.
     let matched = r["trajectory_matched"].as_object().unwrap();
-    assert_eq!(matched.len(), 3);
+    assert_eq!(matched.len(), 6);
     for m in matched.values() {
         let shared = m["object_frames"].as_u64().unwrap() > 0;
         assert_eq!(m["error_a_px"].is_f64(), shared, "{m}");
@@ -196,7 +216,7 @@ fn embedded_model_generates_in_all_three_modes_and_benches() {
     }
     // Each method's PSNR by frames ahead: one value per predicted frame, in dB.
     let horizon = r["psnr_by_horizon"].as_object().unwrap();
-    assert_eq!(horizon.len(), 6);
+    assert_eq!(horizon.len(), 8);
     let copy_last = horizon["video2world: copy last frame"].as_array().unwrap();
     assert!(!copy_last.is_empty());
     assert!(copy_last

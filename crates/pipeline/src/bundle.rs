@@ -9,7 +9,8 @@
 //! `orrery_sampling.json` beside them, if present, holds the sampling defaults (`schedule`: "karras" or a shift
 //! number, `steps`, `guidance`, `cond_timestep` (negative = none), `frames`, `width`, `height`, `fps`, and per
 //! mode `"text2world"`, `"image2world"`, `"video2world"`: `{"steps", "guidance"}` where that mode samples
-//! otherwise); without it the 2B post-trained defaults apply.
+//! otherwise, and `keep_observed`: `{"threshold", "margin"}`, where Image2World and Video2World keep the observed
+//! pixels); without it the 2B post-trained defaults apply.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,7 @@ use serde_json::Value;
 
 use crate::conditioning::Mode;
 use crate::error::{PipelineError, Result};
+use crate::observed::KeepObserved;
 use crate::sample::{SamplingSettings, ScheduleKind};
 use orrery_flow::noise::NoiseKind;
 
@@ -56,6 +58,9 @@ pub struct BundleDefaults {
     pub fps: f64,
     /// Steps and guidance of Text2World, Image2World and Video2World where they differ from the above.
     pub per_mode: [ModeSampling; 3],
+    /// Where Image2World and Video2World keep the observed pixels ([`SamplingSettings::keep_observed`]); `None`
+    /// for the released models.
+    pub keep_observed: Option<KeepObserved>,
 }
 
 /// A mode's own sampling steps and guidance (`None`: the bundle's), and for Video2World its conditional latent
@@ -81,6 +86,7 @@ impl Default for BundleDefaults {
             height: 704,
             fps: 16.0,
             per_mode: Default::default(),
+            keep_observed: None,
         }
     }
 }
@@ -211,6 +217,7 @@ impl BundleDefaults {
             seed,
             noise,
             conditional_frames: None,
+            keep_observed: self.keep_observed,
         }
     }
 
@@ -244,6 +251,9 @@ impl BundleDefaults {
             "height": self.height,
             "fps": self.fps,
         });
+        if let Some(keep) = self.keep_observed {
+            v["keep_observed"] = keep.to_json();
+        }
         for mode in Mode::ALL {
             let own = self.per_mode[mode as usize];
             if own != ModeSampling::default() {
@@ -322,6 +332,21 @@ fn read_defaults(path: &Path) -> Result<BundleDefaults> {
     }
     if let Some(x) = num("fps") {
         d.fps = x;
+    }
+    match v.get("keep_observed") {
+        None | Some(Value::Null) => {}
+        Some(x) => match KeepObserved::from_json(x) {
+            Some(keep) => d.keep_observed = Some(keep),
+            None => {
+                return Err(bundle_error(
+                    path,
+                    format!(
+                        "keep_observed {x}: expected {{\"threshold\": T, \"margin\": M}} (T in [0, 2], M at \
+                         most 64 pixels) or null"
+                    ),
+                ))
+            }
+        },
     }
     for mode in Mode::ALL {
         if let Some(own) = v.get(mode.name()) {
@@ -461,6 +486,10 @@ mod tests {
                         conditional_frames: Some(3),
                     },
                 ],
+                keep_observed: Some(KeepObserved {
+                    threshold: 0.125,
+                    margin: 2,
+                }),
             },
         ] {
             std::fs::write(&path, d.to_json()).unwrap();
@@ -512,6 +541,14 @@ mod tests {
             std::fs::write(&path, bad).unwrap();
             let err = read_defaults(&path).unwrap_err().to_string();
             assert!(err.contains(mode), "{bad}: {err}");
+        }
+        for bad in [
+            r#"{"keep_observed": 0.3}"#,
+            r#"{"keep_observed": {"threshold": -1}}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = read_defaults(&path).unwrap_err().to_string();
+            assert!(err.contains("keep_observed"), "{bad}: {err}");
         }
         std::fs::remove_file(&path).unwrap();
     }

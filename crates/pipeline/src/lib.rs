@@ -6,11 +6,13 @@ pub mod bundle;
 pub mod conditioning;
 mod error;
 pub mod inputs;
+pub mod observed;
 mod pipeline;
 pub mod sample;
 
 pub use bundle::{BundleDefaults, ModeSampling, ModelBundle, TextEncoderKind};
 pub use conditioning::Mode;
 pub use error::{PipelineError, Result};
+pub use observed::KeepObserved;
 pub use pipeline::{Generated, Request, WorldPipeline};
 pub use sample::{sample_latents, LatentCondition, SamplingSettings, ScheduleKind};

@@ -8,6 +8,7 @@ use orrery_vae::{Chunking, WanVae};
 use crate::conditioning::Mode;
 use crate::error::{PipelineError, Result};
 use crate::inputs::{conditioning_frames, frames_to_clip, validate_size};
+use crate::observed::keep_observed_pixels;
 use crate::sample::{sample_latents, LatentCondition, SamplingSettings};
 
 /// What to generate.
@@ -38,12 +39,22 @@ impl Request<'_> {
     }
 }
 
-/// A generated clip: `video` (1, 3, T, H, W) float32 in about [-1, 1] (unclamped decoder output) and the final
-/// normalised `latents` (1, C, T', h, w) as the DiT produced them.
+/// A generated clip: `video` (1, 3, T, H, W) float32 in about [-1, 1] (unclamped decoder output, with the
+/// observed pixels kept where `settings.keep_observed` says), the final normalised `latents` (1, C, T', h, w) as
+/// the DiT produced them, and for Image2World and Video2World the `observed` pixel frames (1, 3, P, H, W) that
+/// conditioned, resized to the output: the first P frames of `video` decode them (and are them when the observed
+/// pixels are kept).
 #[derive(Debug, Clone)]
 pub struct Generated {
     pub video: Tensor,
     pub latents: Tensor,
+    pub observed: Option<Tensor>,
+}
+
+/// The conditioning of a request: its latents and the pixel frames they encode.
+struct Conditioning {
+    latents: LatentCondition,
+    observed: Option<Tensor>,
 }
 
 /// A DiT and the VAE whose latents it works in.
@@ -64,8 +75,9 @@ impl WorldPipeline {
         Ok(Self { dit, vae })
     }
 
-    /// Normalised conditioning latents for `mode`, padded with zeros to `latent_frames` frames.
-    fn condition(&self, request: &Request, latent_shape: [usize; 5]) -> Result<LatentCondition> {
+    /// Normalised conditioning latents for `mode`, padded with zeros to `latent_frames` frames, and the pixel frames
+    /// they encode.
+    fn condition(&self, request: &Request, latent_shape: [usize; 5]) -> Result<Conditioning> {
         let mode = request.mode();
         let n = request.settings.conditional_latent_frames(mode);
         if mode == Mode::Video2World && n == 0 {
@@ -75,9 +87,12 @@ impl WorldPipeline {
         }
         let [b, c, t, h, w] = latent_shape;
         if n == 0 {
-            return Ok(LatentCondition {
-                gt: Tensor::zeros((b, c, t, h, w), DType::F32, &candle_core::Device::Cpu)?,
-                frames: 0,
+            return Ok(Conditioning {
+                latents: LatentCondition {
+                    gt: Tensor::zeros((b, c, t, h, w), DType::F32, &candle_core::Device::Cpu)?,
+                    frames: 0,
+                },
+                observed: None,
             });
         }
         let frames = match (request.video, request.image) {
@@ -97,9 +112,12 @@ impl WorldPipeline {
             .normalize(&self.vae.encode(&clip, Chunking::Stream(4))?)?
             .to_dtype(DType::F32)?;
         let pad = Tensor::zeros((b, c, t - n, h, w), DType::F32, latents.device())?;
-        Ok(LatentCondition {
-            gt: Tensor::cat(&[&latents, &pad], 2)?,
-            frames: n,
+        Ok(Conditioning {
+            latents: LatentCondition {
+                gt: Tensor::cat(&[&latents, &pad], 2)?,
+                frames: n,
+            },
+            observed: Some(clip),
         })
     }
 
@@ -124,13 +142,21 @@ impl WorldPipeline {
             shape,
             request.text,
             request.negative,
-            &condition,
+            &condition.latents,
             &request.settings,
             on_step,
         )?;
         let video = self
             .vae
             .decode(&self.vae.denormalize(&latents)?, Chunking::Stream(1))?;
-        Ok(Generated { video, latents })
+        let video = match (&condition.observed, request.settings.keep_observed) {
+            (Some(observed), Some(keep)) => keep_observed_pixels(&video, observed, keep)?,
+            _ => video,
+        };
+        Ok(Generated {
+            video,
+            latents,
+            observed: condition.observed,
+        })
     }
 }

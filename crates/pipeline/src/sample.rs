@@ -12,6 +12,7 @@ use crate::conditioning::{
     condition_mask, frame_timesteps, guide, replace_frames, replace_velocity, Mode,
 };
 use crate::error::{PipelineError, Result};
+use crate::observed::KeepObserved;
 
 /// Which sigmas the sampler steps through.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +50,10 @@ pub struct SamplingSettings {
     /// Video2World: latent frames of the input video that condition (`num_input_frames`; `None`: the reference's
     /// 2). A VAE with less temporal compression than Wan2.1's needs 3 for the same 5 pixel frames.
     pub conditional_frames: Option<usize>,
+    /// Image2World and Video2World: keep the observed pixels where the output does not change from the decoded
+    /// last conditioning frame ([`crate::observed`]); `None` outputs the decoder's pixels throughout, as the
+    /// reference does.
+    pub keep_observed: Option<KeepObserved>,
 }
 
 impl SamplingSettings {
@@ -64,6 +69,7 @@ impl SamplingSettings {
             seed,
             noise: NoiseKind::Numpy,
             conditional_frames: None,
+            keep_observed: None,
         }
     }
 

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use orrery_dit::DitModelDir;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{Rgb, RgbImage};
-use orrery_pipeline::{Request, SamplingSettings, ScheduleKind, WorldPipeline};
+use orrery_pipeline::{KeepObserved, Request, SamplingSettings, ScheduleKind, WorldPipeline};
 use orrery_vae::VaeModelPath;
 
 fn testdata(name: &str) -> PathBuf {
@@ -67,6 +67,7 @@ fn all_three_modes_match_the_official_loop() {
             seed,
             noise: NoiseKind::Numpy,
             conditional_frames: None,
+            keep_observed: None,
         };
         let request = Request {
             frames: 9,
@@ -121,4 +122,77 @@ fn bad_requests_are_explained() {
     // 9 output frames make 3 latent frames: 4 cannot condition.
     video2world.settings.conditional_frames = Some(4);
     assert!(msg(video2world).contains("cannot hold 4 conditioning latent frames"));
+}
+
+#[test]
+fn keeping_observed_pixels_changes_only_what_it_says() {
+    let p = pipeline();
+    let case: HashMap<String, Tensor> = candle_core::safetensors::load(
+        testdata("pipeline/case_video2world.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let video_in = frames(&case["frames_u8"]);
+    let generate = |threshold: Option<f64>, video: Option<&[RgbImage]>| {
+        let request = Request {
+            frames: 9,
+            width: 32,
+            height: 32,
+            text: &case["text"],
+            negative: None,
+            image: None,
+            video,
+            settings: SamplingSettings {
+                steps: 2,
+                guidance: 0.0,
+                keep_observed: threshold.map(|threshold| KeepObserved {
+                    threshold,
+                    margin: 1,
+                }),
+                ..SamplingSettings::cosmos_2b_post_trained(0)
+            },
+        };
+        p.generate(&request, |_, _| ()).unwrap()
+    };
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let decoded = generate(None, Some(&video_in));
+    let observed = decoded
+        .observed
+        .clone()
+        .expect("Video2World keeps its conditioning frames");
+    let p_frames = observed.dim(2).unwrap();
+    let t = decoded.video.dim(2).unwrap();
+    // Threshold 0: the conditioning frames are the observed ones, the rest the decoder's.
+    let exact = generate(Some(0.0), Some(&video_in));
+    assert_eq!(
+        max_diff(&exact.video.narrow(2, 0, p_frames).unwrap(), &observed),
+        0.0
+    );
+    let later = |g: &orrery_pipeline::Generated| g.video.narrow(2, p_frames, t - p_frames).unwrap();
+    assert_eq!(max_diff(&later(&exact), &later(&decoded)), 0.0);
+    // A threshold above any change: every later frame is the last observed one.
+    let still = generate(Some(100.0), Some(&video_in));
+    let last = observed.narrow(2, p_frames - 1, 1).unwrap();
+    assert_eq!(
+        max_diff(
+            &later(&still),
+            &last.broadcast_as(later(&still).shape()).unwrap()
+        ),
+        0.0
+    );
+    // Text2World has nothing observed to keep.
+    let text_only = generate(Some(100.0), None);
+    assert!(text_only.observed.is_none());
+    assert_eq!(max_diff(&text_only.video, &generate(None, None).video), 0.0);
 }

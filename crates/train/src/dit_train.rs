@@ -337,6 +337,7 @@ impl DitTrainer {
             seed,
             noise: orrery_flow::noise::NoiseKind::Fast,
             conditional_frames: Some(self.video2world_frames()),
+            keep_observed: None,
         }
     }
 
@@ -548,6 +549,7 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         height: c.data.height as usize,
         fps: c.data.fps as f64,
         per_mode: Default::default(),
+        keep_observed: None,
     };
     if trainer.video2world_frames() != Mode::Video2World.conditional_latent_frames() {
         defaults.per_mode[Mode::Video2World as usize].conditional_frames =
