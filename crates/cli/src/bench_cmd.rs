@@ -25,7 +25,7 @@ use orrery_train::data::DataConfig;
 use orrery_vae::{Chunking, VaeConfig};
 use serde_json::json;
 
-use crate::generate_cmd::KeepObservedArg;
+use crate::generate_cmd::{mode_settings, KeepObservedArg};
 
 /// Pixel frames of the Video2World input (2 latent frames).
 const OBSERVED_FRAMES: usize = 5;
@@ -199,13 +199,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     };
     let settings: Vec<SamplingSettings> = Mode::ALL
         .iter()
-        .map(|&mode| {
-            let mut s = d.mode_settings(mode, overrides, 0, NoiseKind::Fast);
-            if let Some(keep) = args.keep_observed {
-                s.keep_observed = keep.0;
-            }
-            s
-        })
+        .map(|&mode| mode_settings(&d, mode, overrides, args.keep_observed, 0, NoiseKind::Fast))
         .collect();
     let keep_observed = settings[Mode::Video2World as usize].keep_observed;
     let settings_for = |mode: Mode, seed: u64| SamplingSettings {

@@ -10,7 +10,10 @@ use orrery_media::{read_image, read_video, write_mp4, Mp4Options, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
 use orrery_pipeline::inputs::frames_from_clip;
-use orrery_pipeline::{KeepObserved, Mode, ModeSampling, ModelBundle, Request, WorldPipeline};
+use orrery_pipeline::{
+    BundleDefaults, KeepObserved, Mode, ModeSampling, ModelBundle, Request, SamplingSettings,
+    WorldPipeline,
+};
 use orrery_text::PromptCache;
 use serde_json::{json, Value};
 
@@ -116,6 +119,22 @@ pub fn parse_keep_observed(s: &str) -> Result<KeepObservedArg, String> {
         return Ok(KeepObservedArg(None));
     }
     KeepObserved::parse(s).map(|k| KeepObservedArg(Some(k)))
+}
+
+/// The bundle's sampling settings for `mode` with a caller's `overrides` and `--keep-observed`.
+pub fn mode_settings(
+    defaults: &BundleDefaults,
+    mode: Mode,
+    overrides: ModeSampling,
+    keep_observed: Option<KeepObservedArg>,
+    seed: u64,
+    noise: NoiseKind,
+) -> SamplingSettings {
+    let mut s = defaults.mode_settings(mode, overrides, seed, noise);
+    if let Some(keep) = keep_observed {
+        s.keep_observed = keep.0;
+    }
+    s
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize)> {
@@ -241,13 +260,8 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         guidance: args.guidance,
         conditional_frames: args.conditional_frames,
     };
-    let settings_for = |mode: Mode| {
-        let mut s = d.mode_settings(mode, overrides, args.seed, noise);
-        if let Some(keep) = args.keep_observed {
-            s.keep_observed = keep.0;
-        }
-        s
-    };
+    let settings_for =
+        |mode: Mode| mode_settings(&d, mode, overrides, args.keep_observed, args.seed, noise);
     let chunk = d.frames.min(frames);
     let chunks = long_video_chunks(frames, chunk);
     // The mode of each chunk of a job: later chunks continue from the previous chunk's last frame.
