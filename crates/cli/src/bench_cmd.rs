@@ -469,7 +469,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                             y_label: "PSNR (dB)".into(),
                             series: [0, 1, 2, 3, 6]
                                 .into_iter()
-                                .filter(|&k| k < names.len() && names[k].starts_with("video2world"))
+                                .filter(|&k| k < names.len())
                                 .map(|k| (names[k], &scores[k]))
                                 .map(|(name, s)| {
                                     let curve = psnr_by_horizon(s);

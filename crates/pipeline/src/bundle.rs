@@ -341,8 +341,10 @@ fn read_defaults(path: &Path) -> Result<BundleDefaults> {
                 return Err(bundle_error(
                     path,
                     format!(
-                        "keep_observed {x}: expected {{\"threshold\": T, \"margin\": M}} (T in [0, 2], M at \
-                         most 64 pixels) or null"
+                        "keep_observed {x}: expected {{\"threshold\": T, \"margin\": M}} (T in [0, {}], M at \
+                         most {} pixels) or null",
+                        KeepObserved::MAX_THRESHOLD,
+                        KeepObserved::MAX_MARGIN
                     ),
                 ))
             }

@@ -21,21 +21,32 @@ pub struct KeepObserved {
 }
 
 impl KeepObserved {
+    /// The largest threshold that means anything: pixels span [-1, 1].
+    pub const MAX_THRESHOLD: f64 = 2.0;
+    /// The largest margin taken, in pixels.
+    pub const MAX_MARGIN: usize = 64;
+
+    /// `Some` when `threshold` is in [0, MAX_THRESHOLD] and `margin` at most MAX_MARGIN.
+    pub fn checked(threshold: f64, margin: u64) -> Option<Self> {
+        let margin = usize::try_from(margin).ok()?;
+        ((0.0..=Self::MAX_THRESHOLD).contains(&threshold) && margin <= Self::MAX_MARGIN)
+            .then_some(Self { threshold, margin })
+    }
+
     /// `"THRESHOLD"` or `"THRESHOLD,MARGIN"` (margin 0 when left out), as `--keep-observed` takes it.
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
         let (t, m) = s.split_once(',').unwrap_or((s, "0"));
-        let threshold = t
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|t| (0.0..=2.0).contains(t));
-        let margin = m.trim().parse::<usize>().ok().filter(|m| *m <= 64);
-        match (threshold, margin) {
-            (Some(threshold), Some(margin)) => Ok(Self { threshold, margin }),
-            _ => Err(format!(
-                "{s}: expected THRESHOLD[,MARGIN], a change threshold in [0, 2] and a margin of at most 64 pixels"
-            )),
+        match (t.trim().parse::<f64>(), m.trim().parse::<u64>()) {
+            (Ok(threshold), Ok(margin)) => Self::checked(threshold, margin),
+            _ => None,
         }
+        .ok_or_else(|| {
+            format!(
+                "{s}: expected THRESHOLD[,MARGIN], a change threshold in [0, {}] and a margin of at most {} pixels",
+                Self::MAX_THRESHOLD,
+                Self::MAX_MARGIN
+            )
+        })
     }
 
     /// `{"threshold": T, "margin": M}`, as `orrery_sampling.json` holds it.
@@ -43,7 +54,7 @@ impl KeepObserved {
         serde_json::json!({"threshold": self.threshold, "margin": self.margin})
     }
 
-    /// [`Self::to_json`] read back; `None` for anything else.
+    /// [`Self::to_json`] read back (margin 0 when left out); `None` for anything else.
     pub fn from_json(v: &serde_json::Value) -> Option<Self> {
         let o = v.as_object()?;
         if o.keys().any(|k| k != "threshold" && k != "margin") {
@@ -51,7 +62,7 @@ impl KeepObserved {
         }
         let threshold = o.get("threshold")?.as_f64()?;
         let margin = o.get("margin").map_or(Some(0), serde_json::Value::as_u64)?;
-        Self::parse(&format!("{threshold},{margin}")).ok()
+        Self::checked(threshold, margin)
     }
 }
 
