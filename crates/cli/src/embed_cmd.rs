@@ -7,7 +7,7 @@ use candle_core::Device;
 use orrery_nn::checkpoint::save_tensors;
 use orrery_text::{Overflow, PromptCache, Reason1Embedder};
 
-use crate::forward_cmds::parse_dtype;
+use orrery_pipeline::WeightType;
 
 #[derive(clap::Args)]
 pub struct EmbedArgs {
@@ -26,14 +26,14 @@ pub struct EmbedArgs {
     pub cache: Option<PathBuf>,
     /// f32 or bf16 (the reference runs the encoder in bf16).
     #[arg(long, default_value = "bf16")]
-    pub dtype: String,
+    pub dtype: WeightType,
     /// Cut prompts longer than 512 tokens as the reference does, instead of refusing them.
     #[arg(long)]
     pub truncate: bool,
 }
 
 pub fn embed(args: &EmbedArgs) -> Result<()> {
-    let dtype = parse_dtype(&args.dtype)?;
+    let dtype = args.dtype.dtype();
     let device = Device::Cpu;
     let overflow = if args.truncate {
         Overflow::Truncate

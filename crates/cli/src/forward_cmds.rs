@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::{DitInput, DitModelDir};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
-use orrery_text::Reason1Embedder;
+use orrery_pipeline::WeightType;
 use orrery_vae::{Chunking, VaeModelPath};
 
 #[derive(clap::Subcommand)]
@@ -39,7 +39,7 @@ pub struct ForwardArgs {
     pub out: PathBuf,
     /// Type the weights are converted to: f32 or bf16 (the float32 parts of the network stay float32).
     #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    pub dtype: WeightType,
 }
 
 pub fn run(cmd: ForwardCommand) -> Result<()> {
@@ -49,14 +49,6 @@ pub fn run(cmd: ForwardCommand) -> Result<()> {
         ForwardCommand::VaeEncode(args) => forward_vae(&args, true),
         ForwardCommand::VaeDecode(args) => forward_vae(&args, false),
     }
-}
-
-pub fn parse_dtype(name: &str) -> Result<DType> {
-    Ok(match name {
-        "f32" | "float32" => DType::F32,
-        "bf16" | "bfloat16" => DType::BF16,
-        other => bail!("--dtype {other}: expected f32 or bf16"),
-    })
 }
 
 /// The input file's tensors, by name.
@@ -107,7 +99,7 @@ impl Inputs {
 }
 
 fn forward_dit(args: &ForwardArgs) -> Result<()> {
-    let dtype = parse_dtype(&args.dtype)?;
+    let dtype = args.dtype.dtype();
     let inputs = Inputs::open(&args.inputs)?;
     let x = inputs.get("hidden_states")?;
     let timestep = inputs.get("timestep")?;
@@ -135,11 +127,12 @@ fn forward_dit(args: &ForwardArgs) -> Result<()> {
 }
 
 fn forward_text(args: &ForwardArgs) -> Result<()> {
-    let dtype = parse_dtype(&args.dtype)?;
+    let dtype = args.dtype.dtype();
     let inputs = Inputs::open(&args.inputs)?;
     let ids = inputs.get_as("input_ids", DType::U32)?;
-    let embedder = Reason1Embedder::open(&args.model, dtype, &Device::Cpu)?;
-    let embeds = embedder.embed_ids(&ids)?;
+    // Token ids need no tokenizer: the decoder alone.
+    let decoder = orrery_text::encoder::open_decoder(&args.model, dtype, &Device::Cpu)?;
+    let embeds = orrery_text::encoder::embed_token_ids(&decoder, &ids)?;
     save_tensors(&args.out, vec![("prompt_embeds".into(), embeds)])
         .with_context(|| format!("writing {}", args.out.display()))?;
     tracing::info!("wrote {}", args.out.display());
@@ -147,7 +140,7 @@ fn forward_text(args: &ForwardArgs) -> Result<()> {
 }
 
 fn forward_vae(args: &ForwardArgs, encode: bool) -> Result<()> {
-    let dtype = parse_dtype(&args.dtype)?;
+    let dtype = args.dtype.dtype();
     let inputs = Inputs::open(&args.inputs)?;
     let vae = VaeModelPath::open(&args.model)?.load(dtype, &Device::Cpu)?;
     let (name, out) = if encode {

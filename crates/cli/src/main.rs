@@ -12,6 +12,7 @@ mod forward_cmds;
 mod generate_cmd;
 mod media_cmds;
 mod physics_cmds;
+mod sampling_args;
 mod schedule_cmd;
 mod train_cmd;
 mod vae_cmds;

@@ -9,7 +9,7 @@ use orrery_pipeline::inputs::{clip_from_frames, frames_from_clip};
 use orrery_vae::tiling::Tiling;
 use orrery_vae::{Chunking, VaeModelPath};
 
-use crate::forward_cmds::parse_dtype;
+use orrery_pipeline::WeightType;
 
 #[derive(clap::Subcommand)]
 pub enum VaeCommand {
@@ -38,7 +38,7 @@ pub struct RoundtripArgs {
     pub tile: Option<usize>,
     /// f32 or bf16.
     #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    pub dtype: WeightType,
 }
 
 pub fn run(cmd: VaeCommand) -> Result<()> {
@@ -75,7 +75,7 @@ fn psnr(a: &[RgbImage], b: &[RgbImage]) -> f64 {
 }
 
 fn roundtrip(args: &RoundtripArgs) -> Result<()> {
-    let dtype = parse_dtype(&args.dtype)?;
+    let dtype = args.dtype.dtype();
     let model = VaeModelPath::open(&args.model)?;
     let video =
         read_video(&args.input).with_context(|| format!("reading {}", args.input.display()))?;

@@ -200,6 +200,10 @@ fn bad_inputs_are_explained() {
         (vec!["--image", text.to_str().unwrap()], "config.json"),
         (vec!["--keep-observed", "5"], "THRESHOLD[,MARGIN]"),
         (vec!["--keep-observed", "0.3,x"], "THRESHOLD[,MARGIN]"),
+        (vec!["--steps", "0"], "--steps"),
+        (vec!["--size", "64"], "WxH"),
+        (vec!["--noise", "pink"], "numpy or fast"),
+        (vec!["--guidance", "NaN"], "guidance"),
     ];
     for (extra, expect) in cases {
         let mut args = vec![
@@ -221,7 +225,11 @@ fn bad_inputs_are_explained() {
             "--dtype",
             "f32",
         ],
-        "bad JSON",
+        "bad.json",
+    );
+    assert_fails_with(
+        &["generate", "--model", b, "--prompt", "a ball", "--dtype", "f16", "--out", o],
+        "bf16 or f32",
     );
     assert_fails_with(
         &[
@@ -235,4 +243,91 @@ fn bad_inputs_are_explained() {
         ],
         "not a folder",
     );
+}
+
+#[test]
+fn problems_are_reported_before_any_network_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    tiny_bundle(&bundle);
+    let b = bundle.to_str().unwrap();
+    // An output folder that does not exist: refused before the text encoder runs.
+    assert_fails_with(
+        &[
+            "generate",
+            "--model",
+            b,
+            "--prompt",
+            "a ball",
+            "--out",
+            "/nonexistent/folder/out.mp4",
+        ],
+        "/nonexistent/folder",
+    );
+    // A sampling file with a fractional step count names the key.
+    std::fs::write(
+        bundle.join("orrery_sampling.json"),
+        r#"{"steps": 2.7, "frames": 9}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out.mp4");
+    assert_fails_with(
+        &[
+            "generate",
+            "--model",
+            b,
+            "--prompt",
+            "a ball",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "steps",
+    );
+    std::fs::write(
+        bundle.join("orrery_sampling.json"),
+        r#"{"frames": 9, "stepz": 3}"#,
+    )
+    .unwrap();
+    assert_fails_with(
+        &[
+            "generate",
+            "--model",
+            b,
+            "--prompt",
+            "a ball",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "stepz",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn truncate_cuts_an_over_long_prompt_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    tiny_bundle(&bundle);
+    let b = bundle.to_str().unwrap();
+    let out = dir.path().join("long.mp4");
+    let o = out.to_str().unwrap();
+    let prompt = "a red ball rolls down a long wooden ramp and bounces ".repeat(60);
+    let base = [
+        "generate", "--model", b, "--prompt", &prompt, "--dtype", "f32", "--steps", "1", "--out", o,
+    ];
+    assert_fails_with(&base, "too long");
+    let mut args = base.to_vec();
+    args.push("--truncate");
+    let run = run_ok(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("prompt cut"), "{stderr}");
+    assert!(
+        !stderr.contains("OpenH264"),
+        "the encoder's own log stays quiet: {stderr}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(record["truncate"], true);
+    assert_eq!(frames_of(&out), (9, 32, 32));
 }

@@ -67,6 +67,21 @@ fn forward_text_matches_reference() {
 }
 
 #[test]
+fn forward_text_from_token_ids_needs_no_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("decoder_only");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(testdata("qwen_tiny").join(f), model.join(f)).unwrap();
+    }
+    let inputs = testdata("qwen_tiny/case.safetensors");
+    let out = dir.path().join("out.safetensors");
+    forward("text", &model, &inputs, &out);
+    let err = rel_err(&out, "prompt_embeds", &inputs, "prompt_embeds");
+    assert!(err <= 1e-5, "{err:.3e}");
+}
+
+#[test]
 fn embed_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.safetensors");

@@ -1,7 +1,7 @@
 //! orrery-flow: the flow-matching conventions of Cosmos-Predict2.5, written once.
 //!
 //! Convention (rectified flow, sigma = 1 is pure noise):
-//! - `x_sigma = (1 - sigma) * data + sigma * noise` ([`path::noisy`]);
+//! - `x_sigma = (1 - sigma) * data + sigma * noise` ([`path::noisy`], per sample [`path::noisy_per_sample`]);
 //! - the network predicts the velocity `noise - data` ([`path::velocity_target`]);
 //! - the denoised estimate is `x_sigma - sigma * velocity` ([`path::denoised`]).
 //!

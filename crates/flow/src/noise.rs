@@ -161,6 +161,28 @@ pub enum NoiseKind {
     Fast,
 }
 
+impl NoiseKind {
+    /// `numpy` or `fast`, as the command line and generation records spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NoiseKind::Numpy => "numpy",
+            NoiseKind::Fast => "fast",
+        }
+    }
+}
+
+impl std::str::FromStr for NoiseKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "numpy" => Ok(NoiseKind::Numpy),
+            "fast" => Ok(NoiseKind::Fast),
+            other => Err(format!("{other}: expected numpy or fast")),
+        }
+    }
+}
+
 /// Gaussian noise of `shape` (row-major, as NumPy fills it), float32.
 pub fn gaussian(kind: NoiseKind, seed: u64, shape: &[usize], device: &Device) -> Result<Tensor> {
     let n: usize = shape.iter().product();

@@ -49,6 +49,18 @@ impl AtomicFile {
     }
 }
 
+/// Checks, before long work, that `target` can be written: its folder exists and takes a new file, and it is not a
+/// folder itself. Nothing is left behind.
+pub fn check_writable(target: &Path) -> std::io::Result<()> {
+    if target.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            format!("{} is a folder", target.display()),
+        ));
+    }
+    AtomicFile::create(target).map(drop)
+}
+
 /// Writes `bytes` to `path` through an [`AtomicFile`]: the file appears complete or not at all.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = AtomicFile::create(path)?;

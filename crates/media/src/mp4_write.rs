@@ -72,6 +72,7 @@ pub fn write_mp4(path: &Path, frames: &[RgbImage], fps: f64, options: Mp4Options
         );
     let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
         .map_err(|e| encode_err(format!("encoder init: {e}")))?;
+    quiet(&mut encoder);
 
     let ticks_per_frame = (TIMESCALE as f64 / fps).round().max(1.0) as u32;
     let mut samples = Vec::with_capacity(frames.len());
@@ -233,6 +234,21 @@ fn split_annexb(stream: &[u8]) -> Vec<&[u8]> {
         nals.push(&stream[body..end]);
     }
     nals
+}
+
+/// Silences OpenH264's own log before it initialises: its parameter check prints a warning to stderr for fixed-QP
+/// quality mode without frame skipping (what we want: every frame, at one QP), and the crate sets the log level only
+/// after that check.
+fn quiet(encoder: &mut Encoder) {
+    let mut level: i32 = openh264_sys2::WELS_LOG_QUIET as i32;
+    // SAFETY: the trace level is an int option that OpenH264 takes before initialisation; the pointer lives for
+    // the call, which copies the value.
+    unsafe {
+        encoder.raw_api().set_option(
+            openh264_sys2::ENCODER_OPTION_TRACE_LEVEL,
+            std::ptr::addr_of_mut!(level).cast(),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -22,11 +22,8 @@ use orrery_text::{Overflow, PromptCache, Reason1Embedder, WordEncoder};
 use orrery_vae::VaeModelPath;
 use serde_json::Value;
 
-use crate::conditioning::Mode;
+use crate::defaults::{BundleDefaults, SAMPLING_FILE};
 use crate::error::{PipelineError, Result};
-use crate::observed::KeepObserved;
-use crate::sample::{SamplingSettings, ScheduleKind};
-use orrery_flow::noise::NoiseKind;
 
 /// Which text encoder a bundle carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,52 +40,6 @@ pub struct TextEncoderPaths {
     pub model: PathBuf,
     pub tokenizer: PathBuf,
     pub kind: TextEncoderKind,
-}
-
-/// Sampling and output defaults of a bundle.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BundleDefaults {
-    pub schedule: ScheduleKind,
-    pub steps: usize,
-    pub guidance: f64,
-    pub cond_timestep: Option<f64>,
-    pub frames: usize,
-    pub width: usize,
-    pub height: usize,
-    pub fps: f64,
-    /// Steps and guidance of Text2World, Image2World and Video2World where they differ from the above.
-    pub per_mode: [ModeSampling; 3],
-    /// Where Image2World and Video2World keep the observed pixels ([`SamplingSettings::keep_observed`]); `None`
-    /// for the released models.
-    pub keep_observed: Option<KeepObserved>,
-}
-
-/// A mode's own sampling steps and guidance (`None`: the bundle's), and for Video2World its conditional latent
-/// frames (`None`: 2).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ModeSampling {
-    pub steps: Option<usize>,
-    pub guidance: Option<f64>,
-    pub conditional_frames: Option<usize>,
-}
-
-impl Default for BundleDefaults {
-    /// Cosmos-Predict2.5-2B post-trained: Karras 35 steps, guidance 7, conditioning frames at 0.1, 93 frames of
-    /// 1280x704 at 16 fps.
-    fn default() -> Self {
-        Self {
-            schedule: ScheduleKind::Karras,
-            steps: 35,
-            guidance: 7.0,
-            cond_timestep: Some(0.1),
-            frames: 93,
-            width: 1280,
-            height: 704,
-            fps: 16.0,
-            per_mode: Default::default(),
-            keep_observed: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -204,173 +155,6 @@ fn find_text_encoder(root: &Path) -> Option<TextEncoderPaths> {
         })
 }
 
-impl BundleDefaults {
-    /// Sampling settings from these defaults (network timestep = scheduler timestep x 0.001, as every Cosmos
-    /// model).
-    pub fn sampling_settings(&self, seed: u64, noise: NoiseKind) -> SamplingSettings {
-        SamplingSettings {
-            steps: self.steps,
-            schedule: self.schedule,
-            guidance: self.guidance,
-            cond_timestep: self.cond_timestep,
-            timestep_scale: 0.001,
-            seed,
-            noise,
-            conditional_frames: None,
-            keep_observed: self.keep_observed,
-        }
-    }
-
-    /// Sampling settings of `mode`: the steps, guidance and Video2World conditional frames of `overrides` (a
-    /// caller's, for every mode) where set, else the mode's own where the bundle sets them, else the bundle's.
-    pub fn mode_settings(
-        &self,
-        mode: Mode,
-        overrides: ModeSampling,
-        seed: u64,
-        noise: NoiseKind,
-    ) -> SamplingSettings {
-        let own = self.per_mode[mode as usize];
-        SamplingSettings {
-            steps: overrides.steps.or(own.steps).unwrap_or(self.steps),
-            guidance: overrides.guidance.or(own.guidance).unwrap_or(self.guidance),
-            conditional_frames: overrides.conditional_frames.or(own.conditional_frames),
-            ..self.sampling_settings(seed, noise)
-        }
-    }
-
-    /// `orrery_sampling.json` as [`ModelBundle::open`] reads it back.
-    pub fn to_json(&self) -> String {
-        let mut v = serde_json::json!({
-            "schedule": self.schedule.to_json(),
-            "steps": self.steps,
-            "guidance": self.guidance,
-            "cond_timestep": self.cond_timestep.unwrap_or(-1.0),
-            "frames": self.frames,
-            "width": self.width,
-            "height": self.height,
-            "fps": self.fps,
-        });
-        if let Some(keep) = self.keep_observed {
-            v["keep_observed"] = keep.to_json();
-        }
-        for mode in Mode::ALL {
-            let own = self.per_mode[mode as usize];
-            if own != ModeSampling::default() {
-                v[mode.name()] = serde_json::json!({"steps": own.steps, "guidance": own.guidance});
-                if let Some(n) = own.conditional_frames {
-                    v[mode.name()]["conditional_frames"] = n.into();
-                }
-            }
-        }
-        serde_json::to_string_pretty(&v).expect("plain values")
-    }
-}
-
-/// `{"steps": N, "guidance": G}` and for Video2World `"conditional_frames": N`, each left out or null; `None` for
-/// anything else.
-fn read_mode_sampling(v: &Value, mode: Mode) -> Option<ModeSampling> {
-    let o = v.as_object()?;
-    let known = |k: &str| {
-        k == "steps" || k == "guidance" || (mode == Mode::Video2World && k == "conditional_frames")
-    };
-    if o.keys().any(|k| !known(k)) {
-        return None;
-    }
-    let positive = |key: &str| match o.get(key) {
-        None | Some(Value::Null) => Some(None),
-        Some(x) => x.as_u64().filter(|n| *n > 0).map(|n| Some(n as usize)),
-    };
-    let guidance = match o.get("guidance") {
-        None | Some(Value::Null) => None,
-        Some(x) => Some(x.as_f64()?),
-    };
-    Some(ModeSampling {
-        steps: positive("steps")?,
-        guidance,
-        conditional_frames: positive("conditional_frames")?,
-    })
-}
-
-fn read_defaults(path: &Path) -> Result<BundleDefaults> {
-    let mut d = BundleDefaults::default();
-    if !path.is_file() {
-        return Ok(d);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| bundle_error(path, e.to_string()))?;
-    let v: Value =
-        serde_json::from_str(&text).map_err(|e| bundle_error(path, format!("bad JSON: {e}")))?;
-    let num = |k: &str| v.get(k).and_then(Value::as_f64);
-    match v.get("schedule") {
-        Some(Value::String(s)) if s == "karras" => d.schedule = ScheduleKind::Karras,
-        Some(Value::Number(n)) => d.schedule = ScheduleKind::Shift(n.as_f64().unwrap_or(5.0)),
-        Some(other) => {
-            return Err(bundle_error(
-                path,
-                format!("schedule {other}: expected \"karras\" or a shift"),
-            ))
-        }
-        None => {}
-    }
-    if let Some(x) = num("steps") {
-        d.steps = x as usize;
-    }
-    if let Some(x) = num("guidance") {
-        d.guidance = x;
-    }
-    if let Some(x) = num("cond_timestep") {
-        d.cond_timestep = (x >= 0.0).then_some(x);
-    }
-    if let Some(x) = num("frames") {
-        d.frames = x as usize;
-    }
-    if let Some(x) = num("width") {
-        d.width = x as usize;
-    }
-    if let Some(x) = num("height") {
-        d.height = x as usize;
-    }
-    if let Some(x) = num("fps") {
-        d.fps = x;
-    }
-    match v.get("keep_observed") {
-        None | Some(Value::Null) => {}
-        Some(x) => match KeepObserved::from_json(x) {
-            Some(keep) => d.keep_observed = Some(keep),
-            None => {
-                return Err(bundle_error(
-                    path,
-                    format!(
-                        "keep_observed {x}: expected {{\"threshold\": T, \"margin\": M}} (T in [0, {}], M at \
-                         most {} pixels) or null",
-                        KeepObserved::MAX_THRESHOLD,
-                        KeepObserved::MAX_MARGIN
-                    ),
-                ))
-            }
-        },
-    }
-    for mode in Mode::ALL {
-        if let Some(own) = v.get(mode.name()) {
-            d.per_mode[mode as usize] = read_mode_sampling(own, mode).ok_or_else(|| {
-                let extra = if mode == Mode::Video2World {
-                    ", \"conditional_frames\": N"
-                } else {
-                    ""
-                };
-                bundle_error(
-                    path,
-                    format!(
-                        "{}: {own}: expected {{\"steps\": N, \"guidance\": G{extra}}} (each may be left out)",
-                        mode.name()
-                    ),
-                )
-            })?;
-        }
-    }
-    Ok(d)
-}
-
 impl ModelBundle {
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {
@@ -396,7 +180,7 @@ impl ModelBundle {
             dit,
             vae,
             text: find_text_encoder(root),
-            defaults: read_defaults(&root.join("orrery_sampling.json"))?,
+            defaults: BundleDefaults::read(&root.join(SAMPLING_FILE))?,
         })
     }
 
@@ -416,6 +200,7 @@ impl ModelBundle {
         prompts: &[&str],
         cache: Option<&PromptCache>,
         dtype: DType,
+        overflow: Overflow,
     ) -> Result<Vec<Tensor>> {
         let text = self.text.as_ref().ok_or_else(|| {
             bundle_error(
@@ -429,11 +214,15 @@ impl ModelBundle {
             let encoder = WordEncoder::open(&text.model, &device)?;
             return prompts
                 .iter()
-                .map(|p| Ok(encoder.embed(p, Overflow::Error)?))
+                .map(|p| Ok(encoder.embed(p, overflow)?))
                 .collect();
         }
-        let fingerprint =
+        // A cut prompt's embedding is not the whole prompt's: cached under its own key.
+        let mut fingerprint =
             Reason1Embedder::fingerprint_with_tokenizer(&text.model, &text.tokenizer, dtype)?;
+        if overflow == Overflow::Truncate {
+            fingerprint.push_str("+truncate");
+        }
         let mut out: Vec<Option<Tensor>> = prompts
             .iter()
             .map(|p| cache.and_then(|c| c.get(&fingerprint, p, &device)))
@@ -443,9 +232,7 @@ impl ModelBundle {
                 Reason1Embedder::open_with_tokenizer(&text.model, &text.tokenizer, dtype, &device)?;
             for (slot, prompt) in out.iter_mut().zip(prompts) {
                 if slot.is_none() {
-                    let e = embedder
-                        .embed(prompt, Overflow::Error)?
-                        .to_dtype(DType::F32)?;
+                    let e = embedder.embed(prompt, overflow)?.to_dtype(DType::F32)?;
                     if let Some(c) = cache {
                         c.put(&fingerprint, prompt, &e)?;
                     }
@@ -454,104 +241,5 @@ impl ModelBundle {
             }
         }
         Ok(out.into_iter().flatten().collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampling_defaults_round_trip_through_json() {
-        let path =
-            std::env::temp_dir().join(format!("orrery_sampling_{}.json", std::process::id()));
-        for d in [
-            BundleDefaults::default(),
-            BundleDefaults {
-                schedule: ScheduleKind::Shift(1.5),
-                steps: 20,
-                guidance: 2.0,
-                cond_timestep: None,
-                frames: 33,
-                width: 64,
-                height: 48,
-                fps: 16.0,
-                per_mode: [
-                    ModeSampling {
-                        steps: Some(30),
-                        ..ModeSampling::default()
-                    },
-                    ModeSampling::default(),
-                    ModeSampling {
-                        steps: Some(1),
-                        guidance: Some(1.0),
-                        conditional_frames: Some(3),
-                    },
-                ],
-                keep_observed: Some(KeepObserved {
-                    threshold: 0.125,
-                    margin: 2,
-                }),
-            },
-        ] {
-            std::fs::write(&path, d.to_json()).unwrap();
-            assert_eq!(read_defaults(&path).unwrap(), d);
-        }
-        std::fs::remove_file(&path).unwrap();
-        let s = BundleDefaults::default().sampling_settings(3, NoiseKind::Numpy);
-        assert_eq!(s, SamplingSettings::cosmos_2b_post_trained(3));
-        let d = BundleDefaults {
-            per_mode: [
-                ModeSampling::default(),
-                ModeSampling::default(),
-                ModeSampling {
-                    steps: Some(1),
-                    guidance: Some(1.5),
-                    conditional_frames: Some(3),
-                },
-            ],
-            ..BundleDefaults::default()
-        };
-        let none = ModeSampling::default();
-        let v2w = d.mode_settings(Mode::Video2World, none, 3, NoiseKind::Numpy);
-        assert_eq!((v2w.steps, v2w.guidance), (1, 1.5));
-        assert_eq!(v2w.conditional_latent_frames(Mode::Video2World), 3);
-        assert_eq!(v2w.conditional_latent_frames(Mode::Image2World), 1);
-        assert_eq!(
-            d.mode_settings(Mode::Image2World, none, 3, NoiseKind::Numpy),
-            SamplingSettings::cosmos_2b_post_trained(3)
-        );
-        let caller = ModeSampling {
-            steps: Some(4),
-            conditional_frames: Some(2),
-            ..ModeSampling::default()
-        };
-        let v2w = d.mode_settings(Mode::Video2World, caller, 3, NoiseKind::Numpy);
-        assert_eq!((v2w.steps, v2w.guidance), (4, 1.5));
-        assert_eq!(v2w.conditional_latent_frames(Mode::Video2World), 2);
-        for (bad, mode) in [
-            (r#"{"video2world": {"steps": "many"}}"#, "video2world"),
-            (
-                r#"{"video2world": {"conditional_frames": 0}}"#,
-                "video2world",
-            ),
-            (
-                r#"{"image2world": {"conditional_frames": 2}}"#,
-                "image2world",
-            ),
-        ] {
-            std::fs::write(&path, bad).unwrap();
-            let err = read_defaults(&path).unwrap_err().to_string();
-            assert!(err.contains(mode), "{bad}: {err}");
-        }
-        for bad in [
-            r#"{"keep_observed": 0.3}"#,
-            r#"{"keep_observed": {"threshold": -1}}"#,
-        ] {
-            std::fs::write(&path, bad).unwrap();
-            let err = read_defaults(&path).unwrap_err().to_string();
-            assert!(err.contains("keep_observed"), "{bad}: {err}");
-        }
-        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -16,6 +16,11 @@ pub enum PipelineError {
         path: std::path::PathBuf,
         detail: String,
     },
+    #[error("{path}: {detail}")]
+    Output {
+        path: std::path::PathBuf,
+        detail: String,
+    },
     #[error(transparent)]
     Flow(#[from] orrery_flow::FlowError),
     #[error(transparent)]

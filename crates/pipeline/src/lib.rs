@@ -1,17 +1,26 @@
 //! orrery-pipeline: one model, three modes. Text2World, Image2World and Video2World differ only in how many
 //! latent frames are conditioning ([`conditioning::Mode`]); [`sample::sample_latents`] is the official sampling
-//! loop and [`WorldPipeline`] wraps input preparation, VAE encoding and decoding around it.
+//! loop and [`WorldPipeline`] wraps input preparation, VAE encoding and decoding around it. [`Engine`] is what
+//! callers use: bundle, settings, negative prompt, load order, long videos and outputs in one place.
 
+pub mod bench_predictor;
 pub mod bundle;
 pub mod conditioning;
+pub mod defaults;
+pub mod engine;
 mod error;
 pub mod inputs;
 pub mod observed;
 mod pipeline;
 pub mod sample;
 
-pub use bundle::{BundleDefaults, ModeSampling, ModelBundle, TextEncoderKind};
+pub use bundle::{ModelBundle, TextEncoderKind};
 pub use conditioning::Mode;
+pub use defaults::{BundleDefaults, ModeSampling, SAMPLING_FILE};
+pub use engine::{
+    BatchSpec, Engine, Generation, GenerationOptions, GenerationRecord, Generator, Prompts,
+    SamplingOverrides, Size, WeightType, WorldInput, DEFAULT_NEGATIVE_PROMPT,
+};
 pub use error::{PipelineError, Result};
 pub use observed::KeepObserved;
 pub use pipeline::{Generated, Request, WorldPipeline};

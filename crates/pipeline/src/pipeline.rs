@@ -47,6 +47,8 @@ impl Request<'_> {
 #[derive(Debug, Clone)]
 pub struct Generated {
     pub video: Tensor,
+    /// The decoder's output alone (1, 3, T, H, W), before any observed pixels are kept.
+    pub decoded: Tensor,
     pub latents: Tensor,
     pub observed: Option<Tensor>,
 }
@@ -149,12 +151,13 @@ impl WorldPipeline {
         let video = self
             .vae
             .decode(&self.vae.denormalize(&latents)?, Chunking::Stream(1))?;
-        let video = match (&condition.observed, request.settings.keep_observed) {
+        let kept = match (&condition.observed, request.settings.keep_observed) {
             (Some(observed), Some(keep)) => keep_observed_pixels(&video, observed, keep)?,
-            _ => video,
+            _ => video.clone(),
         };
         Ok(Generated {
-            video,
+            video: kept,
+            decoded: video,
             latents,
             observed: condition.observed,
         })

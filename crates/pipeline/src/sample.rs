@@ -84,6 +84,23 @@ impl SamplingSettings {
         }
     }
 
+    /// Checks what can be checked without a model: a finite guidance, a schedule that builds, and for
+    /// Video2World at least one conditional frame.
+    pub fn check(&self) -> Result<()> {
+        if !self.guidance.is_finite() {
+            return Err(PipelineError::Settings(format!(
+                "guidance {}: expected a finite number",
+                self.guidance
+            )));
+        }
+        if self.conditional_frames == Some(0) {
+            return Err(PipelineError::Settings(
+                "Video2World needs at least 1 conditional latent frame".into(),
+            ));
+        }
+        self.schedule().map(drop)
+    }
+
     pub fn schedule(&self) -> Result<Schedule> {
         Ok(match self.schedule {
             ScheduleKind::Karras => Schedule::karras(self.steps)?,
@@ -113,12 +130,7 @@ pub fn sample_latents(
 ) -> Result<Tensor> {
     let [b, _, t, h, w] = shape;
     let device = Device::Cpu;
-    if !settings.guidance.is_finite() {
-        return Err(PipelineError::Settings(format!(
-            "guidance {}: expected a finite number",
-            settings.guidance
-        )));
-    }
+    settings.check()?;
     if settings.guidance != 0.0 && negative.is_none() {
         return Err(PipelineError::Settings(
             "guidance needs a negative prompt embedding".into(),

@@ -81,18 +81,11 @@ impl Reason1Embedder {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let config = QwenConfig::from_file(&dir.join("config.json"))?;
         let tokenizer = PromptTokenizer::from_dir(tokenizer_dir)?;
         let files = hash_files(dir, tokenizer_dir)?;
         let checkpoint = Checkpoint::open(weights_path(dir)?)?;
         let fingerprint = finish_fingerprint(files, &checkpoint, dtype);
-        let prefix = decoder_prefix(&checkpoint)?;
-        let vb = checkpoint.var_builder(dtype, device);
-        let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
-        let model = QwenModel::new(vb, &config).map_err(|e| TextError::Weights {
-            path: dir.to_owned(),
-            detail: e.to_string(),
-        })?;
+        let model = decoder_from(dir, checkpoint, dtype, device)?;
         Ok(Self {
             model,
             tokenizer,
@@ -122,16 +115,7 @@ impl Reason1Embedder {
 
     /// Cosmos embedding of token ids (B, L) -> (B, L, layers x hidden).
     pub fn embed_ids(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let dims = input_ids.dims();
-        if dims.len() != 2 || dims[1] == 0 {
-            return Err(TextError::Input {
-                name: "input_ids",
-                expected: "(B, L) with L > 0".into(),
-                found: format!("{dims:?}"),
-            });
-        }
-        let states = self.model.hidden_states(input_ids)?;
-        Ok(cosmos_embedding(&states)?)
+        embed_token_ids(&self.model, input_ids)
     }
 
     /// Cosmos embedding of one prompt: template, 512 ids, (1, 512, layers x hidden).
@@ -140,6 +124,42 @@ impl Reason1Embedder {
         let ids = Tensor::from_vec(ids, (1, PROMPT_TOKENS), self.model.device())?;
         self.embed_ids(&ids)
     }
+}
+
+/// The Qwen decoder of a Hugging Face folder alone, without its tokenizer: enough to embed token ids.
+pub fn open_decoder(dir: &Path, dtype: DType, device: &Device) -> Result<QwenModel> {
+    let checkpoint = Checkpoint::open(weights_path(dir)?)?;
+    decoder_from(dir, checkpoint, dtype, device)
+}
+
+fn decoder_from(
+    dir: &Path,
+    checkpoint: Checkpoint,
+    dtype: DType,
+    device: &Device,
+) -> Result<QwenModel> {
+    let config = QwenConfig::from_file(&dir.join("config.json"))?;
+    let prefix = decoder_prefix(&checkpoint)?;
+    let vb = checkpoint.var_builder(dtype, device);
+    let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
+    QwenModel::new(vb, &config).map_err(|e| TextError::Weights {
+        path: dir.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// Cosmos embedding of token ids (B, L) -> (B, L, layers x hidden) with `model`.
+pub fn embed_token_ids(model: &QwenModel, input_ids: &Tensor) -> Result<Tensor> {
+    let dims = input_ids.dims();
+    if dims.len() != 2 || dims[1] == 0 {
+        return Err(TextError::Input {
+            name: "input_ids",
+            expected: "(B, L) with L > 0".into(),
+            found: format!("{dims:?}"),
+        });
+    }
+    let states = model.hidden_states(input_ids)?;
+    Ok(cosmos_embedding(&states)?)
 }
 
 /// The fingerprint's first part: config.json and tokenizer.json (read before any weights are opened, so a missing

@@ -103,6 +103,13 @@ impl PromptTokenizer {
                 ids.len() - length
             )));
         }
+        if ids.len() > length {
+            tracing::warn!(
+                "prompt cut to the text encoder's {length} tokens (it has {} with the template; the end is lost, \
+                 as in the reference)",
+                ids.len()
+            );
+        }
         ids.resize(length, self.pad_id);
         Ok(ids)
     }

@@ -111,6 +111,11 @@ impl WordEncoderConfig {
                     self.max_tokens
                 )));
             }
+            tracing::warn!(
+                "prompt cut to the word encoder's {} words (it has {})",
+                self.max_tokens,
+                ids.len()
+            );
             ids.truncate(self.max_tokens);
         }
         Ok(ids)

@@ -12,7 +12,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::{CosmosDit, DitConfig, DitInput};
 use orrery_nn::SeededVarMap;
-use orrery_train::optim::{AdamW, OptimConfig};
+use orrery_train::trainer::optim::{AdamW, OptimConfig};
 
 #[global_allocator]
 static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;

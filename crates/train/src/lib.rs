@@ -1,29 +1,27 @@
 //! orrery-train: training orrery's own world models on physics worlds.
 //!
-//! - [`vae_train::VaeTrainer`]: a small Wan-architecture causal video VAE (reconstruction + KL + edge loss);
-//! - [`dit_train::DitTrainer`]: the Cosmos flow-matching DiT with the small word encoder trained jointly
+//! - [`VaeTrainer`]: a small Wan-architecture causal video VAE (reconstruction + KL + edge loss);
+//! - [`DitTrainer`]: the Cosmos flow-matching DiT with the small word encoder trained jointly
 //!   (logit-normal sigmas with shift, uniform weight, 0/1/2 conditioning latent frames, caption dropout,
 //!   optional image batches), exported as a model bundle `orrery generate` runs;
-//! - [`session::Session`]: AdamW with warm-up, decay, clipping and EMA, and checkpoints that resume exactly.
+//! - [`Session`]: AdamW with warm-up, decay, clipping and EMA, and checkpoints that resume exactly.
+//!
+//! The modules follow the concerns, and their dependencies point one way: [`trainer`] (the machinery every run
+//! shares) and [`surgery`] (growing a trained model) use neither trainer; [`dit`] and [`vae`] build on both and
+//! not on each other.
 
-pub mod config;
-pub mod data;
-pub mod dit_train;
+pub mod dit;
 mod error;
-pub mod foreground;
-pub mod grow;
-pub mod grow_width;
-pub mod optim;
-pub mod plot;
-pub mod predicted;
-pub mod run;
-pub mod session;
-pub mod vae_train;
-pub mod widen;
+pub mod surgery;
+pub mod trainer;
+pub mod vae;
 
-pub use config::{DitTrainConfig, VaeTrainConfig};
-pub use dit_train::DitTrainer;
+pub use dit::{DitTrainConfig, DitTrainer};
 pub use error::{Result, TrainError};
-pub use run::Run;
-pub use session::{LossPoint, Session};
-pub use vae_train::VaeTrainer;
+/// The training data's module at its former path, which `orrery`'s bench still imports `DataConfig` from (the
+/// type is also at the root).
+pub use trainer::data;
+pub use trainer::data::DataConfig;
+pub use trainer::run::Run;
+pub use trainer::session::{LossPoint, Session};
+pub use vae::{VaeTrainConfig, VaeTrainer};

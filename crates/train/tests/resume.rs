@@ -148,6 +148,7 @@ fn generate_text2world(dir: &Path, settings: orrery_pipeline::SamplingSettings) 
             &["The video shows a red ball above the floor.", ""],
             None,
             DType::F32,
+            orrery_text::Overflow::Error,
         )
         .unwrap();
     let pipeline = WorldPipeline::new(
@@ -445,14 +446,14 @@ fn a_decoder_learns_to_decode_a_world_models_predictions() {
     let mut dit = DitTrainer::new(dit_config(&root.join("dit"), &vae_dir)).unwrap();
     dit.train(Some(2), |_| {}).unwrap();
     let bundle = dit.export().unwrap();
-    let predicted: orrery_train::config::PredictedLatents = serde_json::from_value(json!({
+    let predicted: orrery_train::vae::PredictedLatents = serde_json::from_value(json!({
         "bundle": bundle, "steps": 1, "guidance": 1.0, "cond_probs": [0.0, 0.0, 1.0]
     }))
     .unwrap();
 
     // The predictor returns the conditioning latent frames (up to the sampler's arithmetic) and predicts the
     // others.
-    let mut predictor = orrery_train::predicted::Predictor::open(&predicted, 4).unwrap();
+    let mut predictor = orrery_train::vae::predicted::Predictor::open(&predicted, 4).unwrap();
     let real = candle_core::Tensor::randn(0f32, 1.0, (2, 4, 3, 2, 2), &Device::Cpu).unwrap();
     let mut rng = orrery_flow::noise::FastRng::new(5);
     let out = predictor
@@ -476,7 +477,7 @@ fn a_decoder_learns_to_decode_a_world_models_predictions() {
             &real.narrow(2, 2, 1).unwrap()
         ) > 0.1
     );
-    let err = orrery_train::predicted::Predictor::open(&predicted, 3)
+    let err = orrery_train::vae::predicted::Predictor::open(&predicted, 3)
         .err()
         .unwrap()
         .to_string();
@@ -515,7 +516,7 @@ fn a_decoder_learns_to_decode_a_world_models_predictions() {
 
 #[test]
 fn a_latent_cache_of_fewer_clips_is_extended_with_the_missing_ones() {
-    use orrery_train::dit_train::LatentSet;
+    use orrery_train::dit::LatentSet;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let vae_dir = trained_vae(&root.join("vae"));

@@ -6,15 +6,15 @@
 //! [`tiling`] bounds memory for large frames. All ops are differentiable, so small VAEs of this architecture train.
 
 pub mod config;
+pub mod encoder_decoder;
 mod error;
 pub mod layers;
 pub mod load;
 pub mod model;
 pub mod names;
 pub mod tiling;
-mod vae;
 
 pub use config::VaeConfig;
 pub use error::{Result, VaeError};
 pub use load::{load_vae, VaeModelPath};
-pub use vae::{Chunking, WanVae};
+pub use model::{Chunking, WanVae};

@@ -1,220 +1,198 @@
-//! `Encoder3d`, `Decoder3d` and the VAE around them (`WanVAE_`), with official module names.
+//! The VAE: encode (mean, optional sample), decode, latent normalisation, streamed or whole-clip processing.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
-use orrery_nn::ops;
 
 use crate::config::VaeConfig;
-use crate::layers::{
-    frames, unframes, AttentionBlock, CausalConv3d, Resample, ResampleMode, ResidualBlock, RmsNorm,
-    SlotCounter, StreamCache,
-};
+use crate::encoder_decoder::{Decoder, Encoder};
+use crate::error::{Result, VaeError};
+use crate::layers::{CausalConv3d, SlotCounter, StreamCache};
 
-/// A stage of `downsamples` / `upsamples`: the official code keeps them in one flat list.
+/// How a clip goes through the causal network. Both give the same result; streaming bounds memory by the chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunking {
+    /// The whole clip in one pass.
+    Whole,
+    /// Encode: the first frame alone, then chunks of this many pixel frames (the reference's `temporal_window`).
+    /// Decode: this many latent frames at a time (the reference decodes one at a time).
+    Stream(usize),
+}
+
+/// `WanVAE_`: encoder, `conv1` (1x1x1 on the encoder output), `conv2` (1x1x1 on the latent), decoder, and the
+/// per-channel latent mean and std.
 #[derive(Debug, Clone)]
-enum Layer {
-    Residual(ResidualBlock),
-    Resample(Resample),
-}
-
-impl Layer {
-    fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
-        match self {
-            Layer::Residual(r) => r.forward(x, cache),
-            Layer::Resample(r) => r.forward(x, cache),
-        }
-    }
-}
-
-/// `middle`: residual, attention, residual.
-#[derive(Debug, Clone)]
-struct Middle {
-    res0: ResidualBlock,
-    attn: AttentionBlock,
-    res1: ResidualBlock,
-}
-
-impl Middle {
-    fn new(vb: VarBuilder, dim: usize, slots: &mut SlotCounter) -> Result<Self> {
-        Ok(Self {
-            res0: ResidualBlock::new(vb.pp("0"), dim, dim, slots)?,
-            attn: AttentionBlock::new(vb.pp("1"), dim)?,
-            res1: ResidualBlock::new(vb.pp("2"), dim, dim, slots)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
-        let x = self.res0.forward(x, cache)?;
-        let x = self.attn.forward(&x)?;
-        self.res1.forward(&x, cache)
-    }
-}
-
-/// `head`: RMSNorm, SiLU, CausalConv3d 3.
-#[derive(Debug, Clone)]
-struct Head {
-    norm: RmsNorm,
-    conv: CausalConv3d,
-}
-
-impl Head {
-    fn new(vb: VarBuilder, cin: usize, cout: usize, slots: &mut SlotCounter) -> Result<Self> {
-        Ok(Self {
-            norm: RmsNorm::new(vb.pp("0"), &[cin, 1, 1, 1])?,
-            conv: CausalConv3d::new(vb.pp("2"), cin, cout, 3, 3, slots)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
-        let (b, t, _, _, _) = x.dims5()?;
-        let h = unframes(&ops::silu(&self.norm.forward(&frames(x)?)?)?, b, t)?;
-        self.conv.forward(&h, cache)
-    }
-}
-
-/// `encoder`: video (B, T, 3, H, W) in [-1, 1] -> (B, T', 2 z, H / 8, W / 8).
-#[derive(Debug, Clone)]
-pub struct Encoder {
+pub struct WanVae {
+    pub config: VaeConfig,
+    pub encoder: Encoder,
+    pub decoder: Decoder,
     conv1: CausalConv3d,
-    downsamples: Vec<Layer>,
-    middle: Middle,
-    head: Head,
-    slots: usize,
+    conv2: CausalConv3d,
 }
 
-impl Encoder {
-    pub fn new(vb: VarBuilder, c: &VaeConfig) -> Result<Self> {
-        let mut slots = SlotCounter::default();
-        let dims: Vec<usize> = std::iter::once(1)
-            .chain(c.dim_mult.iter().copied())
-            .map(|m| m * c.base_dim)
-            .collect();
-        let conv1 = CausalConv3d::new(vb.pp("conv1"), 3, dims[0], 3, 3, &mut slots)?;
-        let mut downsamples = Vec::new();
-        let d = vb.pp("downsamples");
-        for (i, pair) in dims.windows(2).enumerate() {
-            let (mut cin, cout) = (pair[0], pair[1]);
-            for _ in 0..c.num_res_blocks {
-                downsamples.push(Layer::Residual(ResidualBlock::new(
-                    d.pp(downsamples.len()),
-                    cin,
-                    cout,
-                    &mut slots,
-                )?));
-                cin = cout;
-            }
-            if i != c.dim_mult.len() - 1 {
-                let mode = if c.temporal_downsample[i] {
-                    ResampleMode::Downsample3d
-                } else {
-                    ResampleMode::Downsample2d
-                };
-                downsamples.push(Layer::Resample(Resample::new(
-                    d.pp(downsamples.len()),
-                    cout,
-                    mode,
-                    &mut slots,
-                )?));
-            }
-        }
-        let top = *dims.last().expect("dims has entries");
-        let middle = Middle::new(vb.pp("middle"), top, &mut slots)?;
-        let head = Head::new(vb.pp("head"), top, 2 * c.z_dim, &mut slots)?;
+fn to_frames(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.permute((0, 2, 1, 3, 4))?.contiguous()
+}
+
+impl WanVae {
+    /// `vb` with official names (`encoder.*`, `decoder.*`, `conv1.*`, `conv2.*`); see [`crate::load`].
+    pub fn new(vb: VarBuilder, config: &VaeConfig) -> Result<Self> {
+        config.validate()?;
+        let mut unused = SlotCounter::default();
+        let z = config.z_dim;
         Ok(Self {
-            conv1,
-            downsamples,
-            middle,
-            head,
-            slots: slots.0,
+            config: config.clone(),
+            encoder: Encoder::new(vb.pp("encoder"), config)?,
+            decoder: Decoder::new(vb.pp("decoder"), config)?,
+            conv1: CausalConv3d::new(vb.pp("conv1"), 2 * z, 2 * z, 1, 1, &mut unused)?,
+            conv2: CausalConv3d::new(vb.pp("conv2"), z, z, 1, 1, &mut unused)?,
         })
     }
 
-    pub fn new_cache(&self) -> StreamCache {
-        StreamCache::new(self.slots)
+    fn dtype(&self) -> DType {
+        self.conv1.weight.dtype()
     }
 
-    pub fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
-        let mut x = self.conv1.forward(x, cache)?;
-        for layer in &self.downsamples {
-            x = layer.forward(&x, cache)?;
+    fn check_video(&self, video: &Tensor) -> Result<(usize, usize, usize, usize)> {
+        let s = self.config.spatial_factor();
+        let tf = self.config.temporal_factor();
+        let bad = |expected: String| VaeError::Input {
+            name: "video",
+            expected,
+            found: format!("{:?}", video.dims()),
+        };
+        let (b, c, t, h, w) = video.dims5().map_err(|_| bad("(B, 3, T, H, W)".into()))?;
+        if c != 3 || b == 0 {
+            return Err(bad("(B, 3, T, H, W)".into()));
         }
-        let x = self.middle.forward(&x, cache)?;
-        self.head.forward(&x, cache)
+        if t == 0 || (t - 1) % tf != 0 {
+            return Err(bad(format!("1 + {tf} k frames")));
+        }
+        if h == 0 || w == 0 || h % s != 0 || w % s != 0 {
+            return Err(bad(format!("height and width multiples of {s}")));
+        }
+        Ok((b, t, h, w))
     }
-}
 
-/// `decoder`: latent (B, T, z, h, w) -> video (B, 1 + 4 (T - 1), 3, 8 h, 8 w), unclamped.
-#[derive(Debug, Clone)]
-pub struct Decoder {
-    conv1: CausalConv3d,
-    middle: Middle,
-    upsamples: Vec<Layer>,
-    head: Head,
-    slots: usize,
-}
-
-impl Decoder {
-    pub fn new(vb: VarBuilder, c: &VaeConfig) -> Result<Self> {
-        let mut slots = SlotCounter::default();
-        let last = *c.dim_mult.last().expect("validated");
-        let dims: Vec<usize> = std::iter::once(last)
-            .chain(c.dim_mult.iter().rev().copied())
-            .map(|m| m * c.decoder_base_dim)
-            .collect();
-        let temporal_upsample: Vec<bool> = c.temporal_downsample.iter().rev().copied().collect();
-        let conv1 = CausalConv3d::new(vb.pp("conv1"), c.z_dim, dims[0], 3, 3, &mut slots)?;
-        let middle = Middle::new(vb.pp("middle"), dims[0], &mut slots)?;
-        let mut upsamples = Vec::new();
-        let u = vb.pp("upsamples");
-        for (i, pair) in dims.windows(2).enumerate() {
-            let (mut cin, cout) = (pair[0], pair[1]);
-            if i > 0 {
-                cin /= 2; // the previous upsampling halved the channels
-            }
-            for _ in 0..=c.num_res_blocks {
-                upsamples.push(Layer::Residual(ResidualBlock::new(
-                    u.pp(upsamples.len()),
-                    cin,
-                    cout,
-                    &mut slots,
-                )?));
-                cin = cout;
-            }
-            if i != c.dim_mult.len() - 1 {
-                let mode = if temporal_upsample[i] {
-                    ResampleMode::Upsample3d
-                } else {
-                    ResampleMode::Upsample2d
-                };
-                upsamples.push(Layer::Resample(Resample::new(
-                    u.pp(upsamples.len()),
-                    cout,
-                    mode,
-                    &mut slots,
-                )?));
+    /// Encoder mean and log-variance, each (B, z, T', H/8, W/8), of a video (B, 3, T, H, W) in [-1, 1].
+    pub fn encode_moments(&self, video: &Tensor, chunking: Chunking) -> Result<(Tensor, Tensor)> {
+        let (_, t, _, _) = self.check_video(video)?;
+        let x = to_frames(&video.to_dtype(self.dtype())?)?;
+        let mut cache = self.encoder.new_cache();
+        let mut outs = Vec::new();
+        match chunking {
+            Chunking::Whole => outs.push(self.encoder.forward(&x, &mut cache)?),
+            Chunking::Stream(n) => {
+                let n = n.max(1);
+                outs.push(self.encoder.forward(&x.narrow(1, 0, 1)?, &mut cache)?);
+                let mut start = 1;
+                while start < t {
+                    let len = n.min(t - start);
+                    outs.push(
+                        self.encoder
+                            .forward(&x.narrow(1, start, len)?, &mut cache)?,
+                    );
+                    start += len;
+                }
             }
         }
-        let out = *dims.last().expect("dims has entries");
-        let head = Head::new(vb.pp("head"), out, 3, &mut slots)?;
-        Ok(Self {
-            conv1,
-            middle,
-            upsamples,
-            head,
-            slots: slots.0,
-        })
+        let h = self
+            .conv1
+            .forward(&Tensor::cat(&outs, 1)?, &mut StreamCache::new(0))?;
+        let z = self.config.z_dim;
+        let mu = h.narrow(2, 0, z)?.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        let logvar = h.narrow(2, z, z)?.permute((0, 2, 1, 3, 4))?.contiguous()?;
+        Ok((mu, logvar))
     }
 
-    pub fn new_cache(&self) -> StreamCache {
-        StreamCache::new(self.slots)
+    /// The unnormalised latent mean (B, z, T', H/8, W/8), as the reference uses it (deterministic).
+    pub fn encode(&self, video: &Tensor, chunking: Chunking) -> Result<Tensor> {
+        Ok(self.encode_moments(video, chunking)?.0)
     }
 
-    pub fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
-        let x = self.conv1.forward(x, cache)?;
-        let mut x = self.middle.forward(&x, cache)?;
-        for layer in &self.upsamples {
-            x = layer.forward(&x, cache)?;
+    /// A latent sampled from the posterior: mean + exp(logvar / 2) * noise, logvar clamped to [-30, 20].
+    pub fn encode_sample(
+        &self,
+        video: &Tensor,
+        chunking: Chunking,
+        noise: &Tensor,
+    ) -> Result<Tensor> {
+        let (mu, logvar) = self.encode_moments(video, chunking)?;
+        let std = (logvar.clamp(-30f32, 20f32)? * 0.5)?.exp()?;
+        Ok((mu + std.mul(&noise.to_dtype(std.dtype())?)?)?)
+    }
+
+    fn channel_vector(&self, values: &[f64], like: &Tensor) -> Result<Tensor> {
+        let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+        Ok(
+            Tensor::from_vec(v, (1, values.len(), 1, 1, 1), like.device())?
+                .to_dtype(like.dtype())?,
+        )
+    }
+
+    /// `(mu - mean) / std` per channel: the latents the DiT sees.
+    pub fn normalize(&self, mu: &Tensor) -> Result<Tensor> {
+        let mean = self.channel_vector(&self.config.latents_mean, mu)?;
+        let std = self.channel_vector(&self.config.latents_std, mu)?;
+        Ok(mu.broadcast_sub(&mean)?.broadcast_div(&std)?)
+    }
+
+    /// `z * std + mean` per channel.
+    pub fn denormalize(&self, z: &Tensor) -> Result<Tensor> {
+        let mean = self.channel_vector(&self.config.latents_mean, z)?;
+        let std = self.channel_vector(&self.config.latents_std, z)?;
+        Ok(z.broadcast_mul(&std)?.broadcast_add(&mean)?)
+    }
+
+    /// Decodes an unnormalised latent (B, z, T, h, w) to video (B, 3, 1 + 4 (T - 1), 8 h, 8 w), unclamped,
+    /// handing each decoded chunk (B, 3, frames, H, W) to `sink` as soon as it is ready.
+    pub fn decode_with(
+        &self,
+        latent: &Tensor,
+        chunking: Chunking,
+        mut sink: impl FnMut(Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let bad = |expected: String| VaeError::Input {
+            name: "latent",
+            expected,
+            found: format!("{:?}", latent.dims()),
+        };
+        let (_, c, t, h, w) = latent.dims5().map_err(|_| bad("(B, z, T, h, w)".into()))?;
+        if c != self.config.z_dim || t == 0 || h == 0 || w == 0 {
+            return Err(bad(format!(
+                "(B, {}, T, h, w), non-empty",
+                self.config.z_dim
+            )));
         }
-        self.head.forward(&x, cache)
+        let x = to_frames(&latent.to_dtype(self.dtype())?)?;
+        let x = self.conv2.forward(&x, &mut StreamCache::new(0))?;
+        let mut cache = self.decoder.new_cache();
+        let step = match chunking {
+            Chunking::Whole => t,
+            Chunking::Stream(n) => n.max(1),
+        };
+        let mut start = 0;
+        while start < t {
+            let len = step.min(t - start);
+            let y = self
+                .decoder
+                .forward(&x.narrow(1, start, len)?, &mut cache)?;
+            sink(
+                y.permute((0, 2, 1, 3, 4))?
+                    .contiguous()?
+                    .to_dtype(DType::F32)?,
+            )?;
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// [`Self::decode_with`], collecting the whole video (float32).
+    pub fn decode(&self, latent: &Tensor, chunking: Chunking) -> Result<Tensor> {
+        let mut parts = Vec::new();
+        self.decode_with(latent, chunking, |y| {
+            parts.push(y);
+            Ok(())
+        })?;
+        Ok(Tensor::cat(&parts, 2)?)
     }
 }

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use crate::error::{Result, VaeError};
-use crate::vae::{Chunking, WanVae};
+use crate::model::{Chunking, WanVae};
 
 /// Tile size and overlap, in latent pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

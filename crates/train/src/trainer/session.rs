@@ -14,8 +14,8 @@ use orrery_nn::{Checkpoint, SeededVarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::optim::{AdamW, OptimConfig};
-use crate::plot::write_loss_plot;
+use crate::trainer::optim::{AdamW, OptimConfig};
+use crate::trainer::plot::write_loss_plot;
 
 /// One step's record.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -12,131 +12,29 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use orrery_dit::{CosmosDit, DitConfig, DitInput};
+use orrery_dit::{CosmosDit, DitInput};
+use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
 use orrery_media::{write_gif, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
-use orrery_nn::{Checkpoint, SeededVarMap};
+use orrery_nn::SeededVarMap;
 use orrery_pipeline::conditioning::{condition_mask, replace_frames, replace_velocity};
 use orrery_pipeline::inputs::frames_from_clip;
 use orrery_pipeline::{
     BundleDefaults, Mode, Request, SamplingSettings, ScheduleKind, WorldPipeline,
 };
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
-use orrery_vae::{Chunking, VaeModelPath, WanVae};
+use orrery_vae::{VaeModelPath, WanVae};
 
-use crate::config::{DitTrainConfig, RunConfig};
-use crate::data::{clip_tensor, DataConfig};
+use crate::dit::config::DitTrainConfig;
+use crate::dit::init::init_from_bundle;
+use crate::dit::latents::LatentSet;
 use crate::error::{Result, TrainError};
-use crate::grow::{grown_init, growth_factor, GrownInit};
-use crate::grow_width::{widen_dit_parameter, width_factor};
-use crate::run::Run;
-use crate::session::{init_vars_from, init_vars_mapped, write_file, LossPoint, Session};
-use crate::vae_train::{index, normal};
-use crate::widen::set_vars_widened;
-
-/// Normalised latents of the training clips and their captions (short, medium, long).
-pub struct LatentSet {
-    /// (N, C, T, h, w)
-    pub latents: Tensor,
-    pub captions: Vec<[String; 3]>,
-}
-
-impl LatentSet {
-    /// Encodes every training clip with `vae` (posterior mean), or reads the cache in `dir` made from the same
-    /// VAE weights (`key`) and data. A cache of the first clips of the same data is extended with the missing
-    /// ones (clip `i` depends only on `i` and the seed), and one of more clips gives its first ones: a run on
-    /// more clips can start from a copy of a smaller run's cache.
-    pub fn build(data: &DataConfig, vae: &WanVae, vae_weights: &Path, dir: &Path) -> Result<Self> {
-        let key = file_fingerprint(vae_weights)?;
-        let cache = dir.join("latents.safetensors");
-        let captions_path = dir.join("captions.json");
-        let (mut captions, cached_latents) =
-            match read_latent_cache(&cache, &captions_path, &key, data)? {
-                Some(set) => (set.captions, Some(set.latents)),
-                None => (Vec::new(), None),
-            };
-        let have = captions.len();
-        if let Some(latents) = cached_latents.as_ref().filter(|_| have >= data.clips) {
-            captions.truncate(data.clips);
-            return Ok(Self {
-                latents: latents.narrow(0, 0, data.clips)?,
-                captions,
-            });
-        }
-        if have > 0 {
-            tracing::info!("{have} of {} training clips are in the cache", data.clips);
-        }
-        let mut latents = Vec::with_capacity(data.clips - have);
-        for i in have..data.clips {
-            let clip = data.clip(i).map_err(TrainError::Data)?;
-            let video = clip_tensor(&clip, data.width, data.height, &Device::Cpu)?.unsqueeze(0)?;
-            latents.push(
-                vae.normalize(&vae.encode(&video, Chunking::Whole)?)?
-                    .squeeze(0)?,
-            );
-            let c = &clip.truth.captions;
-            captions.push([c.short.clone(), c.medium.clone(), c.long.clone()]);
-            // Thousands of clips take minutes: a line now and then says how far it got.
-            if (i + 1) % 250 == 0 || i + 1 == data.clips {
-                tracing::info!("encoded {} of {} training clips", i + 1, data.clips);
-            }
-        }
-        let mut latents = Tensor::stack(&latents, 0)?;
-        if let Some(cached) = cached_latents {
-            latents = Tensor::cat(&[cached, latents], 0)?;
-        }
-        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-        save_tensors(&cache, vec![("latents".into(), latents.clone())])?;
-        let saved = serde_json::json!({"key": key, "data": data, "captions": captions});
-        write_file(&captions_path, saved.to_string().as_bytes())?;
-        Ok(Self { latents, captions })
-    }
-}
-
-/// The cached latents in `cache` with their captions, if they were made from the VAE weights `key` and the same
-/// data as `data` but for the number of clips; `None` when absent, unreadable or made otherwise.
-fn read_latent_cache(
-    cache: &Path,
-    captions_path: &Path,
-    key: &str,
-    data: &DataConfig,
-) -> Result<Option<LatentSet>> {
-    let (Ok(ckpt), Ok(text)) = (
-        Checkpoint::open(cache),
-        std::fs::read_to_string(captions_path),
-    ) else {
-        return Ok(None);
-    };
-    let saved: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let Ok(captions) = serde_json::from_value::<Vec<[String; 3]>>(saved["captions"].clone()) else {
-        return Ok(None);
-    };
-    let same_data = DataConfig {
-        clips: captions.len(),
-        ..data.clone()
-    };
-    if saved["key"] != key || saved["data"] != serde_json::to_value(&same_data).unwrap_or_default()
-    {
-        return Ok(None);
-    }
-    let latents = ckpt.load("latents", &Device::Cpu)?;
-    if latents.dim(0)? != captions.len() {
-        return Ok(None);
-    }
-    Ok(Some(LatentSet { latents, captions }))
-}
-
-/// Size and modification time of a file: enough to notice a retrained VAE.
-fn file_fingerprint(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).map_err(TrainError::io(path))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    Ok(format!("{}-{modified}", meta.len()))
-}
+use crate::trainer::config::RunConfig;
+use crate::trainer::data::DataConfig;
+use crate::trainer::random::{conditioning_frames, index, normal};
+use crate::trainer::run::Run;
+use crate::trainer::session::{write_file, LossPoint, Session};
 
 /// A DiT training run.
 pub struct DitTrainer {
@@ -265,8 +163,7 @@ impl DitTrainer {
             (b, 1, 1, 1, 1),
             dev,
         )?;
-        let x_sigma = (batch.x0.broadcast_mul(&sig.affine(-1.0, 1.0)?)?
-            + batch.noise.broadcast_mul(&sig)?)?;
+        let x_sigma = noisy_per_sample(&batch.x0, &batch.noise, &sig)?;
         let masks = batch
             .cond_frames
             .iter()
@@ -301,7 +198,7 @@ impl DitTrainer {
             padding_mask: None,
         })?;
         let v = replace_velocity(&v, &batch.noise, &batch.x0, &mask)?;
-        let target = (&batch.noise - &batch.x0)?;
+        let target = velocity_target(&batch.x0, &batch.noise)?;
         Ok((v - target)?.sqr()?.mean_all()?)
     }
 
@@ -426,77 +323,6 @@ impl Run for DitTrainer {
     }
 }
 
-/// Starts from the DiT and word encoder of an exported bundle; its caption vocabulary must be this run's. With
-/// `grow_blocks` the DiT may have a whole multiple of the bundle DiT's blocks, with `grow_width` of its width.
-fn init_from_bundle(
-    vars: &SeededVarMap,
-    bundle: &Path,
-    text_config: &WordEncoderConfig,
-    config: &DitTrainConfig,
-) -> Result<()> {
-    let config_path = bundle.join("text_encoder/config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(TrainError::io(&config_path))?;
-    let source: WordEncoderConfig = serde_json::from_str(&text)
-        .map_err(|e| TrainError::Data(format!("{}: {e}", config_path.display())))?;
-    if &source != text_config {
-        return Err(TrainError::Data(format!(
-            "{}: the bundle's word encoder (vocabulary of {} words, width {}) differs from this run's ({} words, \
-             width {}); fine-tuning needs the same captions and text shape",
-            config_path.display(),
-            source.vocab.len(),
-            source.width,
-            text_config.vocab.len(),
-            text_config.width
-        )));
-    }
-    let dit_weights = bundle.join("transformer/diffusion_pytorch_model.safetensors");
-    // Growth checks the bundle DiT's shape against this run's; errors name its config.
-    let source_config = bundle.join("transformer/config.json");
-    let grown_from = |factor: fn(&DitConfig, &DitConfig) -> std::result::Result<usize, String>| {
-        let source = DitConfig::from_diffusers_file(&source_config)?;
-        factor(&source, &config.model)
-            .map_err(|e| TrainError::Data(format!("{}: {e}", source_config.display())))
-    };
-    if config.grow_blocks {
-        let factor = grown_from(|s, t| growth_factor(s.num_blocks, t.num_blocks))?;
-        init_vars_mapped(
-            vars,
-            &dit_weights,
-            "dit.",
-            |name| match grown_init(name, factor) {
-                GrownInit::Source(s) => Some(s),
-                GrownInit::Zero | GrownInit::Fresh => None,
-            },
-            |_| false,
-        )?;
-        for (name, var) in vars.named_vars() {
-            let zero = name
-                .strip_prefix("dit.")
-                .is_some_and(|n| grown_init(n, factor) == GrownInit::Zero);
-            if zero {
-                var.set(&var.zeros_like()?)?;
-            }
-        }
-    } else if config.grow_width {
-        grown_from(width_factor)?;
-        set_vars_widened(
-            vars,
-            &dit_weights,
-            |name| name.strip_prefix("dit.").map(str::to_owned),
-            false,
-            widen_dit_parameter,
-        )?;
-    } else {
-        init_vars_from(vars, &dit_weights, "dit.", |_| false)?;
-    }
-    init_vars_from(
-        vars,
-        &bundle.join("text_encoder/model.safetensors"),
-        "text.",
-        |_| false,
-    )
-}
-
 fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
     let c = &trainer.config;
     let sub = |name: &str| -> Result<PathBuf> {
@@ -563,37 +389,4 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         &dir.join("train_config.json"),
         trainer.config_json().as_bytes(),
     )
-}
-
-/// The number of conditioning latent frames N (0, 1, ..., `probs.len() - 1`) drawn with probabilities `probs`
-/// (`probs[n]`: N = n) for a uniform `u` in [0, 1).
-pub fn conditioning_frames(probs: &[f64], u: f64) -> usize {
-    let mut below = 0.0;
-    for (n, p) in probs.iter().enumerate() {
-        below += p;
-        if u < below {
-            return n;
-        }
-    }
-    probs.len().saturating_sub(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::conditioning_frames;
-
-    #[test]
-    fn conditioning_frame_counts_follow_their_probabilities() {
-        let reference = [0.5, 0.25, 0.25];
-        let counts: Vec<usize> = [0.0, 0.49, 0.5, 0.74, 0.75, 0.999]
-            .iter()
-            .map(|&u| conditioning_frames(&reference, u))
-            .collect();
-        assert_eq!(counts, [0, 0, 1, 1, 2, 2]);
-        let four = [0.1, 0.2, 0.3, 0.4];
-        assert_eq!(conditioning_frames(&four, 0.65), 3);
-        assert_eq!(conditioning_frames(&four, 0.55), 2);
-        // Rounding that leaves the sum a hair under 1 still gives the last count.
-        assert_eq!(conditioning_frames(&[0.3, 0.3, 0.3999999], 0.99999999), 2);
-    }
 }

@@ -18,7 +18,7 @@
 use candle_core::Tensor;
 use orrery_dit::DitConfig;
 
-use crate::widen::{tensor_like, values_f32};
+use crate::surgery::widen::{tensor_like, values_f32};
 
 /// The width factor k from `source` to `target`: a whole number of at least 2, with k times the heads and
 /// everything else the same.

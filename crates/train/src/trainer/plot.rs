@@ -6,7 +6,7 @@ use std::path::Path;
 use tiny_skia::{Color, Paint, PathBuilder, Pixmap, Rect, Stroke, Transform};
 
 use crate::error::{Result, TrainError};
-use crate::session::LossPoint;
+use crate::trainer::session::LossPoint;
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
@@ -152,7 +152,7 @@ pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<()> {
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| TrainError::Data(format!("encoding the loss plot: {e}")))?;
-    crate::session::write_file(path, &png)
+    crate::trainer::session::write_file(path, &png)
 }
 
 #[cfg(test)]

@@ -1,31 +1,14 @@
-//! Run configurations (JSON). Every field is explicit in the resolved configuration written beside each
-//! checkpoint; unknown fields are refused so that a typo does not silently train something else.
+//! The VAE trainer's configuration (JSON): the shape to train, the loss, crops, fine-tuning and predicted latents.
 
 use std::path::{Path, PathBuf};
 
-use orrery_dit::DitConfig;
 use orrery_vae::VaeConfig;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::data::DataConfig;
-use crate::error::{Result, TrainError};
-use crate::optim::OptimConfig;
-
-/// Schedule of a run: length, batch, checkpoints and samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunConfig {
-    /// Where checkpoints, plots, samples and the final model go (relative paths: to the config file).
-    pub out_dir: PathBuf,
-    pub seed: u64,
-    pub steps: usize,
-    pub batch_size: usize,
-    pub checkpoint_every: usize,
-    pub keep_checkpoints: usize,
-    /// Sample GIFs every this many steps (0: only at the end).
-    pub sample_every: usize,
-}
+use crate::error::Result;
+use crate::trainer::config::{check, check_probabilities, read_config, resolve, RunConfig};
+use crate::trainer::data::DataConfig;
+use crate::trainer::optim::OptimConfig;
 
 /// The shape of a Wan-architecture VAE to train (latent statistics are measured after training).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,92 +136,6 @@ pub struct PredictedLatents {
     pub cond_probs: Vec<f64>,
 }
 
-/// The small text encoder trained with the DiT.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextShape {
-    pub width: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub max_tokens: usize,
-}
-
-/// Flow-matching settings (spec sections 3.1 and 4).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowTraining {
-    /// Shift of the logit-normal sigma table.
-    pub shift: f64,
-    pub high_sigma_prob: f64,
-    /// Probability of training on the zero (unconditional) text embedding.
-    pub caption_dropout: f64,
-    /// Probabilities of 0, 1, 2, ... conditioning latent frames (the reference's `conditional_frames_probs`,
-    /// {0: 0.5, 1: 0.25, 2: 0.25}); a Video2World model conditioned on more frames needs entries beyond 2.
-    pub cond_probs: Vec<f64>,
-    /// Network timestep of conditioning frames in scheduler units (x `timestep_scale`); negative: the
-    /// frames' own sigma.
-    pub cond_timestep: f64,
-    pub timestep_scale: f64,
-    /// Probability that a step trains on single frames (images) instead of clips.
-    pub image_batch_prob: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DitTrainConfig {
-    pub run: RunConfig,
-    pub data: DataConfig,
-    pub optim: OptimConfig,
-    /// The trained VAE folder whose latents the DiT learns (relative paths: to the config file).
-    pub vae: PathBuf,
-    pub model: DitConfig,
-    pub text: TextShape,
-    pub flow: FlowTraining,
-    /// Sampling steps of the sample GIFs and the exported bundle's default.
-    pub sample_steps: usize,
-    pub sample_guidance: f64,
-    /// Fine-tune: start from the DiT and word encoder of this model bundle (same shapes and caption vocabulary)
-    /// instead of a fresh initialisation (relative paths: to the config file).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init_from: Option<PathBuf>,
-    /// With `init_from`: the model has a whole multiple of the source DiT's blocks and starts as the source
-    /// network, grown in depth (`crate::grow`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub grow_blocks: bool,
-    /// With `init_from`: the model is a whole multiple k of the source DiT's width, with k times its heads, and
-    /// starts as the source network, its channels copied (`crate::grow_width`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub grow_width: bool,
-}
-
-fn check(cond: bool, msg: impl FnOnce() -> String) -> std::result::Result<(), String> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg())
-    }
-}
-
-/// Probabilities that are non-negative and sum to 1.
-fn check_probabilities(name: &str, p: &[f64]) -> std::result::Result<(), String> {
-    check(
-        p.iter().all(|x| *x >= 0.0) && (p.iter().sum::<f64>() - 1.0).abs() < 1e-6,
-        || format!("{name} {p:?} must be non-negative and sum to 1"),
-    )
-}
-
-impl RunConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        check(self.steps > 0, || "run.steps must be positive".into())?;
-        check(self.batch_size > 0 && self.batch_size <= 4096, || {
-            format!("run.batch_size {}: expected 1 to 4096", self.batch_size)
-        })?;
-        check(self.checkpoint_every > 0, || {
-            "run.checkpoint_every must be positive".into()
-        })
-    }
-}
-
 impl VaeTrainConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.run.validate()?;
@@ -304,69 +201,6 @@ impl VaeTrainConfig {
     }
 }
 
-impl DitTrainConfig {
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        self.run.validate()?;
-        self.data.validate()?;
-        self.optim.validate()?;
-        self.model.validate().map_err(|e| format!("model: {e}"))?;
-        check(self.model.text_input_channels() == self.text.width, || {
-            format!(
-                "the DiT reads text of width {}, the text encoder makes {}",
-                self.model.text_input_channels(),
-                self.text.width
-            )
-        })?;
-        check_probabilities("flow.cond_probs", &self.flow.cond_probs)?;
-        check((0.0..=1.0).contains(&self.flow.caption_dropout), || {
-            "flow.caption_dropout must be in [0, 1]".into()
-        })?;
-        check((0.0..=1.0).contains(&self.flow.image_batch_prob), || {
-            "flow.image_batch_prob must be in [0, 1]".into()
-        })?;
-        check(self.flow.shift > 0.0, || {
-            "flow.shift must be positive".into()
-        })?;
-        check(!self.grow_blocks || self.init_from.is_some(), || {
-            "grow_blocks needs init_from (the DiT to grow)".into()
-        })?;
-        check(!self.grow_width || self.init_from.is_some(), || {
-            "grow_width needs init_from (the DiT to grow)".into()
-        })?;
-        check(!(self.grow_blocks && self.grow_width), || {
-            "grow_blocks and grow_width grow one way at a time: grow the depth, export, then the width".into()
-        })?;
-        check(self.sample_steps > 0, || {
-            "sample_steps must be positive".into()
-        })
-    }
-}
-
-/// Reads a JSON configuration, resolves relative paths against its folder and validates it.
-pub fn read_config<T: DeserializeOwned>(
-    path: &Path,
-    validate: impl Fn(&mut T, &Path) -> std::result::Result<(), String>,
-) -> Result<T> {
-    let fail = |detail: String| TrainError::Config {
-        path: path.to_owned(),
-        detail,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let mut config: T = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    validate(&mut config, base).map_err(fail)?;
-    Ok(config)
-}
-
-/// `path` relative to `base` unless absolute.
-pub fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base.join(path)
-    }
-}
-
 impl VaeTrainConfig {
     pub fn read(path: &Path) -> Result<Self> {
         read_config(path, |c: &mut Self, base| {
@@ -375,17 +209,6 @@ impl VaeTrainConfig {
             if let Some(p) = &mut c.predicted_latents {
                 p.bundle = resolve(base, &p.bundle);
             }
-            c.validate()
-        })
-    }
-}
-
-impl DitTrainConfig {
-    pub fn read(path: &Path) -> Result<Self> {
-        read_config(path, |c: &mut Self, base| {
-            c.run.out_dir = resolve(base, &c.run.out_dir);
-            c.vae = resolve(base, &c.vae);
-            c.init_from = c.init_from.as_ref().map(|p| resolve(base, p));
             c.validate()
         })
     }

@@ -9,16 +9,19 @@ use candle_core::{DType, Device, Tensor};
 use orrery_dit::CosmosDit;
 use orrery_flow::noise::{FastRng, NoiseKind};
 use orrery_pipeline::sample::{sample_latents, LatentCondition};
-use orrery_pipeline::{ModelBundle, SamplingSettings};
+use orrery_pipeline::{
+    Engine, GenerationOptions, Mode, SamplingOverrides, SamplingSettings, WeightType,
+};
 
-use crate::config::PredictedLatents;
-use crate::dit_train::conditioning_frames;
 use crate::error::{Result, TrainError};
+use crate::trainer::random::conditioning_frames;
+use crate::vae::config::PredictedLatents;
 
-/// The frozen DiT and text encoder of a bundle, with the sampling settings of the predictions.
+/// The frozen DiT and text encoder of a bundle, with the sampling settings of the predictions (the generation
+/// engine's for Video2World, with the run's steps and guidance, and its negative prompt).
 pub struct Predictor {
     dit: CosmosDit,
-    bundle: ModelBundle,
+    engine: Engine,
     negative: Tensor,
     settings: SamplingSettings,
     cond_probs: Vec<f64>,
@@ -28,8 +31,19 @@ pub struct Predictor {
 
 impl Predictor {
     pub fn open(config: &PredictedLatents, z_dim: usize) -> Result<Self> {
-        let bundle = ModelBundle::open(&config.bundle)?;
-        let dit = bundle.dit.load(DType::F32, &Device::Cpu)?;
+        let options = GenerationOptions {
+            sampling: SamplingOverrides {
+                steps: Some(config.steps),
+                guidance: Some(config.guidance),
+                seed: 0,
+                noise: NoiseKind::Fast,
+                ..SamplingOverrides::default()
+            },
+            weights: Some(WeightType::F32),
+            ..GenerationOptions::default()
+        };
+        let engine = Engine::open(&config.bundle, options)?;
+        let dit = engine.bundle().dit.load(DType::F32, &Device::Cpu)?;
         if dit.config.in_channels != z_dim || dit.config.out_channels != z_dim {
             return Err(TrainError::Config {
                 path: config.bundle.clone(),
@@ -39,18 +53,13 @@ impl Predictor {
                 ),
             });
         }
-        let negative = bundle.unconditional_prompt().unwrap_or("");
-        let negative = bundle
-            .encode_prompts(&[negative], None, DType::F32)?
+        let negative = engine
+            .encode_prompts(&[engine.negative_prompt()], None)?
             .remove(0);
-        let settings = SamplingSettings {
-            steps: config.steps,
-            guidance: config.guidance,
-            ..bundle.defaults.sampling_settings(0, NoiseKind::Fast)
-        };
+        let settings = engine.settings(Mode::Video2World);
         Ok(Self {
             dit,
-            bundle,
+            engine,
             negative,
             settings,
             cond_probs: config.cond_probs.clone(),
@@ -101,7 +110,7 @@ impl Predictor {
         new.sort_unstable();
         new.dedup();
         if !new.is_empty() {
-            let embeddings = self.bundle.encode_prompts(&new, None, DType::F32)?;
+            let embeddings = self.engine.encode_prompts(&new, None)?;
             for (caption, e) in new.iter().zip(embeddings) {
                 self.embedded.insert(caption.to_string(), e);
             }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::config::RunConfig;
 use crate::error::Result;
-use crate::session::{LossPoint, Session};
+use crate::trainer::config::RunConfig;
+use crate::trainer::session::{LossPoint, Session};
 
 /// A training run: a session, a step, and what to write at checkpoints and at the end.
 pub trait Run {

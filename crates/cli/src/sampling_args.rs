@@ -1,0 +1,49 @@
+//! The sampling flags every command that samples takes (flattened into its arguments), parsed once into the
+//! engine's typed options.
+
+use orrery_flow::noise::NoiseKind;
+use orrery_pipeline::{KeepObserved, SamplingOverrides};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Sampling steps (default: the bundle's for the mode).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub steps: Option<u64>,
+    /// Guidance g in cond + g (cond - uncond): 0 is the conditional prediction alone and skips the
+    /// unconditional branch (default: the bundle's for the mode).
+    #[arg(long)]
+    pub guidance: Option<f64>,
+    /// Video2World: latent frames of the input video that condition (default: the bundle's, else 2).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub conditional_frames: Option<u64>,
+    /// Image2World and Video2World: THRESHOLD[,MARGIN] keeps the input's last frame where the output changes less
+    /// than THRESHOLD from it (largest channel change, [-1, 1] units) and no pixel within MARGIN pixels changes
+    /// more; `off` outputs the decoder's pixels throughout (default: the bundle's; off for the released models).
+    #[arg(long, value_parser = parse_keep_observed)]
+    pub keep_observed: Option<KeepObservedArg>,
+}
+
+/// `--keep-observed`: `off` (`None`) or THRESHOLD[,MARGIN].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeepObservedArg(pub Option<KeepObserved>);
+
+pub fn parse_keep_observed(s: &str) -> Result<KeepObservedArg, String> {
+    if s == "off" {
+        return Ok(KeepObservedArg(None));
+    }
+    KeepObserved::parse(s).map(|k| KeepObservedArg(Some(k)))
+}
+
+impl SamplingArgs {
+    /// The engine's overrides with `seed` and `noise`.
+    pub fn overrides(&self, seed: u64, noise: NoiseKind) -> SamplingOverrides {
+        SamplingOverrides {
+            steps: self.steps.map(|s| s as usize),
+            guidance: self.guidance,
+            conditional_frames: self.conditional_frames.map(|n| n as usize),
+            keep_observed: self.keep_observed.map(|k| k.0),
+            seed,
+            noise,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! What a bench reports: the table, the head-to-head comparisons, its JSON and its HTML page.
+
+use serde_json::{json, Map, Value};
+
+use super::method::Method;
+use super::run::{BenchResult, OBSERVED_FRAMES};
+use super::score::{
+    clips_won, matched_trajectory, psnr_by_horizon, summarise, table, table_row, ClipScore,
+    MatchedTrajectory, MethodSummary, TABLE_HEADERS,
+};
+use crate::report::{Block, LinePlot, Report, Section};
+
+/// A model row against a baseline, clip by clip.
+#[derive(Debug, Clone)]
+pub struct HeadToHead {
+    pub model: Method,
+    pub baseline: Method,
+    /// Clips on which the model has the higher PSNR.
+    pub won: usize,
+    pub matched: MatchedTrajectory,
+}
+
+impl HeadToHead {
+    /// `"A vs B"`, the key in the JSON.
+    pub fn key(&self) -> String {
+        format!("{} vs {}", self.model.name(), self.baseline.name())
+    }
+}
+
+impl BenchResult {
+    pub fn scores_of(&self, method: Method) -> &[ClipScore] {
+        self.scores.get(&method).map_or(&[], Vec::as_slice)
+    }
+
+    /// The summary of each row, in table order.
+    pub fn summaries(&self) -> Vec<MethodSummary> {
+        self.rows
+            .iter()
+            .map(|&m| summarise(m.name(), self.scores_of(m)))
+            .collect()
+    }
+
+    pub fn table(&self) -> String {
+        table(&self.summaries())
+    }
+
+    pub fn head_to_head(&self) -> Vec<HeadToHead> {
+        Method::head_to_head(&self.rows)
+            .into_iter()
+            .map(|(model, baseline)| HeadToHead {
+                model,
+                baseline,
+                won: clips_won(self.scores_of(model), self.scores_of(baseline)),
+                matched: matched_trajectory(self.scores_of(model), self.scores_of(baseline)),
+            })
+            .collect()
+    }
+
+    /// One sentence per head-to-head comparison.
+    pub fn head_to_head_lines(&self) -> Vec<String> {
+        let px = |e: Option<f64>| e.map_or_else(|| "-".to_owned(), |e| format!("{e:.2} px"));
+        self.head_to_head()
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} has the higher PSNR on {} of {} clips against {}; on the {} object-frames both find, \
+                     trajectory error {} against {}",
+                    h.model.name(),
+                    h.won,
+                    self.clips,
+                    h.baseline.name(),
+                    h.matched.object_frames,
+                    px(h.matched.error_a_px),
+                    px(h.matched.error_b_px)
+                )
+            })
+            .collect()
+    }
+
+    pub fn text2world_line(&self) -> String {
+        let t = self.text2world;
+        format!(
+            "text2world: {} of {} captioned objects shown ({:.1}%) in {} clips",
+            t.shown,
+            t.objects,
+            100.0 * t.rate(),
+            t.clips
+        )
+    }
+
+    fn by_method(&self, per_method: impl Fn(&[ClipScore]) -> Vec<f64>) -> Value {
+        self.rows
+            .iter()
+            .map(|&m| (m.name().to_owned(), json!(per_method(self.scores_of(m)))))
+            .collect::<Map<_, _>>()
+            .into()
+    }
+
+    /// The bench's JSON: `header` (model, seed, sampling: what the caller knows) then the results.
+    pub fn to_json(&self, header: Map<String, Value>) -> Value {
+        let mut v = header;
+        let h2h = self.head_to_head();
+        let t = self.text2world;
+        v.insert("clips".into(), json!(self.clips));
+        v.insert("observed_frames".into(), json!(OBSERVED_FRAMES));
+        v.insert("methods".into(), json!(self.summaries()));
+        // Each method's PSNR on each clip (capped as in the means), to see where a method wins or loses, and
+        // its mean PSNR k frames ahead, to see whether it loses near the observed frames or far from them.
+        v.insert(
+            "clip_psnr".into(),
+            self.by_method(|s| s.iter().map(ClipScore::capped_psnr).collect()),
+        );
+        v.insert("psnr_by_horizon".into(), self.by_method(psnr_by_horizon));
+        v.insert(
+            "clips_won".into(),
+            h2h.iter()
+                .map(|h| (h.key(), json!(h.won)))
+                .collect::<Map<_, _>>()
+                .into(),
+        );
+        // Trajectory errors of model and baseline on the object-frames both find (`error_a_px` the model's).
+        v.insert(
+            "trajectory_matched".into(),
+            h2h.iter()
+                .map(|h| (h.key(), json!(h.matched)))
+                .collect::<Map<_, _>>()
+                .into(),
+        );
+        v.insert(
+            "text2world".into(),
+            json!({"clips": t.clips, "objects": t.objects, "shown": t.shown, "rate": t.rate()}),
+        );
+        Value::Object(v)
+    }
+
+    /// A self-contained HTML page: `about` (what was run), the table, the comparisons, PSNR by frames ahead and
+    /// the side-by-side GIFs.
+    pub fn to_html(&self, about: &str) -> String {
+        let t = self.text2world;
+        let plotted = [
+            Method::Video2WorldModel,
+            Method::CopyLastFrame,
+            Method::ConstantVelocity,
+            Method::VaeRoundTrip,
+            Method::Video2WorldDecoderOnly,
+        ];
+        let series = plotted
+            .into_iter()
+            .filter(|m| self.rows.contains(m))
+            .map(|m| {
+                let curve = psnr_by_horizon(self.scores_of(m));
+                let points = curve
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| (k as f64 + 1.0, *p))
+                    .collect();
+                (
+                    m.name().trim_start_matches("video2world: ").to_owned(),
+                    points,
+                )
+            })
+            .collect();
+        Report {
+            title: "orrery physics bench".into(),
+            sections: vec![
+                Section {
+                    title: "Predictions of held-out physics clips".into(),
+                    blocks: vec![
+                        Block::Paragraph(about.to_owned()),
+                        Block::Table {
+                            headers: TABLE_HEADERS.iter().map(|h| h.to_string()).collect(),
+                            rows: self.summaries().iter().map(table_row).collect(),
+                        },
+                        Block::Paragraph(self.head_to_head_lines().join(". ") + "."),
+                        Block::Paragraph(format!(
+                            "Text2World: {} of {} captioned objects shown ({:.1}%) in {} clips.",
+                            t.shown,
+                            t.objects,
+                            100.0 * t.rate(),
+                            t.clips
+                        )),
+                        Block::Plot(LinePlot {
+                            title: "Video2World: mean PSNR by frames ahead".into(),
+                            x_label: "frames after the observed ones".into(),
+                            y_label: "PSNR (dB)".into(),
+                            series,
+                        }),
+                    ],
+                },
+                Section {
+                    title: "Real and predicted".into(),
+                    blocks: vec![Block::Gifs(self.gifs.clone())],
+                },
+            ],
+        }
+        .to_html()
+    }
+}

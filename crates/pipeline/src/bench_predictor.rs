@@ -1,0 +1,119 @@
+//! The generation engine as the physics bench's [`WorldPredictor`]: every prediction goes through the same
+//! [`Generator`] `orrery generate` uses (settings per mode, negative prompt, keep-observed).
+
+use candle_core::Tensor;
+use orrery_eval::bench::{Prediction, WorldPredictor};
+use orrery_media::RgbImage;
+use orrery_vae::Chunking;
+
+use crate::conditioning::Mode;
+use crate::engine::{Engine, Generation, Generator, WorldInput};
+use crate::error::{PipelineError, Result};
+use crate::inputs::{clip_from_frames, frames_from_clip};
+
+/// An [`Engine`] whose networks load once the captions are encoded.
+pub struct EnginePredictor {
+    engine: Option<Engine>,
+    generator: Option<Generator>,
+    prompts: Vec<Tensor>,
+    negative: Option<Tensor>,
+}
+
+impl EnginePredictor {
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine: Some(engine),
+            generator: None,
+            prompts: Vec::new(),
+            negative: None,
+        }
+    }
+
+    /// The engine (before or after loading).
+    pub fn engine(&self) -> &Engine {
+        match (&self.engine, &self.generator) {
+            (Some(e), _) => e,
+            (None, Some(g)) => g.engine(),
+            (None, None) => unreachable!("an engine or a generator is always held"),
+        }
+    }
+
+    fn generator(&self) -> Result<&Generator> {
+        self.generator
+            .as_ref()
+            .ok_or_else(|| PipelineError::Settings("the bench predicts only after prepare".into()))
+    }
+
+    fn generate(&self, caption: usize, input: &WorldInput, seed: u64) -> Result<Generation> {
+        let text = self
+            .prompts
+            .get(caption)
+            .ok_or_else(|| PipelineError::Input(format!("caption {caption} was not prepared")))?;
+        self.generator()?
+            .generate(input, text, self.negative.as_ref(), seed, || {})
+    }
+}
+
+fn prediction(g: Generation, keeps: bool) -> Prediction {
+    Prediction {
+        decoder_frames: keeps.then_some(g.decoder_frames),
+        frames: g.frames,
+        conditioning: g.conditioning_pixels,
+    }
+}
+
+impl WorldPredictor for EnginePredictor {
+    type Error = PipelineError;
+
+    fn prepare(&mut self, captions: &[&str]) -> Result<()> {
+        let engine = self
+            .engine
+            .take()
+            .ok_or_else(|| PipelineError::Settings("the bench prepares once".into()))?;
+        let guided = Mode::ALL.into_iter().any(|m| engine.guided(m));
+        let prompts = engine.prompts(captions, guided, None)?;
+        self.prompts = prompts.prompts;
+        self.negative = prompts.negative;
+        self.generator = Some(engine.load()?);
+        Ok(())
+    }
+
+    fn keeps_observed(&self) -> bool {
+        let e = self.engine();
+        e.settings(Mode::Video2World).keep_observed.is_some()
+    }
+
+    fn video2world(
+        &mut self,
+        caption: usize,
+        observed: &[RgbImage],
+        seed: u64,
+    ) -> Result<Prediction> {
+        let keeps = self.keeps_observed();
+        let g = self.generate(caption, &WorldInput::Video(observed.to_vec()), seed)?;
+        Ok(prediction(g, keeps))
+    }
+
+    fn image2world(&mut self, caption: usize, first: &RgbImage, seed: u64) -> Result<Prediction> {
+        let keeps = self
+            .engine()
+            .settings(Mode::Image2World)
+            .keep_observed
+            .is_some();
+        let g = self.generate(caption, &WorldInput::Image(first.clone()), seed)?;
+        Ok(prediction(g, keeps))
+    }
+
+    fn text2world(&mut self, caption: usize, seed: u64) -> Result<Vec<RgbImage>> {
+        Ok(self
+            .generate(caption, &WorldInput::Text, seed)?
+            .decoder_frames)
+    }
+
+    fn round_trip(&mut self, real: &[RgbImage]) -> Result<Vec<RgbImage>> {
+        let vae = &self.generator()?.pipeline().vae;
+        let latent = vae.encode(&clip_from_frames(real)?, Chunking::Whole)?;
+        let decoded = vae.decode(&latent, Chunking::Whole)?;
+        frames_from_clip(&decoded)
+    }
+}

@@ -1,0 +1,426 @@
+//! The generation engine: one place that turns a model bundle, a caller's options and inputs into videos.
+//!
+//! [`Engine`] resolves and checks everything before any network loads (size, frames, sampling settings per mode,
+//! weight type, the negative prompt); [`Engine::encode_prompts`] runs the text encoder and frees it;
+//! [`Engine::load`] then loads the DiT and the VAE into a [`Generator`], which samples (long videos chunk by
+//! chunk), keeps the observed pixels where the bundle or caller asks, and writes each output with its
+//! [`GenerationRecord`]. `orrery generate`, the physics bench and the trainers' samples all go through it, so
+//! they cannot differ in defaults, negative prompt or load order.
+
+mod chunks;
+mod options;
+mod record;
+mod spec;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use orrery_dit::CosmosDit;
+use orrery_media::{write_mp4, Mp4Options, RgbImage};
+use orrery_text::{Overflow, PromptCache};
+use orrery_vae::WanVae;
+
+pub use chunks::{chunk_modes, long_video_chunks};
+pub use options::{
+    GenerationOptions, SamplingOverrides, Size, WeightType, DEFAULT_NEGATIVE_PROMPT,
+};
+pub use record::GenerationRecord;
+pub use spec::{BatchSpec, SpecSample};
+
+use crate::bundle::ModelBundle;
+use crate::conditioning::Mode;
+use crate::error::{PipelineError, Result};
+use crate::inputs::{frames_from_clip, validate_size};
+use crate::observed::KeepObserved;
+use crate::pipeline::{Request, WorldPipeline};
+use crate::sample::SamplingSettings;
+
+/// What conditions a clip.
+#[derive(Debug, Clone)]
+pub enum WorldInput {
+    Text,
+    Image(RgbImage),
+    Video(Vec<RgbImage>),
+}
+
+impl WorldInput {
+    pub fn mode(&self) -> Mode {
+        match self {
+            WorldInput::Text => Mode::Text2World,
+            WorldInput::Image(_) => Mode::Image2World,
+            WorldInput::Video(_) => Mode::Video2World,
+        }
+    }
+
+    /// Reads the input of `mode` from `path` (an image for Image2World, a video for Video2World).
+    pub fn read(mode: Mode, path: Option<&Path>) -> Result<Self> {
+        let read_error = |p: &Path, e: orrery_media::MediaError| {
+            PipelineError::Input(format!("reading {}: {e}", p.display()))
+        };
+        match (mode, path) {
+            (Mode::Text2World, _) => Ok(WorldInput::Text),
+            (Mode::Image2World, Some(p)) => orrery_media::read_image(p)
+                .map(WorldInput::Image)
+                .map_err(|e| read_error(p, e)),
+            (Mode::Video2World, Some(p)) => orrery_media::read_video(p)
+                .map(|v| WorldInput::Video(v.frames))
+                .map_err(|e| read_error(p, e)),
+            (mode, None) => Err(PipelineError::Input(format!(
+                "{} needs an input file",
+                mode.name()
+            ))),
+        }
+    }
+}
+
+/// A generated clip.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// The output: the decoder's pixels, with the observed pixels kept where the settings say.
+    pub frames: Vec<RgbImage>,
+    /// The decoder's pixels alone (equal to `frames` where nothing was kept).
+    pub decoder_frames: Vec<RgbImage>,
+    /// The last chunk's final normalised latents (1, C, T', h, w), as the DiT produced them.
+    pub latents: Tensor,
+    /// Pixel frames of the input that conditioned (the first of `frames` stand for them): 0, 1, or the last
+    /// frames of the video that make the conditional latent frames.
+    pub conditioning_pixels: usize,
+    /// Pixel frames of each chunk.
+    pub chunks: Vec<usize>,
+}
+
+/// Prompt embeddings (1, N, width) and the negative prompt's, when guidance needs it.
+#[derive(Debug, Clone)]
+pub struct Prompts {
+    pub prompts: Vec<Tensor>,
+    pub negative: Option<Tensor>,
+}
+
+/// A bundle with every setting resolved and checked; no network loaded yet.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    bundle: ModelBundle,
+    options: GenerationOptions,
+    weights: WeightType,
+    size: Size,
+    frames: usize,
+    fps: f64,
+}
+
+impl Engine {
+    /// Opens the bundle at `model` and resolves `options` against it.
+    pub fn open(model: &Path, options: GenerationOptions) -> Result<Self> {
+        Self::new(ModelBundle::open(model)?, options)
+    }
+
+    /// Resolves `options` against `bundle` and checks every setting of every mode, so that nothing fails after
+    /// the networks load.
+    pub fn new(bundle: ModelBundle, options: GenerationOptions) -> Result<Self> {
+        let d = &bundle.defaults;
+        let own_model = bundle.unconditional_prompt().is_some();
+        let weights = options.weights.unwrap_or(if own_model {
+            WeightType::F32
+        } else {
+            WeightType::Bf16
+        });
+        let size = options.size.unwrap_or(Size {
+            width: d.width,
+            height: d.height,
+        });
+        let frames = options.frames.unwrap_or(d.frames);
+        validate_size(frames, size.width, size.height)?;
+        validate_size(d.frames, size.width, size.height)
+            .map_err(|e| bundle_setting(&bundle, format!("the model's chunk length: {e}")))?;
+        let fps = options.fps.unwrap_or(d.fps);
+        if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+            return Err(PipelineError::Settings(format!(
+                "frame rate {fps}: expected 0 < fps <= 1000"
+            )));
+        }
+        let engine = Self {
+            bundle,
+            options,
+            weights,
+            size,
+            frames,
+            fps,
+        };
+        for mode in Mode::ALL {
+            engine.settings(mode).check()?;
+        }
+        Ok(engine)
+    }
+
+    pub fn bundle(&self) -> &ModelBundle {
+        &self.bundle
+    }
+
+    pub fn options(&self) -> &GenerationOptions {
+        &self.options
+    }
+
+    pub fn size(&self) -> Size {
+        self.size
+    }
+
+    /// Output frames of a clip (all chunks).
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    pub fn fps(&self) -> f64 {
+        self.fps
+    }
+
+    pub fn weights(&self) -> WeightType {
+        self.weights
+    }
+
+    /// The sampling settings of `mode`: the caller's overrides, else the bundle's for the mode, else the
+    /// bundle's.
+    pub fn settings(&self, mode: Mode) -> SamplingSettings {
+        let o = &self.options.sampling;
+        let mut s = self
+            .bundle
+            .defaults
+            .mode_settings(mode, o.per_mode(), o.seed, o.noise);
+        if let Some(keep) = o.keep_observed {
+            s.keep_observed = keep;
+        }
+        s
+    }
+
+    /// Pixel frames of each chunk of a clip.
+    pub fn chunks(&self) -> Vec<usize> {
+        long_video_chunks(self.frames, self.bundle.defaults.frames.min(self.frames))
+    }
+
+    /// Whether a clip in `mode` samples with guidance anywhere (and so needs the negative prompt).
+    pub fn guided(&self, mode: Mode) -> bool {
+        chunk_modes(mode, self.chunks().len())
+            .into_iter()
+            .any(|m| self.settings(m).guidance != 0.0)
+    }
+
+    /// Model calls of a clip in `mode` (for progress bars).
+    pub fn calls(&self, mode: Mode) -> Result<usize> {
+        let mut calls = 0;
+        for m in chunk_modes(mode, self.chunks().len()) {
+            calls += self.settings(m).schedule()?.calls();
+        }
+        Ok(calls)
+    }
+
+    /// The negative prompt: the caller's, else what the model was trained to take as unconditional (the empty
+    /// prompt of caption dropout for orrery's own models), else the official negative prompt.
+    pub fn negative_prompt(&self) -> &str {
+        self.options
+            .negative_prompt
+            .as_deref()
+            .or(self.bundle.unconditional_prompt())
+            .unwrap_or(DEFAULT_NEGATIVE_PROMPT)
+    }
+
+    /// Prompt embeddings (1, 512, width) of `prompts`, through `cache` where given; the text encoder is loaded
+    /// for what the cache lacks and freed before returning.
+    pub fn encode_prompts(
+        &self,
+        prompts: &[&str],
+        cache: Option<&PromptCache>,
+    ) -> Result<Vec<Tensor>> {
+        let overflow = if self.options.truncate {
+            Overflow::Truncate
+        } else {
+            Overflow::Error
+        };
+        self.bundle
+            .encode_prompts(prompts, cache, self.weights.dtype(), overflow)
+    }
+
+    /// Embeddings of `prompts` and, when `with_negative`, of the negative prompt, in one pass of the encoder.
+    pub fn prompts(
+        &self,
+        prompts: &[&str],
+        with_negative: bool,
+        cache: Option<&PromptCache>,
+    ) -> Result<Prompts> {
+        let mut all = prompts.to_vec();
+        if with_negative {
+            all.push(self.negative_prompt());
+        }
+        let mut embeds = self.encode_prompts(&all, cache)?;
+        let negative = with_negative.then(|| embeds.pop()).flatten();
+        Ok(Prompts {
+            prompts: embeds,
+            negative,
+        })
+    }
+
+    /// Loads the DiT (in the engine's weight type) and the VAE (float32).
+    pub fn load(self) -> Result<Generator> {
+        let dit = self.bundle.dit.load(self.weights.dtype(), &Device::Cpu)?;
+        let vae = self.bundle.vae.load(DType::F32, &Device::Cpu)?;
+        self.with_models(dit, vae)
+    }
+
+    /// A generator over networks already in memory (a trainer's), which must be the bundle's architecture.
+    pub fn with_models(self, dit: CosmosDit, vae: WanVae) -> Result<Generator> {
+        Ok(Generator {
+            pipeline: WorldPipeline::new(dit, vae)?,
+            engine: self,
+        })
+    }
+}
+
+fn bundle_setting(bundle: &ModelBundle, detail: String) -> PipelineError {
+    PipelineError::Bundle {
+        path: bundle.root.clone(),
+        detail,
+    }
+}
+
+/// The engine with its networks loaded.
+pub struct Generator {
+    engine: Engine,
+    pipeline: WorldPipeline,
+}
+
+impl Generator {
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn pipeline(&self) -> &WorldPipeline {
+        &self.pipeline
+    }
+
+    /// Generates one clip from `input` and the prompt embedding `text` (with `negative` where guided), chunk
+    /// by chunk (chunk i seeded `seed + i`); `on_step` is called after each sampler step.
+    pub fn generate(
+        &self,
+        input: &WorldInput,
+        text: &Tensor,
+        negative: Option<&Tensor>,
+        seed: u64,
+        mut on_step: impl FnMut(),
+    ) -> Result<Generation> {
+        let e = &self.engine;
+        let chunks = e.chunks();
+        let modes = chunk_modes(input.mode(), chunks.len());
+        let mut frames: Vec<RgbImage> = Vec::new();
+        let mut decoder_frames: Vec<RgbImage> = Vec::new();
+        let mut latents = None;
+        let mut conditioning_pixels = 0;
+        for (i, (&len, &mode)) in chunks.iter().zip(&modes).enumerate() {
+            let previous = frames.last().cloned();
+            let (image, video) = match (i, input) {
+                (0, WorldInput::Image(image)) => (Some(image), None),
+                (0, WorldInput::Video(video)) => (None, Some(video.as_slice())),
+                (0, WorldInput::Text) => (None, None),
+                // Later chunks continue from the previous chunk's last frame (Image2World on it).
+                _ => (previous.as_ref(), None),
+            };
+            let settings = SamplingSettings {
+                seed: seed + i as u64,
+                ..e.settings(mode)
+            };
+            let request = Request {
+                frames: len,
+                width: e.size.width,
+                height: e.size.height,
+                text,
+                negative: negative.filter(|_| settings.guidance != 0.0),
+                image,
+                video,
+                settings,
+            };
+            let out = self.pipeline.generate(&request, |_, _| on_step())?;
+            let skip = usize::from(i > 0); // the overlapping first frame
+            if i == 0 {
+                conditioning_pixels = out.observed.as_ref().map_or(Ok(0), |o| o.dim(2))?;
+            }
+            let decoded = frames_from_clip(&out.decoded)?;
+            let kept = frames_from_clip(&out.video)?;
+            decoder_frames.extend(decoded.into_iter().skip(skip));
+            frames.extend(kept.into_iter().skip(skip));
+            latents = Some(out.latents);
+        }
+        Ok(Generation {
+            frames,
+            decoder_frames,
+            latents: latents.expect("at least one chunk"),
+            conditioning_pixels,
+            chunks,
+        })
+    }
+
+    /// The provenance record of a clip generated from `prompt` in `mode` with `seed`.
+    pub fn record(
+        &self,
+        prompt: &str,
+        mode: Mode,
+        seed: u64,
+        generation: &Generation,
+    ) -> GenerationRecord {
+        let e = &self.engine;
+        let s = e.settings(mode);
+        GenerationRecord {
+            prompt: prompt.to_owned(),
+            negative_prompt: (s.guidance != 0.0).then(|| e.negative_prompt().to_owned()),
+            mode: mode.name().to_owned(),
+            model: e.bundle.root.clone(),
+            frames: generation.frames.len(),
+            chunks: generation.chunks.clone(),
+            width: e.size.width,
+            height: e.size.height,
+            fps: e.fps,
+            seed,
+            noise: s.noise.name().to_owned(),
+            steps: s.steps,
+            guidance: s.guidance,
+            schedule: s.schedule.to_json(),
+            cond_timestep: s.cond_timestep,
+            dtype: e.weights.name().to_owned(),
+            conditional_frames: s.conditional_latent_frames(mode),
+            keep_observed: s
+                .keep_observed
+                .filter(|_| mode != Mode::Text2World)
+                .map(KeepObserved::to_json),
+            truncate: e.options.truncate,
+        }
+    }
+
+    /// Writes `frames` as the MP4 `out` and `record` as JSON beside it (`out` with the extension `.json`),
+    /// each atomically; returns the record's path.
+    pub fn write(
+        &self,
+        out: &Path,
+        frames: &[RgbImage],
+        record: &GenerationRecord,
+    ) -> Result<std::path::PathBuf> {
+        write_mp4(out, frames, self.engine.fps, Mp4Options::default()).map_err(|e| {
+            PipelineError::Output {
+                path: out.to_owned(),
+                detail: e.to_string(),
+            }
+        })?;
+        let path = out.with_extension("json");
+        let text = serde_json::to_string_pretty(record).expect("plain values");
+        orrery_io::write_atomically(&path, text.as_bytes()).map_err(|e| PipelineError::Output {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(path)
+    }
+}
+
+/// Checks before long work that `out` (and the record beside it) can be written.
+pub fn check_output(out: &Path) -> Result<()> {
+    for path in [out.to_owned(), out.with_extension("json")] {
+        orrery_io::check_writable(&path).map_err(|e| PipelineError::Output {
+            path: path.clone(),
+            detail: format!("cannot be written: {e}"),
+        })?;
+    }
+    Ok(())
+}

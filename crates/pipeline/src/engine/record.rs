@@ -1,0 +1,33 @@
+//! The provenance record written beside every output: what was generated, from what, and how.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `OUT.json` beside `OUT.mp4`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    pub prompt: String,
+    /// The negative prompt, when guidance used one.
+    pub negative_prompt: Option<String>,
+    pub mode: String,
+    pub model: PathBuf,
+    pub frames: usize,
+    /// Pixel frames of each chunk (one chunk unless the video is longer than the model's).
+    pub chunks: Vec<usize>,
+    pub width: usize,
+    pub height: usize,
+    pub fps: f64,
+    pub seed: u64,
+    pub noise: String,
+    pub steps: usize,
+    /// g of `cond + g (cond - uncond)` (0: the conditional prediction alone).
+    pub guidance: f64,
+    /// "karras" or the shift.
+    pub schedule: serde_json::Value,
+    pub cond_timestep: Option<f64>,
+    pub dtype: String,
+    pub conditional_frames: usize,
+    pub keep_observed: Option<serde_json::Value>,
+    pub truncate: bool,
+}

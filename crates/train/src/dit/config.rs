@@ -1,0 +1,118 @@
+//! The DiT trainer's configuration (JSON): the network, its word encoder, flow-matching settings and fine-tuning.
+
+use std::path::{Path, PathBuf};
+
+use orrery_dit::DitConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::trainer::config::{check, check_probabilities, read_config, resolve, RunConfig};
+use crate::trainer::data::DataConfig;
+use crate::trainer::optim::OptimConfig;
+
+/// The small text encoder trained with the DiT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextShape {
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub max_tokens: usize,
+}
+
+/// Flow-matching settings (spec sections 3.1 and 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowTraining {
+    /// Shift of the logit-normal sigma table.
+    pub shift: f64,
+    pub high_sigma_prob: f64,
+    /// Probability of training on the zero (unconditional) text embedding.
+    pub caption_dropout: f64,
+    /// Probabilities of 0, 1, 2, ... conditioning latent frames (the reference's `conditional_frames_probs`,
+    /// {0: 0.5, 1: 0.25, 2: 0.25}); a Video2World model conditioned on more frames needs entries beyond 2.
+    pub cond_probs: Vec<f64>,
+    /// Network timestep of conditioning frames in scheduler units (x `timestep_scale`); negative: the
+    /// frames' own sigma.
+    pub cond_timestep: f64,
+    pub timestep_scale: f64,
+    /// Probability that a step trains on single frames (images) instead of clips.
+    pub image_batch_prob: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DitTrainConfig {
+    pub run: RunConfig,
+    pub data: DataConfig,
+    pub optim: OptimConfig,
+    /// The trained VAE folder whose latents the DiT learns (relative paths: to the config file).
+    pub vae: PathBuf,
+    pub model: DitConfig,
+    pub text: TextShape,
+    pub flow: FlowTraining,
+    /// Sampling steps of the sample GIFs and the exported bundle's default.
+    pub sample_steps: usize,
+    pub sample_guidance: f64,
+    /// Fine-tune: start from the DiT and word encoder of this model bundle (same shapes and caption vocabulary)
+    /// instead of a fresh initialisation (relative paths: to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
+    /// With `init_from`: the model has a whole multiple of the source DiT's blocks and starts as the source
+    /// network, grown in depth (`crate::surgery::grow`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grow_blocks: bool,
+    /// With `init_from`: the model is a whole multiple k of the source DiT's width, with k times its heads, and
+    /// starts as the source network, its channels copied (`crate::surgery::grow_width`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grow_width: bool,
+}
+
+impl DitTrainConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.run.validate()?;
+        self.data.validate()?;
+        self.optim.validate()?;
+        self.model.validate().map_err(|e| format!("model: {e}"))?;
+        check(self.model.text_input_channels() == self.text.width, || {
+            format!(
+                "the DiT reads text of width {}, the text encoder makes {}",
+                self.model.text_input_channels(),
+                self.text.width
+            )
+        })?;
+        check_probabilities("flow.cond_probs", &self.flow.cond_probs)?;
+        check((0.0..=1.0).contains(&self.flow.caption_dropout), || {
+            "flow.caption_dropout must be in [0, 1]".into()
+        })?;
+        check((0.0..=1.0).contains(&self.flow.image_batch_prob), || {
+            "flow.image_batch_prob must be in [0, 1]".into()
+        })?;
+        check(self.flow.shift > 0.0, || {
+            "flow.shift must be positive".into()
+        })?;
+        check(!self.grow_blocks || self.init_from.is_some(), || {
+            "grow_blocks needs init_from (the DiT to grow)".into()
+        })?;
+        check(!self.grow_width || self.init_from.is_some(), || {
+            "grow_width needs init_from (the DiT to grow)".into()
+        })?;
+        check(!(self.grow_blocks && self.grow_width), || {
+            "grow_blocks and grow_width grow one way at a time: grow the depth, export, then the width".into()
+        })?;
+        check(self.sample_steps > 0, || {
+            "sample_steps must be positive".into()
+        })
+    }
+}
+
+impl DitTrainConfig {
+    pub fn read(path: &Path) -> Result<Self> {
+        read_config(path, |c: &mut Self, base| {
+            c.run.out_dir = resolve(base, &c.run.out_dir);
+            c.vae = resolve(base, &c.vae);
+            c.init_from = c.init_from.as_ref().map(|p| resolve(base, p));
+            c.validate()
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! Starting a DiT run from an exported model bundle: its DiT and word encoder as they are, or the DiT grown in
+//! depth or width (`crate::surgery`), so fine-tuning and growth continue from a trained model.
+
+use std::path::Path;
+
+use orrery_dit::DitConfig;
+use orrery_nn::SeededVarMap;
+use orrery_text::WordEncoderConfig;
+
+use crate::dit::config::DitTrainConfig;
+use crate::error::{Result, TrainError};
+use crate::surgery::grow::{grown_init, growth_factor, GrownInit};
+use crate::surgery::grow_width::{widen_dit_parameter, width_factor};
+use crate::surgery::widen::set_vars_widened;
+use crate::trainer::session::{init_vars_from, init_vars_mapped};
+
+/// Starts from the DiT and word encoder of an exported bundle; its caption vocabulary must be this run's. With
+/// `grow_blocks` the DiT may have a whole multiple of the bundle DiT's blocks, with `grow_width` of its width.
+pub(crate) fn init_from_bundle(
+    vars: &SeededVarMap,
+    bundle: &Path,
+    text_config: &WordEncoderConfig,
+    config: &DitTrainConfig,
+) -> Result<()> {
+    let config_path = bundle.join("text_encoder/config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(TrainError::io(&config_path))?;
+    let source: WordEncoderConfig = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", config_path.display())))?;
+    if &source != text_config {
+        return Err(TrainError::Data(format!(
+            "{}: the bundle's word encoder (vocabulary of {} words, width {}) differs from this run's ({} words, \
+             width {}); fine-tuning needs the same captions and text shape",
+            config_path.display(),
+            source.vocab.len(),
+            source.width,
+            text_config.vocab.len(),
+            text_config.width
+        )));
+    }
+    let dit_weights = bundle.join("transformer/diffusion_pytorch_model.safetensors");
+    // Growth checks the bundle DiT's shape against this run's; errors name its config.
+    let source_config = bundle.join("transformer/config.json");
+    let grown_from = |factor: fn(&DitConfig, &DitConfig) -> std::result::Result<usize, String>| {
+        let source = DitConfig::from_diffusers_file(&source_config)?;
+        factor(&source, &config.model)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", source_config.display())))
+    };
+    if config.grow_blocks {
+        let factor = grown_from(|s, t| growth_factor(s.num_blocks, t.num_blocks))?;
+        init_vars_mapped(
+            vars,
+            &dit_weights,
+            "dit.",
+            |name| match grown_init(name, factor) {
+                GrownInit::Source(s) => Some(s),
+                GrownInit::Zero | GrownInit::Fresh => None,
+            },
+            |_| false,
+        )?;
+        for (name, var) in vars.named_vars() {
+            let zero = name
+                .strip_prefix("dit.")
+                .is_some_and(|n| grown_init(n, factor) == GrownInit::Zero);
+            if zero {
+                var.set(&var.zeros_like()?)?;
+            }
+        }
+    } else if config.grow_width {
+        grown_from(width_factor)?;
+        set_vars_widened(
+            vars,
+            &dit_weights,
+            |name| name.strip_prefix("dit.").map(str::to_owned),
+            false,
+            widen_dit_parameter,
+        )?;
+    } else {
+        init_vars_from(vars, &dit_weights, "dit.", |_| false)?;
+    }
+    init_vars_from(
+        vars,
+        &bundle.join("text_encoder/model.safetensors"),
+        "text.",
+        |_| false,
+    )
+}

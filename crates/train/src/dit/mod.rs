@@ -1,0 +1,12 @@
+//! Training the Cosmos flow-matching DiT with the small word encoder: the configuration, the latent cache of the
+//! training clips, starting from a trained bundle, and the step with its samples and bundle export. Built on
+//! [`crate::trainer`] and [`crate::surgery`]; it does not depend on the VAE trainer.
+
+pub mod config;
+mod init;
+pub mod latents;
+pub mod trainer;
+
+pub use config::{DitTrainConfig, FlowTraining, TextShape};
+pub use latents::LatentSet;
+pub use trainer::DitTrainer;
