@@ -10,7 +10,7 @@ use orrery_flow::noise::NoiseKind;
 use orrery_media::{write_mp4, Mp4Options};
 use orrery_pipeline::bench_predictor::EnginePredictor;
 use orrery_pipeline::{Engine, GenerationOptions, KeepObserved, Mode, ModelBundle};
-use orrery_train::data::DataConfig;
+use orrery_train::DataConfig;
 use serde_json::json;
 
 use crate::sampling_args::SamplingArgs;
@@ -84,7 +84,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let v2w_frames = engine
         .settings(Mode::Video2World)
         .conditional_latent_frames(Mode::Video2World);
-    let v2w_pixels = engine.bundle().vae.config.pixel_frames(v2w_frames);
+    let v2w_pixels = engine.on_disk()?.vae.config.pixel_frames(v2w_frames);
     if v2w_pixels > OBSERVED_FRAMES {
         bail!(
             "{v2w_frames} Video2World conditional latent frames take {v2w_pixels} pixel frames; the bench observes \

@@ -228,7 +228,9 @@ fn bad_inputs_are_explained() {
         "bad.json",
     );
     assert_fails_with(
-        &["generate", "--model", b, "--prompt", "a ball", "--dtype", "f16", "--out", o],
+        &[
+            "generate", "--model", b, "--prompt", "a ball", "--dtype", "f16", "--out", o,
+        ],
         "bf16 or f32",
     );
     assert_fails_with(

@@ -163,111 +163,20 @@ impl DitConfig {
         })
     }
 
-    /// Parses a diffusers `CosmosTransformer3DModel` config. diffusers counts the condition-mask channel in
-    /// `in_channels`; `patch_size`, `max_size` and `rope_scale` are (t, h, w).
+    /// Parses a diffusers `CosmosTransformer3DModel` config ([`DiffusersDitConfig`]). diffusers counts the
+    /// condition-mask channel in `in_channels`; `patch_size`, `max_size` and `rope_scale` are (t, h, w).
     pub fn from_diffusers_json(text: &str) -> Result<Self> {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| DitError::Config(format!("bad JSON: {e}")))?;
-        let field = |name: &str| {
-            v.get(name)
-                .filter(|x| !x.is_null())
-                .ok_or_else(|| DitError::Config(format!("missing field `{name}`")))
-        };
-        let uint = |name: &str| -> Result<usize> {
-            field(name)?
-                .as_u64()
-                .map(|x| x as usize)
-                .ok_or_else(|| DitError::Config(format!("`{name}` must be a non-negative integer")))
-        };
-        let float = |name: &str| -> Result<f64> {
-            field(name)?
-                .as_f64()
-                .ok_or_else(|| DitError::Config(format!("`{name}` must be a number")))
-        };
-        let triple_f = |name: &str| -> Result<[f64; 3]> {
-            let arr = field(name)?.as_array().filter(|a| a.len() == 3);
-            let vals: Option<Vec<f64>> = arr.and_then(|a| a.iter().map(Value::as_f64).collect());
-            vals.map(|x| [x[0], x[1], x[2]]).ok_or_else(|| {
-                DitError::Config(format!("`{name}` must be three numbers (t, h, w)"))
-            })
-        };
-        let triple_u = |name: &str| -> Result<[usize; 3]> {
-            let f = triple_f(name)?;
-            if f.iter().any(|x| x.fract() != 0.0 || *x < 0.0) {
-                return Err(DitError::Config(format!("`{name}` must be three integers")));
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let v: DiffusersDitConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                DitError::Config(format!("bad JSON: {inner}"))
+            } else {
+                DitError::Config(format!("`{path}`: {inner}"))
             }
-            Ok([f[0] as usize, f[1] as usize, f[2] as usize])
-        };
-        let flag =
-            |name: &str, default: bool| v.get(name).and_then(Value::as_bool).unwrap_or(default);
-
-        if let Some(class) = v.get("_class_name").and_then(Value::as_str) {
-            if class != "CosmosTransformer3DModel" {
-                return Err(DitError::Config(format!(
-                    "`_class_name` is {class}, expected CosmosTransformer3DModel"
-                )));
-            }
-        }
-        for unsupported in [
-            "extra_pos_embed_type",
-            "img_context_dim_in",
-            "controlnet_block_every_n",
-        ] {
-            if let Some(x) = v.get(unsupported).filter(|x| !x.is_null()) {
-                return Err(DitError::Config(format!(
-                    "`{unsupported}` = {x} is not part of Cosmos-Predict2.5 (expected null)"
-                )));
-            }
-        }
-        let patch = triple_u("patch_size")?;
-        if patch[1] != patch[2] {
-            return Err(DitError::Config(format!(
-                "patch_size {patch:?}: height and width patches must be equal"
-            )));
-        }
-        let diffusers_in = uint("in_channels")?;
-        if diffusers_in < 2 {
-            return Err(DitError::Config(format!(
-                "in_channels {diffusers_in} must count the latent channels plus the condition mask"
-            )));
-        }
-        let heads = uint("num_attention_heads")?;
-        let text_dim = uint("text_embed_dim")?;
-        let use_proj = flag("use_crossattn_projection", false);
-        let crossattn_proj_in_channels = if use_proj {
-            let projected = v
-                .get("encoder_hidden_states_channels")
-                .and_then(Value::as_u64)
-                .map(|x| x as usize)
-                .unwrap_or(text_dim);
-            if projected != text_dim {
-                return Err(DitError::Config(format!(
-                    "encoder_hidden_states_channels {projected} differs from text_embed_dim {text_dim}"
-                )));
-            }
-            Some(uint("crossattn_proj_in_channels")?)
-        } else {
-            None
-        };
-        let rope = triple_f("rope_scale")?;
-        let config = Self {
-            in_channels: diffusers_in - 1,
-            out_channels: uint("out_channels")?,
-            model_channels: heads * uint("attention_head_dim")?,
-            num_blocks: uint("num_layers")?,
-            num_heads: heads,
-            mlp_ratio: float("mlp_ratio")?,
-            patch_spatial: patch[1],
-            patch_temporal: patch[0],
-            adaln_lora_dim: uint("adaln_lora_dim")?,
-            rope_extrapolation: rope,
-            max_size: triple_u("max_size")?,
-            crossattn_emb_channels: text_dim,
-            crossattn_proj_in_channels,
-            concat_padding_mask: flag("concat_padding_mask", true),
-        };
-        config.validate()?;
-        Ok(config)
+        })?;
+        v.into_config()
     }
 
     /// The diffusers `config.json` of this network (what `from_diffusers_json` reads back).
@@ -358,6 +267,114 @@ impl DitConfig {
     }
 }
 
+/// A diffusers `CosmosTransformer3DModel` `config.json`, key for key (keys diffusers adds that do not change the
+/// network, like `_diffusers_version`, are ignored).
+#[derive(Debug, Deserialize)]
+pub struct DiffusersDitConfig {
+    #[serde(rename = "_class_name")]
+    pub class_name: Option<String>,
+    /// Latent channels plus the condition mask.
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub num_attention_heads: usize,
+    pub attention_head_dim: usize,
+    pub num_layers: usize,
+    pub mlp_ratio: f64,
+    pub text_embed_dim: usize,
+    pub adaln_lora_dim: usize,
+    /// (t, h, w)
+    pub max_size: [usize; 3],
+    /// (t, h, w)
+    pub patch_size: [usize; 3],
+    /// (t, h, w)
+    pub rope_scale: [f64; 3],
+    #[serde(default = "default_true")]
+    pub concat_padding_mask: bool,
+    /// Not part of Cosmos-Predict2.5: must be absent or null.
+    pub extra_pos_embed_type: Option<Value>,
+    pub img_context_dim_in: Option<Value>,
+    pub controlnet_block_every_n: Option<Value>,
+    #[serde(default)]
+    pub use_crossattn_projection: bool,
+    pub crossattn_proj_in_channels: Option<usize>,
+    pub encoder_hidden_states_channels: Option<usize>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl DiffusersDitConfig {
+    /// The network this file describes, checked.
+    pub fn into_config(self) -> Result<DitConfig> {
+        if let Some(class) = self.class_name.as_deref() {
+            if class != "CosmosTransformer3DModel" {
+                return Err(DitError::Config(format!(
+                    "`_class_name` is {class}, expected CosmosTransformer3DModel"
+                )));
+            }
+        }
+        for (name, value) in [
+            ("extra_pos_embed_type", &self.extra_pos_embed_type),
+            ("img_context_dim_in", &self.img_context_dim_in),
+            ("controlnet_block_every_n", &self.controlnet_block_every_n),
+        ] {
+            if let Some(x) = value.as_ref().filter(|x| !x.is_null()) {
+                return Err(DitError::Config(format!(
+                    "`{name}` = {x} is not part of Cosmos-Predict2.5 (expected null)"
+                )));
+            }
+        }
+        let patch = self.patch_size;
+        if patch[1] != patch[2] {
+            return Err(DitError::Config(format!(
+                "patch_size {patch:?}: height and width patches must be equal"
+            )));
+        }
+        if self.in_channels < 2 {
+            return Err(DitError::Config(format!(
+                "in_channels {} must count the latent channels plus the condition mask",
+                self.in_channels
+            )));
+        }
+        let text_dim = self.text_embed_dim;
+        let crossattn_proj_in_channels = if self.use_crossattn_projection {
+            let projected = self.encoder_hidden_states_channels.unwrap_or(text_dim);
+            if projected != text_dim {
+                return Err(DitError::Config(format!(
+                    "encoder_hidden_states_channels {projected} differs from text_embed_dim {text_dim}"
+                )));
+            }
+            Some(self.crossattn_proj_in_channels.ok_or_else(|| {
+                DitError::Config(
+                    "missing field `crossattn_proj_in_channels` (use_crossattn_projection is true)"
+                        .into(),
+                )
+            })?)
+        } else {
+            None
+        };
+        let config = DitConfig {
+            in_channels: self.in_channels - 1,
+            out_channels: self.out_channels,
+            model_channels: self.num_attention_heads * self.attention_head_dim,
+            num_blocks: self.num_layers,
+            num_heads: self.num_attention_heads,
+            mlp_ratio: self.mlp_ratio,
+            patch_spatial: patch[1],
+            patch_temporal: patch[0],
+            adaln_lora_dim: self.adaln_lora_dim,
+            rope_extrapolation: self.rope_scale,
+            max_size: self.max_size,
+            crossattn_emb_channels: text_dim,
+            crossattn_proj_in_channels,
+            concat_padding_mask: self.concat_padding_mask,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +434,13 @@ mod tests {
             .to_string()
             .contains("extra_pos_embed_type"));
         assert!(DitConfig::from_diffusers_json("{not json").is_err());
+        let fractional = DitConfig::cosmos_predict2_5_2b()
+            .to_diffusers_json()
+            .replace("\"num_layers\": 28", "\"num_layers\": 2.5");
+        let err = DitConfig::from_diffusers_json(&fractional)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("num_layers"), "{err}");
         assert!(DitConfig::from_diffusers_json("{}")
             .unwrap_err()
             .to_string()

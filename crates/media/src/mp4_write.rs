@@ -240,7 +240,7 @@ fn split_annexb(stream: &[u8]) -> Vec<&[u8]> {
 /// quality mode without frame skipping (what we want: every frame, at one QP), and the crate sets the log level only
 /// after that check.
 fn quiet(encoder: &mut Encoder) {
-    let mut level: i32 = openh264_sys2::WELS_LOG_QUIET as i32;
+    let mut level = openh264_sys2::WELS_LOG_QUIET;
     // SAFETY: the trace level is an int option that OpenH264 takes before initialisation; the pointer lives for
     // the call, which copies the value.
     unsafe {

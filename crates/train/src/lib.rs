@@ -18,9 +18,6 @@ pub mod vae;
 
 pub use dit::{DitTrainConfig, DitTrainer};
 pub use error::{Result, TrainError};
-/// The training data's module at its former path, which `orrery`'s bench still imports `DataConfig` from (the
-/// type is also at the root).
-pub use trainer::data;
 pub use trainer::data::DataConfig;
 pub use trainer::run::Run;
 pub use trainer::session::{LossPoint, Session};

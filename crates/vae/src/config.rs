@@ -123,62 +123,24 @@ impl VaeConfig {
         Ok(())
     }
 
-    /// Reads a diffusers `AutoencoderKLWan` config.
+    /// Reads a diffusers `AutoencoderKLWan` config ([`DiffusersVaeConfig`]).
     pub fn from_diffusers_file(path: &Path) -> Result<Self> {
         let fail = |detail: String| VaeError::ConfigFile {
             path: path.to_owned(),
             detail,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| fail(format!("bad JSON: {e}")))?;
-        let uint = |name: &str| {
-            v.get(name)
-                .and_then(Value::as_u64)
-                .map(|x| x as usize)
-                .ok_or_else(|| fail(format!("missing or non-integer `{name}`")))
-        };
-        let list = |name: &str| -> Result<Vec<f64>> {
-            v.get(name)
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
-                .ok_or_else(|| fail(format!("missing or non-numeric list `{name}`")))
-        };
-        if v.get("attn_scales")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-        {
-            return Err(fail("attn_scales must be empty (the Wan2.1 layout)".into()));
-        }
-        if v.get("is_residual").and_then(Value::as_bool) == Some(true)
-            || v.get("patch_size").is_some_and(|p| !p.is_null())
-        {
-            return Err(fail(
-                "the Wan2.2 residual/patched VAE is not the Cosmos-Predict2.5 tokenizer".into(),
-            ));
-        }
-        let z_dim = uint("z_dim")?;
-        let base_dim = uint("base_dim")?;
-        // Absent or null: the decoder is as wide as the encoder (Wan2.1).
-        let decoder_base_dim = match v.get("decoder_base_dim") {
-            None | Some(Value::Null) => base_dim,
-            Some(_) => uint("decoder_base_dim")?,
-        };
-        let config = Self {
-            base_dim,
-            decoder_base_dim,
-            z_dim,
-            dim_mult: list("dim_mult")?.into_iter().map(|x| x as usize).collect(),
-            num_res_blocks: uint("num_res_blocks")?,
-            temporal_downsample: v
-                .get("temperal_downsample")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(Value::as_bool).collect::<Option<Vec<_>>>())
-                .ok_or_else(|| fail("missing `temperal_downsample`".into()))?,
-            latents_mean: list("latents_mean").unwrap_or_else(|_| vec![0.0; z_dim]),
-            latents_std: list("latents_std").unwrap_or_else(|_| vec![1.0; z_dim]),
-        };
-        config.validate().map_err(|e| fail(e.to_string()))?;
-        Ok(config)
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        let v: DiffusersVaeConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            if key == "." {
+                fail(format!("bad JSON: {inner}"))
+            } else {
+                fail(format!("`{key}`: {inner}"))
+            }
+        })?;
+        v.into_config().map_err(fail)
     }
 
     /// A diffusers `AutoencoderKLWan` `config.json` that [`Self::from_diffusers_file`] reads back.
@@ -200,6 +162,53 @@ impl VaeConfig {
             "z_dim": self.z_dim,
         });
         serde_json::to_string_pretty(&v).expect("JSON of plain values")
+    }
+}
+
+/// A diffusers `AutoencoderKLWan` `config.json`, key for key (keys that do not change the network are ignored).
+#[derive(Debug, serde::Deserialize)]
+pub struct DiffusersVaeConfig {
+    pub z_dim: usize,
+    pub base_dim: usize,
+    /// Absent or null: the decoder is as wide as the encoder (Wan2.1).
+    pub decoder_base_dim: Option<usize>,
+    pub dim_mult: Vec<usize>,
+    pub num_res_blocks: usize,
+    /// diffusers' spelling.
+    pub temperal_downsample: Vec<bool>,
+    #[serde(default)]
+    pub attn_scales: Vec<f64>,
+    #[serde(default)]
+    pub is_residual: bool,
+    pub patch_size: Option<Value>,
+    pub latents_mean: Option<Vec<f64>>,
+    pub latents_std: Option<Vec<f64>>,
+}
+
+impl DiffusersVaeConfig {
+    /// The network this file describes, checked.
+    pub fn into_config(self) -> std::result::Result<VaeConfig, String> {
+        if !self.attn_scales.is_empty() {
+            return Err("attn_scales must be empty (the Wan2.1 layout)".into());
+        }
+        if self.is_residual || self.patch_size.as_ref().is_some_and(|p| !p.is_null()) {
+            return Err(
+                "the Wan2.2 residual/patched VAE is not the Cosmos-Predict2.5 tokenizer".into(),
+            );
+        }
+        let z_dim = self.z_dim;
+        let config = VaeConfig {
+            base_dim: self.base_dim,
+            decoder_base_dim: self.decoder_base_dim.unwrap_or(self.base_dim),
+            z_dim,
+            dim_mult: self.dim_mult,
+            num_res_blocks: self.num_res_blocks,
+            temporal_downsample: self.temperal_downsample,
+            latents_mean: self.latents_mean.unwrap_or_else(|| vec![0.0; z_dim]),
+            latents_std: self.latents_std.unwrap_or_else(|| vec![1.0; z_dim]),
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
     }
 }
 

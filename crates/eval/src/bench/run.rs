@@ -345,7 +345,7 @@ mod tests {
             let start = OBSERVED_FRAMES - self.conditioning;
             let mut frames = real[start..].to_vec();
             frames.extend(std::iter::repeat_n(real[real.len() - 1].clone(), start));
-            let decoder_frames = self.keeps.then(|| frames.iter().map(|f| dim(f)).collect());
+            let decoder_frames = self.keeps.then(|| frames.iter().map(dim).collect());
             Ok(Prediction {
                 frames,
                 decoder_frames,
@@ -365,7 +365,7 @@ mod tests {
             self.seeds.push(seed);
             let real = self.clips[i].clone();
             Ok(if self.blank_text {
-                real.iter().map(|f| dim(f)).map(|f| blank(&f)).collect()
+                real.iter().map(blank).collect()
             } else {
                 real
             })

@@ -12,7 +12,7 @@ mod options;
 mod record;
 mod spec;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::CosmosDit;
@@ -29,6 +29,7 @@ pub use spec::{BatchSpec, SpecSample};
 
 use crate::bundle::ModelBundle;
 use crate::conditioning::Mode;
+use crate::defaults::BundleDefaults;
 use crate::error::{PipelineError, Result};
 use crate::inputs::{frames_from_clip, validate_size};
 use crate::observed::KeepObserved;
@@ -96,10 +97,23 @@ pub struct Prompts {
     pub negative: Option<Tensor>,
 }
 
+/// Where an engine's networks come from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A model bundle on disk.
+    Bundle(Box<ModelBundle>),
+    /// Networks a caller holds in memory (a trainer's), with the defaults their bundle will have.
+    Models {
+        name: PathBuf,
+        defaults: Box<BundleDefaults>,
+        unconditional_prompt: Option<String>,
+    },
+}
+
 /// A bundle with every setting resolved and checked; no network loaded yet.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    bundle: ModelBundle,
+    source: Source,
     options: GenerationOptions,
     weights: WeightType,
     size: Size,
@@ -116,8 +130,36 @@ impl Engine {
     /// Resolves `options` against `bundle` and checks every setting of every mode, so that nothing fails after
     /// the networks load.
     pub fn new(bundle: ModelBundle, options: GenerationOptions) -> Result<Self> {
-        let d = &bundle.defaults;
-        let own_model = bundle.unconditional_prompt().is_some();
+        Self::resolve(Source::Bundle(Box::new(bundle)), options)
+    }
+
+    /// An engine for networks already in memory (join them with [`Engine::with_models`]): `defaults` are the
+    /// sampling defaults they are exported with, `unconditional_prompt` what they take as unconditional, and
+    /// `name` names them in records and errors. Prompts are embedded by the caller.
+    pub fn for_models(
+        name: &Path,
+        defaults: BundleDefaults,
+        unconditional_prompt: Option<&str>,
+        options: GenerationOptions,
+    ) -> Result<Self> {
+        let source = Source::Models {
+            name: name.to_owned(),
+            defaults: Box::new(defaults),
+            unconditional_prompt: unconditional_prompt.map(str::to_owned),
+        };
+        Self::resolve(source, options)
+    }
+
+    fn resolve(source: Source, options: GenerationOptions) -> Result<Self> {
+        let (d, unconditional) = match &source {
+            Source::Bundle(b) => (&b.defaults, b.unconditional_prompt()),
+            Source::Models {
+                defaults,
+                unconditional_prompt,
+                ..
+            } => (&**defaults, unconditional_prompt.as_deref()),
+        };
+        let own_model = unconditional.is_some();
         let weights = options.weights.unwrap_or(if own_model {
             WeightType::F32
         } else {
@@ -129,8 +171,10 @@ impl Engine {
         });
         let frames = options.frames.unwrap_or(d.frames);
         validate_size(frames, size.width, size.height)?;
-        validate_size(d.frames, size.width, size.height)
-            .map_err(|e| bundle_setting(&bundle, format!("the model's chunk length: {e}")))?;
+        validate_size(d.frames, size.width, size.height).map_err(|e| PipelineError::Bundle {
+            path: source_name(&source).to_owned(),
+            detail: format!("the model's chunk length: {e}"),
+        })?;
         let fps = options.fps.unwrap_or(d.fps);
         if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
             return Err(PipelineError::Settings(format!(
@@ -138,7 +182,7 @@ impl Engine {
             )));
         }
         let engine = Self {
-            bundle,
+            source,
             options,
             weights,
             size,
@@ -151,8 +195,34 @@ impl Engine {
         Ok(engine)
     }
 
-    pub fn bundle(&self) -> &ModelBundle {
-        &self.bundle
+    /// The bundle on disk (`None` for networks in memory).
+    pub fn bundle(&self) -> Option<&ModelBundle> {
+        match &self.source {
+            Source::Bundle(b) => Some(b),
+            Source::Models { .. } => None,
+        }
+    }
+
+    /// The bundle's folder, or the name of networks in memory.
+    pub fn name(&self) -> &Path {
+        source_name(&self.source)
+    }
+
+    pub fn defaults(&self) -> &BundleDefaults {
+        match &self.source {
+            Source::Bundle(b) => &b.defaults,
+            Source::Models { defaults, .. } => defaults,
+        }
+    }
+
+    /// The bundle on disk, or an error for networks in memory.
+    pub fn on_disk(&self) -> Result<&ModelBundle> {
+        self.bundle().ok_or_else(|| {
+            PipelineError::Settings(format!(
+                "{}: networks in memory have no files to load",
+                self.name().display()
+            ))
+        })
     }
 
     pub fn options(&self) -> &GenerationOptions {
@@ -181,8 +251,7 @@ impl Engine {
     pub fn settings(&self, mode: Mode) -> SamplingSettings {
         let o = &self.options.sampling;
         let mut s = self
-            .bundle
-            .defaults
+            .defaults()
             .mode_settings(mode, o.per_mode(), o.seed, o.noise);
         if let Some(keep) = o.keep_observed {
             s.keep_observed = keep;
@@ -192,7 +261,7 @@ impl Engine {
 
     /// Pixel frames of each chunk of a clip.
     pub fn chunks(&self) -> Vec<usize> {
-        long_video_chunks(self.frames, self.bundle.defaults.frames.min(self.frames))
+        long_video_chunks(self.frames, self.defaults().frames.min(self.frames))
     }
 
     /// Whether a clip in `mode` samples with guidance anywhere (and so needs the negative prompt).
@@ -214,10 +283,17 @@ impl Engine {
     /// The negative prompt: the caller's, else what the model was trained to take as unconditional (the empty
     /// prompt of caption dropout for orrery's own models), else the official negative prompt.
     pub fn negative_prompt(&self) -> &str {
+        let unconditional = match &self.source {
+            Source::Bundle(b) => b.unconditional_prompt(),
+            Source::Models {
+                unconditional_prompt,
+                ..
+            } => unconditional_prompt.as_deref(),
+        };
         self.options
             .negative_prompt
             .as_deref()
-            .or(self.bundle.unconditional_prompt())
+            .or(unconditional)
             .unwrap_or(DEFAULT_NEGATIVE_PROMPT)
     }
 
@@ -233,7 +309,7 @@ impl Engine {
         } else {
             Overflow::Error
         };
-        self.bundle
+        self.on_disk()?
             .encode_prompts(prompts, cache, self.weights.dtype(), overflow)
     }
 
@@ -258,8 +334,9 @@ impl Engine {
 
     /// Loads the DiT (in the engine's weight type) and the VAE (float32).
     pub fn load(self) -> Result<Generator> {
-        let dit = self.bundle.dit.load(self.weights.dtype(), &Device::Cpu)?;
-        let vae = self.bundle.vae.load(DType::F32, &Device::Cpu)?;
+        let bundle = self.on_disk()?;
+        let dit = bundle.dit.load(self.weights.dtype(), &Device::Cpu)?;
+        let vae = bundle.vae.load(DType::F32, &Device::Cpu)?;
         self.with_models(dit, vae)
     }
 
@@ -272,10 +349,10 @@ impl Engine {
     }
 }
 
-fn bundle_setting(bundle: &ModelBundle, detail: String) -> PipelineError {
-    PipelineError::Bundle {
-        path: bundle.root.clone(),
-        detail,
+fn source_name(source: &Source) -> &Path {
+    match source {
+        Source::Bundle(b) => &b.root,
+        Source::Models { name, .. } => name,
     }
 }
 
@@ -368,7 +445,7 @@ impl Generator {
             prompt: prompt.to_owned(),
             negative_prompt: (s.guidance != 0.0).then(|| e.negative_prompt().to_owned()),
             mode: mode.name().to_owned(),
-            model: e.bundle.root.clone(),
+            model: e.name().to_owned(),
             frames: generation.frames.len(),
             chunks: generation.chunks.clone(),
             width: e.size.width,
@@ -397,7 +474,7 @@ impl Generator {
         out: &Path,
         frames: &[RgbImage],
         record: &GenerationRecord,
-    ) -> Result<std::path::PathBuf> {
+    ) -> Result<PathBuf> {
         write_mp4(out, frames, self.engine.fps, Mp4Options::default()).map_err(|e| {
             PipelineError::Output {
                 path: out.to_owned(),

@@ -13,15 +13,16 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use orrery_dit::{CosmosDit, DitInput};
+use orrery_flow::noise::NoiseKind;
 use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
 use orrery_media::{write_gif, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::SeededVarMap;
 use orrery_pipeline::conditioning::{condition_mask, replace_frames, replace_velocity};
-use orrery_pipeline::inputs::frames_from_clip;
 use orrery_pipeline::{
-    BundleDefaults, Mode, Request, SamplingSettings, ScheduleKind, WorldPipeline,
+    BundleDefaults, Engine, GenerationOptions, Mode, SamplingOverrides, SamplingSettings,
+    ScheduleKind, WeightType, WorldInput, SAMPLING_FILE,
 };
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
@@ -238,6 +239,29 @@ impl DitTrainer {
         }
     }
 
+    /// The sampling defaults of the exported bundle (and of the samples written during training).
+    pub fn bundle_defaults(&self) -> BundleDefaults {
+        let s = self.sampling_settings(0);
+        let data = &self.config.data;
+        let mut defaults = BundleDefaults {
+            schedule: s.schedule,
+            steps: s.steps,
+            guidance: s.guidance,
+            cond_timestep: s.cond_timestep,
+            frames: data.frames,
+            width: data.width as usize,
+            height: data.height as usize,
+            fps: data.fps as f64,
+            per_mode: Default::default(),
+            keep_observed: None,
+        };
+        if self.video2world_frames() != Mode::Video2World.conditional_latent_frames() {
+            defaults.per_mode[Mode::Video2World as usize].conditional_frames =
+                Some(self.video2world_frames());
+        }
+        defaults
+    }
+
     /// Video2World conditions on the most latent frames the model learns to continue (2 with the reference's
     /// `cond_probs`).
     pub fn video2world_frames(&self) -> usize {
@@ -272,33 +296,39 @@ impl Run for DitTrainer {
     /// samples of the EMA model.
     fn write_samples(&self) -> Result<Option<PathBuf>> {
         let (dit, text) = self.ema_models()?;
-        let pipeline = WorldPipeline::new(dit, self.vae.clone())?;
+        // The generation engine as the exported bundle will run it, over the EMA networks in memory.
+        let options = GenerationOptions {
+            sampling: SamplingOverrides {
+                seed: 0,
+                noise: NoiseKind::Fast,
+                ..SamplingOverrides::default()
+            },
+            weights: Some(WeightType::F32),
+            ..GenerationOptions::default()
+        };
+        let engine = Engine::for_models(
+            &self.config.run.out_dir,
+            self.bundle_defaults(),
+            Some(""),
+            options,
+        )?;
+        let generator = engine.with_models(dit, self.vae.clone())?;
         let d = &self.config.data;
         let held_out = DataConfig {
             seed: d.seed ^ 0xfeed_5eed,
             ..d.clone()
         };
         let (w, h) = (d.width as usize, d.height as usize);
-        let zero = text.embed_ids(&[])?;
+        let negative = text.embed(generator.engine().negative_prompt(), Overflow::Truncate)?;
         let mut rows: Vec<Vec<Vec<RgbImage>>> = Vec::new();
         for i in 0..3 {
             let clip = held_out.clip(i).map_err(TrainError::Data)?;
             let real = clip.images();
             let prompt = text.embed(&clip.truth.captions.medium, Overflow::Truncate)?;
             let mut row = vec![real.clone()];
-            for video in [Some(&real[..5]), None] {
-                let request = Request {
-                    frames: d.frames,
-                    width: w,
-                    height: h,
-                    text: &prompt,
-                    negative: Some(&zero),
-                    image: None,
-                    video,
-                    settings: self.sampling_settings(i as u64),
-                };
-                let out = pipeline.generate(&request, |_, _| {})?;
-                row.push(frames_from_clip(&out.video)?);
+            for input in [WorldInput::Video(real[..5].to_vec()), WorldInput::Text] {
+                let out = generator.generate(&input, &prompt, Some(&negative), i as u64, || {})?;
+                row.push(out.frames);
             }
             rows.push(row);
         }
@@ -364,26 +394,9 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         &vae.join("config.json"),
         vae_config.to_diffusers_json().as_bytes(),
     )?;
-    let s = trainer.sampling_settings(0);
-    let mut defaults = BundleDefaults {
-        schedule: s.schedule,
-        steps: s.steps,
-        guidance: s.guidance,
-        cond_timestep: s.cond_timestep,
-        frames: c.data.frames,
-        width: c.data.width as usize,
-        height: c.data.height as usize,
-        fps: c.data.fps as f64,
-        per_mode: Default::default(),
-        keep_observed: None,
-    };
-    if trainer.video2world_frames() != Mode::Video2World.conditional_latent_frames() {
-        defaults.per_mode[Mode::Video2World as usize].conditional_frames =
-            Some(trainer.video2world_frames());
-    }
     write_file(
-        &dir.join("orrery_sampling.json"),
-        defaults.to_json().as_bytes(),
+        &dir.join(SAMPLING_FILE),
+        trainer.bundle_defaults().to_json().as_bytes(),
     )?;
     write_file(
         &dir.join("train_config.json"),

@@ -43,7 +43,7 @@ impl Predictor {
             ..GenerationOptions::default()
         };
         let engine = Engine::open(&config.bundle, options)?;
-        let dit = engine.bundle().dit.load(DType::F32, &Device::Cpu)?;
+        let dit = engine.on_disk()?.dit.load(DType::F32, &Device::Cpu)?;
         if dit.config.in_channels != z_dim || dit.config.out_channels != z_dim {
             return Err(TrainError::Config {
                 path: config.bundle.clone(),
