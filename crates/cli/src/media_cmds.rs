@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use orrery_media::{
     read_image, read_video, resize, write_gif, write_mp4, write_png, Mp4Options, VideoReader,
 };
+use orrery_pipeline::Size;
 
 #[derive(clap::Subcommand)]
 pub enum MediaCommand {
@@ -19,7 +20,7 @@ pub enum MediaCommand {
         output: PathBuf,
         /// WIDTHxHEIGHT.
         #[arg(long)]
-        size: Option<String>,
+        size: Option<Size>,
         /// Keep at most this many frames.
         #[arg(long)]
         frames: Option<usize>,
@@ -32,15 +33,13 @@ pub enum MediaCommand {
     },
 }
 
-pub fn parse_size(text: &str) -> Result<(u32, u32)> {
-    let (w, h) = text
-        .split_once(['x', 'X'])
-        .ok_or_else(|| anyhow::anyhow!("size `{text}` is not WIDTHxHEIGHT"))?;
-    let (w, h): (u32, u32) = (w.trim().parse()?, h.trim().parse()?);
-    if w == 0 || h == 0 || w > 8192 || h > 8192 {
-        bail!("size {w}x{h} is outside 1..8192 per side");
+/// A transcode's output size: 1 to 8192 pixels a side.
+fn checked_size(size: Size) -> Result<(u32, u32)> {
+    let ok = |n: usize| (1..=8192).contains(&n);
+    if !ok(size.width) || !ok(size.height) {
+        bail!("size {size} is outside 1..8192 per side");
     }
-    Ok((w, h))
+    Ok((size.width as u32, size.height as u32))
 }
 
 pub fn run(cmd: MediaCommand) -> Result<()> {
@@ -92,7 +91,7 @@ pub fn run(cmd: MediaCommand) -> Result<()> {
                 video.frames.truncate(n.max(1));
             }
             if let Some(size) = size {
-                let (w, h) = parse_size(&size)?;
+                let (w, h) = checked_size(size)?;
                 video.frames = video
                     .frames
                     .iter()

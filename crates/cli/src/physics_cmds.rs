@@ -8,6 +8,7 @@ use orrery_media::{write_gif, write_png, RgbImage};
 use orrery_physics::dataset::{write_dataset, DatasetSpec};
 use orrery_physics::families::FAMILIES;
 use orrery_physics::{make_clip, ClipSettings};
+use orrery_pipeline::Size;
 
 #[derive(clap::Subcommand)]
 pub enum PhysicsCommand {
@@ -26,7 +27,7 @@ pub struct ClipArgs {
     pub frames: usize,
     /// Frame size WxH (even sides).
     #[arg(long, default_value = "64x64")]
-    pub size: String,
+    pub size: Size,
     /// Frames per second of the video (the physics runs at 240 Hz, sub-stepped).
     #[arg(long, default_value_t = 16.0)]
     pub fps: f32,
@@ -67,21 +68,16 @@ pub struct PreviewArgs {
     pub clip: ClipArgs,
 }
 
+/// A frame side as the physics renderer takes it.
+fn side(n: usize) -> Result<u32> {
+    u32::try_from(n).with_context(|| format!("--size: {n} pixels is too large"))
+}
+
 fn settings(args: &ClipArgs) -> Result<(ClipSettings, Vec<String>)> {
-    let (w, h) = args
-        .size
-        .split_once('x')
-        .with_context(|| format!("--size {}: expected WxH", args.size))?;
     let settings = ClipSettings {
         frames: args.frames,
-        width: w
-            .trim()
-            .parse()
-            .with_context(|| format!("--size {}", args.size))?,
-        height: h
-            .trim()
-            .parse()
-            .with_context(|| format!("--size {}", args.size))?,
+        width: side(args.size.width)?,
+        height: side(args.size.height)?,
         fps: args.fps,
     };
     let families = match &args.families {

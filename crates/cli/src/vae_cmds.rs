@@ -9,7 +9,7 @@ use orrery_pipeline::inputs::{clip_from_frames, frames_from_clip};
 use orrery_vae::tiling::Tiling;
 use orrery_vae::{Chunking, VaeModelPath};
 
-use orrery_pipeline::WeightType;
+use orrery_pipeline::{Size, WeightType};
 
 #[derive(clap::Subcommand)]
 pub enum VaeCommand {
@@ -29,7 +29,7 @@ pub struct RoundtripArgs {
     /// Resize (cover + centre crop) to WxH first; both must be multiples of 8. Default: the input size cropped
     /// to multiples of 8.
     #[arg(long)]
-    pub size: Option<String>,
+    pub size: Option<Size>,
     /// Use at most this many frames (rounded down to 1 + 4k).
     #[arg(long)]
     pub frames: Option<usize>,
@@ -47,15 +47,16 @@ pub fn run(cmd: VaeCommand) -> Result<()> {
     }
 }
 
-fn parse_size(s: &str) -> Result<(u32, u32)> {
-    let (w, h) = s
-        .split_once('x')
-        .with_context(|| format!("--size {s}: expected WxH"))?;
-    let (w, h): (u32, u32) = (w.parse()?, h.parse()?);
-    if w == 0 || h == 0 || w % 8 != 0 || h % 8 != 0 {
-        bail!("--size {s}: width and height must be positive multiples of 8");
+/// A round trip's frame size: positive multiples of 8.
+fn checked_size(size: Size) -> Result<(u32, u32)> {
+    let multiple_of_8 = |n: usize| n > 0 && n.is_multiple_of(8);
+    if !multiple_of_8(size.width) || !multiple_of_8(size.height) {
+        bail!("--size {size}: width and height must be positive multiples of 8");
     }
-    Ok((w, h))
+    Ok((
+        u32::try_from(size.width).context("--size: too large")?,
+        u32::try_from(size.height).context("--size: too large")?,
+    ))
 }
 
 /// PSNR in dB over all pixels of two frame sequences (8-bit, peak 255).
@@ -86,7 +87,7 @@ fn roundtrip(args: &RoundtripArgs) -> Result<()> {
     }
     let count = 1 + (available - 1) / tf * tf;
     let (w, h) = match &args.size {
-        Some(s) => parse_size(s)?,
+        Some(s) => checked_size(*s)?,
         None => (video.width() / 8 * 8, video.height() / 8 * 8),
     };
     if w == 0 || h == 0 {

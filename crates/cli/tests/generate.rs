@@ -266,42 +266,19 @@ fn problems_are_reported_before_any_network_loads() {
         ],
         "/nonexistent/folder",
     );
-    // A sampling file with a fractional step count names the key.
-    std::fs::write(
-        bundle.join("orrery_sampling.json"),
-        r#"{"steps": 2.7, "frames": 9}"#,
-    )
-    .unwrap();
+    // A sampling file with a fractional step count or an unknown key names the key.
     let out = dir.path().join("out.mp4");
-    assert_fails_with(
-        &[
-            "generate",
-            "--model",
-            b,
-            "--prompt",
-            "a ball",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        "steps",
-    );
-    std::fs::write(
-        bundle.join("orrery_sampling.json"),
-        r#"{"frames": 9, "stepz": 3}"#,
-    )
-    .unwrap();
-    assert_fails_with(
-        &[
-            "generate",
-            "--model",
-            b,
-            "--prompt",
-            "a ball",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        "stepz",
-    );
+    let o = out.to_str().unwrap();
+    for (file, key) in [
+        (r#"{"steps": 2.7, "frames": 9}"#, "steps"),
+        (r#"{"frames": 9, "stepz": 3}"#, "stepz"),
+    ] {
+        std::fs::write(bundle.join("orrery_sampling.json"), file).unwrap();
+        assert_fails_with(
+            &["generate", "--model", b, "--prompt", "a ball", "--out", o],
+            key,
+        );
+    }
     assert!(!out.exists());
 }
 

@@ -111,21 +111,15 @@ impl BenchResult {
             self.by_method(|s| s.iter().map(ClipScore::capped_psnr).collect()),
         );
         v.insert("psnr_by_horizon".into(), self.by_method(psnr_by_horizon));
-        v.insert(
-            "clips_won".into(),
+        let by_pair = |f: &dyn Fn(&HeadToHead) -> Value| -> Value {
             h2h.iter()
-                .map(|h| (h.key(), json!(h.won)))
+                .map(|h| (h.key(), f(h)))
                 .collect::<Map<_, _>>()
-                .into(),
-        );
+                .into()
+        };
+        v.insert("clips_won".into(), by_pair(&|h| json!(h.won)));
         // Trajectory errors of model and baseline on the object-frames both find (`error_a_px` the model's).
-        v.insert(
-            "trajectory_matched".into(),
-            h2h.iter()
-                .map(|h| (h.key(), json!(h.matched)))
-                .collect::<Map<_, _>>()
-                .into(),
-        );
+        v.insert("trajectory_matched".into(), by_pair(&|h| json!(h.matched)));
         v.insert(
             "text2world".into(),
             json!({"clips": t.clips, "objects": t.objects, "shown": t.shown, "rate": t.rate()}),
