@@ -11,6 +11,7 @@ mod eval_report;
 mod forward_cmds;
 mod generate_cmd;
 mod media_cmds;
+mod merge_cmd;
 mod physics_cmds;
 mod sampling_args;
 mod schedule_cmd;
@@ -64,6 +65,8 @@ enum Command {
     Media(media_cmds::MediaCommand),
     /// Score generated videos against real ones: PSNR, SSIM, Physics-IQ motion metrics, FID, FVD; HTML report.
     Eval(eval_cmd::EvalArgs),
+    /// Merge fine-tuned models into one: soup, task arithmetic, TIES, DARE (streamed tensor by tensor).
+    Merge(merge_cmd::MergeArgs),
 }
 
 #[global_allocator]
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Physics(cmd) => physics_cmds::run(cmd),
         Command::Train(cmd) => train_cmd::run(cmd),
         Command::Eval(args) => eval_cmd::eval(&args),
+        Command::Merge(args) => merge_cmd::merge(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

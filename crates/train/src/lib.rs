@@ -4,7 +4,9 @@
 //! - [`DitTrainer`]: the Cosmos flow-matching DiT with the small word encoder trained jointly
 //!   (logit-normal sigmas with shift, uniform weight, 0/1/2 conditioning latent frames, caption dropout,
 //!   optional image batches), exported as a model bundle `orrery generate` runs;
-//! - [`Session`]: AdamW with warm-up, decay, clipping and EMA, and checkpoints that resume exactly.
+//! - [`Session`]: AdamW with warm-up, decay, clipping and EMA, and checkpoints that resume exactly;
+//! - [`merge`]: model merging (soup, task arithmetic, TIES, DARE), streamed tensor by tensor over any checkpoint
+//!   format or model bundle.
 //!
 //! The modules follow the concerns, and their dependencies point one way: [`trainer`] (the machinery every run
 //! shares) and [`surgery`] (growing a trained model) use neither trainer; [`dit`] and [`vae`] build on both and
@@ -12,6 +14,7 @@
 
 pub mod dit;
 mod error;
+pub mod merge;
 pub mod surgery;
 pub mod trainer;
 pub mod vae;

@@ -182,6 +182,26 @@ impl Checkpoint {
         self.entry_bytes(entry)
     }
 
+    /// Drops the tensor's memory-mapped pages from this process's resident memory. They stay in the kernel's page
+    /// cache (a later read faults them back in from there, or from the file), so this changes nothing but the
+    /// resident set: a pass that reads a checkpoint larger than memory tensor by tensor (a merge) calls it after
+    /// each tensor, so that resident memory stays near one tensor instead of growing to the whole file. Tensors
+    /// read into memory at open (compressed zip entries) are left as they are.
+    pub fn release(&self, name: &str) -> Result<()> {
+        let entry = self.get(name)?;
+        if let Blob::Mapped { file, start, len } = entry.layout.blob {
+            // SAFETY: the maps are read-only shared file mappings (`Mmap`), so dropping their pages loses nothing:
+            // the next access reads the same bytes back from the page cache or the file. Borrowed slices stay
+            // valid (the mapping itself is unchanged).
+            unsafe {
+                self.maps[file]
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
+                    .map_err(|e| CheckpointError::io(&self.path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     fn blob(&self, blob: &Blob) -> &[u8] {
         match *blob {
             Blob::Mapped { file, start, len } => &self.maps[file][start..start + len],

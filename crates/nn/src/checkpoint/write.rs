@@ -2,6 +2,7 @@
 //! at a time so that converting a large checkpoint never holds it all in memory.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::path::Path;
 
 use super::error::{CheckpointError, Result};
@@ -33,6 +34,10 @@ struct LazyView<'a, S: SafetensorsSource + ?Sized> {
     name: String,
     dtype: DType,
     shape: Vec<usize>,
+    /// The first error any view of this file met. The serializer cannot be told that a tensor failed (`data()`
+    /// returns bytes, and safetensors 0.8 writes an empty buffer as a short write into a pre-sized file and
+    /// carries on), so the failure is kept here and [`write_safetensors`] refuses to commit the file.
+    failed: &'a RefCell<Option<CheckpointError>>,
 }
 
 impl<S: SafetensorsSource + ?Sized> safetensors::View for LazyView<'_, S> {
@@ -45,11 +50,31 @@ impl<S: SafetensorsSource + ?Sized> safetensors::View for LazyView<'_, S> {
     }
 
     fn data(&self) -> Cow<'_, [u8]> {
-        // The names come from `entries()`, so a failure here means the source changed under us; an empty buffer
-        // makes the serializer fail with a length error instead of panicking.
-        self.source
-            .tensor_bytes(&self.name)
-            .unwrap_or(Cow::Borrowed(&[]))
+        // After a failure the rest of the file is garbage anyway: skip the work of the remaining tensors (a
+        // computing source such as a merge would otherwise compute every one of them).
+        if self.failed.borrow().is_some() {
+            return Cow::Borrowed(&[]);
+        }
+        match self.source.tensor_bytes(&self.name) {
+            Ok(bytes) if bytes.len() == self.data_len() => bytes,
+            Ok(bytes) => {
+                *self.failed.borrow_mut() = Some(CheckpointError::Tensor {
+                    name: self.name.clone(),
+                    detail: format!(
+                        "the source gave {} bytes, its shape {:?} of {} needs {}",
+                        bytes.len(),
+                        self.shape,
+                        self.dtype,
+                        self.data_len()
+                    ),
+                });
+                Cow::Borrowed(&[])
+            }
+            Err(e) => {
+                *self.failed.borrow_mut() = Some(e);
+                Cow::Borrowed(&[])
+            }
+        }
     }
 
     fn data_len(&self) -> usize {
@@ -57,7 +82,10 @@ impl<S: SafetensorsSource + ?Sized> safetensors::View for LazyView<'_, S> {
     }
 }
 
-/// Writes every tensor of `source` to `out` as one safetensors file. The file appears only when complete.
+/// Writes every tensor of `source` to `out` as one safetensors file. The file appears only when complete: a
+/// tensor the source fails to give is reported with its name, and nothing is left at `out`.
+///
+/// Each tensor's bytes are asked for once, while the file is written (a source may compute them: a merge).
 pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
     source: &S,
     out: &Path,
@@ -69,10 +97,7 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
     let mode = std::fs::metadata(tmp.path())
         .map_err(|e| CheckpointError::io(out, e))?
         .permissions();
-    // Fail early on a tensor that cannot be read, with its name, rather than inside the serializer.
-    for (name, ..) in source.entries() {
-        source.tensor_bytes(&name)?;
-    }
+    let failed = RefCell::new(None);
     let views: Vec<(String, LazyView<'_, S>)> = source
         .entries()
         .into_iter()
@@ -82,6 +107,7 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
                 name: name.clone(),
                 dtype,
                 shape,
+                failed: &failed,
             };
             (name, view)
         })
@@ -92,6 +118,9 @@ pub fn write_safetensors<S: SafetensorsSource + ?Sized>(
             detail: format!("writing safetensors failed: {e}"),
         }
     })?;
+    if let Some(e) = failed.into_inner() {
+        return Err(e); // `tmp` is dropped: the partial file is removed
+    }
     std::fs::set_permissions(tmp.path(), mode).map_err(|e| CheckpointError::io(out, e))?;
     tmp.commit(out).map_err(|e| CheckpointError::io(out, e))
 }
@@ -166,4 +195,45 @@ fn tensor_bytes(t: &candle_core::Tensor) -> candle_core::Result<Vec<u8>> {
 /// Writes candle tensors to a safetensors file atomically.
 pub fn save_tensors(out: &Path, tensors: Vec<(String, candle_core::Tensor)>) -> Result<()> {
     write_safetensors(&TensorSet::new(tensors)?, out, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two tensors; the second fails (`Err`) or has the wrong length (`short`).
+    struct Failing {
+        short: bool,
+    }
+
+    impl SafetensorsSource for Failing {
+        fn entries(&self) -> Vec<(String, DType, Vec<usize>)> {
+            vec![
+                ("a".into(), DType::F32, vec![2]),
+                ("b".into(), DType::F32, vec![2]),
+            ]
+        }
+
+        fn tensor_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>> {
+            match (name, self.short) {
+                ("a", _) => Ok(Cow::Owned(vec![0; 8])),
+                (_, true) => Ok(Cow::Owned(vec![0; 4])),
+                (_, false) => Err(CheckpointError::Tensor {
+                    name: name.into(),
+                    detail: "broken".into(),
+                }),
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_tensor_is_named_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.safetensors");
+        for short in [false, true] {
+            let err = write_safetensors(&Failing { short }, &out, None).unwrap_err();
+            assert!(err.to_string().contains("tensor `b`"), "{err}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
+    }
 }

@@ -110,6 +110,32 @@ enum Source {
     },
 }
 
+impl Source {
+    fn defaults(&self) -> &BundleDefaults {
+        match self {
+            Source::Bundle(b) => &b.defaults,
+            Source::Models { defaults, .. } => defaults,
+        }
+    }
+
+    fn unconditional_prompt(&self) -> Option<&str> {
+        match self {
+            Source::Bundle(b) => b.unconditional_prompt(),
+            Source::Models {
+                unconditional_prompt,
+                ..
+            } => unconditional_prompt.as_deref(),
+        }
+    }
+
+    fn name(&self) -> &Path {
+        match self {
+            Source::Bundle(b) => &b.root,
+            Source::Models { name, .. } => name,
+        }
+    }
+}
+
 /// A bundle with every setting resolved and checked; no network loaded yet.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -151,15 +177,8 @@ impl Engine {
     }
 
     fn resolve(source: Source, options: GenerationOptions) -> Result<Self> {
-        let (d, unconditional) = match &source {
-            Source::Bundle(b) => (&b.defaults, b.unconditional_prompt()),
-            Source::Models {
-                defaults,
-                unconditional_prompt,
-                ..
-            } => (&**defaults, unconditional_prompt.as_deref()),
-        };
-        let own_model = unconditional.is_some();
+        let d = source.defaults();
+        let own_model = source.unconditional_prompt().is_some();
         let weights = options.weights.unwrap_or(if own_model {
             WeightType::F32
         } else {
@@ -172,7 +191,7 @@ impl Engine {
         let frames = options.frames.unwrap_or(d.frames);
         validate_size(frames, size.width, size.height)?;
         validate_size(d.frames, size.width, size.height).map_err(|e| PipelineError::Bundle {
-            path: source_name(&source).to_owned(),
+            path: source.name().to_owned(),
             detail: format!("the model's chunk length: {e}"),
         })?;
         let fps = options.fps.unwrap_or(d.fps);
@@ -205,14 +224,11 @@ impl Engine {
 
     /// The bundle's folder, or the name of networks in memory.
     pub fn name(&self) -> &Path {
-        source_name(&self.source)
+        self.source.name()
     }
 
     pub fn defaults(&self) -> &BundleDefaults {
-        match &self.source {
-            Source::Bundle(b) => &b.defaults,
-            Source::Models { defaults, .. } => defaults,
-        }
+        self.source.defaults()
     }
 
     /// The bundle on disk, or an error for networks in memory.
@@ -283,17 +299,10 @@ impl Engine {
     /// The negative prompt: the caller's, else what the model was trained to take as unconditional (the empty
     /// prompt of caption dropout for orrery's own models), else the official negative prompt.
     pub fn negative_prompt(&self) -> &str {
-        let unconditional = match &self.source {
-            Source::Bundle(b) => b.unconditional_prompt(),
-            Source::Models {
-                unconditional_prompt,
-                ..
-            } => unconditional_prompt.as_deref(),
-        };
         self.options
             .negative_prompt
             .as_deref()
-            .or(unconditional)
+            .or(self.source.unconditional_prompt())
             .unwrap_or(DEFAULT_NEGATIVE_PROMPT)
     }
 
@@ -346,13 +355,6 @@ impl Engine {
             pipeline: WorldPipeline::new(dit, vae)?,
             engine: self,
         })
-    }
-}
-
-fn source_name(source: &Source) -> &Path {
-    match source {
-        Source::Bundle(b) => &b.root,
-        Source::Models { name, .. } => name,
     }
 }
 
@@ -500,4 +502,127 @@ pub fn check_output(out: &Path) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defaults::ModeSampling;
+
+    fn small_defaults() -> BundleDefaults {
+        BundleDefaults {
+            schedule: crate::sample::ScheduleKind::Shift(3.0),
+            steps: 20,
+            guidance: 2.0,
+            frames: 33,
+            width: 64,
+            height: 64,
+            per_mode: [
+                ModeSampling::default(),
+                ModeSampling {
+                    steps: Some(1),
+                    guidance: Some(0.0),
+                    conditional_frames: None,
+                },
+                ModeSampling::default(),
+            ],
+            ..BundleDefaults::default()
+        }
+    }
+
+    fn engine(unconditional: Option<&str>, options: GenerationOptions) -> Result<Engine> {
+        Engine::for_models(Path::new("mem"), small_defaults(), unconditional, options)
+    }
+
+    #[test]
+    fn one_negative_prompt_policy() {
+        let own = engine(Some(""), GenerationOptions::default()).unwrap();
+        assert_eq!(own.negative_prompt(), "");
+        let released = engine(None, GenerationOptions::default()).unwrap();
+        assert_eq!(released.negative_prompt(), DEFAULT_NEGATIVE_PROMPT);
+        let caller = GenerationOptions {
+            negative_prompt: Some("blurry".into()),
+            ..GenerationOptions::default()
+        };
+        assert_eq!(
+            engine(Some(""), caller).unwrap().negative_prompt(),
+            "blurry"
+        );
+        // Weights: f32 for orrery's own models, bf16 for the released ones, unless told.
+        assert_eq!(own.weights(), WeightType::F32);
+        assert_eq!(released.weights(), WeightType::Bf16);
+    }
+
+    #[test]
+    fn settings_chunks_and_guidance_follow_the_caller_then_the_bundle() {
+        let e = engine(Some(""), GenerationOptions::default()).unwrap();
+        assert_eq!(e.settings(Mode::Image2World).steps, 1);
+        assert!(!e.guided(Mode::Image2World), "one chunk at guidance 0");
+        assert!(e.guided(Mode::Text2World));
+        assert_eq!(e.chunks(), [33]);
+        let long = GenerationOptions {
+            frames: Some(65),
+            ..GenerationOptions::default()
+        };
+        let e = engine(Some(""), long).unwrap();
+        assert_eq!(e.chunks(), [33, 33]);
+        // Later chunks continue as Image2World (1 step, 1 call); the first Text2World chunk takes 20 steps.
+        assert_eq!(e.calls(Mode::Image2World).unwrap(), 2);
+        assert_eq!(e.calls(Mode::Text2World).unwrap(), 21);
+        let caller = GenerationOptions {
+            sampling: SamplingOverrides {
+                steps: Some(4),
+                guidance: Some(3.0),
+                keep_observed: Some(None),
+                ..SamplingOverrides::default()
+            },
+            ..GenerationOptions::default()
+        };
+        let e = engine(Some(""), caller).unwrap();
+        let s = e.settings(Mode::Image2World);
+        assert_eq!((s.steps, s.guidance, s.keep_observed), (4, 3.0, None));
+    }
+
+    #[test]
+    fn bad_settings_fail_before_any_network() {
+        for options in [
+            GenerationOptions {
+                frames: Some(10),
+                ..GenerationOptions::default()
+            },
+            GenerationOptions {
+                size: Some(Size {
+                    width: 60,
+                    height: 64,
+                }),
+                ..GenerationOptions::default()
+            },
+            GenerationOptions {
+                fps: Some(0.0),
+                ..GenerationOptions::default()
+            },
+            GenerationOptions {
+                sampling: SamplingOverrides {
+                    guidance: Some(f64::INFINITY),
+                    ..SamplingOverrides::default()
+                },
+                ..GenerationOptions::default()
+            },
+            GenerationOptions {
+                sampling: SamplingOverrides {
+                    conditional_frames: Some(0),
+                    ..SamplingOverrides::default()
+                },
+                ..GenerationOptions::default()
+            },
+        ] {
+            assert!(engine(Some(""), options.clone()).is_err(), "{options:?}");
+        }
+        let e = engine(Some(""), GenerationOptions::default()).unwrap();
+        assert!(
+            e.encode_prompts(&["a ball"], None).is_err(),
+            "nothing on disk"
+        );
+        assert!(check_output(Path::new("/nonexistent/folder/out.mp4")).is_err());
+    }
 }
