@@ -310,3 +310,33 @@ fn truncate_cuts_an_over_long_prompt_with_a_warning() {
     assert_eq!(record["truncate"], true);
     assert_eq!(frames_of(&out), (9, 32, 32));
 }
+
+#[test]
+fn the_official_image2world_spec_runs_with_truncate() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    tiny_bundle(&bundle);
+    let spec = testdata("specs/image2world.json");
+    let out_dir = dir.path().join("out");
+    let args = [
+        "generate",
+        "--model",
+        bundle.to_str().unwrap(),
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+        "--dtype",
+        "f32",
+        "--steps",
+        "1",
+    ];
+    // The tiny tokenizer splits the official prompts into more than 512 tokens.
+    assert_fails_with(&args, "too long");
+    let mut args = args.to_vec();
+    args.push("--truncate");
+    run_ok(&args);
+    for name in ["robot_welding", "bus_terminal"] {
+        assert_eq!(frames_of(&out_dir.join(format!("{name}.mp4"))), (9, 32, 32));
+    }
+}

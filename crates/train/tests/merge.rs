@@ -169,7 +169,13 @@ fn dare_keeps_about_density_rescales_by_its_inverse_and_repeats_with_its_seed() 
         ),
     ] {
         let out = dir.path().join(format!("{label}.safetensors"));
-        merge(Some(&base), &[model.clone()], method, None, &out);
+        merge(
+            Some(&base),
+            std::slice::from_ref(&model),
+            method,
+            None,
+            &out,
+        );
         let got = values(&Checkpoint::open(&out).unwrap(), "w");
         let mut kept = 0;
         for (g, t) in got.iter().zip(&tau) {
@@ -185,7 +191,13 @@ fn dare_keeps_about_density_rescales_by_its_inverse_and_repeats_with_its_seed() 
             "{label}: kept {fraction}"
         );
         let again = dir.path().join(format!("{label}-again.safetensors"));
-        merge(Some(&base), &[model.clone()], method, None, &again);
+        merge(
+            Some(&base),
+            std::slice::from_ref(&model),
+            method,
+            None,
+            &again,
+        );
         assert_eq!(
             std::fs::read(&out).unwrap(),
             std::fs::read(&again).unwrap(),
@@ -194,7 +206,13 @@ fn dare_keeps_about_density_rescales_by_its_inverse_and_repeats_with_its_seed() 
     }
     let other_seed = dir.path().join("seed8.safetensors");
     let method = MergeMethod::DareLinear(dare(density, 8, DareRescale::InverseDensity));
-    merge(Some(&base), &[model.clone()], method, None, &other_seed);
+    merge(
+        Some(&base),
+        std::slice::from_ref(&model),
+        method,
+        None,
+        &other_seed,
+    );
     assert_ne!(
         values(&Checkpoint::open(&other_seed).unwrap(), "w"),
         values(

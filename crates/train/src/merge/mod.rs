@@ -10,7 +10,9 @@
 //! Merging streams: the inputs are memory-mapped, and the output file is written one tensor at a time, each
 //! computed in chunks of [`algorithms::CHUNK`] elements in float64 and stored in the inputs' type, after which
 //! the inputs' pages of that tensor are dropped from resident memory ([`orrery_nn::Checkpoint::release`]). Memory
-//! is the output tensor (plus, for TIES, one float64 scratch copy of it for the top-k selection), not the models.
+//! is the output tensor (plus, for TIES, one float64 scratch copy of it for the top-k selection) and the inputs'
+//! pages of the tensor being merged, not the models. (A PyTorch checkpoint's strided views are gathered into a
+//! contiguous copy first, as every reader of them does.)
 
 pub mod algorithms;
 mod bundle;
