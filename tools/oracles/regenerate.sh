@@ -14,7 +14,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install -q --no-deps torchvision==0.29.2
 fi
 scripts=("$@")
-[ ${#scripts[@]} -gt 0 ] || scripts=(checkpoint_io media dit dit_pt vae qwen qwen_tokenizer flow pipeline metrics evalnets motion kernels merge)
+[ ${#scripts[@]} -gt 0 ] || scripts=(checkpoint_io media dit dit_pt dit_lora vae qwen qwen_tokenizer flow pipeline metrics evalnets motion kernels merge)
 cd "$here"
 for s in "${scripts[@]}"; do
   echo "== $s"

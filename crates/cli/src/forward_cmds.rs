@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use orrery_dit::{DitInput, DitModelDir};
+use orrery_dit::{DitInput, DitModelDir, LoraSpec, ScaledLora};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
 use orrery_pipeline::WeightType;
@@ -15,7 +15,7 @@ pub enum ForwardCommand {
     /// The diffusion transformer: `hidden_states` (B,C,T,H,W), `timestep` ((B,) or (B,1,T,1,1), in the network's
     /// [0,1] units: the scheduler's timestep x 0.001), `encoder_hidden_states`, `condition_mask` (B,1,T,H,W),
     /// optional `padding_mask` -> `velocity`.
-    Dit(ForwardArgs),
+    Dit(DitForwardArgs),
     /// The Reason1 text encoder: `input_ids` (B, L) -> `prompt_embeds` (B, L, layers x hidden), the Cosmos
     /// multi-layer embedding. The model folder is a Hugging Face Qwen2.5-VL / Cosmos-Reason1 folder.
     Text(ForwardArgs),
@@ -40,6 +40,25 @@ pub struct ForwardArgs {
     /// Type the weights are converted to: f32 or bf16 (the float32 parts of the network stay float32).
     #[arg(long, default_value = "f32")]
     pub dtype: WeightType,
+}
+
+#[derive(clap::Args)]
+pub struct DitForwardArgs {
+    #[command(flatten)]
+    pub common: ForwardArgs,
+    /// A LoRA adapter fused into the weights at load, with its scale (default 1): a diffusers
+    /// pytorch_lora_weights.safetensors (alpha from its metadata, else alpha = rank) or an official checkpoint
+    /// with lora_A/lora_B.default keys (alpha = rank). Repeat for several adapters; their deltas add up.
+    #[arg(long = "lora", value_name = "FILE[:SCALE]")]
+    pub loras: Vec<LoraSpec>,
+}
+
+/// Reads every `--lora` adapter (the DiT checks them against its weights when it loads); errors name the file.
+pub fn open_loras(specs: &[LoraSpec]) -> Result<Vec<ScaledLora>> {
+    Ok(specs
+        .iter()
+        .map(LoraSpec::open)
+        .collect::<orrery_dit::Result<_>>()?)
 }
 
 pub fn run(cmd: ForwardCommand) -> Result<()> {
@@ -98,7 +117,9 @@ impl Inputs {
     }
 }
 
-fn forward_dit(args: &ForwardArgs) -> Result<()> {
+fn forward_dit(dit_args: &DitForwardArgs) -> Result<()> {
+    let args = &dit_args.common;
+    let loras = open_loras(&dit_args.loras)?;
     let dtype = args.dtype.dtype();
     let inputs = Inputs::open(&args.inputs)?;
     let x = inputs.get("hidden_states")?;
@@ -112,7 +133,7 @@ fn forward_dit(args: &ForwardArgs) -> Result<()> {
         _ => timestep,
     };
     let model_dir = DitModelDir::open(&args.model)?;
-    let model = model_dir.load(dtype, &Device::Cpu)?;
+    let model = model_dir.load_with_loras(&loras, dtype, &Device::Cpu)?;
     let velocity = model.forward(&DitInput {
         x: &x,
         timesteps: &timesteps,

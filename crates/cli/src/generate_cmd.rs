@@ -36,6 +36,11 @@ pub struct GenerateArgs {
     /// reference does; without it they are refused.
     #[arg(long)]
     pub truncate: bool,
+    /// A LoRA adapter fused into the DiT at load, FILE[:SCALE] (scale 1 if left out): a diffusers
+    /// pytorch_lora_weights.safetensors or an official checkpoint with lora_A/lora_B.default keys. Repeat for
+    /// several adapters; their deltas add up.
+    #[arg(long = "lora", value_name = "FILE[:SCALE]")]
+    pub loras: Vec<orrery_dit::LoraSpec>,
     /// Precomputed prompt embeddings (safetensors with `prompt_embeds` and, for guidance, `negative_embeds`),
     /// instead of running the text encoder.
     #[arg(long)]
@@ -161,6 +166,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         weights: args.dtype,
         negative_prompt: args.negative_prompt.clone(),
         truncate: args.truncate || spec_truncates,
+        loras: args.loras.clone(),
     };
     // Everything that can fail without a network fails here: settings, outputs, inputs.
     let engine = Engine::open(&root, options)?;

@@ -10,6 +10,7 @@ mod eval_cmd;
 mod eval_report;
 mod forward_cmds;
 mod generate_cmd;
+mod lora_cmd;
 mod media_cmds;
 mod merge_cmd;
 mod physics_cmds;
@@ -67,6 +68,9 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Merge fine-tuned models into one: soup, task arithmetic, TIES, DARE (streamed tensor by tensor).
     Merge(merge_cmd::MergeArgs),
+    /// LoRA adapters on the DiT: fuse them into a model's weights.
+    #[command(subcommand)]
+    Lora(lora_cmd::LoraCommand),
 }
 
 #[global_allocator]
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Train(cmd) => train_cmd::run(cmd),
         Command::Eval(args) => eval_cmd::eval(&args),
         Command::Merge(args) => merge_cmd::merge(&args),
+        Command::Lora(cmd) => lora_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

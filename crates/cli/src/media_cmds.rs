@@ -1,10 +1,11 @@
 //! `orrery media ...`: look at and convert images and videos.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use orrery_media::{
-    read_image, read_video, resize, write_gif, write_mp4, write_png, Mp4Options, VideoReader,
+    read_image, read_video, resize, tile_clips, write_gif, write_mp4, write_png, Mp4Options,
+    RgbImage, VideoReader,
 };
 use orrery_pipeline::Size;
 
@@ -25,6 +26,25 @@ pub enum MediaCommand {
         #[arg(long)]
         frames: Option<usize>,
         /// Output frame rate (default: the input's; frames are resampled by time).
+        #[arg(long)]
+        fps: Option<f64>,
+        /// H.264 quantiser, 0 (best) to 51.
+        #[arg(long, default_value_t = Mp4Options::default().qp)]
+        qp: u8,
+    },
+    /// Put videos (or images) side by side, each resized to one tile, as MP4, GIF or PNG frames: e.g. the real
+    /// clip beside a prediction. Shorter inputs hold their last frame.
+    Tile {
+        /// The inputs, left to right.
+        #[arg(required = true, num_args = 2..)]
+        inputs: Vec<PathBuf>,
+        /// .mp4, .gif, or a folder for PNG frames.
+        #[arg(long)]
+        out: PathBuf,
+        /// Tile size WIDTHxHEIGHT (default: the first input's size).
+        #[arg(long)]
+        size: Option<Size>,
+        /// Output frame rate (default: the first input's).
         #[arg(long)]
         fps: Option<f64>,
         /// H.264 quantiser, 0 (best) to 51.
@@ -98,31 +118,7 @@ pub fn run(cmd: MediaCommand) -> Result<()> {
                     .map(|f| resize::resize_to_cover_and_crop(f, w, h))
                     .collect::<Result<_, _>>()?;
             }
-            let ext = output
-                .extension()
-                .map(|e| e.to_string_lossy().to_lowercase());
-            match ext.as_deref() {
-                Some("mp4") => write_mp4(
-                    &output,
-                    &video.frames,
-                    video.fps,
-                    Mp4Options {
-                        qp,
-                        ..Default::default()
-                    },
-                )?,
-                Some("gif") => write_gif(&output, &video.frames, video.fps)?,
-                Some(other) => bail!(
-                    "{}: unknown output type .{other} (use .mp4, .gif or a folder)",
-                    output.display()
-                ),
-                None => {
-                    std::fs::create_dir_all(&output)?;
-                    for (i, frame) in video.frames.iter().enumerate() {
-                        write_png(&output.join(format!("frame_{i:05}.png")), frame)?;
-                    }
-                }
-            }
+            write_frames(&output, &video.frames, video.fps, qp)?;
             println!(
                 "wrote {} frames to {}",
                 video.frames.len(),
@@ -130,5 +126,91 @@ pub fn run(cmd: MediaCommand) -> Result<()> {
             );
             Ok(())
         }
+        MediaCommand::Tile {
+            inputs,
+            out,
+            size,
+            fps,
+            qp,
+        } => tile(&inputs, &out, size, fps, qp),
     }
+}
+
+/// Reads a video, or an image as a one-frame video.
+fn read_frames(path: &Path) -> Result<(Vec<RgbImage>, f64)> {
+    match read_video(path) {
+        Ok(v) => Ok((v.frames, v.fps)),
+        Err(video_error) => match read_image(path) {
+            Ok(image) => Ok((vec![image], 16.0)),
+            Err(_) => {
+                Err(anyhow::Error::from(video_error).context(format!("reading {}", path.display())))
+            }
+        },
+    }
+}
+
+fn tile(
+    inputs: &[PathBuf],
+    out: &Path,
+    size: Option<Size>,
+    fps: Option<f64>,
+    qp: u8,
+) -> Result<()> {
+    let mut clips = Vec::with_capacity(inputs.len());
+    let mut first_fps = None;
+    for path in inputs {
+        let (frames, rate) = read_frames(path)?;
+        first_fps.get_or_insert(rate);
+        clips.push(frames);
+    }
+    let (w, h) = match size {
+        Some(s) => checked_size(s)?,
+        None => (clips[0][0].width(), clips[0][0].height()),
+    };
+    for clip in &mut clips {
+        *clip = clip
+            .iter()
+            .map(|f| resize::resize_to_cover_and_crop(f, w, h))
+            .collect::<Result<_, _>>()?;
+    }
+    let row: Vec<&[RgbImage]> = clips.iter().map(Vec::as_slice).collect();
+    let tiled = tile_clips(&[row], w, h);
+    write_frames(out, &tiled, fps.or(first_fps).unwrap_or(16.0), qp)?;
+    println!(
+        "wrote {} frames of {} inputs to {}",
+        tiled.len(),
+        inputs.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Writes frames as `.mp4`, `.gif`, or PNG frames into a folder (no extension).
+fn write_frames(output: &Path, frames: &[RgbImage], fps: f64, qp: u8) -> Result<()> {
+    let ext = output
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase());
+    match ext.as_deref() {
+        Some("mp4") => write_mp4(
+            output,
+            frames,
+            fps,
+            Mp4Options {
+                qp,
+                ..Default::default()
+            },
+        )?,
+        Some("gif") => write_gif(output, frames, fps)?,
+        Some(other) => bail!(
+            "{}: unknown output type .{other} (use .mp4, .gif or a folder)",
+            output.display()
+        ),
+        None => {
+            std::fs::create_dir_all(output)?;
+            for (i, frame) in frames.iter().enumerate() {
+                write_png(&output.join(format!("frame_{i:05}.png")), frame)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -200,6 +200,36 @@ fn media_info_and_transcode() {
     ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("0x10"));
+
+    // Side by side: the 9-frame clip beside an image, which holds its one frame.
+    let tiled = dir.path().join("tiled.mp4");
+    let out = orrery(&[
+        os("media"),
+        os("tile"),
+        mp4.as_os_str(),
+        testdata("media/droid_episode_000408.png").as_os_str(),
+        os("--out"),
+        tiled.as_os_str(),
+        os("--size"),
+        os("64x32"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = orrery(&[os("media"), os("info"), tiled.as_os_str()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("128x32, 16.000 fps, 9 frames"));
+    let bad = orrery(&[
+        os("media"),
+        os("tile"),
+        mp4.as_os_str(),
+        dir.path().join("missing.mp4").as_os_str(),
+        os("--out"),
+        tiled.as_os_str(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.mp4"));
 }
 
 #[test]

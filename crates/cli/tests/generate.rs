@@ -340,3 +340,65 @@ fn the_official_image2world_spec_runs_with_truncate() {
         assert_eq!(frames_of(&out_dir.join(format!("{name}.mp4"))), (9, 32, 32));
     }
 }
+
+#[test]
+fn a_lora_changes_the_output_and_a_missing_one_fails_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    tiny_bundle(&bundle);
+    let b = bundle.to_str().unwrap();
+    let lora = testdata("dit_lora/pytorch_lora_weights.safetensors");
+    let base_out = dir.path().join("base.mp4");
+    let lora_out = dir.path().join("lora.mp4");
+    let args = |out: &Path| {
+        vec![
+            "generate".to_owned(),
+            "--model".into(),
+            b.into(),
+            "--prompt".into(),
+            "a ball".into(),
+            "--dtype".into(),
+            "f32".into(),
+            "--steps".into(),
+            "1".into(),
+            "--save-latents".into(),
+            out.with_extension("safetensors").to_str().unwrap().into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    run_ok(&as_refs(&args(&base_out)));
+    let mut with_lora = args(&lora_out);
+    with_lora.extend(["--lora".into(), format!("{}:0.5", lora.display())]);
+    run_ok(&as_refs(&with_lora));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lora_out.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(record["loras"][0][1], 0.5);
+    let latents = |p: &Path| {
+        orrery_nn::Checkpoint::open(p.with_extension("safetensors"))
+            .unwrap()
+            .load_as(
+                "latents",
+                candle_core::DType::F32,
+                &candle_core::Device::Cpu,
+            )
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_ne!(
+        latents(&base_out),
+        latents(&lora_out),
+        "the adapter changes the DiT"
+    );
+    let mut missing = args(&dir.path().join("never.mp4"));
+    missing.extend(["--lora".into(), "/nonexistent/adapter.safetensors".into()]);
+    assert_fails_with(&as_refs(&missing), "/nonexistent/adapter.safetensors");
+}
+
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

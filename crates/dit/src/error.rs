@@ -18,6 +18,8 @@ pub enum DitError {
     },
     #[error("{path}: {detail}")]
     Weights { path: PathBuf, detail: String },
+    #[error("LoRA {path}: {detail}")]
+    Lora { path: PathBuf, detail: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]

@@ -9,6 +9,7 @@ pub mod block;
 pub mod config;
 mod error;
 pub mod load;
+pub mod lora;
 pub mod model;
 pub mod patch;
 pub mod rope;
@@ -16,5 +17,6 @@ pub mod time_embed;
 
 pub use config::DitConfig;
 pub use error::{DitError, Result};
-pub use load::{load_dit, DitModelDir};
+pub use load::{load_dit, load_dit_with_loras, DitModelDir};
+pub use lora::{LoraAdapter, LoraSpec, ScaledLora};
 pub use model::{CosmosDit, DitInput};

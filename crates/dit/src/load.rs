@@ -11,23 +11,36 @@ use orrery_nn::checkpoint::names::{
 use orrery_nn::Checkpoint;
 
 use crate::error::{DitError, Result};
+use crate::lora::{fusing_var_builder, is_lora_key, write_fused, ScaledLora};
 use crate::{CosmosDit, DitConfig};
 
 /// Loads a network of shape `config` from `weights` (any checkpoint format and naming), converting every tensor
 /// to `dtype` (the float32 parts stay float32). Every parameter must be present with its shape, and no stored
-/// parameter may be left unused; each failure names the tensor.
+/// parameter may be left unused; each failure names the tensor. LoRA adapters stored in the checkpoint (official
+/// `lora_A/B.default` keys) are fused into their weights at scale 1.
 pub fn load_dit(
     weights: &Path,
     config: &DitConfig,
     dtype: DType,
     device: &Device,
 ) -> Result<CosmosDit> {
+    load_dit_with_loras(weights, config, &[], dtype, device)
+}
+
+/// [`load_dit`] with every adapter of `loras` fused into its weights at its scale
+/// (`W' = W + Σ scale · alpha / r · B @ A`, in float32, then converted to `dtype`), after the adapters the
+/// checkpoint carries itself (scale 1). Each adapter is checked against `config` first.
+pub fn load_dit_with_loras(
+    weights: &Path,
+    config: &DitConfig,
+    loras: &[ScaledLora],
+    dtype: DType,
+    device: &Device,
+) -> Result<CosmosDit> {
     config.validate()?;
     let checkpoint = Checkpoint::open(weights)?;
     let naming = check_names(&checkpoint, config)?;
-    let vb = checkpoint
-        .var_builder(dtype, device)
-        .rename_f(move |name| naming.stored_name(name));
+    let vb = fusing_var_builder(checkpoint, naming, config, loras, dtype, device)?;
     CosmosDit::new(vb, config)
 }
 
@@ -60,7 +73,7 @@ pub fn check_names(checkpoint: &Checkpoint, config: &DitConfig) -> Result<DitNam
         .tensors()
         .iter()
         .map(|t| t.name.as_str())
-        .filter(|name| !dit_is_non_parameter(name))
+        .filter(|name| !dit_is_non_parameter(name) && !is_lora_key(name))
         .filter(|name| match naming {
             DitNaming::OfficialPrefixed => name
                 .strip_prefix(OFFICIAL_PREFIX)
@@ -98,6 +111,26 @@ impl DitModelDir {
 
     pub fn load(&self, dtype: DType, device: &Device) -> Result<CosmosDit> {
         load_dit(&self.weights, &self.config, dtype, device)
+    }
+
+    /// Loads the model with `loras` (adapter, scale) fused into its weights; see [`load_dit_with_loras`].
+    pub fn load_with_loras(
+        &self,
+        loras: &[ScaledLora],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<CosmosDit> {
+        load_dit_with_loras(&self.weights, &self.config, loras, dtype, device)
+    }
+
+    /// Writes the model's weights with `loras` fused in (and any adapter the checkpoint carries, at scale 1) to
+    /// `out`: one safetensors file in official names (`net.` prefix), each tensor in its stored element type,
+    /// streamed tensor by tensor and atomic (nothing appears at `out` unless complete).
+    pub fn fuse_loras(&self, loras: &[ScaledLora], out: &Path) -> Result<()> {
+        self.config.validate()?;
+        let checkpoint = Checkpoint::open(&self.weights)?;
+        let naming = check_names(&checkpoint, &self.config)?;
+        write_fused(checkpoint, naming, &self.config, loras, out)
     }
 }
 

@@ -26,7 +26,7 @@ pub use dtype::DType;
 pub use error::{CheckpointError, Result};
 pub use format::Format;
 pub use var_backend::{TrackedCheckpoint, UsedNames};
-pub use write::{save_tensors, write_safetensors, SafetensorsSource, TensorSet};
+pub use write::{save_tensors, tensor_bytes, write_safetensors, SafetensorsSource, TensorSet};
 
 /// One tensor of a checkpoint: its name, element type and shape, and where its bytes are.
 #[derive(Debug, Clone)]
@@ -147,6 +147,20 @@ impl Checkpoint {
 
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// The string metadata of a single safetensors file's header (`__metadata__`: `format`, diffusers'
+    /// `lora_adapter_metadata`, ...); `None` for other formats and files without metadata.
+    pub fn safetensors_metadata(&self) -> Result<Option<HashMap<String, String>>> {
+        if self.format != Format::Safetensors {
+            return Ok(None);
+        }
+        let Some(map) = self.maps.first() else {
+            return Ok(None);
+        };
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(map)
+            .map_err(|e| CheckpointError::corrupt(&self.path, "safetensors", e.to_string()))?;
+        Ok(metadata.metadata().clone())
     }
 
     /// All tensors, sorted by name.

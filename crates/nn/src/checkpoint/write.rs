@@ -172,8 +172,8 @@ impl SafetensorsSource for TensorSet {
     }
 }
 
-/// Little-endian bytes of a tensor in its element type.
-fn tensor_bytes(t: &candle_core::Tensor) -> candle_core::Result<Vec<u8>> {
+/// Little-endian bytes of a tensor in its element type (what safetensors stores).
+pub fn tensor_bytes(t: &candle_core::Tensor) -> candle_core::Result<Vec<u8>> {
     use candle_core::DType as C;
     let flat = t.flatten_all()?.to_device(&candle_core::Device::Cpu)?;
     fn le<T: Copy, const N: usize>(v: Vec<T>, f: impl Fn(T) -> [u8; N]) -> Vec<u8> {

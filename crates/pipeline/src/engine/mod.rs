@@ -200,6 +200,12 @@ impl Engine {
                 "frame rate {fps}: expected 0 < fps <= 1000"
             )));
         }
+        if let Some(missing) = options.loras.iter().find(|l| !l.path.is_file()) {
+            return Err(PipelineError::Input(format!(
+                "LoRA adapter {}: no such file",
+                missing.path.display()
+            )));
+        }
         let engine = Self {
             source,
             options,
@@ -344,7 +350,15 @@ impl Engine {
     /// Loads the DiT (in the engine's weight type) and the VAE (float32).
     pub fn load(self) -> Result<Generator> {
         let bundle = self.on_disk()?;
-        let dit = bundle.dit.load(self.weights.dtype(), &Device::Cpu)?;
+        let loras = self
+            .options
+            .loras
+            .iter()
+            .map(orrery_dit::LoraSpec::open)
+            .collect::<orrery_dit::Result<Vec<_>>>()?;
+        let dit = bundle
+            .dit
+            .load_with_loras(&loras, self.weights.dtype(), &Device::Cpu)?;
         let vae = bundle.vae.load(DType::F32, &Device::Cpu)?;
         self.with_models(dit, vae)
     }
@@ -466,6 +480,12 @@ impl Generator {
                 .filter(|_| mode != Mode::Text2World)
                 .map(KeepObserved::to_json),
             truncate: e.options.truncate,
+            loras: e
+                .options
+                .loras
+                .iter()
+                .map(|l| (l.path.clone(), l.scale))
+                .collect(),
         }
     }
 

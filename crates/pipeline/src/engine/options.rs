@@ -125,6 +125,8 @@ pub struct GenerationOptions {
     pub negative_prompt: Option<String>,
     /// Cut prompts longer than the text encoder takes, with a warning, as the reference does (else refuse them).
     pub truncate: bool,
+    /// LoRA adapters fused into the DiT's weights at load, each with its scale.
+    pub loras: Vec<orrery_dit::LoraSpec>,
 }
 
 #[cfg(test)]

@@ -30,4 +30,6 @@ pub struct GenerationRecord {
     pub conditional_frames: usize,
     pub keep_observed: Option<serde_json::Value>,
     pub truncate: bool,
+    /// LoRA adapters fused into the DiT: (file, scale).
+    pub loras: Vec<(PathBuf, f64)>,
 }
