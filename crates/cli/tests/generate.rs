@@ -158,17 +158,7 @@ fn batch_spec_writes_one_video_per_sample() {
     )
     .unwrap();
     let out_dir = dir.path().join("out");
-    run_ok(&[
-        "generate",
-        "--model",
-        bundle.to_str().unwrap(),
-        "--spec",
-        spec.to_str().unwrap(),
-        "--out-dir",
-        out_dir.to_str().unwrap(),
-        "--dtype",
-        "f32",
-    ]);
+    run_ok(&as_refs(&spec_args(&bundle, &spec, &out_dir)));
     for name in ["welding", "droid"] {
         assert_eq!(frames_of(&out_dir.join(format!("{name}.mp4"))), (9, 32, 32));
         let s: serde_json::Value = serde_json::from_str(
@@ -318,24 +308,12 @@ fn the_official_image2world_spec_runs_with_truncate() {
     tiny_bundle(&bundle);
     let spec = testdata("specs/image2world.json");
     let out_dir = dir.path().join("out");
-    let args = [
-        "generate",
-        "--model",
-        bundle.to_str().unwrap(),
-        "--spec",
-        spec.to_str().unwrap(),
-        "--out-dir",
-        out_dir.to_str().unwrap(),
-        "--dtype",
-        "f32",
-        "--steps",
-        "1",
-    ];
+    let mut args = spec_args(&bundle, &spec, &out_dir);
+    args.extend(["--steps".into(), "1".into()]);
     // The tiny tokenizer splits the official prompts into more than 512 tokens.
-    assert_fails_with(&args, "too long");
-    let mut args = args.to_vec();
-    args.push("--truncate");
-    run_ok(&args);
+    assert_fails_with(&as_refs(&args), "too long");
+    args.push("--truncate".into());
+    run_ok(&as_refs(&args));
     for name in ["robot_welding", "bus_terminal"] {
         assert_eq!(frames_of(&out_dir.join(format!("{name}.mp4"))), (9, 32, 32));
     }
@@ -401,4 +379,21 @@ fn a_lora_changes_the_output_and_a_missing_one_fails_first() {
 
 fn as_refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// `generate --model BUNDLE --spec SPEC --out-dir OUT --dtype f32`.
+fn spec_args(bundle: &Path, spec: &Path, out_dir: &Path) -> Vec<String> {
+    [
+        "generate",
+        "--model",
+        bundle.to_str().unwrap(),
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+        "--dtype",
+        "f32",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }

@@ -52,7 +52,7 @@ pub fn check_names(checkpoint: &Checkpoint, config: &DitConfig) -> Result<DitNam
         detail,
     };
     let naming = DitNaming::detect(checkpoint.tensors().iter().map(|t| t.name.as_str())).ok_or_else(|| {
-        let first: Vec<&str> = checkpoint.tensors().iter().take(3).map(|t| t.name.as_str()).collect();
+        let first = checkpoint.first_names(3);
         weights_error(format!(
             "no Cosmos DiT tensors found (expected `net.blocks.*`, `blocks.*` or `transformer_blocks.*`; \
              first names: {first:?})"

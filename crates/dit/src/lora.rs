@@ -198,12 +198,7 @@ impl LoraAdapter {
             }
         }
         if adapter.layers.is_empty() {
-            let first: Vec<&str> = checkpoint
-                .tensors()
-                .iter()
-                .take(3)
-                .map(|t| t.name.as_str())
-                .collect();
+            let first = checkpoint.first_names(3);
             return Err(DitError::Lora {
                 path: path.to_owned(),
                 detail: format!(

@@ -26,12 +26,7 @@ pub fn load_vae(
     } else if checkpoint.contains("encoder.conv1.weight") {
         false
     } else {
-        let first: Vec<&str> = checkpoint
-            .tensors()
-            .iter()
-            .take(3)
-            .map(|t| t.name.as_str())
-            .collect();
+        let first = checkpoint.first_names(3);
         return Err(VaeError::Weights {
             path: weights.to_owned(),
             detail: format!(

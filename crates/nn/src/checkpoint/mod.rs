@@ -168,6 +168,15 @@ impl Checkpoint {
         &self.tensors
     }
 
+    /// The first `n` stored names, for errors that say what a file holds instead of what was expected.
+    pub fn first_names(&self, n: usize) -> Vec<&str> {
+        self.tensors
+            .iter()
+            .take(n)
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
     /// Entries of a PyTorch checkpoint that are not tensors (counters, `_extra_state`, ...), which were skipped.
     pub fn skipped_entries(&self) -> &[String] {
         &self.skipped
