@@ -121,6 +121,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         fps: engine.fps() as f32,
         families: Vec::new(),
         seed: args.seed,
+        videos: None,
     };
     held_out.validate().map_err(anyhow::Error::msg)?;
     let clips: Vec<_> = (0..held_out.clips)

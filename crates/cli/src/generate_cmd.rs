@@ -181,52 +181,32 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         .map(|job| WorldInput::read(job.mode, job.input.as_deref()))
         .collect::<orrery_pipeline::Result<Vec<_>>>()?;
     // Text first: the encoder is freed before the DiT is loaded.
-    let negatives: Vec<Option<&str>> = jobs
-        .iter()
-        .map(|j| {
-            engine.guided(j.mode).then(|| {
-                j.negative_prompt
-                    .as_deref()
-                    .unwrap_or(engine.negative_prompt())
-            })
-        })
-        .collect();
-    let (texts, negative_embeds) = match &args.prompt_embeds {
+    let embeddings: Vec<(Tensor, Option<Tensor>)> = match &args.prompt_embeds {
         Some(path) => {
-            embeddings_from_file(path, jobs.len(), negatives.iter().any(Option::is_some))?
+            let guided = jobs.iter().any(|j| engine.guided(j.mode));
+            let (texts, negatives) = embeddings_from_file(path, jobs.len(), guided)?;
+            texts.into_iter().zip(negatives).collect()
         }
         None => {
             let cache = args.cache.as_deref().map(PromptCache::new).transpose()?;
-            let mut prompts: Vec<&str> = jobs.iter().map(|j| j.prompt.as_str()).collect();
-            let mut unique: Vec<&str> = negatives.iter().flatten().copied().collect();
-            unique.sort_unstable();
-            unique.dedup();
-            prompts.extend(&unique);
-            tracing::info!("encoding {} prompt(s)", prompts.len());
-            let mut embeds = engine.encode_prompts(&prompts, cache.as_ref())?;
-            let unique_embeds = embeds.split_off(jobs.len());
-            let negative_embeds = negatives
+            let clips: Vec<(&str, Mode, Option<&str>)> = jobs
                 .iter()
-                .map(|n| {
-                    n.map(|n| unique_embeds[unique.binary_search(&n).expect("listed")].clone())
-                })
+                .map(|j| (j.prompt.as_str(), j.mode, j.negative_prompt.as_deref()))
                 .collect();
-            (embeds, negative_embeds)
+            engine.clip_prompts(&clips, cache.as_ref())?
         }
     };
     let generator = engine.load()?;
     let e = generator.engine();
-    for (((job, input), text), negative) in
-        jobs.iter().zip(&inputs).zip(&texts).zip(&negative_embeds)
-    {
+    for ((job, input), (text, negative)) in jobs.iter().zip(&inputs).zip(&embeddings) {
         let bar = crate::progress_bar(e.calls(job.mode)?, "steps", job.name.clone())?;
         let seed = args.seed;
         let out = generator.generate(input, text, negative.as_ref(), seed, || bar.inc(1))?;
         bar.finish();
         let mut record = generator.record(&job.prompt, job.mode, seed, &out);
-        if let Some(n) = &job.negative_prompt {
-            record.negative_prompt = record.negative_prompt.map(|_| n.clone());
-        }
+        record.negative_prompt = e
+            .negative_for(job.mode, job.negative_prompt.as_deref())
+            .map(str::to_owned);
         let record_path = generator.write(&job.out, &out.frames, &record)?;
         if let Some(path) = &args.save_latents {
             save_tensors(path, vec![("latents".into(), out.latents)])?;

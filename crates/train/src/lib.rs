@@ -24,4 +24,5 @@ pub use error::{Result, TrainError};
 pub use trainer::data::DataConfig;
 pub use trainer::run::Run;
 pub use trainer::session::{LossPoint, Session};
+pub use trainer::videos::VideosConfig;
 pub use vae::{VaeTrainConfig, VaeTrainer};

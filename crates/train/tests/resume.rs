@@ -559,3 +559,90 @@ fn a_latent_cache_of_fewer_clips_is_extended_with_the_missing_ones() {
     let reencoded = LatentSet::build(&other, &vae, &source.weights, &grown).unwrap();
     assert_ne!(reencoded.captions, whole.captions);
 }
+
+#[test]
+fn a_dit_run_trains_on_a_folder_of_user_videos() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let vae_dir = trained_vae(&root.join("vae"));
+    // The official layout: two fixture videos of other sizes and rates (1280x704 16 fps, 1280x720 30 fps), one
+    // caption in metas/, one beside its video, and a stray non-video that is skipped.
+    let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/media");
+    let videos = root.join("user");
+    std::fs::create_dir_all(videos.join("videos")).unwrap();
+    std::fs::create_dir_all(videos.join("metas")).unwrap();
+    for (from, to) in [
+        ("video2world_nemo_2b.mp4", "videos/nemo.mp4"),
+        ("urban_freeway_front_tele_30fov.mp4", "videos/freeway.mp4"),
+        ("droid_episode_000408.png", "videos/picture.mp4"),
+    ] {
+        std::fs::copy(media.join(from), videos.join(to)).unwrap();
+    }
+    std::fs::write(videos.join("metas/nemo.txt"), "a teal robot").unwrap();
+    std::fs::write(videos.join("videos/freeway.txt"), "a freeway").unwrap();
+    std::fs::write(videos.join("metas/picture.txt"), "a picture").unwrap();
+
+    let mut config = dit_config(&root.join("dit"), &vae_dir);
+    config.run.steps = 2;
+    config.data.clips = 2;
+    config.data.videos = Some(orrery_train::VideosConfig {
+        dir: videos.clone(),
+        shards: Vec::new(),
+        refuse_bad_files: false,
+        refuse_short_videos: false,
+    });
+    config.validate().unwrap();
+
+    let source = orrery_vae::VaeModelPath::open(&vae_dir).unwrap();
+    let vae = source.load(DType::F32, &Device::Cpu).unwrap();
+    let set = orrery_train::dit::LatentSet::build(
+        &config.data,
+        &vae,
+        &source.weights,
+        &root.join("cache"),
+    )
+    .unwrap();
+    // File-name order: freeway, nemo; 9 frames -> 3 latent frames.
+    assert_eq!(
+        set.captions[0],
+        ["a freeway", "a freeway", "a freeway"].map(String::from)
+    );
+    assert_eq!(set.captions[1][1], "a teal robot");
+    assert_eq!(set.latents.dim(0).unwrap(), 2);
+    assert_eq!(set.latents.dim(2).unwrap(), 3);
+
+    // The cache is reused while the folder is unchanged, and rebuilt when a caption changes.
+    let cached = orrery_train::dit::LatentSet::build(
+        &config.data,
+        &vae,
+        &source.weights,
+        &root.join("cache"),
+    )
+    .unwrap();
+    assert_eq!(cached.captions, set.captions);
+    std::fs::write(videos.join("videos/freeway.txt"), "a busy freeway").unwrap();
+    let rebuilt = orrery_train::dit::LatentSet::build(
+        &config.data,
+        &vae,
+        &source.weights,
+        &root.join("cache"),
+    )
+    .unwrap();
+    assert_eq!(rebuilt.captions[0][0], "a busy freeway");
+
+    let mut trainer = DitTrainer::new(config.clone()).unwrap();
+    trainer.train(None, |_| {}).unwrap();
+    assert!(trainer.session.history.iter().all(|p| p.loss.is_finite()));
+    // Samples continue the user's own clips (there is no held-out set of them).
+    let samples = trainer.write_samples().unwrap().unwrap();
+    assert!(samples.exists(), "{}", samples.display());
+
+    // Refusing bad files names the stray one.
+    let mut strict = config;
+    strict.data.videos.as_mut().unwrap().refuse_bad_files = true;
+    let err =
+        orrery_train::dit::LatentSet::build(&strict.data, &vae, &source.weights, &root.join("c2"))
+            .err()
+            .unwrap();
+    assert!(err.to_string().contains("picture.mp4"), "{err}");
+}

@@ -347,6 +347,40 @@ impl Engine {
         })
     }
 
+    /// The negative prompt a clip in `mode` samples with: `own` (a batch spec's per-sample one) or the engine's,
+    /// `None` where no chunk of the clip is guided.
+    pub fn negative_for<'a>(&'a self, mode: Mode, own: Option<&'a str>) -> Option<&'a str> {
+        self.guided(mode)
+            .then(|| own.unwrap_or(self.negative_prompt()))
+    }
+
+    /// Embeddings of clips given as (prompt, mode, own negative prompt): each clip's prompt and, where it is
+    /// guided, its negative prompt, with every distinct negative encoded once, in one pass of the text encoder.
+    pub fn clip_prompts(
+        &self,
+        clips: &[(&str, Mode, Option<&str>)],
+        cache: Option<&PromptCache>,
+    ) -> Result<Vec<(Tensor, Option<Tensor>)>> {
+        let negatives: Vec<Option<&str>> = clips
+            .iter()
+            .map(|&(_, mode, own)| self.negative_for(mode, own))
+            .collect();
+        let mut unique: Vec<&str> = negatives.iter().flatten().copied().collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut all: Vec<&str> = clips.iter().map(|c| c.0).collect();
+        all.extend(&unique);
+        tracing::info!("encoding {} prompt(s)", all.len());
+        let mut embeds = self.encode_prompts(&all, cache)?;
+        let unique_embeds = embeds.split_off(clips.len());
+        let negative = |n: &str| unique_embeds[unique.binary_search(&n).unwrap_or(0)].clone();
+        Ok(embeds
+            .into_iter()
+            .zip(negatives)
+            .map(|(text, n)| (text, n.map(negative)))
+            .collect())
+    }
+
     /// Loads the DiT (in the engine's weight type) and the VAE (float32).
     pub fn load(self) -> Result<Generator> {
         let bundle = self.on_disk()?;

@@ -11,6 +11,7 @@ use orrery_vae::{Chunking, WanVae};
 use crate::error::{Result, TrainError};
 use crate::trainer::data::{clip_tensor, DataConfig};
 use crate::trainer::session::write_file;
+use crate::trainer::videos::{folder_fingerprint, frames_tensor, scan_videos};
 
 /// Normalised latents of the training clips and their captions (short, medium, long).
 pub struct LatentSet {
@@ -25,7 +26,19 @@ impl LatentSet {
     /// ones (clip `i` depends only on `i` and the seed), and one of more clips gives its first ones: a run on
     /// more clips can start from a copy of a smaller run's cache.
     pub fn build(data: &DataConfig, vae: &WanVae, vae_weights: &Path, dir: &Path) -> Result<Self> {
-        let key = file_fingerprint(vae_weights)?;
+        // A user's folder is scanned first (headers only) so that changed videos or captions make a new cache key.
+        let folder = match data.videos {
+            Some(_) => Some(scan_videos(data).map_err(TrainError::Data)?),
+            None => None,
+        };
+        let key = match &folder {
+            Some(folder) => format!(
+                "{}+videos-{}",
+                file_fingerprint(vae_weights)?,
+                folder_fingerprint(folder)
+            ),
+            None => file_fingerprint(vae_weights)?,
+        };
         let cache = dir.join("latents.safetensors");
         let captions_path = dir.join("captions.json");
         let (mut captions, cached_latents) =
@@ -46,14 +59,33 @@ impl LatentSet {
         }
         let mut latents = Vec::with_capacity(data.clips - have);
         for i in have..data.clips {
-            let clip = data.clip(i).map_err(TrainError::Data)?;
-            let video = clip_tensor(&clip, data.width, data.height, &Device::Cpu)?.unsqueeze(0)?;
+            // (3, T, H, W) and the (short, medium, long) captions; a user's video has one caption for all three.
+            let (video, caption) = match &folder {
+                Some(folder) => {
+                    let clip = folder
+                        .clip(i)
+                        .map_err(|e| TrainError::Data(e.to_string()))?;
+                    let c = clip.caption;
+                    (
+                        frames_tensor(&clip.frames, &Device::Cpu)?,
+                        [c.clone(), c.clone(), c],
+                    )
+                }
+                None => {
+                    let clip = data.clip(i).map_err(TrainError::Data)?;
+                    let c = &clip.truth.captions;
+                    (
+                        clip_tensor(&clip, data.width, data.height, &Device::Cpu)?,
+                        [c.short.clone(), c.medium.clone(), c.long.clone()],
+                    )
+                }
+            };
+            let video = video.unsqueeze(0)?;
             latents.push(
                 vae.normalize(&vae.encode(&video, Chunking::Whole)?)?
                     .squeeze(0)?,
             );
-            let c = &clip.truth.captions;
-            captions.push([c.short.clone(), c.medium.clone(), c.long.clone()]);
+            captions.push(caption);
             // Thousands of clips take minutes: a line now and then says how far it got.
             if (i + 1) % 250 == 0 || i + 1 == data.clips {
                 tracing::info!("encoded {} of {} training clips", i + 1, data.clips);

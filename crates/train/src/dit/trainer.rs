@@ -36,6 +36,7 @@ use crate::trainer::data::DataConfig;
 use crate::trainer::random::{conditioning_frames, index, normal};
 use crate::trainer::run::Run;
 use crate::trainer::session::{write_file, LossPoint, Session};
+use crate::trainer::videos::scan_videos;
 
 /// A DiT training run.
 pub struct DitTrainer {
@@ -320,13 +321,34 @@ impl Run for DitTrainer {
         };
         let (w, h) = (d.width as usize, d.height as usize);
         let negative = text.embed(generator.engine().negative_prompt(), Overflow::Truncate)?;
+        // Physics worlds have endless held-out clips; a user's folder has only its own videos, so their
+        // samples continue the first training clips (a fit check, not a held-out one).
+        let mut shown: Vec<(Vec<RgbImage>, String)> = Vec::new();
+        match &d.videos {
+            Some(_) => {
+                let folder = scan_videos(d).map_err(TrainError::Data)?;
+                for i in 0..folder.len().min(3) {
+                    let clip = folder
+                        .clip(i)
+                        .map_err(|e| TrainError::Data(e.to_string()))?;
+                    shown.push((clip.frames, clip.caption));
+                }
+            }
+            None => {
+                for i in 0..3 {
+                    let clip = held_out.clip(i).map_err(TrainError::Data)?;
+                    shown.push((clip.images(), clip.truth.captions.medium.clone()));
+                }
+            }
+        }
         let mut rows: Vec<Vec<Vec<RgbImage>>> = Vec::new();
-        for i in 0..3 {
-            let clip = held_out.clip(i).map_err(TrainError::Data)?;
-            let real = clip.images();
-            let prompt = text.embed(&clip.truth.captions.medium, Overflow::Truncate)?;
+        for (i, (real, caption)) in shown.into_iter().enumerate() {
+            let prompt = text.embed(&caption, Overflow::Truncate)?;
             let mut row = vec![real.clone()];
-            for input in [WorldInput::Video(real[..5].to_vec()), WorldInput::Text] {
+            for input in [
+                WorldInput::Video(real[..real.len().min(5)].to_vec()),
+                WorldInput::Text,
+            ] {
                 let out = generator.generate(&input, &prompt, Some(&negative), i as u64, || {})?;
                 row.push(out.frames);
             }

@@ -7,6 +7,8 @@ use orrery_physics::dataset::DatasetSpec;
 use orrery_physics::families::FAMILIES;
 use serde::{Deserialize, Serialize};
 
+use super::videos::VideosConfig;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
@@ -21,6 +23,11 @@ pub struct DataConfig {
     pub families: Vec<String>,
     /// Base seed of the training clips; held-out evaluation uses other seeds.
     pub seed: u64,
+    /// Train on a folder of the user's videos instead of physics worlds (`clips` of them, each cut to
+    /// `frames` x `width` x `height` at `fps`; `families` is then unused). Left out of saved configs when unset,
+    /// so existing configs and latent caches stay valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub videos: Option<VideosConfig>,
 }
 
 impl DataConfig {
@@ -83,6 +90,7 @@ mod tests {
             fps: 16.0,
             families: vec![],
             seed: 3,
+            videos: None,
         };
         c.validate().unwrap();
         let a = c.clip(2).unwrap();

@@ -10,3 +10,4 @@ pub mod plot;
 pub mod random;
 pub mod run;
 pub mod session;
+pub mod videos;

@@ -140,6 +140,11 @@ impl VaeTrainConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.run.validate()?;
         self.data.validate()?;
+        if self.data.videos.is_some() {
+            return Err(
+                "the VAE trainer does not read data.videos (a user's video folder) yet".into(),
+            );
+        }
         self.optim.validate()?;
         self.model
             .config()
