@@ -155,5 +155,18 @@ fn train_dit(args: &TrainArgs) -> Result<()> {
         trainer.session.vars.parameter_count(),
         trainer.text.config.vocab.len()
     );
+    if !trainer.lora_modules.is_empty() {
+        let trained: usize = trainer
+            .session
+            .optimizer
+            .vars
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum();
+        eprintln!(
+            "LoRA: {trained} adapter parameters on {} Linears train, the rest is frozen",
+            trainer.lora_modules.len()
+        );
+    }
     drive(trainer, args, "model bundle")
 }

@@ -4,11 +4,22 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 /// `y = x W^T (+ b)` over the last dimension of an input of any rank: the leading dimensions are flattened into
-/// one GEMM. Weight (out, in) as PyTorch stores it.
+/// one GEMM. Weight (out, in) as PyTorch stores it. With an [`Adapter`] (LoRA training), `+ s (x A^T) B^T`.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// A trainable low-rank adapter beside the (frozen) weight; `None` leaves the layer exactly `x W^T + b`.
+    pub adapter: Option<Adapter>,
+}
+
+/// A LoRA pair kept apart from the weight, so that only it trains: A `down` (r, in), B `up` (out, r) and the
+/// factor `scaling` (alpha / r). The product is never formed: two thin GEMMs cost r (in + out) per row.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub down: Tensor,
+    pub up: Tensor,
+    pub scaling: f64,
 }
 
 impl Linear {
@@ -26,7 +37,11 @@ impl Linear {
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Ok(Self {
+            weight,
+            bias,
+            adapter: None,
+        })
     }
 
     pub fn in_dim(&self) -> usize {
@@ -54,6 +69,16 @@ impl Linear {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
+        let y = match &self.adapter {
+            // The adapter runs in the input's type (its float32 variables cast for a bfloat16 network).
+            Some(a) => {
+                let x = x.reshape((rows, last))?;
+                let down = a.down.to_dtype(x.dtype())?;
+                let up = a.up.to_dtype(x.dtype())?;
+                (y + (x.matmul(&down.t()?)?.matmul(&up.t()?)? * a.scaling)?)?
+            }
+            None => y,
+        };
         let mut out_dims = lead.to_vec();
         out_dims.push(self.out_dim());
         y.reshape(out_dims)
@@ -71,6 +96,7 @@ mod tests {
         let lin = Linear {
             weight: Tensor::new(&[[1f32, 2.], [0., -1.], [3., 0.5]], &dev).unwrap(),
             bias: Some(Tensor::new(&[0.5f32, 0., -1.], &dev).unwrap()),
+            adapter: None,
         };
         let x = Tensor::arange(0f32, 8., &dev)
             .unwrap()
@@ -83,5 +109,33 @@ mod tests {
         assert_eq!(row, vec![6. + 14. + 0.5, -7., 18. + 3.5 - 1.]);
         let wrong = Tensor::zeros((2, 3), DType::F32, &dev).unwrap();
         assert!(lin.forward(&wrong).is_err());
+    }
+
+    #[test]
+    fn an_adapter_adds_its_scaled_low_rank_product() {
+        let dev = Device::Cpu;
+        let mut lin = Linear {
+            weight: Tensor::new(&[[1f32, 2.], [0., -1.]], &dev).unwrap(),
+            bias: None,
+            adapter: None,
+        };
+        let x = Tensor::new(&[[[3f32, 4.]]], &dev).unwrap();
+        assert_eq!(
+            lin.forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            [11., -4.]
+        );
+        lin.adapter = Some(Adapter {
+            down: Tensor::new(&[[1f32, 1.]], &dev).unwrap(),
+            up: Tensor::new(&[[1f32], [-2.]], &dev).unwrap(),
+            scaling: 0.5,
+        });
+        // A x = 7; + 0.5 * (7, -14)
+        let y = lin.forward(&x).unwrap().flatten_all().unwrap();
+        assert_eq!(y.to_vec1::<f32>().unwrap(), [14.5, -11.]);
     }
 }

@@ -646,3 +646,136 @@ fn a_dit_run_trains_on_a_folder_of_user_videos() {
             .unwrap();
     assert!(err.to_string().contains("picture.mp4"), "{err}");
 }
+
+/// The velocity of `dit` on a fixed input of the test model's shape.
+fn velocity_of(dit: &orrery_dit::CosmosDit) -> Tensor {
+    let dev = Device::Cpu;
+    let x = Tensor::arange(0f32, 192., &dev)
+        .unwrap()
+        .reshape((1, 4, 3, 4, 4))
+        .unwrap()
+        .sin()
+        .unwrap();
+    let text = Tensor::arange(0f32, 80., &dev)
+        .unwrap()
+        .reshape((1, 5, 16))
+        .unwrap()
+        .cos()
+        .unwrap();
+    let timesteps = Tensor::new(&[[0.2f32, 0.5, 0.9]], &dev).unwrap();
+    let mask = Tensor::zeros((1, 1, 3, 4, 4), DType::F32, &dev).unwrap();
+    dit.forward(&orrery_dit::DitInput {
+        x: &x,
+        timesteps: &timesteps,
+        crossattn_emb: &text,
+        condition_mask: &mask,
+        padding_mask: None,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_lora_run_trains_only_its_adapters_resumes_exactly_and_exports_them() {
+    use orrery_dit::{load_dit_with_loras, LoraAdapter, LORA_WEIGHTS_FILE};
+    use orrery_train::dit::LoraTraining;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (vae_dir, _, bundle) = trained_dit(root);
+    let config = |out: &str| {
+        let mut c = dit_config(&root.join(out), &vae_dir);
+        c.init_from = Some(bundle.clone());
+        c.lora = Some(LoraTraining {
+            rank: 4,
+            alpha: 8.0,
+            ..LoraTraining::default()
+        });
+        c
+    };
+    // Left-out keys take the official recipe.
+    let recipe: LoraTraining = serde_json::from_value(json!({"alpha": 16})).unwrap();
+    assert_eq!(
+        (recipe.rank, recipe.alpha, recipe.targets.len()),
+        (32, 16.0, 6)
+    );
+    let mut bad = config("bad");
+    bad.init_from = None;
+    assert!(bad.validate().unwrap_err().contains("lora needs init_from"));
+
+    let mut straight = DitTrainer::new(config("lora_a")).unwrap();
+    // One block: 4 + 4 attention projections and 2 MLP layers, A and B each.
+    assert_eq!(straight.session.optimizer.vars.len(), 20);
+    straight.train(None, |_| {}).unwrap();
+    let mut first = DitTrainer::new(config("lora_b")).unwrap();
+    first.train(Some(2), |_| {}).unwrap();
+    drop(first);
+    let mut resumed = DitTrainer::new(config("lora_b")).unwrap();
+    assert_eq!(resumed.session.resume_latest().unwrap(), Some(2));
+    resumed.train(None, |_| {}).unwrap();
+    assert_eq!(
+        losses(&straight.session.history),
+        losses(&resumed.session.history)
+    );
+    assert_eq!(straight.session.history.len(), 4);
+
+    // The base stays the bundle's; the adapters moved.
+    let base_weights = bundle.join("transformer/diffusion_pytorch_model.safetensors");
+    let stored = orrery_nn::Checkpoint::open(&base_weights).unwrap();
+    assert!(assert_vars_equal_stored(&straight.session.vars, &stored, "dit.") > 10);
+    let b = trainer_var(&straight, "lora.blocks.0.mlp.layer2.lora_B.weight");
+    assert!(
+        b.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            > 0.0
+    );
+
+    // The exported adapter on the base bundle, and the exported fused bundle, give the trained EMA model.
+    let out = straight.export().unwrap();
+    let adapter = LoraAdapter::open(&out.join(LORA_WEIGHTS_FILE), None).unwrap();
+    assert_eq!(adapter.layers().len(), 10);
+    let model = &straight.config.model;
+    let on_base = load_dit_with_loras(
+        &base_weights,
+        model,
+        &[(adapter, 1.0)],
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let fused = ModelBundle::open(&out)
+        .unwrap()
+        .dit
+        .load(DType::F32, &Device::Cpu)
+        .unwrap();
+    let (ema, _) = straight.ema_models().unwrap();
+    let want = velocity_of(&ema);
+    let scale = want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    for (what, got) in [("base + adapter", on_base), ("fused bundle", fused)] {
+        let diff = orrery_nn::compare::max_abs_diff(&velocity_of(&got), &want).unwrap();
+        assert!(diff <= 1e-5 * scale as f64, "{what} differs by {diff}");
+    }
+    let plain = orrery_dit::load_dit(&base_weights, model, DType::F32, &Device::Cpu).unwrap();
+    let moved = orrery_nn::compare::max_abs_diff(&velocity_of(&plain), &want).unwrap();
+    assert!(moved > 1e-6, "the adapters changed nothing");
+    assert!(straight.write_samples().unwrap().unwrap().is_file());
+
+    // A bfloat16 base trains the same float32 adapters.
+    let mut half = config("lora_bf16");
+    half.lora.as_mut().unwrap().bf16_base = true;
+    let mut half = DitTrainer::new(half).unwrap();
+    half.train(Some(2), |_| {}).unwrap();
+    let (a, b) = (&half.session.history[1], &straight.session.history[1]);
+    assert!(
+        a.loss.is_finite() && (a.loss - b.loss).abs() < 0.05 * b.loss,
+        "{a:?} {b:?}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use orrery_dit::DitConfig;
+use orrery_dit::{DitConfig, LoraShape};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -40,6 +40,44 @@ pub struct FlowTraining {
     pub image_batch_prob: f64,
 }
 
+/// LoRA fine-tuning (posttraining-spec §1); every key may be left out, the defaults are the official recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraTraining {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Official module names (`q_proj`, `mlp.layer1`, `cross_attn.v_proj`): every block Linear whose name ends
+    /// with one is adapted.
+    pub targets: Vec<String>,
+    /// Run the frozen DiT's blocks in bfloat16 (as the reference trains), the adapters and the DiT's float32
+    /// parts in float32. The float32 base stays in the run's variables (samples and the export use it), so this
+    /// is for the precision of the reference's recipe, not yet for memory.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bf16_base: bool,
+}
+
+impl Default for LoraTraining {
+    fn default() -> Self {
+        let shape = LoraShape::default();
+        Self {
+            rank: shape.rank,
+            alpha: shape.alpha,
+            targets: shape.targets,
+            bf16_base: false,
+        }
+    }
+}
+
+impl LoraTraining {
+    pub fn shape(&self) -> LoraShape {
+        LoraShape {
+            rank: self.rank,
+            alpha: self.alpha,
+            targets: self.targets.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DitTrainConfig {
@@ -66,6 +104,11 @@ pub struct DitTrainConfig {
     /// starts as the source network, its channels copied (`crate::surgery::grow_width`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grow_width: bool,
+    /// With `init_from`: LoRA fine-tuning (posttraining-spec §1). The bundle's DiT and word encoder stay frozen
+    /// and only adapters on the targeted block Linears train; keys left out take the official recipe (rank 32,
+    /// alpha 32, q/k/v/output projections of both attentions and both MLP layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraTraining>,
 }
 
 impl DitTrainConfig {
@@ -100,6 +143,15 @@ impl DitTrainConfig {
         check(!(self.grow_blocks && self.grow_width), || {
             "grow_blocks and grow_width grow one way at a time: grow the depth, export, then the width".into()
         })?;
+        if let Some(lora) = &self.lora {
+            lora.shape().validate()?;
+            check(self.init_from.is_some(), || {
+                "lora needs init_from (the bundle whose DiT the adapters fine-tune)".into()
+            })?;
+            check(!(self.grow_blocks || self.grow_width), || {
+                "lora trains adapters on the bundle's network as it is: grow first, export, then fine-tune".into()
+            })?;
+        }
         check(self.sample_steps > 0, || {
             "sample_steps must be positive".into()
         })

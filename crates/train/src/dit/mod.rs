@@ -5,8 +5,9 @@
 pub mod config;
 mod init;
 pub mod latents;
+mod lora;
 pub mod trainer;
 
-pub use config::{DitTrainConfig, FlowTraining, TextShape};
+pub use config::{DitTrainConfig, FlowTraining, LoraTraining, TextShape};
 pub use latents::LatentSet;
 pub use trainer::DitTrainer;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use orrery_dit::{CosmosDit, DitInput};
+use orrery_dit::{save_lora_weights, CosmosDit, DitInput, LORA_WEIGHTS_FILE};
 use orrery_flow::noise::NoiseKind;
 use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
@@ -30,6 +30,7 @@ use orrery_vae::{VaeModelPath, WanVae};
 use crate::dit::config::DitTrainConfig;
 use crate::dit::init::init_from_bundle;
 use crate::dit::latents::LatentSet;
+use crate::dit::lora::{adapter_layers, frozen_builder, fuse_adapters, LORA_PREFIX};
 use crate::error::{Result, TrainError};
 use crate::trainer::config::RunConfig;
 use crate::trainer::data::DataConfig;
@@ -47,6 +48,8 @@ pub struct DitTrainer {
     pub vae: WanVae,
     pub vae_path: VaeModelPath,
     pub data: LatentSet,
+    /// The modules carrying trained adapters (official names), empty unless `config.lora`.
+    pub lora_modules: Vec<String>,
     sigmas: SigmaSampler,
     device: Device,
 }
@@ -94,18 +97,32 @@ impl DitTrainer {
         );
         let vars = SeededVarMap::new(config.run.seed);
         let vb = vars.var_builder(&device);
-        let dit = CosmosDit::new(vb.pp("dit"), &config.model)?;
-        let text = WordEncoder::new(vb.pp("text"), &text_config)?;
+        let mut dit = CosmosDit::new(vb.pp("dit"), &config.model)?;
+        let mut text = WordEncoder::new(vb.pp("text"), &text_config)?;
         if let Some(bundle) = &config.init_from {
             init_from_bundle(&vars, bundle, &text_config, &config)?;
         }
-        let session = Session::new(
-            &config.run.out_dir,
-            vars,
-            config.optim.clone(),
-            config.run.seed,
-            config.run.steps,
-        )?;
+        let mut lora_modules = Vec::new();
+        let (out_dir, seed, steps) = (&config.run.out_dir, config.run.seed, config.run.steps);
+        let session = match &config.lora {
+            Some(lora) => {
+                // The bundle's networks, frozen; the adapters are the only variables that train and are
+                // checkpointed (a resumed run takes the base again from `init_from`).
+                let dtype = if lora.bf16_base {
+                    DType::BF16
+                } else {
+                    DType::F32
+                };
+                dit = CosmosDit::new(frozen_builder(&vars, "dit.", dtype, &device), &config.model)?;
+                let text_vb = frozen_builder(&vars, "text.", DType::F32, &device);
+                text = WordEncoder::new(text_vb, &text_config)?;
+                lora_modules = dit.attach_adapters(vb.pp("lora"), &lora.shape())?;
+                Session::training_only(out_dir, vars, config.optim.clone(), seed, steps, |n| {
+                    n.starts_with(LORA_PREFIX)
+                })?
+            }
+            None => Session::new(out_dir, vars, config.optim.clone(), seed, steps)?,
+        };
         Ok(Self {
             sigmas: SigmaSampler::new(config.flow.shift, config.flow.high_sigma_prob),
             config,
@@ -115,6 +132,7 @@ impl DitTrainer {
             vae,
             vae_path,
             data,
+            lora_modules,
             device,
         })
     }
@@ -204,25 +222,34 @@ impl DitTrainer {
         Ok((v - target)?.sqr()?.mean_all()?)
     }
 
-    /// The EMA weights of the group `prefix` ("dit" or "text"), names without the prefix.
+    /// The EMA weights of the group `prefix` ("dit", "text" or "lora"), names without the prefix; the frozen
+    /// weights of a LoRA run as they are.
     fn ema_group(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
         let head = format!("{prefix}.");
         Ok(self
             .session
-            .optimizer
-            .ema_tensors()?
+            .export_tensors()?
             .into_iter()
             .filter_map(|(n, t)| n.strip_prefix(&head).map(|s| (s.to_owned(), t)))
             .collect())
     }
 
-    /// The EMA networks, on the CPU beside the VAE.
+    /// The EMA networks, on the CPU beside the VAE (a LoRA run's DiT with its EMA adapters beside the weights).
     pub fn ema_models(&self) -> Result<(CosmosDit, WordEncoder)> {
         let vb = |m| VarBuilder::from_tensors(m, DType::F32, &Device::Cpu);
+        let mut dit = CosmosDit::new(vb(self.ema_group("dit")?), &self.config.model)?;
+        if let Some(lora) = &self.config.lora {
+            dit.attach_adapters(vb(self.ema_group("lora")?), &lora.shape())?;
+        }
         Ok((
-            CosmosDit::new(vb(self.ema_group("dit")?), &self.config.model)?,
+            dit,
             WordEncoder::new(vb(self.ema_group("text")?), &self.text.config)?,
         ))
+    }
+
+    /// (module, A, B) of the EMA adapters of a LoRA run (none otherwise).
+    pub fn ema_adapters(&self) -> Result<Vec<(String, Tensor, Tensor)>> {
+        adapter_layers(&self.ema_group("lora")?, &self.lora_modules)
     }
 
     pub fn sampling_settings(&self, seed: u64) -> SamplingSettings {
@@ -367,7 +394,9 @@ impl Run for DitTrainer {
     }
 
     /// Writes `{out_dir}/final`: a model bundle (`transformer/`, `vae/`, `text_encoder/`,
-    /// `orrery_sampling.json`) of the EMA weights, and the training config beside it.
+    /// `orrery_sampling.json`) of the EMA weights, and the training config beside it. A LoRA run's transformer
+    /// has the EMA adapters fused in, and `pytorch_lora_weights.safetensors` beside the bundle holds them for
+    /// the base bundle (`init_from`).
     fn export(&self) -> Result<PathBuf> {
         let dir = self.config.run.out_dir.join("final");
         export_bundle(self, &dir)?;
@@ -388,9 +417,16 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         v
     };
     let transformer = sub("transformer")?;
+    let mut dit = trainer.ema_group("dit")?;
+    if let Some(lora) = &c.lora {
+        let shape = lora.shape();
+        let layers = trainer.ema_adapters()?;
+        save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &shape)?;
+        fuse_adapters(&mut dit, &layers, shape.scaling())?;
+    }
     save_tensors(
         &transformer.join("diffusion_pytorch_model.safetensors"),
-        sorted(trainer.ema_group("dit")?),
+        sorted(dit),
     )?;
     write_file(
         &transformer.join("config.json"),
