@@ -26,6 +26,9 @@ pub struct BenchArgs {
     /// Clips also generated from their caption alone (Text2World object detection).
     #[arg(long, default_value_t = 50)]
     pub text_clips: usize,
+    /// Physics families of the held-out clips, comma-separated (default: all seven, in turn).
+    #[arg(long, value_delimiter = ',')]
+    pub families: Vec<String>,
     /// Base seed of the held-out clips (the embedded model was trained on seed 0).
     #[arg(long, default_value_t = 7_777)]
     pub seed: u64,
@@ -119,7 +122,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         width: size.width as u32,
         height: size.height as u32,
         fps: engine.fps() as f32,
-        families: Vec::new(),
+        families: args.families.clone(),
         seed: args.seed,
         videos: None,
     };

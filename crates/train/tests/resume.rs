@@ -779,3 +779,25 @@ fn a_lora_run_trains_only_its_adapters_resumes_exactly_and_exports_them() {
         "{a:?} {b:?}"
     );
 }
+
+#[test]
+fn a_fine_tune_on_one_family_keeps_the_bundles_vocabulary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (vae_dir, _, bundle) = trained_dit(root);
+    let mut c = dit_config(&root.join("pendulum"), &vae_dir);
+    c.init_from = Some(bundle.clone());
+    c.data.families = vec!["pendulum".into()];
+    c.data.clips = 2;
+    // Its captions use fewer words than the bundle's; the run keeps the bundle's vocabulary.
+    let mut trainer = DitTrainer::new(c).unwrap();
+    let bundle_words: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bundle.join("text_encoder/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        trainer.text.config.vocab.len(),
+        bundle_words["vocab"].as_array().unwrap().len()
+    );
+    trainer.train(Some(1), |_| {}).unwrap();
+}

@@ -14,6 +14,32 @@ use crate::surgery::grow_width::{widen_dit_parameter, width_factor};
 use crate::surgery::widen::set_vars_widened;
 use crate::trainer::session::{init_vars_from, init_vars_mapped};
 
+/// The word encoder configuration of an exported bundle, which a run starting from it keeps; counts the words of
+/// `captions` it does not know (they read as unknown) and says so.
+pub(crate) fn bundle_text_config<'a>(
+    bundle: &Path,
+    captions: impl Iterator<Item = &'a str>,
+) -> Result<WordEncoderConfig> {
+    let config_path = bundle.join("text_encoder/config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(TrainError::io(&config_path))?;
+    let source: WordEncoderConfig = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", config_path.display())))?;
+    let mut unknown: Vec<String> = captions
+        .flat_map(orrery_text::word_encoder::words)
+        .filter(|w| source.vocab.binary_search(w).is_err())
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    if !unknown.is_empty() {
+        tracing::warn!(
+            "{} caption word(s) are not in the bundle's vocabulary and read as unknown, e.g. {:?}",
+            unknown.len(),
+            &unknown[..unknown.len().min(5)]
+        );
+    }
+    Ok(source)
+}
+
 /// Starts from the DiT and word encoder of an exported bundle; its caption vocabulary must be this run's. With
 /// `grow_blocks` the DiT may have a whole multiple of the bundle DiT's blocks, with `grow_width` of its width.
 pub(crate) fn init_from_bundle(

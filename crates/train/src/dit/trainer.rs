@@ -28,7 +28,7 @@ use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
 
 use crate::dit::config::DitTrainConfig;
-use crate::dit::init::init_from_bundle;
+use crate::dit::init::{bundle_text_config, init_from_bundle};
 use crate::dit::latents::LatentSet;
 use crate::dit::lora::{adapter_layers, frozen_builder, fuse_adapters, LORA_PREFIX};
 use crate::error::{Result, TrainError};
@@ -88,13 +88,35 @@ impl DitTrainer {
             LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
         data.latents = data.latents.to_device(&device)?;
         let t = &config.text;
-        let text_config = WordEncoderConfig::from_texts(
-            data.captions.iter().flatten().map(String::as_str),
-            t.width,
-            t.layers,
-            t.heads,
-            t.max_tokens,
-        );
+        let captions = || data.captions.iter().flatten().map(String::as_str);
+        // A fine-tune keeps the bundle's caption vocabulary (its words are what the DiT learned); words of the
+        // new captions outside it read as unknown.
+        let text_config = match &config.init_from {
+            Some(bundle) => {
+                let c = bundle_text_config(bundle, captions())?;
+                if (c.width, c.layers, c.heads, c.max_tokens)
+                    != (t.width, t.layers, t.heads, t.max_tokens)
+                {
+                    return Err(TrainError::Data(format!(
+                        "{}: the bundle's word encoder is width {}, {} layers, {} heads, {} tokens; this run's text \
+                         is {}, {}, {}, {}",
+                        bundle.display(),
+                        c.width,
+                        c.layers,
+                        c.heads,
+                        c.max_tokens,
+                        t.width,
+                        t.layers,
+                        t.heads,
+                        t.max_tokens
+                    )));
+                }
+                c
+            }
+            None => {
+                WordEncoderConfig::from_texts(captions(), t.width, t.layers, t.heads, t.max_tokens)
+            }
+        };
         let vars = SeededVarMap::new(config.run.seed);
         let vb = vars.var_builder(&device);
         let mut dit = CosmosDit::new(vb.pp("dit"), &config.model)?;
