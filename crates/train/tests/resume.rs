@@ -800,4 +800,20 @@ fn a_fine_tune_on_one_family_keeps_the_bundles_vocabulary() {
         bundle_words["vocab"].as_array().unwrap().len()
     );
     trainer.train(Some(1), |_| {}).unwrap();
+    // The export keeps the bundle's sampling defaults (here made distinctive), with this run's clip shape.
+    let sampling = bundle.join("orrery_sampling.json");
+    let mut defaults = orrery_pipeline::BundleDefaults::read(&sampling).unwrap();
+    defaults.per_mode[2].steps = Some(1);
+    defaults.keep_observed = Some(orrery_pipeline::KeepObserved {
+        threshold: 0.3,
+        margin: 2,
+    });
+    defaults.frames = 93;
+    std::fs::write(&sampling, defaults.to_json()).unwrap();
+    let exported = trainer.export().unwrap();
+    let got =
+        orrery_pipeline::BundleDefaults::read(&exported.join("orrery_sampling.json")).unwrap();
+    assert_eq!(got.per_mode[2].steps, Some(1));
+    assert_eq!(got.keep_observed, defaults.keep_observed);
+    assert_eq!(got.frames, 9, "the run's clip length");
 }

@@ -289,7 +289,25 @@ impl DitTrainer {
         }
     }
 
-    /// The sampling defaults of the exported bundle (and of the samples written during training).
+    /// The sampling defaults of the exported bundle: a fine-tune keeps its `init_from` bundle's (per-mode steps and
+    /// guidance, keeping observed pixels), with this run's frames, size and frame rate; a run from scratch takes
+    /// [`Self::bundle_defaults`].
+    pub fn export_defaults(&self) -> Result<BundleDefaults> {
+        let own = self.bundle_defaults();
+        let Some(bundle) = &self.config.init_from else {
+            return Ok(own);
+        };
+        let inherited = BundleDefaults::read(&bundle.join(SAMPLING_FILE))?;
+        Ok(BundleDefaults {
+            frames: own.frames,
+            width: own.width,
+            height: own.height,
+            fps: own.fps,
+            ..inherited
+        })
+    }
+
+    /// The sampling defaults of a run from scratch (and of the samples written during training).
     pub fn bundle_defaults(&self) -> BundleDefaults {
         let s = self.sampling_settings(0);
         let data = &self.config.data;
@@ -476,7 +494,7 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
     )?;
     write_file(
         &dir.join(SAMPLING_FILE),
-        trainer.bundle_defaults().to_json().as_bytes(),
+        trainer.export_defaults()?.to_json().as_bytes(),
     )?;
     write_file(
         &dir.join("train_config.json"),
