@@ -288,11 +288,14 @@ fn a_dit_run_fine_tunes_from_an_exported_bundle() {
             .unwrap();
     assert!(assert_vars_equal_stored(&tuned.session.vars, &stored, "dit.") > 10);
 
-    // Another caption vocabulary (other clips) cannot start from that bundle.
+    // Other clips (other caption words) start from that bundle with its vocabulary; another text shape cannot.
     let mut other = dit_config(&root.join("other"), &vae_dir);
     other.data.seed = 99;
     other.data.clips = 2;
     other.init_from = Some(bundle);
+    assert!(DitTrainer::new(other.clone()).is_ok());
+    other.run.out_dir = root.join("other_shape");
+    other.text.layers += 1;
     let err = DitTrainer::new(other).err().unwrap().to_string();
     assert!(err.contains("word encoder"), "{err}");
 }
