@@ -143,23 +143,23 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     };
     let mut predictor = EnginePredictor::new(engine);
     let bar = crate::progress_bar(args.clips + args.text_clips, "clips", "physics bench")?;
-    let mut video_error = None;
+    // A video that cannot be written stops the bench at once, naming the folder.
     let result = run_bench(
         &mut predictor,
         &clips,
         options,
-        |i, continuations| {
-            if let (Some(dir), None) = (&args.videos, &video_error) {
-                video_error = write_videos(dir, i, continuations, fps).err();
-            }
-            Ok(())
+        |i, continuations| match &args.videos {
+            Some(dir) => write_videos(dir, i, continuations, fps).map_err(|e| {
+                orrery_pipeline::PipelineError::Output {
+                    path: dir.clone(),
+                    detail: format!("{e:#}"),
+                }
+            }),
+            None => Ok(()),
         },
         || bar.inc(1),
     )?;
     bar.finish();
-    if let Some(e) = video_error {
-        return Err(e);
-    }
     println!("{}", result.table());
     for line in result.head_to_head_lines() {
         println!("{line}");

@@ -133,7 +133,7 @@ fn embeddings_from_file(
     path: &std::path::Path,
     jobs: usize,
     guided: bool,
-) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>)> {
+) -> Result<Vec<(Tensor, Option<Tensor>)>> {
     let ckpt = Checkpoint::open(path)?;
     let text = ckpt.load_as("prompt_embeds", DType::F32, &Device::Cpu)?;
     let negative = if guided {
@@ -149,7 +149,7 @@ fn embeddings_from_file(
     } else {
         None
     };
-    Ok((vec![text; jobs], vec![negative; jobs]))
+    Ok(vec![(text, negative); jobs])
 }
 
 pub fn generate(args: &GenerateArgs) -> Result<()> {
@@ -184,8 +184,7 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     let embeddings: Vec<(Tensor, Option<Tensor>)> = match &args.prompt_embeds {
         Some(path) => {
             let guided = jobs.iter().any(|j| engine.guided(j.mode));
-            let (texts, negatives) = embeddings_from_file(path, jobs.len(), guided)?;
-            texts.into_iter().zip(negatives).collect()
+            embeddings_from_file(path, jobs.len(), guided)?
         }
         None => {
             let cache = args.cache.as_deref().map(PromptCache::new).transpose()?;

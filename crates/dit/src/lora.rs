@@ -22,7 +22,7 @@ use std::str::FromStr;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use orrery_nn::checkpoint::names::{dit_diffusers_to_official, DitNaming, OFFICIAL_PREFIX};
-use orrery_nn::checkpoint::{tensor_bytes, write_safetensors, SafetensorsSource};
+use orrery_nn::checkpoint::{tensor_bytes, to_candle, write_safetensors, SafetensorsSource};
 use orrery_nn::{Checkpoint, CheckpointError};
 
 use crate::error::{DitError, Result};
@@ -502,13 +502,6 @@ impl SimpleBackend for FusingCheckpoint {
 
     fn contains_tensor(&self, name: &str) -> bool {
         self.checkpoint.contains(&self.naming.stored_name(name))
-    }
-}
-
-fn to_candle(e: CheckpointError) -> candle_core::Error {
-    match e {
-        CheckpointError::Candle(e) => e,
-        other => candle_core::Error::Msg(other.to_string()),
     }
 }
 

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use orrery_dit::{load_dit, CosmosDit, DitConfig, DitInput, DitModelDir};
+use orrery_dit::{load_dit, CosmosDit, DitConfig, DitModelDir};
 use orrery_nn::Checkpoint;
+
+mod common;
+use common::{run, timesteps};
 
 const CASES: [&str; 3] = ["t1d", "perframe", "padded"];
 
@@ -31,27 +34,6 @@ fn config() -> DitConfig {
 
 fn model(weights: &str) -> CosmosDit {
     load_dit(&fixture(weights), &config(), DType::F32, &Device::Cpu).unwrap()
-}
-
-/// (B,) stays; (B, 1, T, 1, 1) as diffusers takes per-frame timesteps becomes (B, T).
-fn timesteps(t: &Tensor) -> Tensor {
-    match t.dims() {
-        [b, 1, frames, 1, 1] => t.reshape((*b, *frames)).unwrap(),
-        _ => t.clone(),
-    }
-}
-
-fn run(model: &CosmosDit, c: &HashMap<String, Tensor>) -> Tensor {
-    let ts = timesteps(&c["timestep"]);
-    model
-        .forward(&DitInput {
-            x: &c["hidden_states"],
-            timesteps: &ts,
-            crossattn_emb: &c["encoder_hidden_states"],
-            condition_mask: &c["condition_mask"],
-            padding_mask: Some(&c["padding_mask"]),
-        })
-        .unwrap()
 }
 
 /// max |a - b| / max |reference|

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::lora::LoraLayer;
 use orrery_dit::{
-    load_dit, load_dit_with_loras, CosmosDit, DitConfig, DitInput, DitModelDir, LoraAdapter,
-    ScaledLora,
+    load_dit, load_dit_with_loras, CosmosDit, DitConfig, DitModelDir, LoraAdapter, ScaledLora,
 };
 use orrery_nn::Checkpoint;
+
+mod common;
+use common::run;
 
 fn tiny(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,24 +47,6 @@ fn case() -> HashMap<String, Tensor> {
 
 fn diffusers_lora() -> LoraAdapter {
     LoraAdapter::open(&fixture("pytorch_lora_weights.safetensors"), None).unwrap()
-}
-
-fn run(model: &CosmosDit, c: &HashMap<String, Tensor>) -> Tensor {
-    // diffusers' per-frame timesteps (B, 1, T, 1, 1) -> (B, T)
-    let t = &c["timestep"];
-    let ts = match t.dims() {
-        [b, 1, frames, 1, 1] => t.reshape((*b, *frames)).unwrap(),
-        _ => t.clone(),
-    };
-    model
-        .forward(&DitInput {
-            x: &c["hidden_states"],
-            timesteps: &ts,
-            crossattn_emb: &c["encoder_hidden_states"],
-            condition_mask: &c["condition_mask"],
-            padding_mask: Some(&c["padding_mask"]),
-        })
-        .unwrap()
 }
 
 fn with_loras(loras: &[ScaledLora]) -> CosmosDit {

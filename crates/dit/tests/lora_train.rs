@@ -7,6 +7,7 @@ use orrery_dit::{
     LORA_WEIGHTS_FILE,
 };
 use orrery_nn::checkpoint::save_tensors;
+use orrery_nn::compare::max_rel_err;
 use orrery_nn::gradcheck::check_gradients;
 use orrery_nn::SeededVarMap;
 
@@ -182,17 +183,7 @@ fn exported_adapter_fused_at_load_gives_the_trained_velocity() {
     let want = velocity(&dit, &i).unwrap();
     let got = velocity(&fused, &i).unwrap();
     let plain = CosmosDit::new(base.var_builder(&Device::Cpu), &tiny()).unwrap();
-    let err = |a: &Tensor| {
-        let e = (a - &want).unwrap().abs().unwrap().max_all().unwrap();
-        e.to_scalar::<f32>().unwrap()
-            / want
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-    };
+    let err = |a: &Tensor| max_rel_err(a, &want).unwrap();
     assert!(err(&got) <= 1e-5, "fused differs by {}", err(&got));
     // The adapters matter: without them the velocity is far off.
     assert!(err(&velocity(&plain, &i).unwrap()) > 1e-3);
@@ -218,15 +209,7 @@ fn float32_adapters_train_on_a_bfloat16_base() {
     let i = inputs();
     let v = velocity(&dit, &i).unwrap().to_dtype(DType::F32).unwrap();
     let want = velocity(&f32_dit, &i).unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let diff = (&v - &want).unwrap().abs().unwrap().max_all().unwrap();
-    assert!(diff.to_scalar::<f32>().unwrap() < 0.05 * scale);
+    assert!(max_rel_err(&v, &want).unwrap() < 0.05);
     let grads = v.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     for (name, var) in lora.named_vars() {
         let g = grads.get(var.as_tensor()).unwrap();

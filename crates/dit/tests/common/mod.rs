@@ -1,8 +1,10 @@
-//! The tiny DiT and deterministic tensors the gradient tests share.
+//! What the DiT tests share: a tiny DiT and deterministic tensors, and running a reference case.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor};
-use orrery_dit::DitConfig;
+use orrery_dit::{CosmosDit, DitConfig, DitInput};
 
 /// A two-block DiT small enough for finite differences.
 pub fn tiny() -> DitConfig {
@@ -37,4 +39,26 @@ pub fn seeded(seed: u64, shape: &[usize], scale: f64) -> Tensor {
         })
         .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// (B,) stays; (B, 1, T, 1, 1) as diffusers takes per-frame timesteps becomes (B, T).
+pub fn timesteps(t: &Tensor) -> Tensor {
+    match t.dims() {
+        [b, 1, frames, 1, 1] => t.reshape((*b, *frames)).unwrap(),
+        _ => t.clone(),
+    }
+}
+
+/// The velocity of a reference case (the inputs `tools/oracles/dit.py` writes, diffusers names).
+pub fn run(model: &CosmosDit, c: &HashMap<String, Tensor>) -> Tensor {
+    let ts = timesteps(&c["timestep"]);
+    model
+        .forward(&DitInput {
+            x: &c["hidden_states"],
+            timesteps: &ts,
+            crossattn_emb: &c["encoder_hidden_states"],
+            condition_mask: &c["condition_mask"],
+            padding_mask: Some(&c["padding_mask"]),
+        })
+        .unwrap()
 }

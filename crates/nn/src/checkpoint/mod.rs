@@ -25,7 +25,7 @@ use memmap2::Mmap;
 pub use dtype::DType;
 pub use error::{CheckpointError, Result};
 pub use format::Format;
-pub use var_backend::{TrackedCheckpoint, UsedNames};
+pub use var_backend::{to_candle, TrackedCheckpoint, UsedNames};
 pub use write::{save_tensors, tensor_bytes, write_safetensors, SafetensorsSource, TensorSet};
 
 /// One tensor of a checkpoint: its name, element type and shape, and where its bytes are.

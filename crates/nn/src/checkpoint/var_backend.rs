@@ -27,7 +27,8 @@ impl SimpleBackend for Checkpoint {
     }
 }
 
-fn to_candle(e: CheckpointError) -> candle_core::Error {
+/// A checkpoint error as candle reports it (what a `VarBuilder` backend returns).
+pub fn to_candle(e: CheckpointError) -> candle_core::Error {
     match e {
         CheckpointError::Candle(e) => e,
         other => candle_core::Error::Msg(other.to_string()),
