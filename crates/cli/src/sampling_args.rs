@@ -2,10 +2,14 @@
 //! engine's typed options.
 
 use orrery_flow::noise::NoiseKind;
-use orrery_pipeline::{KeepObserved, SamplingOverrides};
+use orrery_pipeline::{KeepObserved, SamplerKind, SamplingOverrides};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
+    /// `unipc` (the base and post-trained models) or `distilled` (the released 4-step model's loop: x0 at four
+    /// fixed times, re-noised with the initial noise, no guidance) (default: the bundle's).
+    #[arg(long)]
+    pub sampler: Option<SamplerKind>,
     /// Sampling steps (default: the bundle's for the mode).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub steps: Option<u64>,
@@ -44,6 +48,7 @@ impl SamplingArgs {
             keep_observed: self.keep_observed.map(|k| k.0),
             seed,
             noise,
+            sampler: self.sampler,
         }
     }
 }

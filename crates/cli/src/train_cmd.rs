@@ -1,11 +1,11 @@
-//! `orrery train vae|dit --config FILE [--resume] [--dry-run] [--smoke] [--device cpu|cuda]`.
+//! `orrery train vae|dit|distill --config FILE [--resume] [--dry-run] [--smoke] [--device cpu|cuda]`.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use orrery_train::{DitTrainConfig, LossPoint, Run, VaeTrainConfig};
+use orrery_train::{DistillConfig, DitTrainConfig, LossPoint, Run, VaeTrainConfig};
 
 use crate::device::parse_device;
 
@@ -15,6 +15,9 @@ pub enum TrainCommand {
     Vae(TrainArgs),
     /// Train the flow-matching DiT and its word encoder on a trained VAE's latents.
     Dit(TrainArgs),
+    /// Distil a trained model bundle into a 4-step student (DMD2 in TrigFlow form, the released recipe); the
+    /// student exports as a bundle that samples with the distilled sampler.
+    Distill(TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -88,6 +91,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
     match cmd {
         TrainCommand::Vae(args) => train_vae(&args),
         TrainCommand::Dit(args) => train_dit(&args),
+        TrainCommand::Distill(args) => train_distill(&args),
     }
 }
 
@@ -169,4 +173,24 @@ fn train_dit(args: &TrainArgs) -> Result<()> {
         );
     }
     drive(trainer, args, "model bundle")
+}
+
+fn train_distill(args: &TrainArgs) -> Result<()> {
+    let config = DistillConfig::read(&args.config)?;
+    if args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    let device = parse_device(&args.device)?;
+    eprintln!("encoding the clips with the teacher's VAE (cached in the run folder)");
+    let trainer = orrery_train::DistillTrainer::on_device(config, device)?;
+    let d = &trainer.config.dmd;
+    eprintln!(
+        "student and critic: {} parameters each, from {}; 1 student update every {} steps, teacher guidance {}",
+        trainer.session.optimizer.vars.iter().map(|(_, v)| v.elem_count()).sum::<usize>(),
+        trainer.config.teacher.display(),
+        d.student_update_freq,
+        d.teacher_guidance
+    );
+    drive(trainer, args, "student bundle")
 }

@@ -7,7 +7,7 @@
 //!
 //! [`schedule`] builds the inference sigmas exactly as the official `FlowUniPCMultistepScheduler` does (shift or
 //! Karras), with the network timesteps it feeds (int64(sigma x 1000)); [`unipc`] and [`euler`] are the samplers;
-//! [`timesteps`] samples training times; [`noise`] draws NumPy-compatible seeded Gaussians.
+//! [`timesteps`] samples training times; [`noise`] draws NumPy-compatible seeded Gaussians; [`trigflow`] is the time of the distilled 4-step models.
 
 mod error;
 pub mod euler;
@@ -15,6 +15,7 @@ pub mod noise;
 pub mod path;
 pub mod schedule;
 pub mod timesteps;
+pub mod trigflow;
 pub mod unipc;
 
 pub use error::{FlowError, Result};

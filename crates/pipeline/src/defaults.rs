@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::conditioning::Mode;
 use crate::error::{PipelineError, Result};
 use crate::observed::KeepObserved;
-use crate::sample::{SamplingSettings, ScheduleKind};
+use crate::sample::{SamplerKind, SamplingSettings, ScheduleKind};
 
 /// The file name of a bundle's sampling defaults.
 pub const SAMPLING_FILE: &str = "orrery_sampling.json";
@@ -20,6 +20,8 @@ pub const SAMPLING_FILE: &str = "orrery_sampling.json";
 /// Sampling and output defaults of a bundle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BundleDefaults {
+    /// UniPC for the base and post-trained models, the distilled sampler for distilled ones.
+    pub sampler: SamplerKind,
     pub schedule: ScheduleKind,
     pub steps: usize,
     pub guidance: f64,
@@ -49,6 +51,7 @@ impl Default for BundleDefaults {
     /// 1280x704 at 16 fps.
     fn default() -> Self {
         Self {
+            sampler: SamplerKind::UniPc,
             schedule: ScheduleKind::Karras,
             steps: 35,
             guidance: 7.0,
@@ -68,6 +71,7 @@ impl BundleDefaults {
     /// model).
     pub fn sampling_settings(&self, seed: u64, noise: NoiseKind) -> SamplingSettings {
         SamplingSettings {
+            sampler: self.sampler,
             steps: self.steps,
             schedule: self.schedule,
             guidance: self.guidance,
@@ -109,6 +113,7 @@ impl BundleDefaults {
             })
         };
         let file = SamplingFile {
+            sampler: (self.sampler != SamplerKind::UniPc).then(|| self.sampler.name().to_owned()),
             schedule: Some(match self.schedule {
                 ScheduleKind::Karras => ScheduleFile::Name(KarrasName::Karras),
                 ScheduleKind::Shift(s) => ScheduleFile::Shift(s),
@@ -166,6 +171,9 @@ fn file_error(path: &Path, detail: String) -> PipelineError {
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SamplingFile {
+    /// "unipc" (the default) or "distilled".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sampler: Option<String>,
     /// "karras" or the shift of a linear schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     schedule: Option<ScheduleFile>,
@@ -244,6 +252,9 @@ fn finite(key: &str, x: Option<f64>) -> std::result::Result<Option<f64>, String>
 impl SamplingFile {
     fn into_defaults(self) -> std::result::Result<BundleDefaults, String> {
         let mut d = BundleDefaults::default();
+        if let Some(name) = &self.sampler {
+            d.sampler = name.parse().map_err(|e| format!("sampler: {e}"))?;
+        }
         match self.schedule {
             Some(ScheduleFile::Name(KarrasName::Karras)) => d.schedule = ScheduleKind::Karras,
             Some(ScheduleFile::Shift(s)) if s.is_finite() && s > 0.0 => {
@@ -319,6 +330,7 @@ mod tests {
         for d in [
             BundleDefaults::default(),
             BundleDefaults {
+                sampler: SamplerKind::Distilled,
                 schedule: ScheduleKind::Shift(1.5),
                 steps: 20,
                 guidance: 2.0,
@@ -406,6 +418,7 @@ mod tests {
             (r#"{"steps": "many"}"#, "steps"),
             (r#"{"frames": 33, "stepz": 3}"#, "stepz"),
             (r#"{"schedule": "linear"}"#, "schedule"),
+            (r#"{"sampler": "euler"}"#, "sampler"),
             (r#"{"schedule": -1}"#, "schedule"),
             (r#"{"fps": 0}"#, "fps"),
             (r#"{"video2world": {"steps": 1.5}}"#, "video2world.steps"),

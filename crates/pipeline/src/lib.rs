@@ -7,6 +7,7 @@ pub mod bench_predictor;
 pub mod bundle;
 pub mod conditioning;
 pub mod defaults;
+pub mod distilled;
 pub mod engine;
 mod error;
 pub mod inputs;
@@ -24,4 +25,4 @@ pub use engine::{
 pub use error::{PipelineError, Result};
 pub use observed::KeepObserved;
 pub use pipeline::{Generated, Request, WorldPipeline};
-pub use sample::{sample_latents, LatentCondition, SamplingSettings, ScheduleKind};
+pub use sample::{sample_latents, LatentCondition, SamplerKind, SamplingSettings, ScheduleKind};

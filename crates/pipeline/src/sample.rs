@@ -11,6 +11,7 @@ use orrery_flow::Schedule;
 use crate::conditioning::{
     condition_mask, frame_timesteps, guide, replace_frames, replace_velocity, Mode,
 };
+use crate::distilled::{sample_distilled, DISTILLED_STEPS};
 use crate::error::{PipelineError, Result};
 use crate::observed::KeepObserved;
 
@@ -33,9 +34,44 @@ impl ScheduleKind {
     }
 }
 
+/// How latents are sampled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SamplerKind {
+    /// The official UniPC over the schedule, with guidance: the base and post-trained models.
+    #[default]
+    UniPc,
+    /// The released distilled model's loop: at most 4 x0 predictions at fixed TrigFlow times, re-noised with the
+    /// initial noise, no guidance ([`crate::distilled`]).
+    Distilled,
+}
+
+impl SamplerKind {
+    /// `unipc` or `distilled`, as the command line, `orrery_sampling.json` and generation records spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::UniPc => "unipc",
+            SamplerKind::Distilled => "distilled",
+        }
+    }
+}
+
+impl std::str::FromStr for SamplerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "unipc" => Ok(Self::UniPc),
+            "distilled" => Ok(Self::Distilled),
+            other => Err(format!("{other}: expected unipc or distilled")),
+        }
+    }
+}
+
 /// Everything that decides a sample besides the model and the inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingSettings {
+    pub sampler: SamplerKind,
+    /// UniPC steps; the distilled sampler takes at most 4.
     pub steps: usize,
     pub schedule: ScheduleKind,
     /// Guidance g of `cond + g (cond - uncond)`; 0 skips the unconditional branch.
@@ -61,6 +97,7 @@ impl SamplingSettings {
     /// conditioning frames at timestep 0.1, NumPy noise.
     pub fn cosmos_2b_post_trained(seed: u64) -> Self {
         Self {
+            sampler: SamplerKind::UniPc,
             steps: 35,
             schedule: ScheduleKind::Karras,
             guidance: 7.0,
@@ -93,12 +130,27 @@ impl SamplingSettings {
                 self.guidance
             )));
         }
+        if self.sampler == SamplerKind::Distilled && self.guidance != 0.0 {
+            return Err(PipelineError::Settings(format!(
+                "guidance {}: the distilled sampler takes none (the teacher's guidance is distilled into the \
+                 model); leave it out or set 0",
+                self.guidance
+            )));
+        }
         if self.conditional_frames == Some(0) {
             return Err(PipelineError::Settings(
                 "Video2World needs at least 1 conditional latent frame".into(),
             ));
         }
         self.schedule().map(drop)
+    }
+
+    /// Network calls of one sample.
+    pub fn calls(&self) -> Result<usize> {
+        Ok(match self.sampler {
+            SamplerKind::UniPc => self.schedule()?.calls(),
+            SamplerKind::Distilled => self.steps.min(DISTILLED_STEPS),
+        })
     }
 
     pub fn schedule(&self) -> Result<Schedule> {
@@ -117,7 +169,7 @@ pub struct LatentCondition {
     pub frames: usize,
 }
 
-/// Samples normalised latents of `shape` (B, C, T, h, w). `text` and `negative` are the prompt embeddings
+/// Samples normalised latents of `shape` (B, C, T, h, w) with the sampler of `settings`. `text` and `negative` are the prompt embeddings
 /// (B, N, width); `negative` is needed when guidance is not 0. `on_step(i, calls)` reports progress.
 pub fn sample_latents(
     dit: &CosmosDit,
@@ -141,6 +193,9 @@ pub fn sample_latents(
             "{} conditioning latent frames but only {t} in all",
             condition.frames
         )));
+    }
+    if settings.sampler == SamplerKind::Distilled {
+        return sample_distilled(dit, shape, text, condition, settings, on_step);
     }
     let schedule = settings.schedule()?;
     let noise = gaussian(settings.noise, settings.seed, &shape, &device)?;

@@ -1,46 +1,15 @@
 //! The whole pipeline against a Python reference of the official sampling loop (tools/oracles/pipeline.py) on
 //! the tiny DiT and VAE, in all three modes, with guidance, NumPy-seeded noise and the official UniPC.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use orrery_dit::DitModelDir;
+use common::{frames, pipeline, testdata};
 use orrery_flow::noise::NoiseKind;
-use orrery_media::{Rgb, RgbImage};
-use orrery_pipeline::{KeepObserved, Request, SamplingSettings, ScheduleKind, WorldPipeline};
-use orrery_vae::VaeModelPath;
-
-fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(name)
-}
-
-fn pipeline() -> WorldPipeline {
-    let dit = DitModelDir::open(&testdata("dit_tiny"))
-        .unwrap()
-        .load(DType::F32, &Device::Cpu)
-        .unwrap();
-    let vae = VaeModelPath::open(&testdata("vae_tiny"))
-        .unwrap()
-        .load(DType::F32, &Device::Cpu)
-        .unwrap();
-    WorldPipeline::new(dit, vae).unwrap()
-}
-
-fn frames(u8_frames: &Tensor) -> Vec<RgbImage> {
-    let (t, h, w, _) = u8_frames.dims4().unwrap();
-    let data = u8_frames.flatten_all().unwrap().to_vec1::<u8>().unwrap();
-    (0..t)
-        .map(|i| {
-            RgbImage::from_fn(w as u32, h as u32, |x, y| {
-                let o = ((i * h + y as usize) * w + x as usize) * 3;
-                Rgb([data[o], data[o + 1], data[o + 2]])
-            })
-        })
-        .collect()
-}
+use orrery_media::RgbImage;
+use orrery_pipeline::{KeepObserved, Request, SamplerKind, SamplingSettings, ScheduleKind};
 
 #[test]
 fn all_three_modes_match_the_official_loop() {
@@ -59,6 +28,7 @@ fn all_three_modes_match_the_official_loop() {
         .unwrap();
         let video_in = frames(&case["frames_u8"]);
         let settings = SamplingSettings {
+            sampler: SamplerKind::UniPc,
             steps,
             schedule,
             guidance,

@@ -4,6 +4,8 @@
 //! - [`DitTrainer`]: the Cosmos flow-matching DiT with the small word encoder trained jointly
 //!   (logit-normal sigmas with shift, uniform weight, 0/1/2 conditioning latent frames, caption dropout,
 //!   optional image batches), exported as a model bundle `orrery generate` runs;
+//! - [`DistillTrainer`]: DMD2 timestep distillation of a trained bundle into a 4-step student (TrigFlow, the
+//!   released recipe);
 //! - [`Session`]: AdamW with warm-up, decay, clipping and EMA, and checkpoints that resume exactly;
 //! - [`merge`]: model merging (soup, task arithmetic, TIES, DARE), streamed tensor by tensor over any checkpoint
 //!   format or model bundle.
@@ -12,6 +14,7 @@
 //! shares) and [`surgery`] (growing a trained model) use neither trainer; [`dit`] and [`vae`] build on both and
 //! not on each other.
 
+pub mod distill;
 pub mod dit;
 mod error;
 pub mod merge;
@@ -19,6 +22,7 @@ pub mod surgery;
 pub mod trainer;
 pub mod vae;
 
+pub use distill::{DistillConfig, DistillTrainer};
 pub use dit::{DitTrainConfig, DitTrainer};
 pub use error::{Result, TrainError};
 pub use trainer::data::DataConfig;

@@ -1,55 +1,16 @@
 //! Interrupted and resumed runs reproduce the uninterrupted run's losses exactly; the exported DiT bundle
 //! opens as a model bundle and generates.
 
+mod common;
+
 use std::path::Path;
+
+use common::{dit_config, losses, trained_dit, trained_vae, vae_config};
 
 use candle_core::{DType, Device, Tensor};
 use orrery_pipeline::{ModelBundle, Request, WorldPipeline};
-use orrery_train::{DitTrainConfig, DitTrainer, LossPoint, Run, VaeTrainConfig, VaeTrainer};
+use orrery_train::{DitTrainConfig, DitTrainer, Run, VaeTrainer};
 use serde_json::json;
-
-fn vae_config(out: &Path) -> VaeTrainConfig {
-    serde_json::from_value(json!({
-        "run": {"out_dir": out, "seed": 1, "steps": 3, "batch_size": 2, "checkpoint_every": 2,
-                "keep_checkpoints": 2, "sample_every": 0},
-        "data": {"clips": 6, "frames": 9, "width": 16, "height": 16, "fps": 16.0, "seed": 0},
-        "optim": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.01,
-                  "warmup_steps": 1, "decay": "cosine", "min_lr_ratio": 0.1, "grad_clip": 1.0, "ema_decay": 0.9},
-        "model": {"base_dim": 4, "z_dim": 4, "dim_mult": [1, 2, 2], "num_res_blocks": 1,
-                  "temporal_downsample": [true, true]},
-        "loss": {"reconstruction": "mse", "kl_weight": 1e-4, "edge_weight": 0.5, "object_weight": 4.0,
-                 "object_max_fraction": 0.05},
-        "crop_frames": 5, "crop_size": 16, "stats_clips": 2
-    }))
-    .unwrap()
-}
-
-fn dit_config(out: &Path, vae: &Path) -> DitTrainConfig {
-    serde_json::from_value(json!({
-        "run": {"out_dir": out, "seed": 2, "steps": 4, "batch_size": 3, "checkpoint_every": 2,
-                "keep_checkpoints": 1, "sample_every": 0},
-        "data": {"clips": 6, "frames": 9, "width": 16, "height": 16, "fps": 16.0, "seed": 0},
-        "optim": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.01,
-                  "warmup_steps": 1, "decay": "cosine", "min_lr_ratio": 0.1, "grad_clip": 1.0, "ema_decay": 0.9},
-        "vae": vae,
-        "model": {"in_channels": 4, "out_channels": 4, "model_channels": 24, "num_blocks": 1, "num_heads": 2,
-                  "mlp_ratio": 2.0, "patch_spatial": 2, "patch_temporal": 1, "adaln_lora_dim": 8,
-                  "rope_extrapolation": [1.0, 1.0, 1.0], "max_size": [8, 8, 8], "crossattn_emb_channels": 24,
-                  "crossattn_proj_in_channels": 16, "concat_padding_mask": true},
-        "text": {"width": 16, "layers": 1, "heads": 2, "max_tokens": 96},
-        "flow": {"shift": 1.0, "high_sigma_prob": 0.0, "caption_dropout": 0.2, "cond_probs": [0.5, 0.25, 0.25],
-                 "cond_timestep": 0.1, "timestep_scale": 0.001, "image_batch_prob": 0.3},
-        "sample_steps": 3, "sample_guidance": 1.5
-    }))
-    .unwrap()
-}
-
-/// A VAE trained one step in `out`, exported; returns its folder.
-fn trained_vae(out: &Path) -> std::path::PathBuf {
-    let mut vae = VaeTrainer::new(vae_config(out)).unwrap();
-    vae.train(Some(1), |_| {}).unwrap();
-    vae.export().unwrap()
-}
 
 /// Asserts that every variable `prefix` + NAME equals the stored tensor NAME; returns how many were compared.
 fn assert_vars_equal_stored(
@@ -81,10 +42,6 @@ fn trained_vae_source(
     let source = orrery_vae::VaeModelPath::open(&dir).unwrap();
     let stored = orrery_nn::Checkpoint::open(&source.weights).unwrap();
     (dir, source, stored)
-}
-
-fn losses(h: &[LossPoint]) -> Vec<(usize, u32)> {
-    h.iter().map(|p| (p.step, p.loss.to_bits())).collect()
 }
 
 #[test]
@@ -173,16 +130,6 @@ fn generate_text2world(dir: &Path, settings: orrery_pipeline::SamplingSettings) 
         )
         .unwrap()
         .video
-}
-
-/// A VAE trained one step and a DiT trained two steps on its latents, exported under `root`: (VAE folder, DiT
-/// trainer, DiT bundle folder).
-fn trained_dit(root: &Path) -> (std::path::PathBuf, DitTrainer, std::path::PathBuf) {
-    let vae_dir = trained_vae(&root.join("vae"));
-    let mut base = DitTrainer::new(dit_config(&root.join("dit"), &vae_dir)).unwrap();
-    base.train(Some(2), |_| {}).unwrap();
-    let bundle = base.export().unwrap();
-    (vae_dir, base, bundle)
 }
 
 /// The current value of the trainer's variable `name`.

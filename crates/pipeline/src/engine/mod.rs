@@ -34,7 +34,7 @@ use crate::error::{PipelineError, Result};
 use crate::inputs::{frames_from_clip, validate_size};
 use crate::observed::KeepObserved;
 use crate::pipeline::{Request, WorldPipeline};
-use crate::sample::SamplingSettings;
+use crate::sample::{SamplerKind, SamplingSettings};
 
 /// What conditions a clip.
 #[derive(Debug, Clone)]
@@ -278,6 +278,13 @@ impl Engine {
         if let Some(keep) = o.keep_observed {
             s.keep_observed = keep;
         }
+        if let Some(sampler) = o.sampler {
+            s.sampler = sampler;
+        }
+        // The distilled sampler has no guidance: a bundle's guidance is for UniPC; the caller's is refused.
+        if s.sampler == SamplerKind::Distilled && o.guidance.is_none() {
+            s.guidance = 0.0;
+        }
         s
     }
 
@@ -297,7 +304,7 @@ impl Engine {
     pub fn calls(&self, mode: Mode) -> Result<usize> {
         let mut calls = 0;
         for m in chunk_modes(mode, self.chunks().len()) {
-            calls += self.settings(m).schedule()?.calls();
+            calls += self.settings(m).calls()?;
         }
         Ok(calls)
     }
@@ -503,6 +510,7 @@ impl Generator {
             fps: e.fps,
             seed,
             noise: s.noise.name().to_owned(),
+            sampler: s.sampler.name().to_owned(),
             steps: s.steps,
             guidance: s.guidance,
             schedule: s.schedule.to_json(),
@@ -565,6 +573,7 @@ mod tests {
 
     fn small_defaults() -> BundleDefaults {
         BundleDefaults {
+            sampler: SamplerKind::UniPc,
             schedule: crate::sample::ScheduleKind::Shift(3.0),
             steps: 20,
             guidance: 2.0,

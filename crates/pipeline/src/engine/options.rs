@@ -7,6 +7,7 @@ use orrery_flow::noise::NoiseKind;
 
 use crate::defaults::ModeSampling;
 use crate::observed::KeepObserved;
+use crate::sample::SamplerKind;
 
 /// The official default negative prompt (`DEFAULT_NEGATIVE_PROMPT`, cosmos_predict2/config.py).
 pub const DEFAULT_NEGATIVE_PROMPT: &str = "The video captures a series of frames showing ugly scenes, static with no motion, motion blur, over-saturation, shaky footage, low resolution, grainy texture, pixelated images, poorly lit areas, underexposed and overexposed scenes, poor color balance, washed out colors, choppy sequences, jerky movements, low frame rate, artifacting, color banding, unnatural transitions, outdated special effects, fake elements, unconvincing visuals, poorly edited content, jump cuts, visual noise, and flickering. Overall, the video is of poor quality.";
@@ -83,6 +84,8 @@ pub struct SamplingOverrides {
     pub keep_observed: Option<Option<KeepObserved>>,
     pub seed: u64,
     pub noise: NoiseKind,
+    /// UniPC or the distilled sampler (default: the bundle's).
+    pub sampler: Option<SamplerKind>,
 }
 
 impl Default for SamplingOverrides {
@@ -95,6 +98,7 @@ impl Default for SamplingOverrides {
             keep_observed: None,
             seed: 1,
             noise: NoiseKind::Numpy,
+            sampler: None,
         }
     }
 }

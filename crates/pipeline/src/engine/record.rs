@@ -20,6 +20,9 @@ pub struct GenerationRecord {
     pub fps: f64,
     pub seed: u64,
     pub noise: String,
+    /// "unipc" or "distilled".
+    #[serde(default = "unipc")]
+    pub sampler: String,
     pub steps: usize,
     /// g of `cond + g (cond - uncond)` (0: the conditional prediction alone).
     pub guidance: f64,
@@ -32,4 +35,9 @@ pub struct GenerationRecord {
     pub truncate: bool,
     /// LoRA adapters fused into the DiT: (file, scale).
     pub loras: Vec<(PathBuf, f64)>,
+}
+
+/// Records written before the distilled sampler existed sampled with UniPC.
+fn unipc() -> String {
+    crate::sample::SamplerKind::UniPc.name().to_owned()
 }

@@ -164,12 +164,7 @@ impl DitTrainConfig {
             c.run.out_dir = resolve(base, &c.run.out_dir);
             c.vae = resolve(base, &c.vae);
             c.init_from = c.init_from.as_ref().map(|p| resolve(base, p));
-            if let Some(v) = c.data.videos.as_mut() {
-                v.dir = resolve(base, &v.dir);
-                for s in &mut v.shards {
-                    *s = resolve(base, s);
-                }
-            }
+            c.data.resolve_paths(base);
             c.validate()
         })
     }

@@ -16,13 +16,12 @@ use orrery_dit::{save_lora_weights, CosmosDit, DitInput, LORA_WEIGHTS_FILE};
 use orrery_flow::noise::NoiseKind;
 use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
-use orrery_media::{write_gif, RgbImage};
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::SeededVarMap;
 use orrery_pipeline::conditioning::{condition_mask, replace_frames, replace_velocity};
 use orrery_pipeline::{
-    BundleDefaults, Engine, GenerationOptions, Mode, SamplingOverrides, SamplingSettings,
-    ScheduleKind, WeightType, WorldInput, SAMPLING_FILE,
+    BundleDefaults, Engine, GenerationOptions, Mode, SamplerKind, SamplingOverrides,
+    SamplingSettings, ScheduleKind, WeightType, SAMPLING_FILE,
 };
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
@@ -33,11 +32,11 @@ use crate::dit::latents::LatentSet;
 use crate::dit::lora::{adapter_layers, frozen_builder, fuse_adapters, LORA_PREFIX};
 use crate::error::{Result, TrainError};
 use crate::trainer::config::RunConfig;
-use crate::trainer::data::DataConfig;
+use crate::trainer::data::sample_clips;
 use crate::trainer::random::{conditioning_frames, index, normal};
 use crate::trainer::run::Run;
+use crate::trainer::samples::{video_and_text_samples, write_sample_grid};
 use crate::trainer::session::{write_file, LossPoint, Session};
-use crate::trainer::videos::scan_videos;
 
 /// A DiT training run.
 pub struct DitTrainer {
@@ -247,13 +246,7 @@ impl DitTrainer {
     /// The EMA weights of the group `prefix` ("dit", "text" or "lora"), names without the prefix; the frozen
     /// weights of a LoRA run as they are.
     fn ema_group(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
-        let head = format!("{prefix}.");
-        Ok(self
-            .session
-            .export_tensors()?
-            .into_iter()
-            .filter_map(|(n, t)| n.strip_prefix(&head).map(|s| (s.to_owned(), t)))
-            .collect())
+        self.session.export_group(prefix)
     }
 
     /// The EMA networks, on the CPU beside the VAE (a LoRA run's DiT with its EMA adapters beside the weights).
@@ -277,6 +270,7 @@ impl DitTrainer {
     pub fn sampling_settings(&self, seed: u64) -> SamplingSettings {
         let f = &self.config.flow;
         SamplingSettings {
+            sampler: SamplerKind::UniPc,
             steps: self.config.sample_steps,
             schedule: ScheduleKind::Shift(f.shift),
             guidance: self.config.sample_guidance,
@@ -312,6 +306,7 @@ impl DitTrainer {
         let s = self.sampling_settings(0);
         let data = &self.config.data;
         let mut defaults = BundleDefaults {
+            sampler: s.sampler,
             schedule: s.schedule,
             steps: s.steps,
             guidance: s.guidance,
@@ -382,54 +377,22 @@ impl Run for DitTrainer {
         )?;
         let generator = engine.with_models(dit, self.vae.clone())?;
         let d = &self.config.data;
-        let held_out = DataConfig {
-            seed: d.seed ^ 0xfeed_5eed,
-            ..d.clone()
-        };
-        let (w, h) = (d.width as usize, d.height as usize);
-        let negative = text.embed(generator.engine().negative_prompt(), Overflow::Truncate)?;
-        // Physics worlds have endless held-out clips; a user's folder has only its own videos, so their
-        // samples continue the first training clips (a fit check, not a held-out one).
-        let mut shown: Vec<(Vec<RgbImage>, String)> = Vec::new();
-        match &d.videos {
-            Some(_) => {
-                let folder = scan_videos(d).map_err(TrainError::Data)?;
-                for i in 0..folder.len().min(3) {
-                    let clip = folder
-                        .clip(i)
-                        .map_err(|e| TrainError::Data(e.to_string()))?;
-                    shown.push((clip.frames, clip.caption));
-                }
-            }
-            None => {
-                for i in 0..3 {
-                    let clip = held_out.clip(i).map_err(TrainError::Data)?;
-                    shown.push((clip.images(), clip.truth.captions.medium.clone()));
-                }
-            }
-        }
-        let mut rows: Vec<Vec<Vec<RgbImage>>> = Vec::new();
-        for (i, (real, caption)) in shown.into_iter().enumerate() {
-            let prompt = text.embed(&caption, Overflow::Truncate)?;
+        let mut rows = Vec::new();
+        for (i, (real, caption)) in sample_clips(d, 3)?.into_iter().enumerate() {
             let mut row = vec![real.clone()];
-            for input in [
-                WorldInput::Video(real[..real.len().min(5)].to_vec()),
-                WorldInput::Text,
-            ] {
-                let out = generator.generate(&input, &prompt, Some(&negative), i as u64, || {})?;
-                row.push(out.frames);
-            }
+            row.extend(video_and_text_samples(
+                &generator, &text, &real, &caption, i as u64,
+            )?);
             rows.push(row);
         }
-        let cells: Vec<Vec<&[RgbImage]>> = rows
-            .iter()
-            .map(|row| row.iter().map(Vec::as_slice).collect())
-            .collect();
-        let grid = orrery_media::tile_clips(&cells, w as u32, h as u32);
-        let dir = self.config.run.out_dir.join("samples");
-        std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
-        let path = dir.join(format!("step-{:07}.gif", self.session.step()));
-        write_gif(&path, &grid, d.fps as f64)?;
+        let size = (d.width as usize, d.height as usize);
+        let path = write_sample_grid(
+            &self.config.run.out_dir,
+            self.session.step(),
+            &rows,
+            size,
+            d.fps as f64,
+        )?;
         Ok(Some(path))
     }
 

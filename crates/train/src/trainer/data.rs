@@ -30,7 +30,46 @@ pub struct DataConfig {
     pub videos: Option<VideosConfig>,
 }
 
+/// `n` clips for the sample GIFs, as (frames, caption): held-out physics worlds (the data's seed altered), or the
+/// first clips of a user's folder, which has only its own videos (a fit check, not a held-out one).
+pub fn sample_clips(
+    d: &DataConfig,
+    n: usize,
+) -> crate::error::Result<Vec<(Vec<orrery_media::RgbImage>, String)>> {
+    use crate::error::TrainError;
+    let mut shown = Vec::new();
+    if d.videos.is_some() {
+        let folder = super::videos::scan_videos(d).map_err(TrainError::Data)?;
+        for i in 0..folder.len().min(n) {
+            let clip = folder
+                .clip(i)
+                .map_err(|e| TrainError::Data(e.to_string()))?;
+            shown.push((clip.frames, clip.caption));
+        }
+    } else {
+        let held_out = DataConfig {
+            seed: d.seed ^ 0xfeed_5eed,
+            ..d.clone()
+        };
+        for i in 0..n {
+            let clip = held_out.clip(i).map_err(TrainError::Data)?;
+            shown.push((clip.images(), clip.truth.captions.medium.clone()));
+        }
+    }
+    Ok(shown)
+}
+
 impl DataConfig {
+    /// Resolves the user's video folder and shards against `base` (the config file's folder).
+    pub(crate) fn resolve_paths(&mut self, base: &std::path::Path) {
+        if let Some(v) = self.videos.as_mut() {
+            v.dir = super::config::resolve(base, &v.dir);
+            for s in &mut v.shards {
+                *s = super::config::resolve(base, s);
+            }
+        }
+    }
+
     pub fn spec(&self) -> DatasetSpec {
         DatasetSpec {
             clips: self.clips,

@@ -9,5 +9,6 @@ pub mod optim;
 pub mod plot;
 pub mod random;
 pub mod run;
+pub mod samples;
 pub mod session;
 pub mod videos;

@@ -1,6 +1,9 @@
 //! What every training run shares: trainable variables, AdamW with EMA, the run's random generator, the loss
 //! history, and checkpoints that hold all of it so that a resumed run continues bit for bit.
 //!
+//! A run may have a second optimiser over other variables, with its own schedule and loss history (the critic of
+//! DMD2 distillation, which updates on the steps the student does not); the run's step counts the updates of both.
+//!
 //! A checkpoint is a folder `checkpoints/step-NNNNNNN/` with `state.safetensors` (`param.*`, `adam_m.*`,
 //! `adam_v.*`, `ema.*`), `state.json` (step, generator state, history) and `config.json` (the resolved run
 //! configuration). It is written under a temporary name and renamed, so it exists whole or not at all.
@@ -32,6 +35,9 @@ struct SavedState {
     rng_words: [u64; 4],
     rng_cached_normal: Option<f64>,
     history: Vec<LossPoint>,
+    /// Updates and history of the second optimiser, when the run has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secondary: Option<(usize, Vec<LossPoint>)>,
 }
 
 pub struct Session {
@@ -41,6 +47,15 @@ pub struct Session {
     pub rng: FastRng,
     pub history: Vec<LossPoint>,
     pub total_steps: usize,
+    pub secondary: Option<Secondary>,
+}
+
+/// A second optimiser over variables the first does not train.
+pub struct Secondary {
+    pub optimizer: AdamW,
+    /// The updates its learning-rate schedule spans.
+    pub total_steps: usize,
+    pub history: Vec<LossPoint>,
 }
 
 const GROUPS: [&str; 4] = ["param", "adam_m", "adam_v", "ema"];
@@ -80,11 +95,50 @@ impl Session {
             rng: FastRng::new(seed ^ 0x005e_ed0f_7a1e),
             history: Vec::new(),
             total_steps,
+            secondary: None,
         })
     }
 
+    /// Adds a second optimiser over the variables that pass `trained` (none of which the first may train), whose
+    /// schedule spans `total_steps` of its own updates.
+    pub fn with_secondary(
+        mut self,
+        optim: OptimConfig,
+        total_steps: usize,
+        trained: impl Fn(&str) -> bool,
+    ) -> Result<Self> {
+        let first: std::collections::HashSet<&str> = self
+            .optimizer
+            .vars
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let vars: Vec<(String, candle_core::Var)> = self
+            .vars
+            .named_vars()
+            .into_iter()
+            .filter(|(name, _)| trained(name))
+            .collect();
+        if let Some((name, _)) = vars.iter().find(|(n, _)| first.contains(n.as_str())) {
+            return Err(TrainError::Data(format!(
+                "{name} would be trained by both optimisers"
+            )));
+        }
+        self.secondary = Some(Secondary {
+            optimizer: AdamW::new(optim, vars)?,
+            total_steps,
+            history: Vec::new(),
+        });
+        Ok(self)
+    }
+
+    /// Updates of the run: the first optimiser's and the second's.
     pub fn step(&self) -> usize {
-        self.optimizer.step
+        self.optimizer.step + self.secondary.as_ref().map_or(0, |s| s.optimizer.step)
+    }
+
+    fn optimizers(&self) -> impl Iterator<Item = &AdamW> {
+        std::iter::once(&self.optimizer).chain(self.secondary.as_ref().map(|s| &s.optimizer))
     }
 
     /// Every variable for export: the EMA of the trained ones, the current value of those left out of training.
@@ -98,6 +152,16 @@ impl Session {
             }
         }
         Ok(tensors)
+    }
+
+    /// [`Self::export_tensors`] of the variables named `prefix.NAME`, keyed by NAME.
+    pub fn export_group(&self, prefix: &str) -> Result<std::collections::HashMap<String, Tensor>> {
+        let head = format!("{prefix}.");
+        Ok(self
+            .export_tensors()?
+            .into_iter()
+            .filter_map(|(n, t)| n.strip_prefix(&head).map(|s| (s.to_owned(), t)))
+            .collect())
     }
 
     pub fn checkpoints_dir(&self) -> PathBuf {
@@ -121,8 +185,30 @@ impl Session {
         found
     }
 
-    /// Backpropagates `loss` and applies one optimiser step; returns the record.
+    /// Backpropagates `loss` and applies one step of the first optimiser; returns the record.
     pub fn update(&mut self, loss: &Tensor) -> Result<LossPoint> {
+        let (value, grads) = self.backward(loss)?;
+        let report = self.optimizer.step(&grads, self.total_steps)?;
+        let point = self.record(value, report.lr, report.grad_norm);
+        self.history.push(point);
+        Ok(point)
+    }
+
+    /// Backpropagates `loss` and applies one step of the second optimiser; returns the record.
+    pub fn update_secondary(&mut self, loss: &Tensor) -> Result<LossPoint> {
+        let (value, grads) = self.backward(loss)?;
+        let Some(second) = self.secondary.as_mut() else {
+            return Err(TrainError::Data("the run has no second optimiser".into()));
+        };
+        let report = second.optimizer.step(&grads, second.total_steps)?;
+        let point = self.record(value, report.lr, report.grad_norm);
+        if let Some(second) = self.secondary.as_mut() {
+            second.history.push(point);
+        }
+        Ok(point)
+    }
+
+    fn backward(&self, loss: &Tensor) -> Result<(f32, candle_core::backprop::GradStore)> {
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
             return Err(TrainError::Data(format!(
@@ -130,16 +216,16 @@ impl Session {
                 self.step()
             )));
         }
-        let grads = loss.backward()?;
-        let report = self.optimizer.step(&grads, self.total_steps)?;
-        let point = LossPoint {
-            step: self.optimizer.step,
-            loss: value,
-            lr: report.lr,
-            grad_norm: report.grad_norm,
-        };
-        self.history.push(point);
-        Ok(point)
+        Ok((value, loss.backward()?))
+    }
+
+    fn record(&self, loss: f32, lr: f64, grad_norm: f64) -> LossPoint {
+        LossPoint {
+            step: self.step(),
+            loss,
+            lr,
+            grad_norm,
+        }
     }
 
     /// Writes a checkpoint of the current step with `config_json` beside it, the loss curve, and keeps only
@@ -155,7 +241,8 @@ impl Session {
         }
         std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
         let mut tensors = Vec::new();
-        for ((name, var), st) in self.optimizer.vars.iter().zip(&self.optimizer.state) {
+        let all = self.optimizers().flat_map(|o| o.vars.iter().zip(&o.state));
+        for ((name, var), st) in all {
             let param = var.as_tensor().to_device(&Device::Cpu)?;
             tensors.push((format!("{}.{name}", GROUPS[0]), param));
             for (group, values) in GROUPS[1..].iter().zip([&st.m, &st.v, &st.ema]) {
@@ -172,6 +259,10 @@ impl Session {
             rng_words,
             rng_cached_normal,
             history: self.history.clone(),
+            secondary: self
+                .secondary
+                .as_ref()
+                .map(|s| (s.optimizer.step, s.history.clone())),
         };
         let state_json = serde_json::to_string(&state).expect("plain values");
         write_file(&tmp.join("state.json"), state_json.as_bytes())?;
@@ -185,6 +276,9 @@ impl Session {
             std::fs::remove_dir_all(old).map_err(TrainError::io(old))?;
         }
         write_loss_plot(&self.out_dir.join("loss.png"), &self.history)?;
+        if let Some(second) = &self.secondary {
+            write_loss_plot(&self.out_dir.join("loss-secondary.png"), &second.history)?;
+        }
         Ok(final_dir)
     }
 
@@ -209,8 +303,16 @@ impl Session {
         let ckpt = Checkpoint::open(dir.join("state.safetensors"))?;
         let device = Device::Cpu;
         // Everything is read and checked before anything is changed: a bad checkpoint leaves the run as it was.
-        let mut loaded: Vec<Vec<Vec<f32>>> = Vec::with_capacity(self.optimizer.vars.len());
-        for (name, var) in &self.optimizer.vars {
+        let count: usize = self.optimizers().map(|o| o.vars.len()).sum();
+        if state.secondary.is_some() != self.secondary.is_some() {
+            return Err(bad(format!(
+                "the checkpoint has {} optimiser(s), this run {}",
+                1 + usize::from(state.secondary.is_some()),
+                1 + usize::from(self.secondary.is_some())
+            )));
+        }
+        let mut loaded: Vec<Vec<Vec<f32>>> = Vec::with_capacity(count);
+        for (name, var) in self.optimizers().flat_map(|o| &o.vars) {
             let mut groups = Vec::with_capacity(GROUPS.len());
             for group in GROUPS {
                 let key = format!("{group}.{name}");
@@ -230,22 +332,33 @@ impl Session {
             }
             loaded.push(groups);
         }
-        if ckpt.tensors().len() != GROUPS.len() * self.optimizer.vars.len() {
+        if ckpt.tensors().len() != GROUPS.len() * count {
             return Err(bad(format!(
-                "{} tensors stored, the model has {} parameters x {}",
+                "{} tensors stored, the model has {count} parameters x {}",
                 ckpt.tensors().len(),
-                self.optimizer.vars.len(),
                 GROUPS.len()
             )));
         }
-        let targets = self.optimizer.vars.iter().zip(&mut self.optimizer.state);
-        for (((_, var), st), groups) in targets.zip(loaded) {
-            let [param, m, v, ema]: [Vec<f32>; 4] =
-                groups.try_into().expect("one vector per group");
-            var.set(&Tensor::from_vec(param, var.shape(), var.device())?)?;
-            (st.m, st.v, st.ema) = (m, v, ema);
+        let mut loaded = loaded.into_iter();
+        let second = self.secondary.as_mut().map(|s| &mut s.optimizer);
+        for optimizer in std::iter::once(&mut self.optimizer).chain(second) {
+            let targets = optimizer.vars.iter().zip(&mut optimizer.state);
+            for (((_, var), st), groups) in targets.zip(&mut loaded) {
+                let [param, m, v, ema]: [Vec<f32>; 4] =
+                    groups.try_into().expect("one vector per group");
+                var.set(&Tensor::from_vec(param, var.shape(), var.device())?)?;
+                (st.m, st.v, st.ema) = (m, v, ema);
+            }
         }
-        self.optimizer.step = state.step;
+        let second_steps = match (state.secondary, self.secondary.as_mut()) {
+            (Some((steps, history)), Some(second)) => {
+                second.optimizer.step = steps;
+                second.history = history;
+                steps
+            }
+            _ => 0,
+        };
+        self.optimizer.step = state.step - second_steps.min(state.step);
         self.rng = FastRng::from_state(state.rng_words, state.rng_cached_normal);
         self.history = state.history;
         Ok(state.step)

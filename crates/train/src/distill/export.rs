@@ -1,0 +1,132 @@
+//! The distilled student as a model bundle, and the sample GIFs of a distillation run.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use orrery_dit::DitModelDir;
+use orrery_flow::noise::NoiseKind;
+use orrery_nn::checkpoint::save_tensors;
+use orrery_pipeline::distilled::DISTILLED_STEPS;
+use orrery_pipeline::{
+    BundleDefaults, Engine, GenerationOptions, ModeSampling, SamplerKind, SamplingOverrides,
+    WeightType, SAMPLING_FILE,
+};
+
+use crate::distill::trainer::DistillTrainer;
+use crate::error::{Result, TrainError};
+use crate::trainer::data::sample_clips;
+use crate::trainer::samples::{video_and_text_samples, write_sample_grid};
+use crate::trainer::session::write_file;
+
+/// The student's sampling defaults: the teacher bundle's sizes, rates and conditioning, with the distilled
+/// sampler at its four steps and no guidance in every mode.
+pub fn student_defaults(teacher: &BundleDefaults) -> BundleDefaults {
+    let mut d = BundleDefaults {
+        sampler: SamplerKind::Distilled,
+        steps: DISTILLED_STEPS,
+        guidance: 0.0,
+        ..teacher.clone()
+    };
+    for own in &mut d.per_mode {
+        *own = ModeSampling {
+            conditional_frames: own.conditional_frames,
+            ..ModeSampling::default()
+        };
+    }
+    d
+}
+
+/// Copies every file of the teacher bundle's folder `name` into `dir/name`.
+fn copy_folder(teacher: &Path, dir: &Path, name: &str) -> Result<()> {
+    let (from, to) = (teacher.join(name), dir.join(name));
+    std::fs::create_dir_all(&to).map_err(TrainError::io(&to))?;
+    for entry in std::fs::read_dir(&from).map_err(TrainError::io(&from))? {
+        let path = entry.map_err(TrainError::io(&from))?.path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
+            write_file(&to.join(path.file_name().expect("a file")), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `dir`: the student's EMA DiT as `transformer/`, the teacher's word encoder and VAE, the student's
+/// sampling defaults, and the run's config.
+pub fn export_bundle(trainer: &DistillTrainer, dir: &Path) -> Result<()> {
+    let transformer = dir.join("transformer");
+    std::fs::create_dir_all(&transformer).map_err(TrainError::io(&transformer))?;
+    let mut weights: Vec<_> = trainer.student_weights()?.into_iter().collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    save_tensors(
+        &transformer.join("diffusion_pytorch_model.safetensors"),
+        weights,
+    )?;
+    write_file(
+        &transformer.join("config.json"),
+        trainer.model.to_diffusers_json().as_bytes(),
+    )?;
+    for folder in ["text_encoder", "vae"] {
+        copy_folder(&trainer.config.teacher, dir, folder)?;
+    }
+    write_file(
+        &dir.join(SAMPLING_FILE),
+        student_defaults(&trainer.teacher_defaults)
+            .to_json()
+            .as_bytes(),
+    )?;
+    write_file(
+        &dir.join("train_config.json"),
+        serde_json::to_string_pretty(&trainer.config)
+            .expect("plain values")
+            .as_bytes(),
+    )
+}
+
+/// `samples/step-NNNNNNN.gif`: for a few held-out clips, the real clip, the student's Video2World and
+/// Text2World, and the teacher's Text2World at its own steps.
+pub fn write_samples(trainer: &DistillTrainer) -> Result<PathBuf> {
+    let options = GenerationOptions {
+        sampling: SamplingOverrides {
+            seed: 0,
+            noise: NoiseKind::Fast,
+            ..SamplingOverrides::default()
+        },
+        weights: Some(WeightType::F32),
+        ..GenerationOptions::default()
+    };
+    let out_dir = &trainer.config.run.out_dir;
+    let student = Engine::for_models(
+        out_dir,
+        student_defaults(&trainer.teacher_defaults),
+        Some(""),
+        options.clone(),
+    )?
+    .with_models(trainer.ema_student()?, trainer.vae.clone())?;
+    let teacher_dit = DitModelDir::open(&trainer.config.teacher.join("transformer"))?
+        .load(DType::F32, &Device::Cpu)?;
+    let teacher = Engine::for_models(
+        &trainer.config.teacher,
+        trainer.teacher_defaults.clone(),
+        Some(""),
+        options,
+    )?
+    .with_models(teacher_dit, trainer.vae.clone())?;
+    let d = &trainer.config.data;
+    let mut rows = Vec::new();
+    for (i, (real, caption)) in sample_clips(d, 3)?.into_iter().enumerate() {
+        let seed = i as u64;
+        let mut row = vec![real.clone()];
+        row.extend(video_and_text_samples(
+            &student,
+            &trainer.text,
+            &real,
+            &caption,
+            seed,
+        )?);
+        let teacher_clips = video_and_text_samples(&teacher, &trainer.text, &real, &caption, seed)?;
+        row.extend(teacher_clips.into_iter().skip(1));
+        rows.push(row);
+    }
+    let size = (d.width as usize, d.height as usize);
+    write_sample_grid(out_dir, trainer.session.step(), &rows, size, d.fps as f64)
+}

@@ -1,0 +1,164 @@
+//! DMD2 distillation of a tiny trained bundle: the student/critic schedule, frozen and trained parameters, exact
+//! resumption of both optimisers, and a student bundle that generates with the distilled sampler.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use common::{losses, trained_dit};
+use orrery_pipeline::{ModelBundle, SamplerKind};
+use orrery_train::{DistillConfig, DistillTrainer, Run};
+use serde_json::json;
+
+fn distill_config(out: &Path, teacher: &Path) -> DistillConfig {
+    let optim = json!({"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01,
+                       "warmup_steps": 1, "decay": "constant", "min_lr_ratio": 1.0, "grad_clip": 1.0,
+                       "ema_decay": 0.5});
+    serde_json::from_value(json!({
+        "run": {"out_dir": out, "seed": 4, "steps": 7, "batch_size": 2, "checkpoint_every": 3,
+                "keep_checkpoints": 1, "sample_every": 0},
+        "teacher": teacher,
+        "data": {"clips": 4, "frames": 9, "width": 16, "height": 16, "fps": 16.0, "seed": 0},
+        "student_optim": optim,
+        "critic_optim": optim,
+        "dmd": {"teacher_guidance": 1.5, "cond_probs": [0.4, 0.3, 0.3]}
+    }))
+    .unwrap()
+}
+
+fn var(trainer: &DistillTrainer, name: &str) -> Tensor {
+    let vars = trainer.session.vars.named_vars();
+    vars.into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no variable {name}"))
+        .1
+        .as_tensor()
+        .copy() // a variable's tensor changes in place as it trains
+        .unwrap()
+}
+
+fn changed(a: &Tensor, b: &Tensor) -> bool {
+    orrery_nn::compare::max_abs_diff(a, b).unwrap() > 0.0
+}
+
+#[test]
+fn distillation_alternates_resumes_exactly_and_exports_a_four_step_student() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (_, _, teacher) = trained_dit(root);
+
+    let mut straight = DistillTrainer::new(distill_config(&root.join("a"), &teacher)).unwrap();
+    let proj = "student.crossattn_proj.0.weight";
+    let block = "student.blocks.0.self_attn.q_proj.weight";
+    let critic_block = "critic.blocks.0.self_attn.q_proj.weight";
+    let (proj0, block0, critic0) = (
+        var(&straight, proj),
+        var(&straight, block),
+        var(&straight, critic_block),
+    );
+    // Student and critic start as the teacher.
+    let teacher_dit = orrery_dit::DitModelDir::open(&teacher.join("transformer")).unwrap();
+    let stored = orrery_nn::Checkpoint::open(&teacher_dit.weights).unwrap();
+    let teacher_q = stored
+        .load("blocks.0.self_attn.q_proj.weight", &Device::Cpu)
+        .unwrap();
+    assert!(!changed(&block0, &teacher_q) && !changed(&critic0, &teacher_q));
+    // The student's text projection is frozen; the rest of the student and the critic train.
+    let trained = |prefix: &str| {
+        let opt = if prefix == "student." {
+            &straight.session.optimizer
+        } else {
+            &straight.session.secondary.as_ref().unwrap().optimizer
+        };
+        opt.vars.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+    };
+    assert!(trained("student.")
+        .iter()
+        .all(|n| n.starts_with("student.")));
+    assert!(!trained("student.")
+        .iter()
+        .any(|n| n.contains("crossattn_proj")));
+    assert!(trained("critic.").iter().all(|n| n.starts_with("critic.")));
+
+    // Iteration 0 updates the student only (every parameter got a gradient: AdamW refuses otherwise).
+    straight.train(Some(1), |_| {}).unwrap();
+    assert!(changed(&block0, &var(&straight, block)));
+    assert!(!changed(&critic0, &var(&straight, critic_block)));
+    // Iterations 1-4 update the critic only.
+    let block1 = var(&straight, block);
+    straight.train(Some(4), |_| {}).unwrap();
+    assert!(!changed(&block1, &var(&straight, block)));
+    assert!(changed(&critic0, &var(&straight, critic_block)));
+    straight.train(None, |_| {}).unwrap();
+    assert!(!changed(&proj0, &var(&straight, proj)));
+    let second = straight.session.secondary.as_ref().unwrap();
+    assert_eq!(
+        (straight.session.history.len(), second.history.len()),
+        (2, 5)
+    );
+    assert_eq!(straight.session.step(), 7);
+
+    // Interrupted after 3 iterations (a checkpoint), resumed in a new trainer: the same losses, both optimisers.
+    let mut first = DistillTrainer::new(distill_config(&root.join("b"), &teacher)).unwrap();
+    first.train(Some(3), |_| {}).unwrap();
+    drop(first);
+    let mut resumed = DistillTrainer::new(distill_config(&root.join("b"), &teacher)).unwrap();
+    assert_eq!(resumed.session.resume_latest().unwrap(), Some(3));
+    resumed.train(None, |_| {}).unwrap();
+    assert_eq!(
+        losses(&straight.session.history),
+        losses(&resumed.session.history)
+    );
+    let history = |t: &DistillTrainer| losses(&t.session.secondary.as_ref().unwrap().history);
+    assert_eq!(history(&straight), history(&resumed));
+    assert!(root.join("b/loss-secondary.png").is_file());
+
+    // The student bundle samples with the distilled sampler, four calls, no guidance.
+    let bundle_dir = straight.export().unwrap();
+    assert!(straight.write_samples().unwrap().unwrap().is_file());
+    let bundle = ModelBundle::open(&bundle_dir).unwrap();
+    let d = &bundle.defaults;
+    assert_eq!(
+        (d.sampler, d.steps, d.guidance),
+        (SamplerKind::Distilled, 4, 0.0)
+    );
+    let settings = d.sampling_settings(0, orrery_flow::noise::NoiseKind::Fast);
+    assert_eq!(settings.calls().unwrap(), 4);
+    let exported = orrery_nn::Checkpoint::open(
+        bundle_dir.join("transformer/diffusion_pytorch_model.safetensors"),
+    )
+    .unwrap();
+    let q = exported
+        .load("blocks.0.self_attn.q_proj.weight", &Device::Cpu)
+        .unwrap();
+    assert!(
+        changed(&q, &teacher_q),
+        "the student is exported, not the teacher"
+    );
+}
+
+#[test]
+fn bad_distillation_settings_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |dmd: serde_json::Value| {
+        let mut c = serde_json::to_value(distill_config(dir.path(), dir.path())).unwrap();
+        c["dmd"] = dmd;
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, c.to_string()).unwrap();
+        DistillConfig::read(&path).unwrap_err().to_string()
+    };
+    assert!(config(json!({"student_steps": 5})).contains("dmd.student_steps"));
+    assert!(config(json!({"student_update_freq": 1})).contains("student_update_freq"));
+    assert!(config(json!({"cond_probs": [0.5, 0.4]})).contains("dmd.cond_probs"));
+    assert!(config(json!({"teacher_guidanc": 2})).contains("teacher_guidanc"));
+    // A teacher that is not a bundle is named.
+    let err = DistillTrainer::new(distill_config(
+        &dir.path().join("r"),
+        &dir.path().join("none"),
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("none"), "{err}");
+}
