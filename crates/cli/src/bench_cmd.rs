@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use orrery_eval::bench::run::Continuations;
+use orrery_eval::bench::BenchVideos;
 use orrery_eval::bench::{run_bench, BenchOptions, OBSERVED_FRAMES};
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{write_mp4, Mp4Options};
@@ -41,7 +41,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Also write the Video2World continuations as MP4 for `orrery eval`: DIR/real, DIR/model,
-    /// DIR/copy-last-frame, DIR/constant-velocity (clip-NNNN.mp4 each, the frames after the observed ones).
+    /// DIR/copy-last-frame, DIR/constant-velocity (clip-NNNN.mp4 each, the frames after the observed ones), and
+    /// the Text2World clips beside the real clips of their captions: DIR/text2world/real, DIR/text2world/model.
     #[arg(long)]
     pub videos: Option<PathBuf>,
 }
@@ -49,13 +50,19 @@ pub struct BenchArgs {
 /// Side-by-side clips kept for the report.
 const REPORT_CLIPS: usize = 6;
 
-fn write_videos(dir: &Path, i: usize, c: &Continuations, fps: f64) -> Result<()> {
-    for (sub, frames) in [
-        ("real", c.real),
-        ("model", c.model),
-        ("copy-last-frame", c.copy_last),
-        ("constant-velocity", c.constant_velocity),
-    ] {
+fn write_videos(dir: &Path, i: usize, videos: &BenchVideos, fps: f64) -> Result<()> {
+    let sets: Vec<(&str, &[orrery_media::RgbImage])> = match videos {
+        BenchVideos::Video2World(c) => vec![
+            ("real", c.real),
+            ("model", c.model),
+            ("copy-last-frame", c.copy_last),
+            ("constant-velocity", c.constant_velocity),
+        ],
+        BenchVideos::Text2World { real, model } => {
+            vec![("text2world/real", real), ("text2world/model", model)]
+        }
+    };
+    for (sub, frames) in sets {
         let folder = dir.join(sub);
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("creating {}", folder.display()))?;
@@ -165,6 +172,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         println!("{line}");
     }
     println!("{}", result.text2world_line());
+    println!("{}", result.seconds_line());
     let header = json!({"model": root, "seed": args.seed, "sampling": sampling});
     let serde_json::Value::Object(header) = header else {
         unreachable!("an object literal")

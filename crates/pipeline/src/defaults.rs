@@ -227,9 +227,9 @@ struct KeepObservedFile {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModeFile {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     steps: Option<usize>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     guidance: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     conditional_frames: Option<usize>,

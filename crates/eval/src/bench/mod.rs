@@ -13,5 +13,8 @@ pub mod run;
 pub mod score;
 
 pub use method::Method;
-pub use run::{run_bench, BenchOptions, BenchResult, Prediction, WorldPredictor, OBSERVED_FRAMES};
+pub use run::{
+    run_bench, BenchOptions, BenchResult, BenchVideos, ModelSeconds, Prediction, WorldPredictor,
+    OBSERVED_FRAMES,
+};
 pub use score::*;

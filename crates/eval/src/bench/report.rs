@@ -88,6 +88,24 @@ impl BenchResult {
         )
     }
 
+    /// Mean wall-clock seconds of the model per clip in each mode.
+    pub fn seconds_per_clip(&self) -> (f64, f64, f64) {
+        let per = |total: f64, n: usize| total / n.max(1) as f64;
+        let s = self.seconds;
+        (
+            per(s.video2world, self.clips),
+            per(s.image2world, self.clips),
+            per(s.text2world, self.text2world.clips),
+        )
+    }
+
+    pub fn seconds_line(&self) -> String {
+        let (v, i, t) = self.seconds_per_clip();
+        format!(
+            "model time per clip: video2world {v:.3} s, image2world {i:.3} s, text2world {t:.3} s"
+        )
+    }
+
     fn by_method(&self, per_method: impl Fn(&[ClipScore]) -> Vec<f64>) -> Value {
         self.rows
             .iter()
@@ -123,6 +141,11 @@ impl BenchResult {
         v.insert(
             "text2world".into(),
             json!({"clips": t.clips, "objects": t.objects, "shown": t.shown, "rate": t.rate()}),
+        );
+        let (v2w, i2w, t2w) = self.seconds_per_clip();
+        v.insert(
+            "seconds_per_clip".into(),
+            json!({"video2world": v2w, "image2world": i2w, "text2world": t2w}),
         );
         Value::Object(v)
     }
@@ -173,6 +196,7 @@ impl BenchResult {
                             100.0 * t.rate(),
                             t.clips
                         )),
+                        Block::Paragraph(format!("{}.", self.seconds_line())),
                         Block::Plot(LinePlot {
                             title: "Video2World: mean PSNR by frames ahead".into(),
                             x_label: "frames after the observed ones".into(),

@@ -82,6 +82,32 @@ pub struct Continuations<'a> {
     pub constant_velocity: &'a [RgbImage],
 }
 
+/// What the bench hands its caller to keep as videos: a clip's Video2World continuations, or a Text2World
+/// clip beside the real clip of its caption.
+pub enum BenchVideos<'a> {
+    Video2World(Continuations<'a>),
+    Text2World {
+        real: &'a [RgbImage],
+        model: &'a [RgbImage],
+    },
+}
+
+/// Wall-clock seconds the model spent per mode (its calls only, not the scoring), summed over the clips.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ModelSeconds {
+    pub video2world: f64,
+    pub image2world: f64,
+    pub text2world: f64,
+}
+
+/// Runs `f`, adding its wall-clock seconds to `total`.
+fn timed<T>(total: &mut f64, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let out = f();
+    *total += start.elapsed().as_secs_f64();
+    out
+}
+
 /// Text2World: captioned objects and how many were shown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ObjectsShown {
@@ -103,6 +129,7 @@ pub struct BenchResult {
     pub scores: BTreeMap<Method, Vec<ClipScore>>,
     pub rows: Vec<Method>,
     pub text2world: ObjectsShown,
+    pub seconds: ModelSeconds,
     /// (caption, GIF bytes) of the first clips.
     pub gifs: Vec<(String, Vec<u8>)>,
 }
@@ -130,13 +157,13 @@ pub fn object_shown(frames: &[RgbImage], object_color: [u8; 3]) -> bool {
     2 * seen >= frames.len()
 }
 
-/// Runs the bench over `clips` (held-out: never trained or tuned on); `on_clip(i, continuations)` sees each
-/// clip's Video2World continuations (to write them as videos), `on_progress` each clip done.
+/// Runs the bench over `clips` (held-out: never trained or tuned on); `on_clip(i, videos)` sees each clip's
+/// Video2World continuations and Text2World clips (to write them as videos), `on_progress` each clip done.
 pub fn run_bench<P: WorldPredictor>(
     predictor: &mut P,
     clips: &[Clip],
     options: BenchOptions,
-    mut on_clip: impl FnMut(usize, &Continuations) -> Result<(), P::Error>,
+    mut on_clip: impl FnMut(usize, &BenchVideos) -> Result<(), P::Error>,
     mut on_progress: impl FnMut(),
 ) -> Result<BenchResult, P::Error> {
     let captions: Vec<&str> = clips
@@ -154,6 +181,7 @@ pub fn run_bench<P: WorldPredictor>(
         }
     };
     let mut gifs = Vec::new();
+    let mut seconds = ModelSeconds::default();
     for (i, clip) in clips.iter().take(options.clips).enumerate() {
         let real = clip.images();
         let truth = &clip.truth;
@@ -163,7 +191,9 @@ pub fn run_bench<P: WorldPredictor>(
         let n = future.len();
         let start = observed.len();
 
-        let v2w = predictor.video2world(i, observed, i as u64)?;
+        let v2w = timed(&mut seconds.video2world, || {
+            predictor.video2world(i, observed, i as u64)
+        })?;
         let aligned = align_video2world(observed, &v2w.frames, v2w.conditioning);
         let copy_last = copy_last_frame(observed, n);
         let cv = constant_velocity(observed, &colors, n);
@@ -185,6 +215,7 @@ pub fn run_bench<P: WorldPredictor>(
             Method::ConstantVelocity,
             score_clip(future, &cv, truth, start),
         );
+        let continuations = BenchVideos::Video2World(continuations);
         on_clip(i, &continuations)?;
         if i < options.gif_clips {
             // The baseline continues the observed frames: show them first, as the model's output does.
@@ -219,7 +250,9 @@ pub fn run_bench<P: WorldPredictor>(
                 score_clip(future, &aligned[start.min(aligned.len())..], truth, start),
             );
         }
-        let i2w = predictor.image2world(i, &real[0], i as u64)?;
+        let i2w = timed(&mut seconds.image2world, || {
+            predictor.image2world(i, &real[0], i as u64)
+        })?;
         push(
             Method::Image2WorldModel,
             score_clip(&real[1..], after_first(&i2w.frames), truth, 1),
@@ -242,7 +275,16 @@ pub fn run_bench<P: WorldPredictor>(
         ..ObjectsShown::default()
     };
     for (i, clip) in clips.iter().take(options.text_clips).enumerate() {
-        let frames = predictor.text2world(i, TEXT2WORLD_SEED + i as u64)?;
+        let frames = timed(&mut seconds.text2world, || {
+            predictor.text2world(i, TEXT2WORLD_SEED + i as u64)
+        })?;
+        on_clip(
+            i,
+            &BenchVideos::Text2World {
+                real: &clip.images(),
+                model: &frames,
+            },
+        )?;
         for o in &clip.truth.scene.objects {
             text2world.objects += 1;
             text2world.shown += usize::from(object_shown(&frames, o.color));
@@ -254,6 +296,7 @@ pub fn run_bench<P: WorldPredictor>(
         scores,
         rows,
         text2world,
+        seconds,
         gifs,
     })
 }
@@ -430,8 +473,10 @@ mod tests {
             &mut oracle,
             &clips,
             options(2, 0),
-            |i, c| {
-                seen.push((i, c.real.len(), c.model.len(), c.copy_last.len()));
+            |i, videos| {
+                if let BenchVideos::Video2World(c) = videos {
+                    seen.push((i, c.real.len(), c.model.len(), c.copy_last.len()));
+                }
                 Ok(())
             },
             || {},
@@ -454,7 +499,27 @@ mod tests {
     fn objects_count_as_shown_when_found_in_half_the_frames() {
         let clips = clips(4);
         let mut oracle = Oracle::new(&clips, 2);
-        let result = run_bench(&mut oracle, &clips, options(0, 4), |_, _| Ok(()), || {}).unwrap();
+        let mut text_clips = Vec::new();
+        let result = run_bench(
+            &mut oracle,
+            &clips,
+            options(0, 4),
+            |i, videos| {
+                if let BenchVideos::Text2World { real, model } = videos {
+                    text_clips.push((i, real.len(), model.len()));
+                }
+                Ok(())
+            },
+            || {},
+        )
+        .unwrap();
+        // Each Text2World clip is handed over beside its real clip, and its time is counted.
+        assert_eq!(
+            text_clips.iter().map(|c| c.0).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        assert!(text_clips.iter().all(|&(_, r, m)| r == 17 && m == 17));
+        assert!(result.seconds.text2world > 0.0 && result.seconds.video2world == 0.0);
         let objects: usize = clips.iter().map(|c| c.truth.scene.objects.len()).sum();
         assert_eq!(result.text2world.objects, objects);
         assert_eq!(
