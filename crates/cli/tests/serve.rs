@@ -18,9 +18,14 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 
 /// `orrery serve` on a free port of the loopback with the embedded model; returns it and its address.
 fn serve(dir: &Path) -> (Child, SocketAddr) {
+    serve_with(dir, &[])
+}
+
+fn serve_with(dir: &Path, flags: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_orrery"))
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(dir.join("data"))
+        .args(flags)
         .env("ORRERY_CACHE", dir.join("cache"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -115,4 +120,45 @@ fn jobs_survive_kill_9_and_finish_exactly_once_after_a_restart() {
         (last.0.as_str(), last.1.as_str()),
         (running.as_str(), "queued")
     );
+}
+
+#[test]
+fn the_token_comes_from_its_file_and_bad_flags_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token.txt");
+    std::fs::write(&token, "from-a-file\nignored second line\n").unwrap();
+    let (mut server, addr) = serve_with(dir.path(), &["--token-file", token.to_str().unwrap()]);
+    let mut c = Client::new(addr);
+    assert_eq!(c.get("/v1/jobs").status, 401);
+    assert_eq!(c.get("/healthz").status, 200);
+    c.token = Some("from-a-file".into());
+    assert_eq!(c.get("/v1/jobs").status, 200);
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n").unwrap();
+    let missing = dir.path().join("missing.txt");
+    for (flags, expect) in [
+        (vec!["--token-file", empty.to_str().unwrap()], "empty token"),
+        (vec!["--blocklist", missing.to_str().unwrap()], "blocklist"),
+        (
+            vec!["--guard-command", missing.to_str().unwrap()],
+            "guard command",
+        ),
+        (vec!["--model", missing.to_str().unwrap()], "missing.txt"),
+        (vec!["--workers", "0"], "workers"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_orrery"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("data"))
+            .args(&flags)
+            .env("ORRERY_CACHE", dir.path().join("cache"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} started");
+        assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

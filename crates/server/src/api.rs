@@ -1,5 +1,5 @@
 //! The HTTP routes. Every error is `{"error": "..."}` with 400 (bad request), 401 (token), 404 (no such job or
-//! route), 409 (wrong state), 413 (too large) or 500.
+//! route), 409 (wrong state), 413 (too large), 416 (a video range outside it) or 500.
 
 use std::sync::Arc;
 
@@ -346,7 +346,40 @@ async fn cancel_job(
     }
 }
 
-async fn video(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Response> {
+/// The bytes `[start, end)` of a body of `len` bytes that a `Range: bytes=...` header asks for (one range;
+/// `None` for none or a form not understood, which gets the whole body); `Err` if it lies outside.
+fn byte_range(header: Option<&HeaderValue>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    let Some((first, last)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    let range = match (first.trim().is_empty(), number(first), number(last)) {
+        // bytes=-N: the last N bytes.
+        (true, _, Some(n)) if n > 0 => (len.saturating_sub(n), len),
+        (false, Some(a), None) if last.trim().is_empty() => (a, len),
+        (false, Some(a), Some(b)) if a <= b => (a, (b + 1).min(len)),
+        _ => return Ok(None),
+    };
+    if range.0 >= len {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+async fn video(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    request_headers: HeaderMap,
+) -> Result<Response> {
     let job = found(&shared, &id)?;
     if job.status != Status::Succeeded {
         return Err(ServerError::Conflict(format!(
@@ -358,12 +391,32 @@ async fn video(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Res
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| ServerError::io(format!("reading the video of job {id}"), e))?;
+    let len = bytes.len() as u64;
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{id}.mp4\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok((headers, Body::from(bytes)).into_response())
+    match byte_range(request_headers.get(header::RANGE), len) {
+        Ok(None) => Ok((headers, Body::from(bytes)).into_response()),
+        Ok(Some((start, end))) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)) {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
+            let part = bytes[start as usize..end as usize].to_vec();
+            Ok((StatusCode::PARTIAL_CONTENT, headers, Body::from(part)).into_response())
+        }
+        Err(()) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
+            headers.remove(header::CONTENT_TYPE);
+            let body =
+                Json(json!({ "error": format!("range outside the {len} bytes of the video") }));
+            Ok((StatusCode::RANGE_NOT_SATISFIABLE, headers, body).into_response())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -386,5 +439,26 @@ mod tests {
         }
         assert!(same_secret(b"token", b"token"));
         assert!(!same_secret(b"token", b"tokem") && !same_secret(b"token", b"toke"));
+    }
+
+    #[test]
+    fn one_byte_range_is_served_and_other_forms_get_the_whole_video() {
+        let range = |h: &str, len| byte_range(Some(&HeaderValue::from_str(h).unwrap()), len);
+        assert_eq!(range("bytes=0-7", 100), Ok(Some((0, 8))));
+        assert_eq!(range("bytes=90-", 100), Ok(Some((90, 100))));
+        assert_eq!(range("bytes=-10", 100), Ok(Some((90, 100))));
+        assert_eq!(range("bytes=-1000", 100), Ok(Some((0, 100))));
+        assert_eq!(range("bytes=50-1000", 100), Ok(Some((50, 100))));
+        assert_eq!(range("bytes=100-", 100), Err(()));
+        for whole in [
+            "bytes=5-2",
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=x-",
+            "bytes=-0",
+        ] {
+            assert_eq!(range(whole, 100), Ok(None), "{whole}");
+        }
+        assert_eq!(byte_range(None, 100), Ok(None));
     }
 }

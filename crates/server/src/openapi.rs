@@ -159,10 +159,12 @@ pub fn document() -> Value {
             "/v1/jobs/{id}/video": {
                 "parameters": [job_id_parameter()],
                 "get": {
-                    "summary": "The MP4 of a succeeded job",
+                    "summary": "The MP4 of a succeeded job (single byte ranges served)",
                     "security": [{"bearer": []}],
                     "responses": {
                         "200": {"description": "H.264 MP4", "content": {"video/mp4": {}}},
+                        "206": {"description": "The bytes of a `Range: bytes=...` request", "content": {"video/mp4": {}}},
+                        "416": error_response("The range lies outside the video"),
                         "401": error_response("Missing or wrong token"),
                         "404": error_response("No such job"),
                         "409": error_response("The job has not succeeded")

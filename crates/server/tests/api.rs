@@ -76,6 +76,32 @@ fn a_text2world_job_is_queued_run_and_its_video_downloaded() {
     let video = c.get(&format!("/v1/jobs/{id}/video"));
     assert_eq!(video.status, 200);
     assert_eq!(video.header("content-type"), Some("video/mp4"));
+    assert_eq!(video.header("accept-ranges"), Some("bytes"));
+    let ranged = common::http::request(
+        server.addr,
+        "GET",
+        &format!("/v1/jobs/{id}/video"),
+        &[("Range", "bytes=4-11")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(ranged.status, 206);
+    assert_eq!(ranged.body, &video.body[4..12]);
+    assert_eq!(
+        ranged.header("content-range"),
+        Some(format!("bytes 4-11/{}", video.body.len()).as_str())
+    );
+    let beyond = format!("bytes={}-", video.body.len());
+    let r = common::http::request(
+        server.addr,
+        "GET",
+        &format!("/v1/jobs/{id}/video"),
+        &[("Range", &beyond)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 416);
+    r.error();
     let frames = common::decode_mp4(dir.path(), &video.body);
     assert_eq!(frames.len(), 5);
     assert_eq!(frames[0].dimensions(), (64, 64));

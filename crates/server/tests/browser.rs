@@ -1,6 +1,6 @@
 //! The web page in headless Chromium, driven through WebDriver (chromedriver): enter the token, type a prompt,
-//! submit, follow the job to its video and play it; a screenshot is saved as
-//! `target/tmp/orrery-serve-page.png`. Without chromium and chromedriver the test says so and passes, unless
+//! submit, follow the job to its video and play it, upload an image, cancel a job; screenshots are saved as
+//! `target/tmp/orrery-serve-page*.png`. Without chromium and chromedriver the test says so and passes, unless
 //! `ORRERY_REQUIRE_BROWSER` is set (CI sets it).
 
 mod common;
@@ -265,13 +265,40 @@ fn the_page_submits_a_prompt_follows_the_job_and_plays_the_video() {
     assert!(playing["time"].as_f64().unwrap() > 0.0);
     browser.screenshot("orrery-serve-page.png");
 
-    // A second job queued from the page, cancelled from its card.
-    browser.script("document.getElementById('steps').value = '200'; document.getElementById('frames').value = '33';");
+    // Image2World: a PNG chosen in the file field goes up with the settings (the model's frames and steps).
+    let png = dir.path().join("first.png");
+    std::fs::write(&png, common::png(dir.path())).unwrap();
+    browser.script("document.getElementById('steps').value = ''; document.getElementById('frames').value = '';");
+    browser.type_into("#input-file", png.to_str().unwrap());
+    browser.click("#submit");
+    let newest = "const c = document.querySelector('#gallery .card'); \
+        const v = c.querySelector('video'); \
+        return {count: document.querySelectorAll('#gallery .card').length, status: c.dataset.status, \
+                meta: c.querySelector('.meta').textContent, error: c.querySelector('.error').textContent, \
+                ready: v ? v.readyState : -1, width: v ? v.videoWidth : 0}";
+    let image = browser.until(newest, Duration::from_secs(180), |v| {
+        v["count"] == 2 && (v["status"] == "failed" || v["ready"].as_i64().unwrap_or(-1) >= 2)
+    });
+    assert_eq!(image["status"], "succeeded", "{image}");
+    assert!(
+        image["meta"]
+            .as_str()
+            .unwrap()
+            .starts_with("image2world · 64x64 · 33 frames · seed 1 · 1 step ·"),
+        "{image}"
+    );
+    assert_eq!(image["width"], 64);
+
+    // A job queued from the page, cancelled from its card.
+    browser.script(
+        "document.getElementById('input-file').value = ''; \
+         document.getElementById('steps').value = '200'; document.getElementById('frames').value = '33';",
+    );
     browser.click("#submit");
     browser.until(
         "return document.querySelectorAll('#gallery .card').length",
         Duration::from_secs(20),
-        |v| v == 2,
+        |v| v == 3,
     );
     let first_card_status = "return document.querySelector('#gallery .card').dataset.status";
     browser.until(first_card_status, Duration::from_secs(60), |v| {

@@ -41,7 +41,7 @@ function el(tag, cls, text) {
 
 function describe(s) {
   const parts = [s.mode, s.width + "x" + s.height, s.frames + " frames", "seed " + s.seed];
-  if (s.sampling) parts.push(s.sampling.steps + " steps", "guidance " + s.sampling.guidance);
+  if (s.sampling) parts.push(s.sampling.steps + (s.sampling.steps === 1 ? " step" : " steps"), "guidance " + s.sampling.guidance);
   return parts.join(" · ");
 }
 
