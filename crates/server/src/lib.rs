@@ -57,6 +57,42 @@ impl ServerConfig {
     }
 }
 
+/// An exclusive lock on the data folder (`DIR/lock`, `flock`), held while the server runs and released by the
+/// system when the process ends, even by `kill -9`: a second server on the same folder would re-queue the
+/// first one's running jobs.
+struct FolderLock {
+    _file: std::fs::File,
+}
+
+impl FolderLock {
+    fn take(root: &Path) -> Result<Self> {
+        let path = root.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ServerError::io(format!("opening {}", path.display()), e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: flock on a descriptor this function owns; no memory is passed.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                    ServerError::Io(format!(
+                        "{}: another server uses this data folder",
+                        root.display()
+                    ))
+                } else {
+                    ServerError::io(format!("locking {}", path.display()), e)
+                });
+            }
+        }
+        Ok(Self { _file: file })
+    }
+}
+
 /// The data folder's layout.
 #[derive(Debug, Clone)]
 pub struct DataDirs {
@@ -102,6 +138,7 @@ pub struct Shared {
     events: broadcast::Sender<events::JobEvent>,
     /// Set when the server stops; ends event streams.
     closing: watch::Sender<bool>,
+    _lock: FolderLock,
 }
 
 impl Shared {
@@ -136,6 +173,7 @@ impl Server {
     /// Opens the data folder and its job store (re-queueing interrupted jobs) and starts the workers.
     pub fn start(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<Self> {
         let dirs = DataDirs::create(&config.data)?;
+        let lock = FolderLock::take(&dirs.root)?;
         let (store, recovery) = JobStore::open(&dirs.root.join("jobs.sqlite3"))?;
         if recovery.requeued + recovery.failed > 0 {
             tracing::info!(
@@ -155,6 +193,7 @@ impl Server {
             workers: worker::Workers::default(),
             events,
             closing,
+            _lock: lock,
         });
         let threads = worker::start(&shared, workers)
             .map_err(|e| ServerError::io("starting the workers", e))?;

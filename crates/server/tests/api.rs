@@ -589,6 +589,16 @@ fn a_stopped_server_puts_its_running_job_back_and_a_new_one_finishes_it() {
     c.wait_for(&interrupted, JOB_TIMEOUT, |j| {
         j["progress"].as_f64().unwrap() > 0.0
     });
+    // One server per data folder.
+    let Err(second) = orrery_server::Server::start(config(dir.path()), engine()) else {
+        panic!("a second server started on the same data folder");
+    };
+    assert!(
+        second
+            .to_string()
+            .contains("another server uses this data folder"),
+        "{second}"
+    );
     server.stop();
     // Stopped gracefully: the job went back to the queue at its next step, and left no video.
     let db = rusqlite::Connection::open(dir.path().join("data/jobs.sqlite3")).unwrap();
