@@ -225,7 +225,7 @@ impl Server {
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down");
-                let _ = closing.send(true);
+                let _ = closing.send_replace(true);
             })
             .await
             .map_err(|e| ServerError::io("serving", e));
@@ -236,7 +236,7 @@ impl Server {
 
     /// Stops the workers and waits for them.
     pub fn stop(self) {
-        let _ = self.shared.closing.send(true);
+        let _ = self.shared.closing.send_replace(true);
         self.shared.workers.stop();
         for t in self.threads {
             let _ = t.join();

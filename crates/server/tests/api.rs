@@ -589,6 +589,27 @@ fn a_stopped_server_puts_its_running_job_back_and_a_new_one_finishes_it() {
     c.wait_for(&interrupted, JOB_TIMEOUT, |j| {
         j["progress"].as_f64().unwrap() > 0.0
     });
+    // A client following the job's events: the stream ends when the server stops (else shutdown would wait).
+    let following = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        let get = format!(
+            "GET /v1/jobs/{interrupted}/events HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(get.as_bytes()).unwrap();
+        // Connected and subscribed: the first event (the job's state) has arrived.
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("data:") {
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        std::thread::spawn(move || {
+            stream.read_to_end(&mut seen).unwrap();
+            String::from_utf8_lossy(&seen).into_owned()
+        })
+    };
     // One server per data folder.
     let Err(second) = orrery_server::Server::start(config(dir.path()), engine()) else {
         panic!("a second server started on the same data folder");
@@ -600,6 +621,14 @@ fn a_stopped_server_puts_its_running_job_back_and_a_new_one_finishes_it() {
         "{second}"
     );
     server.stop();
+    let text = following.join().unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    assert!(!events.is_empty(), "{text}");
+    assert!(events.iter().all(|e| e["status"] == "running"), "{text}");
     // Stopped gracefully: the job went back to the queue at its next step, and left no video.
     let db = rusqlite::Connection::open(dir.path().join("data/jobs.sqlite3")).unwrap();
     let (status, progress): (String, f64) = db
