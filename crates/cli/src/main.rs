@@ -16,6 +16,7 @@ mod merge_cmd;
 mod physics_cmds;
 mod sampling_args;
 mod schedule_cmd;
+mod serve_cmd;
 mod train_cmd;
 mod vae_cmds;
 
@@ -71,6 +72,8 @@ enum Command {
     /// LoRA adapters on the DiT: fuse them into a model's weights.
     #[command(subcommand)]
     Lora(lora_cmd::LoraCommand),
+    /// Serve an HTTP API, a persistent job queue and a web page for generation.
+    Serve(Box<serve_cmd::ServeArgs>),
 }
 
 #[global_allocator]
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_cmd::eval(&args),
         Command::Merge(args) => merge_cmd::merge(&args),
         Command::Lora(cmd) => lora_cmd::run(cmd),
+        Command::Serve(args) => serve_cmd::serve(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

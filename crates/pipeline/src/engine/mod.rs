@@ -428,6 +428,12 @@ impl Generator {
         &self.pipeline
     }
 
+    /// The loaded networks, to serve another engine's settings ([`Engine::with_models`]) without loading them
+    /// again.
+    pub fn into_pipeline(self) -> WorldPipeline {
+        self.pipeline
+    }
+
     /// Generates one clip from `input` and the prompt embedding `text` (with `negative` where guided), chunk
     /// by chunk (chunk i seeded `seed + i`); `on_step` is called after each sampler step.
     pub fn generate(
