@@ -4,18 +4,14 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use orrery_dit::DitModelDir;
-use orrery_flow::noise::NoiseKind;
 use orrery_nn::checkpoint::save_tensors;
 use orrery_pipeline::distilled::DISTILLED_STEPS;
-use orrery_pipeline::{
-    BundleDefaults, Engine, GenerationOptions, ModeSampling, SamplerKind, SamplingOverrides,
-    WeightType, SAMPLING_FILE,
-};
+use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, SAMPLING_FILE};
 
 use crate::distill::trainer::DistillTrainer;
 use crate::error::{Result, TrainError};
 use crate::trainer::data::sample_clips;
-use crate::trainer::samples::{video_and_text_samples, write_sample_grid};
+use crate::trainer::samples::{sample_options, video_and_text_samples, write_sample_grid};
 use crate::trainer::session::write_file;
 
 /// The student's sampling defaults: the teacher bundle's sizes, rates and conditioning, with the distilled
@@ -85,15 +81,7 @@ pub fn export_bundle(trainer: &DistillTrainer, dir: &Path) -> Result<()> {
 /// `samples/step-NNNNNNN.gif`: for a few held-out clips, the real clip, the student's Video2World and
 /// Text2World, and the teacher's Text2World at its own steps.
 pub fn write_samples(trainer: &DistillTrainer) -> Result<PathBuf> {
-    let options = GenerationOptions {
-        sampling: SamplingOverrides {
-            seed: 0,
-            noise: NoiseKind::Fast,
-            ..SamplingOverrides::default()
-        },
-        weights: Some(WeightType::F32),
-        ..GenerationOptions::default()
-    };
+    let options = sample_options();
     let out_dir = &trainer.config.run.out_dir;
     let student = Engine::for_models(
         out_dir,

@@ -13,15 +13,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use orrery_dit::{save_lora_weights, CosmosDit, DitInput, LORA_WEIGHTS_FILE};
-use orrery_flow::noise::NoiseKind;
 use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::SeededVarMap;
 use orrery_pipeline::conditioning::{condition_mask, replace_frames, replace_velocity};
 use orrery_pipeline::{
-    BundleDefaults, Engine, GenerationOptions, Mode, SamplerKind, SamplingOverrides,
-    SamplingSettings, ScheduleKind, WeightType, SAMPLING_FILE,
+    BundleDefaults, Engine, Mode, SamplerKind, SamplingSettings, ScheduleKind, SAMPLING_FILE,
 };
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
@@ -35,7 +33,7 @@ use crate::trainer::config::RunConfig;
 use crate::trainer::data::sample_clips;
 use crate::trainer::random::{conditioning_frames, index, normal};
 use crate::trainer::run::Run;
-use crate::trainer::samples::{video_and_text_samples, write_sample_grid};
+use crate::trainer::samples::{sample_options, video_and_text_samples, write_sample_grid};
 use crate::trainer::session::{write_file, LossPoint, Session};
 
 /// A DiT training run.
@@ -360,15 +358,7 @@ impl Run for DitTrainer {
     fn write_samples(&self) -> Result<Option<PathBuf>> {
         let (dit, text) = self.ema_models()?;
         // The generation engine as the exported bundle will run it, over the EMA networks in memory.
-        let options = GenerationOptions {
-            sampling: SamplingOverrides {
-                seed: 0,
-                noise: NoiseKind::Fast,
-                ..SamplingOverrides::default()
-            },
-            weights: Some(WeightType::F32),
-            ..GenerationOptions::default()
-        };
+        let options = sample_options();
         let engine = Engine::for_models(
             &self.config.run.out_dir,
             self.bundle_defaults(),

@@ -3,11 +3,25 @@
 
 use std::path::{Path, PathBuf};
 
+use orrery_flow::noise::NoiseKind;
 use orrery_media::{write_gif, RgbImage};
-use orrery_pipeline::{Generator, WorldInput};
+use orrery_pipeline::{GenerationOptions, Generator, SamplingOverrides, WeightType, WorldInput};
 use orrery_text::{Overflow, WordEncoder};
 
 use crate::error::{Result, TrainError};
+
+/// The engine's options for samples: seed 0 with the fast generator, float32 weights, the bundle's settings.
+pub fn sample_options() -> GenerationOptions {
+    GenerationOptions {
+        sampling: SamplingOverrides {
+            seed: 0,
+            noise: NoiseKind::Fast,
+            ..SamplingOverrides::default()
+        },
+        weights: Some(WeightType::F32),
+        ..GenerationOptions::default()
+    }
+}
 
 /// Video2World from the clip's first 5 frames, then Text2World from its caption: one clip per input.
 pub fn video_and_text_samples(
