@@ -259,8 +259,59 @@ pub mod composed {
         attention_with_bias(q, k, v, None)
     }
 
-    /// [`attention`] with `bias` (broadcastable to the (B, H, Lq, Lk) scores) added before the softmax.
+    /// Scores held at once by [`attention_with_bias`] (2^28 float32: 1 GiB): longer sequences are computed a block
+    /// of query rows at a time, so 84,480 tokens of 16 heads need a few GiB, not the 457 GB of their whole score
+    /// matrix.
+    pub const MAX_SCORES: usize = 1 << 28;
+
+    /// [`attention`] with `bias` (broadcastable to the (B, H, Lq, Lk) scores) added before the softmax, a block of
+    /// query rows at a time when the scores would exceed [`MAX_SCORES`] (each row's softmax is its own, so the
+    /// blocks equal the whole).
     pub fn attention_with_bias(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, h, _, _) = q.dims4()?;
+        let lk = k.dim(2)?;
+        let rows = (MAX_SCORES / (b * h * lk).max(1)).max(1);
+        attention_in_row_blocks(q, k, v, bias, rows)
+    }
+
+    /// [`attention_with_bias`] over blocks of `rows` query rows, concatenated.
+    pub fn attention_in_row_blocks(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+        rows: usize,
+    ) -> Result<Tensor> {
+        let lq = q.dim(2)?;
+        if rows >= lq {
+            return attention_block(q, k, v, bias);
+        }
+        let mut blocks = Vec::with_capacity(lq.div_ceil(rows));
+        for start in (0..lq).step_by(rows.max(1)) {
+            let len = rows.min(lq - start);
+            // A bias with a row per query is cut with the queries; a key bias (one row) applies to every block.
+            let bias = match bias {
+                Some(b) if b.rank() == 4 && b.dim(2)? == lq && lq > 1 => {
+                    Some(b.narrow(2, start, len)?)
+                }
+                other => other.cloned(),
+            };
+            blocks.push(attention_block(
+                &q.narrow(2, start, len)?,
+                k,
+                v,
+                bias.as_ref(),
+            )?);
+        }
+        Tensor::cat(&blocks, 2)
+    }
+
+    fn attention_block(
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
@@ -419,5 +470,35 @@ mod tests {
             &sample(12),
             &[3, 4],
         );
+    }
+
+    #[test]
+    fn attention_in_blocks_of_query_rows_equals_the_whole() {
+        let dev = Device::Cpu;
+        let q = Var::randn(0f32, 1., (2, 3, 7, 4), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1., (2, 3, 5, 4), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1., (2, 3, 5, 4), &dev).unwrap();
+        let key_bias = key_padding_bias(&[5, 3], 5, &dev).unwrap();
+        let row_bias = Tensor::randn(0f32, 1., (1, 1, 7, 5), &dev).unwrap();
+        for bias in [None, Some(&key_bias), Some(&row_bias)] {
+            let whole = composed::attention_in_row_blocks(q.as_tensor(), &k, &v, bias, 7).unwrap();
+            let grad_whole = whole.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            for rows in [1, 2, 3, 6] {
+                let blocks =
+                    composed::attention_in_row_blocks(q.as_tensor(), &k, &v, bias, rows).unwrap();
+                let err = crate::compare::max_abs_diff(&blocks, &whole).unwrap();
+                assert!(err < 1e-6, "rows {rows}: {err}");
+                let grad = blocks.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                let err = crate::compare::max_abs_diff(
+                    grad.get(q.as_tensor()).unwrap(),
+                    grad_whole.get(q.as_tensor()).unwrap(),
+                )
+                .unwrap();
+                assert!(err < 1e-5, "rows {rows}: gradient {err}");
+            }
+        }
+        // The default block size follows the score budget; short sequences run in one block.
+        let out = composed::attention(q.as_tensor(), &k, &v).unwrap();
+        assert_eq!(out.dims(), &[2, 3, 7, 4]);
     }
 }
