@@ -8,12 +8,11 @@
 
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::{CosmosDit, DitInput};
-use orrery_flow::noise::gaussian;
 use orrery_flow::trigflow::{conditioning_timestep, distilled_times, TrigScaling};
 
-use crate::conditioning::{condition_mask, replace_frames};
+use crate::conditioning::replace_frames;
 use crate::error::Result;
-use crate::sample::{LatentCondition, SamplingSettings};
+use crate::sample::SamplingSettings;
 
 /// The most sample times of the distilled sampler; more steps are cut to these, as the reference does.
 pub const DISTILLED_STEPS: usize = 4;
@@ -94,27 +93,25 @@ fn condition_frames(mask: &Tensor) -> Result<Vec<usize>> {
         .collect())
 }
 
-/// Samples normalised latents of `shape` (B, C, T, h, w) with the distilled sampler: `settings.steps` of the four
-/// times (at most four), the initial noise drawn as `settings` says, conditioning frames pinned (their timestep
-/// too when `settings.cond_timestep` is set). `on_step(i, calls)` reports progress.
-pub fn sample_distilled(
+/// Samples normalised latents from `noise` (B, C, T, h, w) with the distilled sampler: `settings.steps` of the
+/// four times (at most four), conditioning frames (`gt` where `mask` is 1) pinned, their timestep too when
+/// `settings.cond_timestep` is set. `on_step(i, calls)` reports progress. [`crate::sample_latents`] checks the
+/// settings and draws the noise.
+pub(crate) fn sample_distilled(
     dit: &CosmosDit,
-    shape: [usize; 5],
     text: &Tensor,
-    condition: &LatentCondition,
+    noise: &Tensor,
+    (gt, mask): (&Tensor, &Tensor),
     settings: &SamplingSettings,
     mut on_step: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
-    let [b, _, t, h, w] = shape;
-    let device = Device::Cpu;
-    let noise = gaussian(settings.noise, settings.seed, &shape, &device)?;
-    let mask = condition_mask(b, t, h, w, condition.frames, &device)?;
-    let calls = settings.steps.min(DISTILLED_STEPS);
+    let b = noise.dim(0)?;
+    let calls = settings.calls()?;
     let mut times = distilled_times()[..calls].to_vec();
     times.push(0.0);
     let cond = TrigCondition {
-        gt: &condition.gt,
-        mask: &mask,
+        gt,
+        mask,
         text,
         pin_timestep: settings.cond_timestep.is_some(),
     };

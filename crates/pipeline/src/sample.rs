@@ -169,8 +169,9 @@ pub struct LatentCondition {
     pub frames: usize,
 }
 
-/// Samples normalised latents of `shape` (B, C, T, h, w) with the sampler of `settings`. `text` and `negative` are the prompt embeddings
-/// (B, N, width); `negative` is needed when guidance is not 0. `on_step(i, calls)` reports progress.
+/// Samples normalised latents of `shape` (B, C, T, h, w) with the sampler of `settings`. `text` and `negative` are
+/// the prompt embeddings (B, N, width); `negative` is needed when guidance is not 0. `on_step(i, calls)` reports
+/// progress.
 pub fn sample_latents(
     dit: &CosmosDit,
     shape: [usize; 5],
@@ -194,12 +195,12 @@ pub fn sample_latents(
             condition.frames
         )));
     }
-    if settings.sampler == SamplerKind::Distilled {
-        return sample_distilled(dit, shape, text, condition, settings, on_step);
-    }
-    let schedule = settings.schedule()?;
     let noise = gaussian(settings.noise, settings.seed, &shape, &device)?;
     let mask = condition_mask(b, t, h, w, condition.frames, &device)?;
+    if settings.sampler == SamplerKind::Distilled {
+        return sample_distilled(dit, text, &noise, (&condition.gt, &mask), settings, on_step);
+    }
+    let schedule = settings.schedule()?;
     let gt = &condition.gt;
     let mut sampler = UniPc::new(&schedule);
     let mut latents = noise.clone();
