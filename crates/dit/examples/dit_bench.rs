@@ -18,26 +18,14 @@ static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     orrery_nn::alloc::tune();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |flag: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-            .unwrap_or_else(|| default.to_owned())
-    };
-    let config = match arg("--config", "2b").as_str() {
-        "2b" => DitConfig::cosmos_predict2_5_2b(),
-        "14b" => DitConfig::cosmos_predict2_5_14b(),
-        path => DitConfig::from_diffusers_file(std::path::Path::new(path))?,
-    };
+    let flags = orrery_nn::bench_flags::Flags::from_env();
+    let arg = |flag: &str, default: &str| flags.get(flag, default);
+    let config = DitConfig::preset_or_file(&arg("--config", "2b"))?;
     let dtype = match arg("--dtype", "f32").as_str() {
         "bf16" => DType::BF16,
         _ => DType::F32,
     };
-    let latent: Vec<usize> = arg("--latent", "1,32,32")
-        .split(',')
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let [t, h, w] = flags.dims3("--latent", "1,32,32")?;
     let text: usize = arg("--text", "512").parse()?;
     let batch: usize = arg("--batch", "1").parse()?;
     let runs: usize = arg("--runs", "3").parse()?;
@@ -50,7 +38,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let build_s = start.elapsed().as_secs_f64();
 
-    let (t, h, w) = (latent[0], latent[1], latent[2]);
     let x = Tensor::randn(0f32, 1., (batch, config.in_channels, t, h, w), &dev)?;
     let ts = Tensor::full(0.5f32, batch, &dev)?;
     let emb = Tensor::randn(0f32, 1., (batch, text, config.text_input_channels()), &dev)?

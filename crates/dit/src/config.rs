@@ -151,6 +151,15 @@ impl DitConfig {
         Ok(())
     }
 
+    /// `2b` or `14b` (the released presets), else the diffusers `config.json` at that path.
+    pub fn preset_or_file(spec: &str) -> Result<Self> {
+        match spec {
+            "2b" => Ok(Self::cosmos_predict2_5_2b()),
+            "14b" => Ok(Self::cosmos_predict2_5_14b()),
+            path => Self::from_diffusers_file(Path::new(path)),
+        }
+    }
+
     /// Reads a diffusers `CosmosTransformer3DModel` `config.json`.
     pub fn from_diffusers_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DitError::ConfigFile {

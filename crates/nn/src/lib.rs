@@ -1,6 +1,7 @@
 //! orrery-nn: tensor layers over candle and checkpoint I/O.
 
 pub mod alloc;
+pub mod bench_flags;
 pub mod checkpoint;
 pub mod compare;
 

@@ -20,22 +20,10 @@ static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     orrery_nn::alloc::tune();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |flag: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-            .unwrap_or_else(|| default.to_owned())
-    };
-    let config = match arg("--config", "2b").as_str() {
-        "2b" => DitConfig::cosmos_predict2_5_2b(),
-        "14b" => DitConfig::cosmos_predict2_5_14b(),
-        path => DitConfig::from_diffusers_file(std::path::Path::new(path))?,
-    };
-    let latent: Vec<usize> = arg("--latent", "2,8,8")
-        .split(',')
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let flags = orrery_nn::bench_flags::Flags::from_env();
+    let arg = |flag: &str, default: &str| flags.get(flag, default);
+    let config = DitConfig::preset_or_file(&arg("--config", "2b"))?;
+    let [t, h, w] = flags.dims3("--latent", "2,8,8")?;
     let text_len: usize = arg("--text", "512").parse()?;
     let runs: usize = arg("--runs", "3").parse()?;
     let dev = Device::Cpu;
@@ -43,7 +31,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         RandomWeights::new(0, 0.02).var_builder(DType::F32, &dev),
         &config,
     )?;
-    let (t, h, w) = (latent[0], latent[1], latent[2]);
     let shape = [1, config.in_channels, t, h, w];
     let text = Tensor::randn(0f32, 1., (1, text_len, config.text_input_channels()), &dev)?;
     let negative = Tensor::randn(0f32, 1., (1, text_len, config.text_input_channels()), &dev)?;

@@ -19,21 +19,10 @@ static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     orrery_nn::alloc::tune();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |flag: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-            .unwrap_or_else(|| default.to_owned())
-    };
+    let flags = orrery_nn::bench_flags::Flags::from_env();
+    let arg = |flag: &str, default: &str| flags.get(flag, default);
     let config = DitConfig::from_diffusers_file(std::path::Path::new(&arg("--config", "")))?;
-    let latent: Vec<usize> = arg("--latent", "2,32,32")
-        .split(',')
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    let [t, h, w] = latent[..] else {
-        return Err("--latent takes T,H,W".into());
-    };
+    let [t, h, w] = flags.dims3("--latent", "2,32,32")?;
     let text: usize = arg("--text", "64").parse()?;
     let batch: usize = arg("--batch", "2").parse()?;
     let runs: usize = arg("--runs", "3").parse()?;

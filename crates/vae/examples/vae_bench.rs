@@ -19,13 +19,8 @@ static ALLOCATOR: orrery_nn::alloc::Allocator = orrery_nn::alloc::Allocator;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     orrery_nn::alloc::tune();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |flag: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-            .unwrap_or_else(|| default.to_owned())
-    };
+    let flags = orrery_nn::bench_flags::Flags::from_env();
+    let arg = |flag: &str, default: &str| flags.get(flag, default);
     let config = match arg("--config", "wan").as_str() {
         "wan" => VaeConfig::wan2_1(),
         path => VaeConfig::from_diffusers_file(std::path::Path::new(path))?,
@@ -41,9 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (w, h): (usize, usize) = (w.parse()?, h.parse()?);
     let runs: usize = arg("--runs", "3").parse()?;
     let mode = arg("--mode", "both");
-    let tile: Option<usize> = args
-        .iter()
-        .any(|a| a == "--tile")
+    let tile: Option<usize> = flags
+        .has("--tile")
         .then(|| arg("--tile", "32").parse())
         .transpose()?;
     let dev = Device::Cpu;
