@@ -187,45 +187,29 @@ impl Session {
 
     /// Backpropagates `loss` and applies one step of the first optimiser; returns the record.
     pub fn update(&mut self, loss: &Tensor) -> Result<LossPoint> {
-        let (value, grads) = self.backward(loss)?;
-        let report = self.optimizer.step(&grads, self.total_steps)?;
-        let point = self.record(value, report.lr, report.grad_norm);
-        self.history.push(point);
-        Ok(point)
+        let other = self.secondary.as_ref().map_or(0, |s| s.optimizer.step);
+        update_one(
+            &mut self.optimizer,
+            self.total_steps,
+            &mut self.history,
+            other,
+            loss,
+        )
     }
 
     /// Backpropagates `loss` and applies one step of the second optimiser; returns the record.
     pub fn update_secondary(&mut self, loss: &Tensor) -> Result<LossPoint> {
-        let (value, grads) = self.backward(loss)?;
+        let other = self.optimizer.step;
         let Some(second) = self.secondary.as_mut() else {
             return Err(TrainError::Data("the run has no second optimiser".into()));
         };
-        let report = second.optimizer.step(&grads, second.total_steps)?;
-        let point = self.record(value, report.lr, report.grad_norm);
-        if let Some(second) = self.secondary.as_mut() {
-            second.history.push(point);
-        }
-        Ok(point)
-    }
-
-    fn backward(&self, loss: &Tensor) -> Result<(f32, candle_core::backprop::GradStore)> {
-        let value = loss.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(TrainError::Data(format!(
-                "loss is {value} at step {}: training diverged (lower the learning rate?)",
-                self.step()
-            )));
-        }
-        Ok((value, loss.backward()?))
-    }
-
-    fn record(&self, loss: f32, lr: f64, grad_norm: f64) -> LossPoint {
-        LossPoint {
-            step: self.step(),
+        update_one(
+            &mut second.optimizer,
+            second.total_steps,
+            &mut second.history,
+            other,
             loss,
-            lr,
-            grad_norm,
-        }
+        )
     }
 
     /// Writes a checkpoint of the current step with `config_json` beside it, the loss curve, and keeps only
@@ -363,6 +347,35 @@ impl Session {
         self.history = state.history;
         Ok(state.step)
     }
+}
+
+/// Backpropagates `loss`, applies one step of `optimizer` (its schedule spanning `total_steps`) and appends the
+/// record to `history`; `other_steps` are the run's updates by its other optimiser, so the record's step is the
+/// run's.
+fn update_one(
+    optimizer: &mut AdamW,
+    total_steps: usize,
+    history: &mut Vec<LossPoint>,
+    other_steps: usize,
+    loss: &Tensor,
+) -> Result<LossPoint> {
+    let value = loss.to_scalar::<f32>()?;
+    if !value.is_finite() {
+        return Err(TrainError::Data(format!(
+            "loss is {value} at step {}: training diverged (lower the learning rate?)",
+            other_steps + optimizer.step
+        )));
+    }
+    let grads = loss.backward()?;
+    let report = optimizer.step(&grads, total_steps)?;
+    let point = LossPoint {
+        step: other_steps + optimizer.step,
+        loss: value,
+        lr: report.lr,
+        grad_norm: report.grad_norm,
+    };
+    history.push(point);
+    Ok(point)
 }
 
 /// Sets the variables named `prefix` + NAME to the tensors NAME of `weights` (same shapes). Every tensor of the
