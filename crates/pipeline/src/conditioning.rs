@@ -49,6 +49,21 @@ pub fn condition_mask(
         .contiguous()
 }
 
+/// (B, 1, T, H, W) float32 for a batch whose sample i conditions on its first `frames[i]` latent frames.
+pub fn batch_condition_mask(
+    frames: &[usize],
+    t: usize,
+    h: usize,
+    w: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let masks = frames
+        .iter()
+        .map(|&n| condition_mask(1, t, h, w, n, device))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&masks, 0)
+}
+
 /// `gt mask + x (1 - mask)`: the conditioning frames substituted into the noisy latent.
 pub fn replace_frames(x: &Tensor, gt: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let keep = mask.affine(-1.0, 1.0)?;

@@ -21,6 +21,7 @@ use candle_nn::VarBuilder;
 use orrery_dit::{CosmosDit, DitConfig, DitModelDir};
 use orrery_flow::trigflow::{distilled_times, draw_critic_time};
 use orrery_nn::SeededVarMap;
+use orrery_pipeline::conditioning::batch_condition_mask;
 use orrery_pipeline::distilled::{trigflow_x0, TrigCondition};
 use orrery_pipeline::{BundleDefaults, SAMPLING_FILE};
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
@@ -225,12 +226,7 @@ impl DistillTrainer {
     /// The loss of one iteration: the student's (DMD) or the critic's.
     fn loss(&self, batch: &Batch, student_iteration: bool) -> Result<Tensor> {
         let (b, _, t, h, w) = batch.x0.dims5()?;
-        let masks = batch
-            .cond_frames
-            .iter()
-            .map(|&n| orrery_pipeline::conditioning::condition_mask(1, t, h, w, n, &self.device))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let mask = Tensor::cat(&masks, 0)?;
+        let mask = batch_condition_mask(&batch.cond_frames, t, h, w, &self.device)?;
         let ids: Vec<&[u32]> = batch.ids.iter().map(Vec::as_slice).collect();
         let text = self.text.embed_batch(&ids)?.detach();
         let pin_timestep = self.teacher_defaults.cond_timestep.is_some();

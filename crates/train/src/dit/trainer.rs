@@ -17,7 +17,7 @@ use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::SeededVarMap;
-use orrery_pipeline::conditioning::{condition_mask, replace_frames, replace_velocity};
+use orrery_pipeline::conditioning::{batch_condition_mask, replace_frames, replace_velocity};
 use orrery_pipeline::{
     BundleDefaults, Engine, Mode, SamplerKind, SamplingSettings, ScheduleKind, SAMPLING_FILE,
 };
@@ -203,12 +203,7 @@ impl DitTrainer {
             dev,
         )?;
         let x_sigma = noisy_per_sample(&batch.x0, &batch.noise, &sig)?;
-        let masks = batch
-            .cond_frames
-            .iter()
-            .map(|&n| condition_mask(1, t, h, w, n, dev))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let mask = Tensor::cat(&masks, 0)?;
+        let mask = batch_condition_mask(&batch.cond_frames, t, h, w, dev)?;
         let x_in = replace_frames(&x_sigma, &batch.x0, &mask)?;
         let scale = 1000.0 * f.timestep_scale;
         let mut steps = Vec::with_capacity(b * t);
