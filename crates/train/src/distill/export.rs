@@ -6,12 +6,14 @@ use candle_core::{DType, Device};
 use orrery_dit::DitModelDir;
 use orrery_nn::checkpoint::save_tensors;
 use orrery_pipeline::distilled::DISTILLED_STEPS;
-use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, SAMPLING_FILE};
+use orrery_pipeline::{
+    BundleDefaults, Engine, ModeSampling, SamplerKind, WorldInput, SAMPLING_FILE,
+};
 
 use crate::distill::trainer::DistillTrainer;
 use crate::error::{Result, TrainError};
 use crate::trainer::data::sample_clips;
-use crate::trainer::samples::{sample_options, video_and_text_samples, write_sample_grid};
+use crate::trainer::samples::{sample, sample_options, video_and_text_samples, write_sample_grid};
 use crate::trainer::session::write_file;
 
 /// The student's sampling defaults: the teacher bundle's sizes, rates and conditioning, with the distilled
@@ -90,6 +92,7 @@ pub fn write_samples(trainer: &DistillTrainer) -> Result<PathBuf> {
         options.clone(),
     )?
     .with_models(trainer.ema_student()?, trainer.vae.clone())?;
+    // Samples run on the CPU like the exported bundle; the run's teacher may sit on a GPU, so it is read again.
     let teacher_dit = DitModelDir::open(&trainer.config.teacher.join("transformer"))?
         .load(DType::F32, &Device::Cpu)?;
     let teacher = Engine::for_models(
@@ -111,8 +114,13 @@ pub fn write_samples(trainer: &DistillTrainer) -> Result<PathBuf> {
             &caption,
             seed,
         )?);
-        let teacher_clips = video_and_text_samples(&teacher, &trainer.text, &real, &caption, seed)?;
-        row.extend(teacher_clips.into_iter().skip(1));
+        row.push(sample(
+            &teacher,
+            &trainer.text,
+            &WorldInput::Text,
+            &caption,
+            seed,
+        )?);
         rows.push(row);
     }
     let size = (d.width as usize, d.height as usize);

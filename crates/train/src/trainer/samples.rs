@@ -23,6 +23,21 @@ pub fn sample_options() -> GenerationOptions {
     }
 }
 
+/// The clip `generator` makes of `input` and `caption`.
+pub fn sample(
+    generator: &Generator,
+    text: &WordEncoder,
+    input: &WorldInput,
+    caption: &str,
+    seed: u64,
+) -> Result<Vec<RgbImage>> {
+    let prompt = text.embed(caption, Overflow::Truncate)?;
+    let negative = text.embed(generator.engine().negative_prompt(), Overflow::Truncate)?;
+    Ok(generator
+        .generate(input, &prompt, Some(&negative), seed, || {})?
+        .frames)
+}
+
 /// Video2World from the clip's first 5 frames, then Text2World from its caption: one clip per input.
 pub fn video_and_text_samples(
     generator: &Generator,
@@ -31,17 +46,11 @@ pub fn video_and_text_samples(
     caption: &str,
     seed: u64,
 ) -> Result<Vec<Vec<RgbImage>>> {
-    let prompt = text.embed(caption, Overflow::Truncate)?;
-    let negative = text.embed(generator.engine().negative_prompt(), Overflow::Truncate)?;
-    let mut clips = Vec::new();
-    for input in [
-        WorldInput::Video(real[..real.len().min(5)].to_vec()),
-        WorldInput::Text,
-    ] {
-        let out = generator.generate(&input, &prompt, Some(&negative), seed, || {})?;
-        clips.push(out.frames);
-    }
-    Ok(clips)
+    let video = WorldInput::Video(real[..real.len().min(5)].to_vec());
+    [video, WorldInput::Text]
+        .iter()
+        .map(|input| sample(generator, text, input, caption, seed))
+        .collect()
 }
 
 /// Writes `{out_dir}/samples/step-NNNNNNN.gif`: the rows of `w` x `h` clips tiled, at `fps`.
