@@ -22,7 +22,7 @@ use orrery_dit::{CosmosDit, DitConfig, DitModelDir};
 use orrery_flow::trigflow::{distilled_times, draw_critic_time};
 use orrery_nn::SeededVarMap;
 use orrery_pipeline::conditioning::batch_condition_mask;
-use orrery_pipeline::distilled::{trigflow_x0, TrigCondition};
+use orrery_pipeline::distilled::{trigflow_x0, TrigCondition, DISTILLED_STEPS};
 use orrery_pipeline::{BundleDefaults, SAMPLING_FILE};
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
@@ -199,18 +199,16 @@ impl DistillTrainer {
         condition: &TrigCondition,
         with_grad: bool,
     ) -> Result<Tensor> {
-        let times = distilled_times();
+        let times = &distilled_times()[..steps.clamp(1, DISTILLED_STEPS)];
         let b = noise.dim(0)?;
+        let predict = |x: &Tensor, t: f64| trigflow_x0(&self.student, x, &vec![t; b], condition);
         let mut x = noise.clone();
-        for k in 0..steps {
-            let x0 = trigflow_x0(&self.student, &x, &vec![times[k]; b], condition)?;
-            if k + 1 == steps {
-                return Ok(if with_grad { x0 } else { x0.detach() });
-            }
-            let next = times[k + 1];
-            x = ((x0.detach() * next.cos())? + (noise * next.sin())?)?;
+        for pair in times.windows(2) {
+            let next = pair[1];
+            x = ((predict(&x, pair[0])?.detach() * next.cos())? + (noise * next.sin())?)?;
         }
-        unreachable!("steps >= 1")
+        let last = predict(&x, times[times.len() - 1])?;
+        Ok(if with_grad { last } else { last.detach() })
     }
 
     /// `cos t G + sin t e` with one time per sample.
