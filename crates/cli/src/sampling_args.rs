@@ -6,8 +6,9 @@ use orrery_pipeline::{KeepObserved, SamplerKind, SamplingOverrides};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
-    /// `unipc` (the base and post-trained models) or `distilled` (the released 4-step model's loop: x0 at four
-    /// fixed times, re-noised with the initial noise, no guidance) (default: the bundle's).
+    /// `unipc` (the base and post-trained models), `distilled` (the released 4-step model's loop: x0 at four
+    /// fixed times, re-noised with the initial noise, no guidance) or `churn` (the RL rollout sampler: Karras
+    /// sigmas, churn 1, the "2ab" update; what `orrery train rl` trains through) (default: the bundle's).
     #[arg(long)]
     pub sampler: Option<SamplerKind>,
     /// Sampling steps (default: the bundle's for the mode).

@@ -1,11 +1,11 @@
-//! `orrery train vae|dit|distill --config FILE [--resume] [--dry-run] [--smoke] [--device cpu|cuda]`.
+//! `orrery train vae|dit|distill|rl --config FILE [--resume] [--dry-run] [--smoke] [--device cpu|cuda]`.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use orrery_train::{DistillConfig, DitTrainConfig, LossPoint, Run, VaeTrainConfig};
+use orrery_train::{DistillConfig, DitTrainConfig, LossPoint, RlConfig, Run, VaeTrainConfig};
 
 use crate::device::parse_device;
 
@@ -18,6 +18,9 @@ pub enum TrainCommand {
     /// Distil a trained model bundle into a 4-step student (DMD2 in TrigFlow form, the released recipe); the
     /// student exports as a bundle that samples with the distilled sampler.
     Distill(TrainArgs),
+    /// Post-train a model bundle with GRPO (the released Cosmos RL recipe) on rewards judged against the
+    /// simulator: trajectories, objects, permanence, penetration, gravity, captions, or an external command.
+    Rl(TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -92,6 +95,7 @@ pub fn run(cmd: TrainCommand) -> Result<()> {
         TrainCommand::Vae(args) => train_vae(&args),
         TrainCommand::Dit(args) => train_dit(&args),
         TrainCommand::Distill(args) => train_distill(&args),
+        TrainCommand::Rl(args) => train_rl(&args),
     }
 }
 
@@ -193,4 +197,37 @@ fn train_distill(args: &TrainArgs) -> Result<()> {
         d.teacher_guidance
     );
     drive(trainer, args, "student bundle")
+}
+
+fn train_rl(args: &TrainArgs) -> Result<()> {
+    let config = RlConfig::read(&args.config)?;
+    if args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    if args.device != "cpu" {
+        bail!(
+            "--device {}: the RL trainer runs on the CPU only",
+            args.device
+        );
+    }
+    eprintln!("encoding the clips with the bundle's VAE (cached in the run folder)");
+    let trainer = orrery_train::RlTrainer::new(config)?;
+    let g = &trainer.config.grpo;
+    let rewards: Vec<String> = trainer
+        .config
+        .rewards
+        .iter()
+        .map(|r| format!("{} x{}", r.kind.name(), r.weight))
+        .collect();
+    eprintln!(
+        "policy: {} trained parameters from {}; {} rollouts per condition, {} sampler steps ({} trained), rewards {}",
+        trainer.session.optimizer.vars.iter().map(|(_, v)| v.elem_count()).sum::<usize>(),
+        trainer.config.init_from.display(),
+        g.rollouts,
+        g.sample_steps,
+        g.trained_steps(),
+        rewards.join(", ")
+    );
+    drive(trainer, args, "post-trained bundle")
 }

@@ -7,10 +7,13 @@
 //!
 //! [`schedule`] builds the inference sigmas exactly as the official `FlowUniPCMultistepScheduler` does (shift or
 //! Karras), with the network timesteps it feeds (int64(sigma x 1000)); [`unipc`] and [`euler`] are the samplers;
-//! [`timesteps`] samples training times; [`noise`] draws NumPy-compatible seeded Gaussians; [`trigflow`] is the time of the distilled 4-step models.
+//! [`timesteps`] samples training times; [`noise`] draws NumPy-compatible seeded Gaussians; [`trigflow`] is the time of the distilled 4-step models;
+//! [`churn`] and [`flow_grpo`] are the stochastic samplers of RL post-training.
 
+pub mod churn;
 mod error;
 pub mod euler;
+pub mod flow_grpo;
 pub mod noise;
 pub mod path;
 pub mod schedule;

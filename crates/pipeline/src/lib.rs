@@ -13,6 +13,7 @@ mod error;
 pub mod inputs;
 pub mod observed;
 mod pipeline;
+pub mod rollout;
 pub mod sample;
 
 pub use bundle::{ModelBundle, TextEncoderKind};

@@ -4,16 +4,18 @@
 
 use candle_core::{Device, Tensor};
 use orrery_dit::{CosmosDit, DitInput};
-use orrery_flow::noise::{gaussian, NoiseKind};
+use orrery_flow::churn::ChurnSchedule;
+use orrery_flow::noise::{gaussian, FastRng, NoiseKind};
 use orrery_flow::unipc::UniPc;
 use orrery_flow::Schedule;
 
 use crate::conditioning::{
     condition_mask, frame_timesteps, guide, replace_frames, replace_velocity, Mode,
 };
-use crate::distilled::{sample_distilled, DISTILLED_STEPS};
+use crate::distilled::{sample_distilled, TrigCondition, DISTILLED_STEPS};
 use crate::error::{PipelineError, Result};
 use crate::observed::KeepObserved;
+use crate::rollout::{edm_x0, rollout, RolloutSampler};
 
 /// Which sigmas the sampler steps through.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,14 +45,19 @@ pub enum SamplerKind {
     /// The released distilled model's loop: at most 4 x0 predictions at fixed TrigFlow times, re-noised with the
     /// initial noise, no guidance ([`crate::distilled`]).
     Distilled,
+    /// The RL rollout sampler of the released post-training (Karras sigmas 200 to 0.01, churn 1, "2ab"): `steps`
+    /// stochastic steps and a last clean prediction ([`crate::rollout`]); the sampler RL post-trained models are
+    /// trained with.
+    Churn,
 }
 
 impl SamplerKind {
-    /// `unipc` or `distilled`, as the command line, `orrery_sampling.json` and generation records spell it.
+    /// `unipc`, `distilled` or `churn`, as the command line, `orrery_sampling.json` and generation records spell it.
     pub fn name(self) -> &'static str {
         match self {
             SamplerKind::UniPc => "unipc",
             SamplerKind::Distilled => "distilled",
+            SamplerKind::Churn => "churn",
         }
     }
 }
@@ -62,7 +69,8 @@ impl std::str::FromStr for SamplerKind {
         match s {
             "unipc" => Ok(Self::UniPc),
             "distilled" => Ok(Self::Distilled),
-            other => Err(format!("{other}: expected unipc or distilled")),
+            "churn" => Ok(Self::Churn),
+            other => Err(format!("{other}: expected unipc, distilled or churn")),
         }
     }
 }
@@ -150,6 +158,7 @@ impl SamplingSettings {
         Ok(match self.sampler {
             SamplerKind::UniPc => self.schedule()?.calls(),
             SamplerKind::Distilled => self.steps.min(DISTILLED_STEPS),
+            SamplerKind::Churn => self.steps + 1,
         })
     }
 
@@ -160,6 +169,47 @@ impl SamplingSettings {
         })
     }
 }
+
+/// Samples with the RL rollout sampler ([`SamplerKind::Churn`]) from `noise`: the churn noise comes from a
+/// generator seeded by `settings.seed`, guidance (when not 0) combines the x0 predictions as the velocities.
+fn sample_churn(
+    dit: &CosmosDit,
+    (text, negative): (&Tensor, Option<&Tensor>),
+    noise: &Tensor,
+    (gt, mask): (&Tensor, &Tensor),
+    settings: &SamplingSettings,
+    on_step: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    let b = noise.dim(0)?;
+    let pin_timestep = settings.cond_timestep.is_some();
+    let condition = |text| TrigCondition {
+        gt,
+        mask,
+        text,
+        pin_timestep,
+    };
+    let mut denoise = |x: &Tensor, sigma: f64| -> Result<Tensor> {
+        let cond = edm_x0(dit, x, &vec![sigma; b], &condition(text))?;
+        match negative {
+            Some(neg) if settings.guidance != 0.0 => {
+                let uncond = edm_x0(dit, x, &vec![sigma; b], &condition(neg))?;
+                Ok(guide(&cond, &uncond, settings.guidance)?)
+            }
+            _ => Ok(cond),
+        }
+    };
+    let mut rng = FastRng::new(settings.seed ^ CHURN_NOISE_STREAM);
+    let normal = |shape: &[usize]| -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.standard_normal() as f32).collect();
+        Ok(Tensor::from_vec(v, shape, noise.device())?)
+    };
+    let sampler = RolloutSampler::Churn(ChurnSchedule::released(settings.steps));
+    Ok(rollout(&sampler, &mut denoise, noise, normal, |_| false, on_step)?.latents)
+}
+
+/// Separates the churn sampler's noise from the initial noise of the same seed.
+const CHURN_NOISE_STREAM: u64 = 0xc4u64 << 56;
 
 /// What the latent is conditioned on: `gt` (B, C, T, h, w) normalised latents whose first `frames` latent frames
 /// are the conditioning (ignored when `frames` is 0).
@@ -199,6 +249,10 @@ pub fn sample_latents(
     let mask = condition_mask(b, t, h, w, condition.frames, &device)?;
     if settings.sampler == SamplerKind::Distilled {
         return sample_distilled(dit, text, &noise, (&condition.gt, &mask), settings, on_step);
+    }
+    if settings.sampler == SamplerKind::Churn {
+        let cond = (&condition.gt, &mask);
+        return sample_churn(dit, (text, negative), &noise, cond, settings, on_step);
     }
     let schedule = settings.schedule()?;
     let gt = &condition.gt;

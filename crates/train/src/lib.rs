@@ -6,6 +6,8 @@
 //!   optional image batches), exported as a model bundle `orrery generate` runs;
 //! - [`DistillTrainer`]: DMD2 timestep distillation of a trained bundle into a 4-step student (TrigFlow, the
 //!   released recipe);
+//! - [`RlTrainer`]: GRPO post-training of a bundle with rewards judged against the simulator (the released
+//!   rollout sampler, clipped ratio, group advantages, the DDRL data term);
 //! - [`Session`]: AdamW with warm-up, decay, clipping and EMA, and checkpoints that resume exactly;
 //! - [`merge`]: model merging (soup, task arithmetic, TIES, DARE), streamed tensor by tensor over any checkpoint
 //!   format or model bundle.
@@ -18,6 +20,7 @@ pub mod distill;
 pub mod dit;
 mod error;
 pub mod merge;
+pub mod rl;
 pub mod surgery;
 pub mod trainer;
 pub mod vae;
@@ -25,6 +28,7 @@ pub mod vae;
 pub use distill::{DistillConfig, DistillTrainer};
 pub use dit::{DitTrainConfig, DitTrainer};
 pub use error::{Result, TrainError};
+pub use rl::{RlConfig, RlTrainer};
 pub use trainer::data::DataConfig;
 pub use trainer::run::Run;
 pub use trainer::session::{LossPoint, Session};

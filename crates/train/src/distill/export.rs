@@ -35,7 +35,7 @@ pub fn student_defaults(teacher: &BundleDefaults) -> BundleDefaults {
 }
 
 /// Copies every file of the teacher bundle's folder `name` into `dir/name`.
-fn copy_folder(teacher: &Path, dir: &Path, name: &str) -> Result<()> {
+pub(crate) fn copy_folder(teacher: &Path, dir: &Path, name: &str) -> Result<()> {
     let (from, to) = (teacher.join(name), dir.join(name));
     std::fs::create_dir_all(&to).map_err(TrainError::io(&to))?;
     for entry in std::fs::read_dir(&from).map_err(TrainError::io(&from))? {

@@ -3,7 +3,7 @@
 //! [`crate::trainer`] and the DiT's latent cache ([`crate::dit::latents`]).
 
 pub mod config;
-mod export;
+pub(crate) mod export;
 pub mod loss;
 pub mod trainer;
 

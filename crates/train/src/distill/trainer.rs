@@ -68,7 +68,7 @@ struct Batch {
 }
 
 /// The word encoder of an orrery bundle, frozen.
-fn load_word_encoder(bundle: &Path, device: &Device) -> Result<WordEncoder> {
+pub(crate) fn load_word_encoder(bundle: &Path, device: &Device) -> Result<WordEncoder> {
     let config_path = bundle.join("text_encoder/config.json");
     let text = std::fs::read_to_string(&config_path).map_err(TrainError::io(&config_path))?;
     let config: WordEncoderConfig = serde_json::from_str(&text).map_err(|e| {

@@ -5,7 +5,7 @@
 pub mod config;
 mod init;
 pub mod latents;
-mod lora;
+pub(crate) mod lora;
 pub mod trainer;
 
 pub use config::{DitTrainConfig, FlowTraining, LoraTraining, TextShape};

@@ -87,8 +87,18 @@ pub fn smoothed(losses: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// Draws the curve of `history` to `path` (PNG, written atomically).
+/// Draws the curve of `history` to `path` (PNG, written atomically), losses on a log scale.
 pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<()> {
+    let points: Vec<(usize, f32)> = history
+        .iter()
+        .map(|p| (p.step, p.loss.max(1e-12)))
+        .collect();
+    write_curve_plot(path, &points, true)
+}
+
+/// Draws `(step, value)` points and their smoothed curve to `path` (PNG, written atomically), on a log scale
+/// (positive values) or a linear one.
+pub fn write_curve_plot(path: &Path, points: &[(usize, f32)], log_scale: bool) -> Result<()> {
     let mut pixmap = Pixmap::new(WIDTH, HEIGHT).expect("fixed size");
     pixmap.fill(Color::WHITE);
     let frame = [
@@ -97,18 +107,19 @@ pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<()> {
         (WIDTH as f32 - MARGIN / 2.0, HEIGHT as f32 - MARGIN),
     ];
     stroke(&mut pixmap, &frame, Color::from_rgba8(0, 0, 0, 255), 1.0);
-    let losses: Vec<f32> = history.iter().map(|p| p.loss.max(1e-12)).collect();
+    let axis = |v: f32| if log_scale { v.log10() } else { v };
+    let losses: Vec<f32> = points.iter().map(|p| p.1).collect();
     if !losses.is_empty() {
         let (lo, hi) = losses
             .iter()
             .fold((f32::MAX, f32::MIN), |(a, b), &l| (a.min(l), b.max(l)));
-        let (llo, lhi) = (lo.log10(), hi.log10().max(lo.log10() + 1e-3));
+        let (llo, lhi) = (axis(lo), axis(hi).max(axis(lo) + 1e-3));
         let (x0, x1) = (MARGIN, WIDTH as f32 - MARGIN / 2.0);
         let (y0, y1) = (HEIGHT as f32 - MARGIN, MARGIN / 2.0);
         let n = losses.len().max(2) - 1;
         let to_xy = |i: usize, l: f32| {
             let fx = i as f32 / n as f32;
-            let fy = (l.log10() - llo) / (lhi - llo);
+            let fy = (axis(l) - llo) / (lhi - llo);
             (x0 + fx * (x1 - x0), y0 + fy * (y1 - y0))
         };
         let raw: Vec<(f32, f32)> = losses
@@ -135,8 +146,8 @@ pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<()> {
         );
         draw_text(&mut pixmap, &format!("{hi:.3e}"), 4.0, y1, 2.0);
         draw_text(&mut pixmap, &format!("{lo:.3e}"), 4.0, y0 - 10.0, 2.0);
-        let last = history.last().map_or(0, |p| p.step);
-        draw_text(&mut pixmap, &history[0].step.to_string(), x0, y0 + 8.0, 2.0);
+        let last = points.last().map_or(0, |p| p.0);
+        draw_text(&mut pixmap, &points[0].0.to_string(), x0, y0 + 8.0, 2.0);
         let label = last.to_string();
         draw_text(
             &mut pixmap,
@@ -151,7 +162,7 @@ pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<()> {
         image::RgbaImage::from_raw(WIDTH, HEIGHT, pixmap.data().to_vec()).expect("fixed size");
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| TrainError::Data(format!("encoding the loss plot: {e}")))?;
+        .map_err(|e| TrainError::Data(format!("encoding the plot {}: {e}", path.display())))?;
     crate::trainer::session::write_file(path, &png)
 }
 

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use orrery_flow::noise::FastRng;
 use orrery_nn::checkpoint::save_tensors;
@@ -197,6 +198,21 @@ impl Session {
         )
     }
 
+    /// Applies one step of the first optimiser from gradients the caller accumulated ([`accumulate_grads`]) over
+    /// micro-steps whose losses sum to `loss`; returns the record.
+    pub fn update_from_grads(&mut self, loss: f32, grads: &GradStore) -> Result<LossPoint> {
+        let other = self.secondary.as_ref().map_or(0, |s| s.optimizer.step);
+        check_finite(loss, other + self.optimizer.step)?;
+        apply_grads(
+            &mut self.optimizer,
+            self.total_steps,
+            &mut self.history,
+            other,
+            loss,
+            grads,
+        )
+    }
+
     /// Backpropagates `loss` and applies one step of the second optimiser; returns the record.
     pub fn update_secondary(&mut self, loss: &Tensor) -> Result<LossPoint> {
         let other = self.optimizer.step;
@@ -360,14 +376,36 @@ fn update_one(
     loss: &Tensor,
 ) -> Result<LossPoint> {
     let value = loss.to_scalar::<f32>()?;
-    if !value.is_finite() {
-        return Err(TrainError::Data(format!(
-            "loss is {value} at step {}: training diverged (lower the learning rate?)",
-            other_steps + optimizer.step
-        )));
+    check_finite(value, other_steps + optimizer.step)?;
+    apply_grads(
+        optimizer,
+        total_steps,
+        history,
+        other_steps,
+        value,
+        &loss.backward()?,
+    )
+}
+
+fn check_finite(loss: f32, step: usize) -> Result<()> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(TrainError::Data(format!(
+            "loss is {loss} at step {step}: training diverged (lower the learning rate?)"
+        )))
     }
-    let grads = loss.backward()?;
-    let report = optimizer.step(&grads, total_steps)?;
+}
+
+fn apply_grads(
+    optimizer: &mut AdamW,
+    total_steps: usize,
+    history: &mut Vec<LossPoint>,
+    other_steps: usize,
+    value: f32,
+    grads: &GradStore,
+) -> Result<LossPoint> {
+    let report = optimizer.step(grads, total_steps)?;
     let point = LossPoint {
         step: other_steps + optimizer.step,
         loss: value,
@@ -376,6 +414,30 @@ fn update_one(
     };
     history.push(point);
     Ok(point)
+}
+
+/// Adds the gradients `grads` of the first optimiser's variables to `sum` (gradient accumulation over
+/// micro-steps whose graphs are freed one by one).
+pub fn accumulate_grads(
+    session: &Session,
+    sum: &mut Option<GradStore>,
+    grads: GradStore,
+) -> Result<()> {
+    let Some(acc) = sum.as_mut() else {
+        *sum = Some(grads);
+        return Ok(());
+    };
+    for (_, var) in &session.optimizer.vars {
+        let t = var.as_tensor();
+        if let Some(g) = grads.get(t) {
+            let total = match acc.get(t) {
+                Some(a) => (a + g)?,
+                None => g.clone(),
+            };
+            acc.insert(t, total);
+        }
+    }
+    Ok(())
 }
 
 /// Sets the variables named `prefix` + NAME to the tensors NAME of `weights` (same shapes). Every tensor of the

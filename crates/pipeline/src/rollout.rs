@@ -1,0 +1,368 @@
+//! Stochastic samplers of RL post-training (posttraining spec section 3): the released Cosmos RL rollout sampler
+//! ([`RolloutSampler::Churn`], EDM sigmas with churn and the "2ab" update) and the Flow-GRPO SDE
+//! ([`RolloutSampler::FlowGrpo`], rectified-flow time). A rollout keeps the transitions a trainer asks for
+//! (input, time, mean, the sample that followed), from which [`transition_mean`] recomputes the mean with the
+//! current network for the policy ratio.
+//!
+//! Everything is written against one primitive, the x0 prediction at an EDM sigma ([`edm_x0`], the network through
+//! `RectifiedFlowScaling`: at RF time `s = sigma / (1 + sigma)` on `x / (1 + sigma)`), which is how the reference
+//! wraps a rectified-flow network for this sampler.
+
+use candle_core::{DType, Tensor};
+use orrery_dit::CosmosDit;
+use orrery_flow::churn::{ChurnSchedule, Multistep};
+use orrery_flow::flow_grpo::SdeStep;
+use orrery_flow::Schedule;
+
+use crate::distilled::{trigflow_x0, TrigCondition};
+use crate::error::{PipelineError, Result};
+
+/// The network's x0 from `x` = x0 + sigma e (B, C, T, h, w) at one EDM sigma per sample, conditioning frames
+/// pinned as [`trigflow_x0`] pins them. The arithmetic runs in `x`'s type.
+pub fn edm_x0(
+    dit: &CosmosDit,
+    x: &Tensor,
+    sigmas: &[f64],
+    condition: &TrigCondition,
+) -> Result<Tensor> {
+    // TrigFlow time atan(sigma): x_trig = cos(t) x_edm, and the same preconditioning.
+    let times: Vec<f64> = sigmas.iter().map(|s| s.atan()).collect();
+    let cos: Vec<f64> = times.iter().map(|t| t.cos()).collect();
+    let scale = per_sample(&cos, x)?;
+    trigflow_x0(dit, &x.broadcast_mul(&scale)?, &times, condition)
+}
+
+/// (B, 1, 1, 1, 1) values in `like`'s type and device.
+pub fn per_sample(values: &[f64], like: &Tensor) -> Result<Tensor> {
+    let t = Tensor::from_vec(values.to_vec(), (values.len(), 1, 1, 1, 1), like.device())?;
+    Ok(t.to_dtype(like.dtype())?)
+}
+
+/// Which stochastic sampler rolls out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RolloutSampler {
+    /// The released RL sampler: Karras sigmas, churn, "2ab"; a last clean prediction at `sigma_min`.
+    Churn(ChurnSchedule),
+    /// Flow-GRPO's SDE over the shifted RF schedule at `noise_level`; the last step (to 0) is the ODE's.
+    FlowGrpo {
+        steps: usize,
+        shift: f64,
+        noise_level: f64,
+    },
+}
+
+impl RolloutSampler {
+    /// Model calls of one rollout.
+    pub fn calls(&self) -> usize {
+        match self {
+            RolloutSampler::Churn(c) => c.steps + 1,
+            RolloutSampler::FlowGrpo { steps, .. } => *steps,
+        }
+    }
+
+    /// Steps whose transition is Gaussian (and can be trained on).
+    pub fn stochastic_steps(&self) -> usize {
+        match self {
+            RolloutSampler::Churn(c) => c.steps,
+            RolloutSampler::FlowGrpo { steps, .. } => steps.saturating_sub(1),
+        }
+    }
+
+    pub fn check(&self) -> Result<()> {
+        match self {
+            RolloutSampler::Churn(c) => Ok(c.check()?),
+            RolloutSampler::FlowGrpo {
+                steps,
+                shift,
+                noise_level,
+            } => {
+                Schedule::shifted(*steps, *shift)?;
+                if *steps < 2 || !(*noise_level >= 0.0 && noise_level.is_finite()) {
+                    return Err(PipelineError::Settings(format!(
+                        "Flow-GRPO sampler: {steps} steps at noise level {noise_level} (expected at least 2 steps \
+                         and a level >= 0)"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The starting state from unit noise `e`: `sigma_max e` (EDM) or `e` (RF time 1).
+    fn start(&self, e: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            RolloutSampler::Churn(c) => (e * c.sigma_max)?,
+            RolloutSampler::FlowGrpo { .. } => e.clone(),
+        })
+    }
+}
+
+/// One Gaussian transition of a rollout: from `input` at time `time` the sampler moved to `sample`, drawn around
+/// `mean` with std `std`. Times are EDM sigmas (churn: the churned sigma) or RF times (Flow-GRPO).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub step: usize,
+    pub input: Tensor,
+    pub time: f64,
+    pub time_next: f64,
+    pub mean: Tensor,
+    pub sample: Tensor,
+    pub std: f64,
+    /// The previous step's x0 prediction and its (churned) sigma, which the "2ab" mean uses.
+    pub previous: Option<(Tensor, f64)>,
+}
+
+/// A finished rollout: the kept transitions and the sample (float32, B, C, T, h, w).
+pub struct Rollout {
+    pub transitions: Vec<Transition>,
+    pub latents: Tensor,
+}
+
+/// The x0 prediction of the network being sampled at an EDM sigma (one per sample).
+pub trait Denoiser {
+    fn x0(&mut self, x: &Tensor, sigma: f64) -> Result<Tensor>;
+}
+
+impl<F: FnMut(&Tensor, f64) -> Result<Tensor>> Denoiser for F {
+    fn x0(&mut self, x: &Tensor, sigma: f64) -> Result<Tensor> {
+        self(x, sigma)
+    }
+}
+
+/// Rolls out from unit noise `e`; `normal(shape)` draws the sampler's fresh unit noise, `keep(i)` says which
+/// transitions to return, `on_step(i, calls)` reports progress. The state is float64 and the network sees it
+/// in float32, as the reference's sampler runs.
+pub fn rollout(
+    sampler: &RolloutSampler,
+    denoiser: &mut impl Denoiser,
+    e: &Tensor,
+    mut normal: impl FnMut(&[usize]) -> Result<Tensor>,
+    keep: impl Fn(usize) -> bool,
+    mut on_step: impl FnMut(usize, usize),
+) -> Result<Rollout> {
+    sampler.check()?;
+    let calls = sampler.calls();
+    let mut x = sampler.start(&e.to_dtype(DType::F64)?)?;
+    let mut kept = Vec::new();
+    let mut predict = |x: &Tensor, sigma: f64| -> Result<Tensor> {
+        let x_in = x.to_dtype(DType::F32)?.to_dtype(DType::F64)?;
+        Ok(denoiser.x0(&x_in, sigma)?.to_dtype(DType::F64)?)
+    };
+    let latents = match sampler {
+        RolloutSampler::Churn(c) => {
+            let sigmas = c.sigmas();
+            let mut previous: Option<(Tensor, f64)> = None;
+            // The churn of step 0; later ones are drawn as the transition noise of the step before.
+            x = (&x + (normal(x.dims())?.to_dtype(DType::F64)? * c.churn_std(sigmas[0]))?)?;
+            for i in 0..c.steps {
+                let (hat, next) = (c.churned(sigmas[i]), sigmas[i + 1]);
+                let x0 = predict(&x, hat)?;
+                let m = Multistep::coefficients(hat, next, previous.as_ref().map(|p| p.1))?;
+                let mut mean = ((&x * m.a_x)? + (&x0 * m.a_x0)?)?;
+                if let Some((p, _)) = &previous {
+                    mean = (mean + (p * m.a_prev)?)?;
+                }
+                let std = c.churn_std(next);
+                let sample = (&mean + (normal(x.dims())?.to_dtype(DType::F64)? * std)?)?;
+                if keep(i) {
+                    kept.push(Transition {
+                        step: i,
+                        input: x.to_dtype(DType::F32)?,
+                        time: hat,
+                        time_next: next,
+                        mean: mean.to_dtype(DType::F32)?,
+                        sample: sample.to_dtype(DType::F32)?,
+                        std,
+                        previous: previous
+                            .as_ref()
+                            .map(|(p, s)| p.to_dtype(DType::F32).map(|p| (p, *s)))
+                            .transpose()?,
+                    });
+                }
+                previous = Some((x0, hat));
+                x = sample;
+                on_step(i + 1, calls);
+            }
+            // The clean prediction at sigma_min (`sample_clean`) of the last churned input, whose sigma the
+            // reference reads as the last of the schedule.
+            let last = predict(&x, sigmas[c.steps])?;
+            on_step(calls, calls);
+            last
+        }
+        RolloutSampler::FlowGrpo {
+            steps,
+            shift,
+            noise_level,
+        } => {
+            let schedule = Schedule::shifted(*steps, *shift)?;
+            let ts: Vec<f64> = schedule.sigmas.iter().map(|&s| s as f64).collect();
+            for i in 0..*steps {
+                let (t, t_next) = (ts[i], ts[i + 1]);
+                let x0 = predict(&(&x / (1.0 - t))?, t / (1.0 - t))?;
+                let v = ((&x - &x0)? / t)?;
+                if t_next <= 0.0 {
+                    x = x0;
+                    on_step(i + 1, calls);
+                    break;
+                }
+                let s = SdeStep::new(t, t_next, *noise_level)?;
+                let mean = ((&x * s.c_x)? + (&v * s.c_v)?)?;
+                let sample = (&mean + (normal(x.dims())?.to_dtype(DType::F64)? * s.std)?)?;
+                if keep(i) {
+                    kept.push(Transition {
+                        step: i,
+                        input: x.to_dtype(DType::F32)?,
+                        time: t,
+                        time_next: t_next,
+                        mean: mean.to_dtype(DType::F32)?,
+                        sample: sample.to_dtype(DType::F32)?,
+                        std: s.std,
+                        previous: None,
+                    });
+                }
+                x = sample;
+                on_step(i + 1, calls);
+            }
+            x
+        }
+    };
+    Ok(Rollout {
+        transitions: kept,
+        latents: latents.to_dtype(DType::F32)?,
+    })
+}
+
+/// The mean of `transition` under the current network (`get_mu_from_model`): the same update from the same
+/// input, with the new x0 prediction (and the rollout's previous prediction for "2ab"). Runs in the input's type,
+/// so gradients reach the network.
+pub fn transition_mean(
+    sampler: &RolloutSampler,
+    denoiser: &mut impl Denoiser,
+    transition: &Transition,
+) -> Result<Tensor> {
+    let x = &transition.input;
+    match sampler {
+        RolloutSampler::Churn(_) => {
+            let x0 = denoiser.x0(x, transition.time)?;
+            let prev = transition.previous.as_ref();
+            let m =
+                Multistep::coefficients(transition.time, transition.time_next, prev.map(|p| p.1))?;
+            let mut mean = ((x * m.a_x)? + (x0 * m.a_x0)?)?;
+            if let Some((p, _)) = prev {
+                mean = (mean + (p * m.a_prev)?)?;
+            }
+            Ok(mean)
+        }
+        RolloutSampler::FlowGrpo { noise_level, .. } => {
+            let t = transition.time;
+            let x0 = denoiser.x0(&(x / (1.0 - t))?, t / (1.0 - t))?;
+            let v = ((x - x0)? / t)?;
+            let s = SdeStep::new(t, transition.time_next, *noise_level)?;
+            Ok(((x * s.c_x)? + (v * s.c_v)?)?)
+        }
+    }
+}
+
+/// The EDM sigma of a transition's time (Flow-GRPO's RF time t is sigma t / (1 - t)).
+pub fn edm_sigma(sampler: &RolloutSampler, time: f64) -> f64 {
+    match sampler {
+        RolloutSampler::Churn(_) => time,
+        RolloutSampler::FlowGrpo { .. } => time / (1.0 - time),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn unit_noise(shape: &[usize], seed: u64) -> Tensor {
+        orrery_flow::noise::gaussian(
+            orrery_flow::noise::NoiseKind::Fast,
+            seed,
+            shape,
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    fn max_abs(t: &Tensor) -> f64 {
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
+    /// A denoiser that knows the data exactly: every sampler must land on it.
+    #[test]
+    fn an_exact_denoiser_lands_on_the_data() {
+        let shape = [2, 3, 2, 2, 2];
+        let data = unit_noise(&shape, 7).to_dtype(DType::F64).unwrap();
+        let e = unit_noise(&shape, 8);
+        for sampler in [
+            RolloutSampler::Churn(ChurnSchedule::released(10)),
+            RolloutSampler::FlowGrpo {
+                steps: 10,
+                shift: 3.0,
+                noise_level: 0.7,
+            },
+        ] {
+            let mut exact =
+                |x: &Tensor, _: f64| -> Result<Tensor> { Ok(data.to_dtype(x.dtype())?) };
+            let mut seed = 100;
+            let normal = |s: &[usize]| {
+                seed += 1;
+                Ok(unit_noise(s, seed))
+            };
+            let r = rollout(&sampler, &mut exact, &e, normal, |i| i % 2 == 0, |_, _| {}).unwrap();
+            let err = max_abs(&(r.latents.to_dtype(DType::F64).unwrap() - &data).unwrap());
+            assert!(err < 1e-5, "{sampler:?}: {err}");
+            assert_eq!(r.transitions.len(), 5);
+            // Every kept transition's mean, recomputed, is the rollout's; its sample lies near it.
+            for tr in &r.transitions {
+                let mean = transition_mean(&sampler, &mut exact, tr).unwrap();
+                let d = max_abs(&(mean.to_dtype(DType::F32).unwrap() - &tr.mean).unwrap());
+                assert!(
+                    d < 1e-4 * (1.0 + tr.time),
+                    "{sampler:?} step {}: {d}",
+                    tr.step
+                );
+                assert!(tr.std > 0.0 && tr.std.is_finite());
+            }
+        }
+    }
+
+    #[test]
+    fn transition_noise_has_the_stated_std() {
+        // With x0 = 0 the churn sample minus the mean is pure transition noise.
+        let shape = [1, 4, 8, 16, 16];
+        let sampler = RolloutSampler::Churn(ChurnSchedule::released(20));
+        let mut zero = |x: &Tensor, _: f64| -> Result<Tensor> { Ok(x.zeros_like()?) };
+        let mut seed = 0;
+        let normal = |s: &[usize]| {
+            seed += 1;
+            Ok(unit_noise(s, seed))
+        };
+        let e = unit_noise(&shape, 99);
+        let r = rollout(&sampler, &mut zero, &e, normal, |i| i == 3, |_, _| {}).unwrap();
+        let tr = &r.transitions[0];
+        let d = (&tr.sample - &tr.mean).unwrap().flatten_all().unwrap();
+        let n = d.dim(0).unwrap() as f64;
+        let var = d
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+            / n;
+        let ratio = var.sqrt() / tr.std;
+        assert!((ratio - 1.0).abs() < 0.03, "{ratio}");
+    }
+}

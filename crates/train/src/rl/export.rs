@@ -1,0 +1,130 @@
+//! The RL-post-trained policy as a model bundle, and the sample GIFs and reward curves of an RL run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use orrery_dit::{save_lora_weights, CosmosDit, LORA_WEIGHTS_FILE};
+use orrery_nn::checkpoint::save_tensors;
+use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, SAMPLING_FILE};
+
+use crate::distill::export::copy_folder;
+use crate::dit::lora::{adapter_layers, fuse_adapters};
+use crate::error::{Result, TrainError};
+use crate::rl::config::{RlConfig, SamplerChoice};
+use crate::rl::trainer::{RlTrainer, POLICY};
+use crate::trainer::data::sample_clips;
+use crate::trainer::samples::{sample_options, video_and_text_samples, write_sample_grid};
+use crate::trainer::session::write_file;
+
+/// The post-trained model's sampling defaults: the bundle's sizes, rates and conditioning, with the sampler it
+/// was trained through (the churn sampler at the run's steps and guidance) in every mode. A Flow-GRPO run's
+/// model keeps the bundle's own sampler (the SDE is a training device; its ODE is the bundle's UniPC).
+pub fn policy_defaults(bundle: &BundleDefaults, config: &RlConfig) -> BundleDefaults {
+    if config.grpo.sampler == SamplerChoice::FlowGrpo {
+        return bundle.clone();
+    }
+    let mut d = BundleDefaults {
+        sampler: SamplerKind::Churn,
+        steps: config.grpo.sample_steps,
+        guidance: config.grpo.guidance,
+        ..bundle.clone()
+    };
+    for own in &mut d.per_mode {
+        *own = ModeSampling {
+            conditional_frames: own.conditional_frames,
+            ..ModeSampling::default()
+        };
+    }
+    d
+}
+
+/// The policy's EMA DiT weights (names as the DiT's), a LoRA run's EMA adapters fused into the frozen base.
+pub fn policy_weights(trainer: &RlTrainer) -> Result<HashMap<String, Tensor>> {
+    let mut dit = trainer.session.export_group(POLICY)?;
+    if let Some(lora) = &trainer.config.lora {
+        let layers = adapter_layers(
+            &trainer.session.export_group("lora")?,
+            &trainer.lora_modules,
+        )?;
+        fuse_adapters(&mut dit, &layers, lora.shape().scaling())?;
+    }
+    Ok(dit)
+}
+
+/// The policy's EMA network on the CPU.
+pub fn ema_policy(trainer: &RlTrainer) -> Result<CosmosDit> {
+    let vb = VarBuilder::from_tensors(policy_weights(trainer)?, DType::F32, &Device::Cpu);
+    Ok(CosmosDit::new(vb, &trainer.model)?)
+}
+
+/// Writes `dir`: the policy's EMA DiT as `transformer/` (and a LoRA run's adapters as
+/// `pytorch_lora_weights.safetensors` for the original bundle), the bundle's word encoder and VAE, the policy's
+/// sampling defaults, and the run's config.
+pub fn export_bundle(trainer: &RlTrainer, dir: &Path) -> Result<()> {
+    let transformer = dir.join("transformer");
+    std::fs::create_dir_all(&transformer).map_err(TrainError::io(&transformer))?;
+    let mut weights: Vec<_> = policy_weights(trainer)?.into_iter().collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    save_tensors(
+        &transformer.join("diffusion_pytorch_model.safetensors"),
+        weights,
+    )?;
+    write_file(
+        &transformer.join("config.json"),
+        trainer.model.to_diffusers_json().as_bytes(),
+    )?;
+    if let Some(lora) = &trainer.config.lora {
+        let layers = adapter_layers(
+            &trainer.session.export_group("lora")?,
+            &trainer.lora_modules,
+        )?;
+        save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &lora.shape())?;
+    }
+    for folder in ["text_encoder", "vae"] {
+        copy_folder(&trainer.config.init_from, dir, folder)?;
+    }
+    write_file(
+        &dir.join(SAMPLING_FILE),
+        policy_defaults(&trainer.defaults, &trainer.config)
+            .to_json()
+            .as_bytes(),
+    )?;
+    write_file(
+        &dir.join("train_config.json"),
+        serde_json::to_string_pretty(&trainer.config)
+            .expect("plain values")
+            .as_bytes(),
+    )?;
+    trainer.rewards.write_plots(&trainer.config.run.out_dir)
+}
+
+/// `samples/step-NNNNNNN.gif` (for a few held-out clips: the real clip, the policy's Video2World and
+/// Text2World with its own sampler) and the reward curves.
+pub fn write_samples(trainer: &RlTrainer) -> Result<PathBuf> {
+    let out_dir = &trainer.config.run.out_dir;
+    trainer.rewards.write_plots(out_dir)?;
+    let policy = Engine::for_models(
+        out_dir,
+        policy_defaults(&trainer.defaults, &trainer.config),
+        Some(""),
+        sample_options(),
+    )?
+    .with_models(ema_policy(trainer)?, trainer.vae.clone())?;
+    let d = &trainer.config.data;
+    let mut rows = Vec::new();
+    for (i, (real, caption)) in sample_clips(d, 3)?.into_iter().enumerate() {
+        let mut row = vec![real.clone()];
+        row.extend(video_and_text_samples(
+            &policy,
+            &trainer.text,
+            &real,
+            &caption,
+            i as u64,
+        )?);
+        rows.push(row);
+    }
+    let size = (d.width as usize, d.height as usize);
+    write_sample_grid(out_dir, trainer.session.step(), &rows, size, d.fps as f64)
+}
