@@ -140,6 +140,7 @@ fn forward_dit(dit_args: &DitForwardArgs) -> Result<()> {
         crossattn_emb: &text,
         condition_mask: &condition_mask,
         padding_mask: padding_mask.as_ref(),
+        action: None,
     })?;
     save_tensors(&args.out, vec![("velocity".into(), velocity)])
         .with_context(|| format!("writing {}", args.out.display()))?;

@@ -223,6 +223,7 @@ pub fn sample_latents(
                 crossattn_emb: emb,
                 condition_mask: &mask,
                 padding_mask: None,
+                action: None,
             })?;
             Ok(replace_velocity(&v, &noise, gt, &mask)?)
         };

@@ -620,6 +620,7 @@ fn velocity_of(dit: &orrery_dit::CosmosDit) -> Tensor {
         crossattn_emb: &text,
         condition_mask: &mask,
         padding_mask: None,
+        action: None,
     })
     .unwrap()
 }
