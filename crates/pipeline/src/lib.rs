@@ -3,6 +3,7 @@
 //! loop and [`WorldPipeline`] wraps input preparation, VAE encoding and decoding around it. [`Engine`] is what
 //! callers use: bundle, settings, negative prompt, load order, long videos and outputs in one place.
 
+pub mod actions;
 pub mod bench_predictor;
 pub mod bundle;
 pub mod conditioning;
@@ -15,6 +16,7 @@ pub mod observed;
 mod pipeline;
 pub mod sample;
 
+pub use actions::{ActionSequence, RolloutPlan};
 pub use bundle::{ModelBundle, TextEncoderKind};
 pub use conditioning::Mode;
 pub use defaults::{BundleDefaults, ModeSampling, SAMPLING_FILE};

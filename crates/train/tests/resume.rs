@@ -117,6 +117,7 @@ fn generate_text2world(dir: &Path, settings: orrery_pipeline::SamplingSettings) 
     pipeline
         .generate(
             &Request {
+                action: None,
                 frames: d.frames,
                 width: d.width,
                 height: d.height,
