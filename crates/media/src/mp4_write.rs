@@ -248,7 +248,7 @@ fn check_frames(frames: &[RgbImage]) -> Result<(u32, u32)> {
 }
 
 fn check_size(w: u32, h: u32) -> Result<()> {
-    if w == 0 || h == 0 || w % 2 != 0 || h % 2 != 0 || w > 4096 || h > 4096 {
+    if w == 0 || h == 0 || !w.is_multiple_of(2) || !h.is_multiple_of(2) || w > 4096 || h > 4096 {
         return Err(MediaError::invalid(
             "frame size",
             format!("{w}x{h}: H.264 4:2:0 needs even sides between 2 and 4096"),
