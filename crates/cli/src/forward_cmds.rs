@@ -14,7 +14,8 @@ use orrery_vae::{Chunking, VaeModelPath};
 pub enum ForwardCommand {
     /// The diffusion transformer: `hidden_states` (B,C,T,H,W), `timestep` ((B,) or (B,1,T,1,1), in the network's
     /// [0,1] units: the scheduler's timestep x 0.001), `encoder_hidden_states`, `condition_mask` (B,1,T,H,W),
-    /// optional `padding_mask` -> `velocity`.
+    /// optional `padding_mask` -> `velocity`. An action-conditioned model (config.json with `action_dim`) also
+    /// takes `action` (B, 4 (T-1), action_dim), scaled as the official data pipeline scales it.
     Dit(DitForwardArgs),
     /// The Reason1 text encoder: `input_ids` (B, L) -> `prompt_embeds` (B, L, layers x hidden), the Cosmos
     /// multi-layer embedding. The model folder is a Hugging Face Qwen2.5-VL / Cosmos-Reason1 folder.
@@ -127,6 +128,7 @@ fn forward_dit(dit_args: &DitForwardArgs) -> Result<()> {
     let text = inputs.get("encoder_hidden_states")?;
     let condition_mask = inputs.get("condition_mask")?;
     let padding_mask = inputs.optional("padding_mask")?;
+    let action = inputs.optional("action")?;
     // diffusers' per-frame layout (B, 1, T, 1, 1) -> (B, T).
     let timesteps = match timestep.dims() {
         [b, 1, t, 1, 1] => timestep.reshape((*b, *t))?,
@@ -140,6 +142,7 @@ fn forward_dit(dit_args: &DitForwardArgs) -> Result<()> {
         crossattn_emb: &text,
         condition_mask: &condition_mask,
         padding_mask: padding_mask.as_ref(),
+        action: action.as_ref(),
     })?;
     save_tensors(&args.out, vec![("velocity".into(), velocity)])
         .with_context(|| format!("writing {}", args.out.display()))?;

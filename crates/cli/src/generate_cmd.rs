@@ -1,7 +1,7 @@
 //! `orrery generate`: flags and files around the generation engine (`orrery_pipeline::Engine`), for one prompt
 //! or an official batch spec.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -9,7 +9,10 @@ use orrery_flow::noise::NoiseKind;
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::Checkpoint;
 use orrery_pipeline::engine::check_output;
-use orrery_pipeline::{BatchSpec, Engine, GenerationOptions, Mode, Size, WeightType, WorldInput};
+use orrery_pipeline::{
+    ActionSequence, BatchSpec, Engine, GenerationOptions, Mode, Size, TextEncoderKind, WeightType,
+    WorldInput,
+};
 use orrery_text::PromptCache;
 
 use crate::sampling_args::SamplingArgs;
@@ -20,8 +23,9 @@ pub struct GenerateArgs {
     /// tokenizer.pth and a Cosmos-Reason1 folder. Default: the embedded orrery-physics-nano.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The prompt (not with --spec).
-    #[arg(long, required_unless_present = "spec")]
+    /// The prompt (not with --spec). Optional with --actions, where the official default is the empty prompt (for
+    /// models whose text encoder takes it: orrery's word encoder, or --prompt-embeds).
+    #[arg(long, required_unless_present_any = ["spec", "actions"])]
     pub prompt: Option<String>,
     /// Image2World: the conditioning image.
     #[arg(long, conflicts_with = "video")]
@@ -29,6 +33,19 @@ pub struct GenerateArgs {
     /// Video2World: the conditioning video (its last frames that make the conditional latent frames condition).
     #[arg(long)]
     pub video: Option<PathBuf>,
+    /// Action rollout with an action-conditioned model (config.json with action_dim), from --image: a JSON file
+    /// {"actions": [[a_1, ..., a_A], ...]} with one action per output frame after the start frame, each as wide
+    /// as the model's action_dim and scaled as the official data pipeline scales them. The actions are generated
+    /// chunk by chunk (the model's chunk length less one action per chunk, 12 for the released model), each chunk
+    /// starting from the previous chunk's last frame and seeded --seed + its first action's index (--seed 0 gives
+    /// the official seeds); the output has 1 + (number of actions) frames.
+    #[arg(
+        long,
+        value_name = "ACTIONS.json",
+        requires = "image",
+        conflicts_with_all = ["video", "spec", "frames", "save_latents"]
+    )]
+    pub actions: Option<PathBuf>,
     /// Negative prompt for guidance (default: the official one; the empty prompt for orrery's own models).
     #[arg(long)]
     pub negative_prompt: Option<String>,
@@ -157,20 +174,120 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => crate::default_model::bundle_dir()?,
     };
+    if let Some(actions) = &args.actions {
+        return generate_rollout(args, &root, actions);
+    }
     let (jobs, spec_truncates) = jobs(args)?;
-    let options = GenerationOptions {
+    let options = generation_options(args, args.truncate || spec_truncates);
+    generate_jobs(args, &root, options, &jobs)
+}
+
+fn generation_options(args: &GenerateArgs, truncate: bool) -> GenerationOptions {
+    GenerationOptions {
         sampling: args.sampling.overrides(args.seed, args.noise),
         size: args.size,
         frames: args.frames,
         fps: args.fps,
         weights: args.dtype,
         negative_prompt: args.negative_prompt.clone(),
-        truncate: args.truncate || spec_truncates,
+        truncate,
         loras: args.loras.clone(),
+    }
+}
+
+/// `--actions`: an action rollout from `--image`, streamed into `--out`.
+fn generate_rollout(args: &GenerateArgs, root: &Path, actions_path: &Path) -> Result<()> {
+    let actions = ActionSequence::read(actions_path)?;
+    let engine = Engine::open(root, generation_options(args, args.truncate))?;
+    if let Some(bundle) = engine.bundle() {
+        let action = bundle.dit.config.action.with_context(|| {
+            format!(
+                "{}: --actions needs an action-conditioned model (its transformer config.json has no action_dim)",
+                root.display()
+            )
+        })?;
+        actions.check_width(action.action_dim)?;
+    }
+    let out = args.out.clone().context("--out is required")?;
+    check_output(&out)?;
+    let image = args.image.as_deref().context("--actions needs --image")?;
+    let start = match WorldInput::read(Mode::Image2World, Some(image))? {
+        WorldInput::Image(image) => image,
+        _ => anyhow::bail!("{}: not an image", image.display()),
     };
+    let prompt = args.prompt.clone().unwrap_or_default();
+    let reason1 = engine
+        .bundle()
+        .and_then(|b| b.text.as_ref())
+        .is_some_and(|t| t.kind == TextEncoderKind::Reason1);
+    if prompt.trim().is_empty() && args.prompt_embeds.is_none() && reason1 {
+        anyhow::bail!(
+            "--prompt: the official rollout's default is the empty prompt, which orrery's Cosmos-Reason1 \
+             tokenizer refuses; describe the scene with --prompt (or give --prompt-embeds)"
+        );
+    }
+    let mode = Mode::Image2World;
+    let (text, negative) = match &args.prompt_embeds {
+        Some(path) => embeddings_from_file(path, 1, engine.guided(mode))?.remove(0),
+        None => {
+            let cache = args.cache.as_deref().map(PromptCache::new).transpose()?;
+            engine
+                .clip_prompts(&[(prompt.as_str(), mode, None)], cache.as_ref())?
+                .remove(0)
+        }
+    };
+    let generator = engine.load()?;
+    let e = generator.engine();
+    let plan = generator.rollout_plan(&actions)?;
+    let bar = crate::progress_bar(
+        plan.chunks() * e.settings(mode).calls()?,
+        "steps",
+        "rollout",
+    )?;
+    let plan = generator.rollout_to_mp4(
+        &out,
+        &start,
+        &actions,
+        &text,
+        negative.as_ref(),
+        args.seed,
+        || bar.inc(1),
+    )?;
+    bar.finish();
+    let record = generator.rollout_record(&prompt, args.seed, &plan, actions_path);
+    let record_path = generator.write_record(&out, &record)?;
+    println!(
+        "wrote {} ({} frames {} at {} fps from {} actions in {} chunks) and {}",
+        out.display(),
+        plan.frames(),
+        e.size(),
+        e.fps(),
+        plan.actions,
+        plan.chunks(),
+        record_path.display()
+    );
+    Ok(())
+}
+
+fn generate_jobs(
+    args: &GenerateArgs,
+    root: &Path,
+    options: GenerationOptions,
+    jobs: &[Job],
+) -> Result<()> {
     // Everything that can fail without a network fails here: settings, outputs, inputs.
-    let engine = Engine::open(&root, options)?;
-    for job in &jobs {
+    let engine = Engine::open(root, options)?;
+    if engine
+        .bundle()
+        .is_some_and(|b| b.dit.config.action.is_some())
+    {
+        anyhow::bail!(
+            "{}: an action-conditioned model generates from actions: pass --image START.png --actions \
+             ACTIONS.json",
+            root.display()
+        );
+    }
+    for job in jobs {
         check_output(&job.out)?;
     }
     if let Some(path) = &args.save_latents {

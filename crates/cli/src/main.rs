@@ -44,7 +44,8 @@ enum Command {
     Inspect(checkpoint_cmds::InspectArgs),
     /// Convert a checkpoint (PyTorch .pt/.pth, safetensors, sharded folder) to one safetensors file.
     Convert(checkpoint_cmds::ConvertArgs),
-    /// Generate a video from text (Text2World), an image (--image) or a video (--video).
+    /// Generate a video from text (Text2World), an image (--image) or a video (--video), or roll robot actions out
+    /// from an image with an action-conditioned model (--image --actions).
     Generate(Box<generate_cmd::GenerateArgs>),
     /// Encode a prompt with the Cosmos-Reason1 text encoder (prompt embeddings for the DiT).
     Embed(embed_cmd::EmbedArgs),

@@ -18,6 +18,48 @@ fn forward_dit_reproduces_the_reference() {
 }
 
 #[test]
+fn forward_dit_takes_actions_for_an_action_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = testdata("dit_action/model");
+    for case in ["perframe", "batch2"] {
+        let inputs = testdata(&format!("dit_action/case_{case}.safetensors"));
+        let out = dir.path().join(format!("{case}.safetensors"));
+        forward("dit", &model, &inputs, &out);
+        let err = rel_err(&out, "velocity", &inputs, "velocity");
+        assert!(err <= 1e-5, "{case}: {err:.3e}");
+    }
+    // The action model without actions, and the plain model with them: each error names `action`.
+    let out = dir.path().join("out.safetensors");
+    for (inputs, model, expect) in [
+        (
+            testdata("dit_tiny/case_perframe.safetensors"),
+            testdata("dit_action/model"),
+            "input `action`: expected (2, 8, 3)",
+        ),
+        (
+            testdata("dit_action/case_perframe.safetensors"),
+            testdata("dit_tiny"),
+            "not action-conditioned",
+        ),
+    ] {
+        assert_fails_with(
+            &[
+                "forward",
+                "dit",
+                "--model",
+                model.to_str().unwrap(),
+                "--inputs",
+                inputs.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            expect,
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
 fn forward_dit_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.safetensors");

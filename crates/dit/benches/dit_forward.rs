@@ -62,6 +62,7 @@ fn forward(bencher: divan::Bencher, size: &str) {
         crossattn_emb: &emb,
         condition_mask: &mask,
         padding_mask: None,
+        action: None,
     };
     bencher.bench_local(|| model.forward(&input).unwrap());
 }

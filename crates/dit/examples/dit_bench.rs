@@ -49,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         crossattn_emb: &emb,
         condition_mask: &mask,
         padding_mask: None,
+        action: None,
     };
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::action::ActionConfig;
 use crate::error::{DitError, Result};
 
 /// The shape of a Cosmos-Predict2.5 `MiniTrainDIT` (as wrapped by `MinimalV1LVGDiT`, which adds the
@@ -36,6 +37,9 @@ pub struct DitConfig {
     pub crossattn_proj_in_channels: Option<usize>,
     /// Whether a padding-mask channel is concatenated to the input.
     pub concat_padding_mask: bool,
+    /// The action embedders of an action-conditioned network (`robot/action-cond`); `None` for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionConfig>,
 }
 
 impl DitConfig {
@@ -57,6 +61,24 @@ impl DitConfig {
             crossattn_emb_channels: 1024,
             crossattn_proj_in_channels: Some(100_352),
             concat_padding_mask: true,
+            action: None,
+        }
+    }
+
+    /// The released action-conditioned 2B (`robot/action-cond`): net `cosmos_v1_2B_action_chunk_conditioned`
+    /// (`cosmos_predict2/_src/predict2/action/configs/action_conditioned/net.py`) with `action_dim=7,
+    /// temporal_compression_ratio=4` from experiment `..._bridge_13frame_256x320`
+    /// (`.../experiment/exp_2B_action_conditioned_rectify_flow.py`); the embedders' hidden width defaults to 4 D
+    /// (`action_conditioned_minimal_v1_lvg_dit.py`).
+    pub fn cosmos_predict2_5_2b_action_cond() -> Self {
+        let base = Self::cosmos_predict2_5_2b();
+        Self {
+            action: Some(ActionConfig {
+                action_dim: 7,
+                temporal_compression_ratio: 4,
+                hidden_dim_in_action_embedder: 4 * base.model_channels,
+            }),
+            ..base
         }
     }
 
@@ -148,6 +170,16 @@ impl DitConfig {
         if self.crossattn_proj_in_channels == Some(0) {
             return fail("crossattn_proj_in_channels must be positive".into());
         }
+        if let Some(action) = &self.action {
+            action.validate().or_else(fail)?;
+            if self.patch_temporal != 1 {
+                return fail(format!(
+                    "an action-conditioned network embeds actions per latent frame: patch_temporal must be 1, \
+                     not {}",
+                    self.patch_temporal
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -190,7 +222,7 @@ impl DitConfig {
 
     /// The diffusers `config.json` of this network (what `from_diffusers_json` reads back).
     pub fn to_diffusers_json(&self) -> String {
-        let v = json!({
+        let mut v = json!({
             "_class_name": "CosmosTransformer3DModel",
             "in_channels": self.in_channels + 1,
             "out_channels": self.out_channels,
@@ -209,6 +241,17 @@ impl DitConfig {
             "crossattn_proj_in_channels": self.crossattn_proj_in_channels,
             "encoder_hidden_states_channels": self.crossattn_emb_channels,
         });
+        if let (Some(a), Some(map)) = (&self.action, v.as_object_mut()) {
+            map.insert("action_dim".into(), json!(a.action_dim));
+            map.insert(
+                "temporal_compression_ratio".into(),
+                json!(a.temporal_compression_ratio),
+            );
+            map.insert(
+                "hidden_dim_in_action_embedder".into(),
+                json!(a.hidden_dim_in_action_embedder),
+            );
+        }
         serde_json::to_string_pretty(&v).expect("a JSON value always serialises") + "\n"
     }
 
@@ -265,6 +308,9 @@ impl DitConfig {
             "final_layer.linear.weight".into(),
             vec![self.patch_out_features(), d],
         ));
+        if let Some(action) = &self.action {
+            p.extend(action.parameter_shapes(d));
+        }
         p
     }
 
@@ -307,6 +353,13 @@ pub struct DiffusersDitConfig {
     pub use_crossattn_projection: bool,
     pub crossattn_proj_in_channels: Option<usize>,
     pub encoder_hidden_states_channels: Option<usize>,
+    /// Action-conditioned networks (orrery's extension of the file): the width of one action; its presence makes
+    /// the network action-conditioned.
+    pub action_dim: Option<usize>,
+    /// Actions per latent frame (default 4).
+    pub temporal_compression_ratio: Option<usize>,
+    /// Hidden width of the action embedders (default 4 x model width).
+    pub hidden_dim_in_action_embedder: Option<usize>,
 }
 
 fn default_true() -> bool {
@@ -363,10 +416,30 @@ impl DiffusersDitConfig {
         } else {
             None
         };
+        let model_channels = self.num_attention_heads * self.attention_head_dim;
+        let action = match (
+            self.action_dim,
+            self.temporal_compression_ratio,
+            self.hidden_dim_in_action_embedder,
+        ) {
+            (Some(action_dim), ratio, hidden) => Some(ActionConfig {
+                action_dim,
+                temporal_compression_ratio: ratio.unwrap_or(4),
+                hidden_dim_in_action_embedder: hidden.unwrap_or(4 * model_channels),
+            }),
+            (None, None, None) => None,
+            (None, _, _) => {
+                return Err(DitError::Config(
+                    "`temporal_compression_ratio` or `hidden_dim_in_action_embedder` without `action_dim` \
+                     (an action-conditioned network needs all three, or at least action_dim)"
+                        .into(),
+                ))
+            }
+        };
         let config = DitConfig {
             in_channels: self.in_channels - 1,
             out_channels: self.out_channels,
-            model_channels: self.num_attention_heads * self.attention_head_dim,
+            model_channels,
             num_blocks: self.num_layers,
             num_heads: self.num_attention_heads,
             mlp_ratio: self.mlp_ratio,
@@ -378,6 +451,7 @@ impl DiffusersDitConfig {
             crossattn_emb_channels: text_dim,
             crossattn_proj_in_channels,
             concat_padding_mask: self.concat_padding_mask,
+            action,
         };
         config.validate()?;
         Ok(config)
@@ -416,6 +490,7 @@ mod tests {
         for c in [
             DitConfig::cosmos_predict2_5_2b(),
             DitConfig::cosmos_predict2_5_14b(),
+            DitConfig::cosmos_predict2_5_2b_action_cond(),
         ] {
             assert_eq!(
                 DitConfig::from_diffusers_json(&c.to_diffusers_json()).unwrap(),
@@ -454,5 +529,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing field"));
+        let no_width = DitConfig::cosmos_predict2_5_2b()
+            .to_diffusers_json()
+            .replace("{", "{\"temporal_compression_ratio\": 4,");
+        assert!(DitConfig::from_diffusers_json(&no_width)
+            .unwrap_err()
+            .to_string()
+            .contains("without `action_dim`"));
+        let zero = DitConfig::cosmos_predict2_5_2b()
+            .to_diffusers_json()
+            .replace("{", "{\"action_dim\": 0,");
+        assert!(DitConfig::from_diffusers_json(&zero)
+            .unwrap_err()
+            .to_string()
+            .contains("action_dim must be positive"));
+    }
+
+    #[test]
+    fn the_action_preset_has_the_released_embedder_shapes() {
+        let c = DitConfig::cosmos_predict2_5_2b_action_cond();
+        c.validate().unwrap();
+        let shapes: std::collections::HashMap<_, _> = c.parameter_shapes().into_iter().collect();
+        // Spec section 5: fc1 [8192, 28], fc2 [2048 | 6144, 8192].
+        assert_eq!(shapes["action_embedder_B_D.fc1.weight"], [8192, 28]);
+        assert_eq!(shapes["action_embedder_B_D.fc2.weight"], [2048, 8192]);
+        assert_eq!(shapes["action_embedder_B_3D.fc2.weight"], [6144, 8192]);
+        assert_eq!(shapes["action_embedder_B_3D.fc2.bias"], [6144]);
+        let text = c.to_diffusers_json();
+        assert!(text.contains("\"action_dim\": 7"), "{text}");
+        let mut released = DitConfig::cosmos_predict2_5_2b();
+        released.action = None;
+        assert!(!released.to_diffusers_json().contains("action_dim"));
     }
 }

@@ -4,6 +4,7 @@
 //! [`CosmosDit`] the network, [`load`] reads its weights from official `.pt` checkpoints, official-named or
 //! diffusers-named safetensors. Every op is differentiable, so the same network trains.
 
+pub mod action;
 pub mod attention;
 pub mod block;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod patch;
 pub mod rope;
 pub mod time_embed;
 
+pub use action::ActionConfig;
 pub use config::DitConfig;
 pub use error::{DitError, Result};
 pub use load::{load_dit, load_dit_with_loras, DitModelDir};

@@ -5,6 +5,7 @@ use candle_nn::VarBuilder;
 use orrery_nn::layers::Linear;
 use orrery_nn::ops;
 
+use crate::action::ActionEmbedder;
 use crate::block::{Block, FinalLayer};
 use crate::error::{DitError, Result};
 use crate::patch::{patchify, resize_nearest, unpatchify};
@@ -16,7 +17,8 @@ use crate::DitConfig;
 /// units (the scheduler's timestep x 0.001 for the released models), T' = 1 or the number of latent frames;
 /// `crossattn_emb` (B, N, text width); `condition_mask` (B, 1, T, H, W), 1 on conditioning frames;
 /// `padding_mask` (1 or B, 1, H', W') at any resolution (resized to the latent like the reference), zeros if
-/// absent.
+/// absent; `action` (B, ratio (T - 1), A) for an action-conditioned network (required there, refused elsewhere),
+/// already scaled as the official data pipeline scales it.
 #[derive(Debug, Clone)]
 pub struct DitInput<'a> {
     pub x: &'a Tensor,
@@ -24,6 +26,7 @@ pub struct DitInput<'a> {
     pub crossattn_emb: &'a Tensor,
     pub condition_mask: &'a Tensor,
     pub padding_mask: Option<&'a Tensor>,
+    pub action: Option<&'a Tensor>,
 }
 
 /// The Cosmos-Predict2.5 diffusion transformer. Blocks run in the type of the `VarBuilder` they were built
@@ -37,6 +40,8 @@ pub struct CosmosDit {
     pub crossattn_proj: Option<Linear>,
     pub blocks: Vec<Block>,
     pub final_layer: FinalLayer,
+    /// `action_embedder_B_D` and `action_embedder_B_3D` of an action-conditioned network.
+    pub action_embedder: Option<ActionEmbedder>,
     dtype: DType,
 }
 
@@ -75,6 +80,10 @@ impl CosmosDit {
             crossattn_proj,
             blocks,
             final_layer: FinalLayer::new(fp32.pp("final_layer"), config)?,
+            action_embedder: match config.action {
+                Some(action) => Some(ActionEmbedder::new(vb.clone(), action, d)?),
+                None => None,
+            },
             dtype: vb.dtype(),
         })
     }
@@ -151,7 +160,17 @@ impl CosmosDit {
 
         let (cos, sin) = self.rope(t, h, w)?;
         let context = self.project_text(input.crossattn_emb)?;
-        let time = self.time_embedding(input.timesteps)?;
+        let time = match (&self.action_embedder, input.action) {
+            (Some(embedder), Some(action)) => {
+                let action = embedder.forward(action, input.condition_mask)?;
+                let t = match input.timesteps.rank() {
+                    1 => input.timesteps.unsqueeze(1)?,
+                    _ => input.timesteps.clone(),
+                };
+                self.t_embedder.forward_with_action(&t, Some(&action))?
+            }
+            _ => self.time_embedding(input.timesteps)?,
+        };
         for block in &self.blocks {
             x = block.forward(&x, &time, &context, (&cos, &sin))?;
         }
@@ -231,6 +250,40 @@ impl CosmosDit {
             if d.len() != 4 || !(d[0] == 1 || d[0] == b) || d[1] != 1 || d[2] == 0 || d[3] == 0 {
                 return Err(bad("padding_mask", format!("(1 or {b}, 1, H, W)"), m));
             }
+        }
+        match (&c.action, input.action) {
+            (Some(a), Some(action)) => {
+                let n = a.actions_for(t);
+                if action.dims() != [b, n, a.action_dim] || n == 0 {
+                    return Err(bad(
+                        "action",
+                        format!(
+                            "({b}, {n}, {}): {} actions per latent frame after the first of {t}, each {} wide",
+                            a.action_dim, a.temporal_compression_ratio, a.action_dim
+                        ),
+                        action,
+                    ));
+                }
+            }
+            (Some(a), None) => {
+                return Err(DitError::Input {
+                    name: "action",
+                    expected: format!(
+                        "({b}, {}, {}) for this action-conditioned network",
+                        a.actions_for(t),
+                        a.action_dim
+                    ),
+                    found: "none".into(),
+                })
+            }
+            (None, Some(action)) => {
+                return Err(bad(
+                    "action",
+                    "none: this network is not action-conditioned".into(),
+                    action,
+                ))
+            }
+            (None, None) => {}
         }
         Ok((b, t, h, w))
     }

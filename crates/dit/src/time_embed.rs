@@ -5,6 +5,8 @@ use candle_nn::VarBuilder;
 use orrery_nn::layers::Linear;
 use orrery_nn::ops;
 
+use crate::action::ActionEmbedding;
+
 /// `[cos(t f_i) | sin(t f_i)]` with `f_i = exp(-ln(10000) i / (dim/2))`, for timesteps (B, T) in the network's
 /// units -> (B, T, dim) float32. Cosine first, as the reference.
 pub fn timestep_sinusoid(timesteps_bt: &Tensor, dim: usize) -> Result<Tensor> {
@@ -57,11 +59,29 @@ impl TimeEmbedder {
 
     /// Timesteps (B, T') in the network's units ([0, 1] for the released models).
     pub fn forward(&self, timesteps_bt: &Tensor) -> Result<TimeEmbedding> {
+        self.forward_with_action(timesteps_bt, None)
+    }
+
+    /// [`Self::forward`] with an action network's per-frame embeddings added to the sinusoid (before the
+    /// RMSNorm) and to the adaLN-LoRA term; the result has one row per latent frame, (B, T, D) and (B, T, 3D).
+    pub fn forward_with_action(
+        &self,
+        timesteps_bt: &Tensor,
+        action: Option<&ActionEmbedding>,
+    ) -> Result<TimeEmbedding> {
         let sinusoid = timestep_sinusoid(timesteps_bt, self.dim)?;
         let sinusoid = sinusoid.to_device(self.norm_weight.device())?;
         let hidden = ops::silu(&self.linear_1.forward(&sinusoid)?)?;
+        let adaln_lora = self.linear_2.forward(&hidden)?;
+        let (sinusoid, adaln_lora) = match action {
+            Some(a) => (
+                sinusoid.broadcast_add(&a.t_emb)?,
+                adaln_lora.broadcast_add(&a.adaln_lora)?,
+            ),
+            None => (sinusoid, adaln_lora),
+        };
         Ok(TimeEmbedding {
-            adaln_lora: self.linear_2.forward(&hidden)?,
+            adaln_lora,
             t_emb: ops::rms_norm(&sinusoid, &self.norm_weight, 1e-6)?,
         })
     }

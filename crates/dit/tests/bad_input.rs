@@ -115,6 +115,7 @@ fn wrong_input_shapes_are_named() {
         crossattn_emb: &text,
         condition_mask: &mask,
         padding_mask: None,
+        action: None,
     };
     assert_eq!(m.forward(&ok).unwrap().dims(), &[1, 4, 2, 8, 8]);
 

@@ -28,6 +28,7 @@ fn dit_gradients_match_finite_differences() {
                 crossattn_emb: &text,
                 condition_mask: &mask,
                 padding_mask: None,
+                action: None,
             })
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         (v.to_dtype(DType::F32)? * &probe)?.sum_all()

@@ -39,6 +39,7 @@ fn velocity(dit: &CosmosDit, i: &Inputs) -> candle_core::Result<Tensor> {
         crossattn_emb: &i.text,
         condition_mask: &i.mask,
         padding_mask: None,
+        action: None,
     })
     .map_err(|e| candle_core::Error::Msg(e.to_string()))
 }

@@ -20,7 +20,7 @@ pub use gif_write::{encode_gif, write_gif};
 pub use image::{Rgb, RgbImage};
 pub use image_io::{read_image, write_png, MAX_IMAGE_SIDE};
 pub use mp4_read::{read_video, VideoInfo, VideoReader};
-pub use mp4_write::{write_mp4, Mp4Options};
+pub use mp4_write::{write_mp4, Mp4Options, Mp4Stream};
 pub use tile::tile_clips;
 
 /// A decoded video: RGB frames of one size, and their rate.

@@ -41,54 +41,121 @@ impl Default for Mp4Options {
 /// Writes frames as an H.264 MP4 at `fps`, atomically. Frames must share one size with even sides.
 pub fn write_mp4(path: &Path, frames: &[RgbImage], fps: f64, options: Mp4Options) -> Result<()> {
     let (width, height) = check_frames(frames)?;
-    if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
-        return Err(MediaError::invalid(
-            "frame rate",
-            format!("{fps} fps (expected 0 < fps <= 1000)"),
-        ));
+    let mut stream = Mp4Stream::new(path, width, height, fps, options)?;
+    for frame in frames {
+        stream.push(frame)?;
     }
-    let encode_err = |detail: String| MediaError::Encode {
-        path: path.to_owned(),
-        format: FORMAT,
-        detail,
-    };
-    let qp = options.qp.min(51);
-    let config = EncoderConfig::new()
-        .usage_type(UsageType::CameraVideoRealTime)
-        .rate_control_mode(RateControlMode::Quality)
-        .qp(QpRange::new(qp, qp))
-        .bitrate(BitRate::from_bps(50_000_000))
-        .max_frame_rate(FrameRate::from_hz(fps as f32))
-        .skip_frames(false)
-        .intra_frame_period(IntraFramePeriod::from_num_frames(
-            options.keyframe_interval.max(1),
-        ))
-        .vui(
-            VuiConfig::new()
-                .color_primaries(ColorPrimaries::Smpte170M)
-                .transfer_characteristics(TransferCharacteristics::Smpte170M)
-                .matrix_coefficients(MatrixCoefficients::Smpte170M)
-                .full_range(false),
-        );
-    let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
-        .map_err(|e| encode_err(format!("encoder init: {e}")))?;
-    quiet(&mut encoder);
+    stream.finish()
+}
 
-    let ticks_per_frame = (TIMESCALE as f64 / fps).round().max(1.0) as u32;
-    let mut samples = Vec::with_capacity(frames.len());
-    let (mut sps, mut pps) = (None, None);
-    for (i, frame) in frames.iter().enumerate() {
+/// An MP4 written frame by frame: each frame is encoded when pushed and only its compressed picture is kept, so
+/// a long video needs no more memory than its H.264 stream. Nothing appears at the path until [`Mp4Stream::finish`]
+/// (atomically); a stream dropped unfinished writes nothing.
+pub struct Mp4Stream {
+    path: std::path::PathBuf,
+    encoder: Encoder,
+    width: u32,
+    height: u32,
+    ticks_per_frame: u32,
+    samples: Vec<mp4::Mp4Sample>,
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+}
+
+impl Mp4Stream {
+    /// A stream of `width` x `height` frames (even sides, at most 4096) at `fps`.
+    pub fn new(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: f64,
+        options: Mp4Options,
+    ) -> Result<Self> {
+        check_size(width, height)?;
+        if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+            return Err(MediaError::invalid(
+                "frame rate",
+                format!("{fps} fps (expected 0 < fps <= 1000)"),
+            ));
+        }
+        let qp = options.qp.min(51);
+        let config = EncoderConfig::new()
+            .usage_type(UsageType::CameraVideoRealTime)
+            .rate_control_mode(RateControlMode::Quality)
+            .qp(QpRange::new(qp, qp))
+            .bitrate(BitRate::from_bps(50_000_000))
+            .max_frame_rate(FrameRate::from_hz(fps as f32))
+            .skip_frames(false)
+            .intra_frame_period(IntraFramePeriod::from_num_frames(
+                options.keyframe_interval.max(1),
+            ))
+            .vui(
+                VuiConfig::new()
+                    .color_primaries(ColorPrimaries::Smpte170M)
+                    .transfer_characteristics(TransferCharacteristics::Smpte170M)
+                    .matrix_coefficients(MatrixCoefficients::Smpte170M)
+                    .full_range(false),
+            );
+        let mut encoder =
+            Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| {
+                MediaError::Encode {
+                    path: path.to_owned(),
+                    format: FORMAT,
+                    detail: format!("encoder init: {e}"),
+                }
+            })?;
+        quiet(&mut encoder);
+        Ok(Self {
+            path: path.to_owned(),
+            encoder,
+            width,
+            height,
+            ticks_per_frame: (TIMESCALE as f64 / fps).round().max(1.0) as u32,
+            samples: Vec::new(),
+            sps: None,
+            pps: None,
+        })
+    }
+
+    fn encode_err(&self, detail: String) -> MediaError {
+        MediaError::Encode {
+            path: self.path.clone(),
+            format: FORMAT,
+            detail,
+        }
+    }
+
+    /// Frames pushed so far.
+    pub fn frames(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Encodes the next frame, which must have the stream's size.
+    pub fn push(&mut self, frame: &RgbImage) -> Result<()> {
+        let i = self.samples.len();
+        if frame.dimensions() != (self.width, self.height) {
+            return Err(MediaError::invalid(
+                "video",
+                format!(
+                    "frame {i} is {}x{}, the stream is {}x{}",
+                    frame.width(),
+                    frame.height(),
+                    self.width,
+                    self.height
+                ),
+            ));
+        }
         let yuv = rgb_to_yuv420(frame);
-        let stream = encoder
-            .encode(&yuv)
-            .map_err(|e| encode_err(format!("frame {i}: {e}")))?;
-        let annexb = stream.to_vec();
+        let annexb = match self.encoder.encode(&yuv) {
+            Ok(stream) => stream.to_vec(),
+            Err(e) => return Err(self.encode_err(format!("frame {i}: {e}"))),
+        };
         let mut sample = Vec::with_capacity(annexb.len());
         let mut is_sync = false;
         for nal in split_annexb(&annexb) {
             match nal.first().map(|b| b & 0x1f) {
-                Some(7) => sps = Some(nal.to_vec()),
-                Some(8) => pps = Some(nal.to_vec()),
+                Some(7) => self.sps = Some(nal.to_vec()),
+                Some(8) => self.pps = Some(nal.to_vec()),
                 Some(t) => {
                     is_sync |= t == 5;
                     sample.extend_from_slice(&(nal.len() as u32).to_be_bytes());
@@ -98,55 +165,62 @@ pub fn write_mp4(path: &Path, frames: &[RgbImage], fps: f64, options: Mp4Options
             }
         }
         if sample.is_empty() {
-            return Err(encode_err(format!(
-                "the encoder produced no picture for frame {i}"
-            )));
+            return Err(self.encode_err(format!("the encoder produced no picture for frame {i}")));
         }
-        samples.push(mp4::Mp4Sample {
-            start_time: i as u64 * ticks_per_frame as u64,
-            duration: ticks_per_frame,
+        self.samples.push(mp4::Mp4Sample {
+            start_time: i as u64 * self.ticks_per_frame as u64,
+            duration: self.ticks_per_frame,
             rendering_offset: 0,
             is_sync,
             bytes: bytes::Bytes::from(sample),
         });
-    }
-    let (sps, pps) = match (sps, pps) {
-        (Some(s), Some(p)) => (s, p),
-        _ => return Err(encode_err("the encoder produced no SPS/PPS".into())),
-    };
-
-    write_atomically(path, |out| {
-        let mux_err = |e: mp4::Error| encode_err(format!("muxing: {e}"));
-        let config = mp4::Mp4Config {
-            major_brand: "isom".parse().map_err(mux_err)?,
-            minor_version: 512,
-            compatible_brands: ["isom", "iso2", "avc1", "mp41"]
-                .iter()
-                .map(|b| b.parse())
-                .collect::<std::result::Result<_, _>>()
-                .map_err(mux_err)?,
-            timescale: 1000,
-        };
-        let mut writer = mp4::Mp4Writer::write_start(out, &config).map_err(mux_err)?;
-        writer
-            .add_track(&mp4::TrackConfig {
-                track_type: mp4::TrackType::Video,
-                timescale: TIMESCALE,
-                language: "und".to_string(),
-                media_conf: mp4::MediaConfig::AvcConfig(mp4::AvcConfig {
-                    width: width as u16,
-                    height: height as u16,
-                    seq_param_set: sps,
-                    pic_param_set: pps,
-                }),
-            })
-            .map_err(mux_err)?;
-        for sample in &samples {
-            writer.write_sample(1, sample).map_err(mux_err)?;
-        }
-        writer.write_end().map_err(mux_err)?;
         Ok(())
-    })
+    }
+
+    /// Muxes the pushed frames into the MP4, atomically.
+    pub fn finish(self) -> Result<()> {
+        if self.samples.is_empty() {
+            return Err(MediaError::invalid("video", "no frames to write"));
+        }
+        let (sps, pps) = match (self.sps.clone(), self.pps.clone()) {
+            (Some(s), Some(p)) => (s, p),
+            _ => return Err(self.encode_err("the encoder produced no SPS/PPS".into())),
+        };
+        let (width, height) = (self.width, self.height);
+        let path = self.path.clone();
+        write_atomically(&path, |out| {
+            let mux_err = |e: mp4::Error| self.encode_err(format!("muxing: {e}"));
+            let config = mp4::Mp4Config {
+                major_brand: "isom".parse().map_err(mux_err)?,
+                minor_version: 512,
+                compatible_brands: ["isom", "iso2", "avc1", "mp41"]
+                    .iter()
+                    .map(|b| b.parse())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(mux_err)?,
+                timescale: 1000,
+            };
+            let mut writer = mp4::Mp4Writer::write_start(out, &config).map_err(mux_err)?;
+            writer
+                .add_track(&mp4::TrackConfig {
+                    track_type: mp4::TrackType::Video,
+                    timescale: TIMESCALE,
+                    language: "und".to_string(),
+                    media_conf: mp4::MediaConfig::AvcConfig(mp4::AvcConfig {
+                        width: width as u16,
+                        height: height as u16,
+                        seq_param_set: sps,
+                        pic_param_set: pps,
+                    }),
+                })
+                .map_err(mux_err)?;
+            for sample in &self.samples {
+                writer.write_sample(1, sample).map_err(mux_err)?;
+            }
+            writer.write_end().map_err(mux_err)?;
+            Ok(())
+        })
+    }
 }
 
 /// Checks that frames are non-empty, share one size, and have even sides within H.264's range.
@@ -155,12 +229,7 @@ fn check_frames(frames: &[RgbImage]) -> Result<(u32, u32)> {
         .first()
         .ok_or_else(|| MediaError::invalid("video", "no frames to write"))?;
     let (w, h) = first.dimensions();
-    if w == 0 || h == 0 || w % 2 != 0 || h % 2 != 0 || w > 4096 || h > 4096 {
-        return Err(MediaError::invalid(
-            "frame size",
-            format!("{w}x{h}: H.264 4:2:0 needs even sides between 2 and 4096"),
-        ));
-    }
+    check_size(w, h)?;
     if let Some((i, f)) = frames
         .iter()
         .enumerate()
@@ -176,6 +245,16 @@ fn check_frames(frames: &[RgbImage]) -> Result<(u32, u32)> {
         ));
     }
     Ok((w, h))
+}
+
+fn check_size(w: u32, h: u32) -> Result<()> {
+    if w == 0 || h == 0 || !w.is_multiple_of(2) || !h.is_multiple_of(2) || w > 4096 || h > 4096 {
+        return Err(MediaError::invalid(
+            "frame size",
+            format!("{w}x{h}: H.264 4:2:0 needs even sides between 2 and 4096"),
+        ));
+    }
+    Ok(())
 }
 
 /// BT.601 limited range, 4:2:0 with 2x2 box-averaged chroma, rounded.

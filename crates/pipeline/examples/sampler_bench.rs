@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = Tensor::randn(0f32, 1., (1, text_len, config.text_input_channels()), &dev)?;
     let negative = Tensor::randn(0f32, 1., (1, text_len, config.text_input_channels()), &dev)?;
     let condition = LatentCondition {
+        action: None,
         gt: Tensor::zeros(&shape[..], DType::F32, &dev)?,
         frames: 0,
     };

@@ -3,8 +3,9 @@
 //! Layouts recognised:
 //! - diffusers-style: `transformer/` (config.json + weights), `vae/` (AutoencoderKLWan folder), `text_encoder/`
 //!   (Hugging Face Qwen2.5-VL / Cosmos-Reason1 folder) with `tokenizer.json` in it or in `tokenizer/`;
-//! - official: a DiT `.pt` (the 2B or 14B preset, told apart by the stored width), `tokenizer.pth` (the Wan2.1 VAE)
-//!   and a Reason1 folder (any subfolder whose config.json is a Qwen2.5-VL).
+//! - official: a DiT `.pt` (the 2B or 14B preset, told apart by the stored width; with action embedders, the
+//!   action-conditioned network), `tokenizer.pth` (the Wan2.1 VAE) and a Reason1 folder (any subfolder whose
+//!   config.json is a Qwen2.5-VL).
 //!
 //! `orrery_sampling.json` beside them, if present, holds the sampling defaults (`schedule`: "karras" or a shift
 //! number, `steps`, `guidance`, `cond_timestep` (negative = none), `frames`, `width`, `height`, `fps`, and per
@@ -89,7 +90,7 @@ fn official_dit(root: &Path) -> Result<DitModelDir> {
                 "not a Cosmos DiT checkpoint (no net.x_embedder.proj.1.weight)",
             )
         })?;
-    let config = match width {
+    let mut config = match width {
         2048 => DitConfig::cosmos_predict2_5_2b(),
         5120 => DitConfig::cosmos_predict2_5_14b(),
         w => {
@@ -99,6 +100,27 @@ fn official_dit(root: &Path) -> Result<DitModelDir> {
             ))
         }
     };
+    // The released action-conditioned checkpoint (`robot/action-cond`): its embedders give the action width
+    // (4 actions per latent frame, the official ratio; a folder with config.json may say otherwise).
+    if let Ok(fc1) = ckpt.get("net.action_embedder_B_D.fc1.weight") {
+        let (hidden, group) = match fc1.shape[..] {
+            [h, g] if g % 4 == 0 && g > 0 => (h, g),
+            _ => {
+                return Err(bundle_error(
+                    weights,
+                    format!(
+                        "action_embedder_B_D.fc1.weight has shape {:?}, expected [hidden, 4 x action_dim]",
+                        fc1.shape
+                    ),
+                ))
+            }
+        };
+        config.action = Some(orrery_dit::ActionConfig {
+            action_dim: group / 4,
+            temporal_compression_ratio: 4,
+            hidden_dim_in_action_embedder: hidden,
+        });
+    }
     Ok(DitModelDir {
         config,
         weights: weights.clone(),
@@ -241,5 +263,39 @@ impl ModelBundle {
             }
         }
         Ok(out.into_iter().flatten().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder with one `.pt` (safetensors content: the loader goes by content) holding `tensors` of zeros.
+    fn official_folder(tensors: &[(&str, &[usize])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = tensors
+            .iter()
+            .map(|(name, shape)| {
+                let t = Tensor::zeros(*shape, DType::BF16, &Device::Cpu).unwrap();
+                (name.to_string(), t)
+            })
+            .collect();
+        orrery_nn::checkpoint::save_tensors(&dir.path().join("dit.pt"), tensors).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_official_pt_with_action_embedders_is_the_action_network() {
+        let x = ("net.x_embedder.proj.1.weight", &[2048, 72][..]);
+        let plain = official_folder(&[x]);
+        assert_eq!(official_dit(plain.path()).unwrap().config.action, None);
+        let action = official_folder(&[x, ("net.action_embedder_B_D.fc1.weight", &[8192, 28])]);
+        assert_eq!(
+            official_dit(action.path()).unwrap().config,
+            DitConfig::cosmos_predict2_5_2b_action_cond()
+        );
+        let odd = official_folder(&[x, ("net.action_embedder_B_D.fc1.weight", &[8192, 30])]);
+        let err = official_dit(odd.path()).unwrap_err().to_string();
+        assert!(err.contains("4 x action_dim"), "{err}");
     }
 }

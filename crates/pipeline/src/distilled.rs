@@ -75,6 +75,7 @@ pub fn trigflow_x0(
         crossattn_emb: condition.text,
         condition_mask: condition.mask,
         padding_mask: None,
+        action: None,
     })?;
     let v = v.to_dtype(dtype)?;
     let x0 = (x_t.broadcast_mul(&per_sample(|c| c.c_skip)?)?

@@ -3,6 +3,7 @@
 //! loop and [`WorldPipeline`] wraps input preparation, VAE encoding and decoding around it. [`Engine`] is what
 //! callers use: bundle, settings, negative prompt, load order, long videos and outputs in one place.
 
+pub mod actions;
 pub mod bench_predictor;
 pub mod bundle;
 pub mod conditioning;
@@ -16,6 +17,7 @@ mod pipeline;
 pub mod rollout;
 pub mod sample;
 
+pub use actions::{ActionSequence, RolloutPlan};
 pub use bundle::{ModelBundle, TextEncoderKind};
 pub use conditioning::Mode;
 pub use defaults::{BundleDefaults, ModeSampling, SAMPLING_FILE};

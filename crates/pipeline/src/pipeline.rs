@@ -27,6 +27,8 @@ pub struct Request<'a> {
     /// Wan2.1's VAE and the default 2).
     pub video: Option<&'a [RgbImage]>,
     pub settings: SamplingSettings,
+    /// Actions (1, ratio (T' - 1), A) for an action-conditioned DiT (T' latent frames), else `None`.
+    pub action: Option<&'a Tensor>,
 }
 
 impl Request<'_> {
@@ -93,6 +95,7 @@ impl WorldPipeline {
                 latents: LatentCondition {
                     gt: Tensor::zeros((b, c, t, h, w), DType::F32, &candle_core::Device::Cpu)?,
                     frames: 0,
+                    action: request.action.cloned(),
                 },
                 observed: None,
             });
@@ -118,6 +121,7 @@ impl WorldPipeline {
             latents: LatentCondition {
                 gt: Tensor::cat(&[&latents, &pad], 2)?,
                 frames: n,
+                action: request.action.cloned(),
             },
             observed: Some(clip),
         })

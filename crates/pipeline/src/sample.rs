@@ -212,11 +212,13 @@ fn sample_churn(
 const CHURN_NOISE_STREAM: u64 = 0xc4u64 << 56;
 
 /// What the latent is conditioned on: `gt` (B, C, T, h, w) normalised latents whose first `frames` latent frames
-/// are the conditioning (ignored when `frames` is 0).
+/// are the conditioning (ignored when `frames` is 0), and for an action-conditioned DiT the `action`
+/// (B, ratio (T - 1), A), which both guidance branches see.
 #[derive(Debug, Clone)]
 pub struct LatentCondition {
     pub gt: Tensor,
     pub frames: usize,
+    pub action: Option<Tensor>,
 }
 
 /// Samples normalised latents of `shape` (B, C, T, h, w) with the sampler of `settings`. `text` and `negative` are
@@ -277,6 +279,7 @@ pub fn sample_latents(
                 crossattn_emb: emb,
                 condition_mask: &mask,
                 padding_mask: None,
+                action: condition.action.as_ref(),
             })?;
             Ok(replace_velocity(&v, &noise, gt, &mask)?)
         };

@@ -37,6 +37,7 @@ fn all_three_modes_match_the_released_distilled_loop() {
         };
         assert_eq!(settings.calls().unwrap(), expected_calls);
         let request = Request {
+            action: None,
             frames: 9,
             width: 32,
             height: 32,
@@ -65,6 +66,7 @@ fn the_distilled_sampler_refuses_guidance() {
     let p = pipeline();
     let text = Tensor::zeros((1, 7, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
     let request = Request {
+        action: None,
         frames: 9,
         width: 32,
         height: 32,

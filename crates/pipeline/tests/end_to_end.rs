@@ -40,6 +40,7 @@ fn all_three_modes_match_the_official_loop() {
             keep_observed: None,
         };
         let request = Request {
+            action: None,
             frames: 9,
             width: 32,
             height: 32,
@@ -71,6 +72,7 @@ fn bad_requests_are_explained() {
         ..SamplingSettings::cosmos_2b_post_trained(0)
     };
     let request = |frames, width, negative| Request {
+        action: None,
         frames,
         width,
         height: 32,
@@ -105,6 +107,7 @@ fn keeping_observed_pixels_changes_only_what_it_says() {
     let video_in = frames(&case["frames_u8"]);
     let generate = |threshold: Option<f64>, video: Option<&[RgbImage]>| {
         let request = Request {
+            action: None,
             frames: 9,
             width: 32,
             height: 32,

@@ -117,6 +117,7 @@ fn generate_text2world(dir: &Path, settings: orrery_pipeline::SamplingSettings) 
     pipeline
         .generate(
             &Request {
+                action: None,
                 frames: d.frames,
                 width: d.width,
                 height: d.height,
@@ -620,6 +621,7 @@ fn velocity_of(dit: &orrery_dit::CosmosDit) -> Tensor {
         crossattn_emb: &text,
         condition_mask: &mask,
         padding_mask: None,
+        action: None,
     })
     .unwrap()
 }

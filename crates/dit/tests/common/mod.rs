@@ -23,6 +23,7 @@ pub fn tiny() -> DitConfig {
         crossattn_emb_channels: 16,
         crossattn_proj_in_channels: Some(12),
         concat_padding_mask: true,
+        action: None,
     }
 }
 
@@ -59,6 +60,7 @@ pub fn run(model: &CosmosDit, c: &HashMap<String, Tensor>) -> Tensor {
             crossattn_emb: &c["encoder_hidden_states"],
             condition_mask: &c["condition_mask"],
             padding_mask: Some(&c["padding_mask"]),
+            action: None,
         })
         .unwrap()
 }

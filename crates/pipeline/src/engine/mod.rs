@@ -10,6 +10,7 @@
 mod chunks;
 mod options;
 mod record;
+mod rollout;
 mod spec;
 
 use std::path::{Path, PathBuf};
@@ -24,9 +25,10 @@ pub use chunks::{chunk_modes, long_video_chunks};
 pub use options::{
     GenerationOptions, SamplingOverrides, Size, WeightType, DEFAULT_NEGATIVE_PROMPT,
 };
-pub use record::GenerationRecord;
+pub use record::{GenerationRecord, RolloutRecord};
 pub use spec::{BatchSpec, SpecSample};
 
+use crate::actions::RolloutPlan;
 use crate::bundle::ModelBundle;
 use crate::conditioning::Mode;
 use crate::defaults::BundleDefaults;
@@ -473,6 +475,7 @@ impl Generator {
                 image,
                 video,
                 settings,
+                action: None,
             };
             let out = self.pipeline.generate(&request, |_, _| on_step())?;
             let skip = usize::from(i > 0); // the overlapping first frame
@@ -502,6 +505,41 @@ impl Generator {
         seed: u64,
         generation: &Generation,
     ) -> GenerationRecord {
+        self.record_of(
+            prompt,
+            mode,
+            seed,
+            generation.frames.len(),
+            &generation.chunks,
+        )
+    }
+
+    /// The provenance record of a rollout of `plan` from `prompt` with `seed`; `actions` names the actions file.
+    pub fn rollout_record(
+        &self,
+        prompt: &str,
+        seed: u64,
+        plan: &RolloutPlan,
+        actions: &Path,
+    ) -> GenerationRecord {
+        let chunks = vec![plan.chunk_frames(); plan.chunks()];
+        let mut record = self.record_of(prompt, Mode::Image2World, seed, plan.frames(), &chunks);
+        record.rollout = Some(RolloutRecord {
+            actions_file: actions.to_owned(),
+            actions: plan.actions,
+            chunk_actions: plan.chunk_actions,
+        });
+        record
+    }
+
+    fn record_of(
+        &self,
+        prompt: &str,
+        mode: Mode,
+        seed: u64,
+        frames: usize,
+        chunks: &[usize],
+    ) -> GenerationRecord {
         let e = &self.engine;
         let s = e.settings(mode);
         GenerationRecord {
@@ -509,8 +547,8 @@ impl Generator {
             negative_prompt: (s.guidance != 0.0).then(|| e.negative_prompt().to_owned()),
             mode: mode.name().to_owned(),
             model: e.name().to_owned(),
-            frames: generation.frames.len(),
-            chunks: generation.chunks.clone(),
+            frames,
+            chunks: chunks.to_vec(),
             width: e.size.width,
             height: e.size.height,
             fps: e.fps,
@@ -534,6 +572,7 @@ impl Generator {
                 .iter()
                 .map(|l| (l.path.clone(), l.scale))
                 .collect(),
+            rollout: None,
         }
     }
 
@@ -551,6 +590,12 @@ impl Generator {
                 detail: e.to_string(),
             }
         })?;
+        self.write_record(out, record)
+    }
+
+    /// Writes `record` as JSON beside the output `out` (`out` with the extension `.json`), atomically; returns
+    /// its path.
+    pub fn write_record(&self, out: &Path, record: &GenerationRecord) -> Result<PathBuf> {
         let path = out.with_extension("json");
         let text = serde_json::to_string_pretty(record).expect("plain values");
         orrery_io::write_atomically(&path, text.as_bytes()).map_err(|e| PipelineError::Output {

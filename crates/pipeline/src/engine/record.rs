@@ -35,6 +35,20 @@ pub struct GenerationRecord {
     pub truncate: bool,
     /// LoRA adapters fused into the DiT: (file, scale).
     pub loras: Vec<(PathBuf, f64)>,
+    /// An action rollout's actions (`orrery generate --actions`); each chunk is Image2World on the previous
+    /// chunk's last frame, seeded `seed` + its first action's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutRecord>,
+}
+
+/// What drove an action rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub actions_file: PathBuf,
+    /// Number of actions (output frames after the start frame).
+    pub actions: usize,
+    /// Actions per chunk.
+    pub chunk_actions: usize,
 }
 
 /// Records written before the distilled sampler existed sampled with UniPC.

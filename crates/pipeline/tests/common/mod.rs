@@ -1,4 +1,5 @@
 //! The tiny DiT and VAE of the golden fixtures, and the fixtures' frames as images.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

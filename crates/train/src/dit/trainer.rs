@@ -230,6 +230,7 @@ impl DitTrainer {
             crossattn_emb: &text,
             condition_mask: &mask,
             padding_mask: None,
+            action: None,
         })?;
         let v = replace_velocity(&v, &batch.noise, &batch.x0, &mask)?;
         let target = velocity_target(&batch.x0, &batch.noise)?;

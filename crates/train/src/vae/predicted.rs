@@ -85,6 +85,7 @@ impl Predictor {
             ..self.settings.clone()
         };
         let condition = LatentCondition {
+            action: None,
             gt: latents.clone(),
             frames,
         };
