@@ -20,7 +20,7 @@ impl SdeStep {
     /// The step from RF time `t` to `t_next` (< t, > 0) at noise level `a`; at t = 1, where sigma_t is infinite,
     /// the reference takes sigma_t at `t_next` (its `sigmas[1]`).
     pub fn new(t: f64, t_next: f64, a: f64) -> Result<Self> {
-        if !(0.0 < t_next && t_next < t && t <= 1.0) || !(a >= 0.0 && a.is_finite()) {
+        if !(0.0 < t_next && t_next < t && t <= 1.0 && a >= 0.0 && a.is_finite()) {
             return Err(FlowError::Sampler(format!(
                 "SDE step from {t} to {t_next} at noise level {a}: expected 0 < t_next < t <= 1 and a >= 0"
             )));
@@ -51,11 +51,11 @@ mod tests {
         let (t, tn, a) = (0.8, 0.6, 0.7);
         let s = SdeStep::new(t, tn, a).unwrap();
         let (x, v) = (0.3, -1.1);
-        let sigma: f64 = a * (t / (1.0 - t) as f64).sqrt();
+        let sigma: f64 = a * (t / (1.0 - t)).sqrt();
         let dt = tn - t;
         let mean = x + (v + sigma * sigma / (2.0 * t) * (x + (1.0 - t) * v)) * dt;
         assert!((s.c_x * x + s.c_v * v - mean).abs() < 1e-14);
-        assert!((s.std - sigma * (-dt as f64).sqrt()).abs() < 1e-14);
+        assert!((s.std - sigma * (-dt).sqrt()).abs() < 1e-14);
         // No noise: the ODE's Euler step.
         let ode = SdeStep::new(t, tn, 0.0).unwrap();
         assert_eq!((ode.c_x, ode.c_v, ode.std), (1.0, dt, 0.0));

@@ -192,7 +192,10 @@ fn rewards_prefer_the_true_continuation_to_a_frozen_or_emptied_one() {
             value(kind, &empty, &real, &truth),
         );
         // Presence rewards cannot tell a held frame from motion; the others must.
-        let presence = matches!(kind, RewardKind::Found | RewardKind::Caption);
+        let presence = matches!(
+            kind,
+            RewardKind::Found | RewardKind::Caption | RewardKind::Count
+        );
         assert!(
             perfect > still || (presence && perfect >= still),
             "{kind:?}: {perfect} {still}"
@@ -202,6 +205,26 @@ fn rewards_prefer_the_true_continuation_to_a_frozen_or_emptied_one() {
     assert!((value(RewardKind::Trajectory, &real, &real, &truth) - 1.0).abs() < 0.05);
     assert_eq!(value(RewardKind::Found, &real, &real, &truth), 1.0);
     assert_eq!(value(RewardKind::Psnr, &real, &real, &truth), 1.0);
+    // Gravity is fitted on the true fall and found nowhere in an emptied one; objects pushed 12 pixels down sink
+    // into the ground.
+    let g = value(RewardKind::Gravity, &real, &real, &truth);
+    assert!(g > 0.8, "{g}");
+    assert!(value(RewardKind::Gravity, &empty, &real, &truth).is_nan());
+    let sunk: Vec<RgbImage> = real
+        .iter()
+        .map(|f| {
+            let mut g = f.clone();
+            for (x, y, p) in f.enumerate_pixels() {
+                g.put_pixel(x, y, if y >= 12 { *f.get_pixel(x, y - 12) } else { *p });
+            }
+            g
+        })
+        .collect();
+    let mut sinking = real[..5].to_vec();
+    sinking.extend_from_slice(&sunk[5..]);
+    assert_eq!(value(RewardKind::Penetration, &real, &real, &truth), 1.0);
+    let p = value(RewardKind::Penetration, &sinking, &real, &truth);
+    assert!(p < 1.0, "{p}");
     // Text2World: no continuation, so no grounded value; plausibility and caption still apply.
     let t2w = Judged {
         conditioning: 0,
