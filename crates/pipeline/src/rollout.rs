@@ -60,11 +60,12 @@ impl RolloutSampler {
         }
     }
 
-    /// Steps whose transition is Gaussian (and can be trained on).
+    /// Steps whose transition is Gaussian (and can be trained on): all but the last, which ends deterministically
+    /// (the reference never trains on it either: `train_on` 0, 2, ..., 18 of 20).
     pub fn stochastic_steps(&self) -> usize {
         match self {
-            RolloutSampler::Churn(c) => c.steps,
-            RolloutSampler::FlowGrpo { steps, .. } => steps.saturating_sub(1),
+            RolloutSampler::Churn(c) => c.steps - 1,
+            RolloutSampler::FlowGrpo { steps, .. } => steps - 1,
         }
     }
 
@@ -162,6 +163,13 @@ pub fn rollout(
                 if let Some((p, _)) = &previous {
                     mean = (mean + (p * m.a_prev)?)?;
                 }
+                // The next step churns its input: that noise makes this transition Gaussian. After the last
+                // step nothing churns, so its output is the mean.
+                if i + 1 == c.steps {
+                    x = mean;
+                    on_step(i + 1, calls);
+                    break;
+                }
                 let std = c.churn_std(next);
                 let sample = (&mean + (normal(x.dims())?.to_dtype(DType::F64)? * std)?)?;
                 if keep(i) {
@@ -183,8 +191,7 @@ pub fn rollout(
                 x = sample;
                 on_step(i + 1, calls);
             }
-            // The clean prediction at sigma_min (`sample_clean`) of the last churned input, whose sigma the
-            // reference reads as the last of the schedule.
+            // The clean prediction at sigma_min (`sample_clean`) of the last step's output.
             let last = predict(&x, sigmas[c.steps])?;
             on_step(calls, calls);
             last
@@ -324,6 +331,7 @@ mod tests {
             let err = max_abs(&(r.latents.to_dtype(DType::F64).unwrap() - &data).unwrap());
             assert!(err < 1e-5, "{sampler:?}: {err}");
             assert_eq!(r.transitions.len(), 5);
+            assert_eq!(sampler.stochastic_steps(), 9);
             // Every kept transition's mean, recomputed, is the rollout's; its sample lies near it.
             for tr in &r.transitions {
                 let mean = transition_mean(&sampler, &mut exact, tr).unwrap();

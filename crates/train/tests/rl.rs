@@ -119,6 +119,7 @@ fn bad_rl_settings_are_named() {
         RlConfig::read(&path).unwrap_err().to_string()
     };
     assert!(read(json!({"grpo": {"rollouts": 1}})).contains("grpo.rollouts"));
+    assert!(read(json!({"grpo": {"sample_steps": 1}})).contains("grpo.sample_steps"));
     assert!(read(json!({"grpo": {"cond_probs": [0.5]}})).contains("grpo.cond_probs"));
     assert!(read(json!({"grpo": {"sampler": "ddim"}})).contains("ddim"));
     assert!(read(json!({"rewards": []})).contains("rewards"));

@@ -160,6 +160,13 @@ impl RlConfig {
         check(g.train_every >= 1, || {
             "grpo.train_every must be at least 1".into()
         })?;
+        check(g.sample_steps >= 2, || {
+            format!(
+                "grpo.sample_steps {}: expected at least 2 (the last step is deterministic, so it cannot be \
+                 trained on)",
+                g.sample_steps
+            )
+        })?;
         for (name, v) in [
             ("clip_ratio", g.clip_ratio),
             ("reward_clip", g.reward_clip),
