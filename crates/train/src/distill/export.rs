@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use orrery_dit::DitModelDir;
-use orrery_nn::checkpoint::save_tensors;
 use orrery_pipeline::distilled::DISTILLED_STEPS;
 use orrery_pipeline::{
     BundleDefaults, Engine, ModeSampling, SamplerKind, WorldInput, SAMPLING_FILE,
 };
 
 use crate::distill::trainer::DistillTrainer;
-use crate::error::{Result, TrainError};
+use crate::error::Result;
+use crate::trainer::bundle_files::{copy_folder, write_transformer};
 use crate::trainer::data::sample_clips;
 use crate::trainer::samples::{sample, sample_options, video_and_text_samples, write_sample_grid};
 use crate::trainer::session::write_file;
@@ -34,35 +34,10 @@ pub fn student_defaults(teacher: &BundleDefaults) -> BundleDefaults {
     d
 }
 
-/// Copies every file of the teacher bundle's folder `name` into `dir/name`.
-pub(crate) fn copy_folder(teacher: &Path, dir: &Path, name: &str) -> Result<()> {
-    let (from, to) = (teacher.join(name), dir.join(name));
-    std::fs::create_dir_all(&to).map_err(TrainError::io(&to))?;
-    for entry in std::fs::read_dir(&from).map_err(TrainError::io(&from))? {
-        let path = entry.map_err(TrainError::io(&from))?.path();
-        if path.is_file() {
-            let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
-            write_file(&to.join(path.file_name().expect("a file")), &bytes)?;
-        }
-    }
-    Ok(())
-}
-
 /// Writes `dir`: the student's EMA DiT as `transformer/`, the teacher's word encoder and VAE, the student's
 /// sampling defaults, and the run's config.
 pub fn export_bundle(trainer: &DistillTrainer, dir: &Path) -> Result<()> {
-    let transformer = dir.join("transformer");
-    std::fs::create_dir_all(&transformer).map_err(TrainError::io(&transformer))?;
-    let mut weights: Vec<_> = trainer.student_weights()?.into_iter().collect();
-    weights.sort_by(|a, b| a.0.cmp(&b.0));
-    save_tensors(
-        &transformer.join("diffusion_pytorch_model.safetensors"),
-        weights,
-    )?;
-    write_file(
-        &transformer.join("config.json"),
-        trainer.model.to_diffusers_json().as_bytes(),
-    )?;
+    write_transformer(dir, trainer.student_weights()?, &trainer.model)?;
     for folder in ["text_encoder", "vae"] {
         copy_folder(&trainer.config.teacher, dir, folder)?;
     }

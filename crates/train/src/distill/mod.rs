@@ -3,7 +3,7 @@
 //! [`crate::trainer`] and the DiT's latent cache ([`crate::dit::latents`]).
 
 pub mod config;
-pub(crate) mod export;
+mod export;
 pub mod loss;
 pub mod trainer;
 

@@ -29,6 +29,7 @@ use crate::dit::init::{bundle_text_config, init_from_bundle};
 use crate::dit::latents::LatentSet;
 use crate::dit::lora::{adapter_layers, frozen_builder, fuse_adapters, LORA_PREFIX};
 use crate::error::{Result, TrainError};
+use crate::trainer::bundle_files::write_transformer;
 use crate::trainer::config::RunConfig;
 use crate::trainer::data::sample_clips;
 use crate::trainer::random::{conditioning_frames, index, normal};
@@ -405,7 +406,6 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    let transformer = sub("transformer")?;
     let mut dit = trainer.ema_group("dit")?;
     if let Some(lora) = &c.lora {
         let shape = lora.shape();
@@ -413,14 +413,7 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &shape)?;
         fuse_adapters(&mut dit, &layers, shape.scaling())?;
     }
-    save_tensors(
-        &transformer.join("diffusion_pytorch_model.safetensors"),
-        sorted(dit),
-    )?;
-    write_file(
-        &transformer.join("config.json"),
-        c.model.to_diffusers_json().as_bytes(),
-    )?;
+    write_transformer(dir, dit, &c.model)?;
     let text = sub("text_encoder")?;
     save_tensors(
         &text.join("model.safetensors"),

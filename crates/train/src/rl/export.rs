@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use orrery_dit::{save_lora_weights, CosmosDit, LORA_WEIGHTS_FILE};
-use orrery_nn::checkpoint::save_tensors;
 use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, SAMPLING_FILE};
 
-use crate::distill::export::copy_folder;
 use crate::dit::lora::{adapter_layers, fuse_adapters};
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use crate::rl::config::{RlConfig, SamplerChoice};
 use crate::rl::trainer::{RlTrainer, POLICY};
+use crate::trainer::bundle_files::{copy_folder, write_transformer};
 use crate::trainer::data::sample_clips;
 use crate::trainer::samples::{sample_options, video_and_text_samples, write_sample_grid};
 use crate::trainer::session::write_file;
@@ -40,14 +39,19 @@ pub fn policy_defaults(bundle: &BundleDefaults, config: &RlConfig) -> BundleDefa
     d
 }
 
+/// (module, A, B) of a LoRA run's EMA adapters.
+fn ema_adapters(trainer: &RlTrainer) -> Result<Vec<(String, Tensor, Tensor)>> {
+    adapter_layers(
+        &trainer.session.export_group("lora")?,
+        &trainer.lora_modules,
+    )
+}
+
 /// The policy's EMA DiT weights (names as the DiT's), a LoRA run's EMA adapters fused into the frozen base.
 pub fn policy_weights(trainer: &RlTrainer) -> Result<HashMap<String, Tensor>> {
     let mut dit = trainer.session.export_group(POLICY)?;
     if let Some(lora) = &trainer.config.lora {
-        let layers = adapter_layers(
-            &trainer.session.export_group("lora")?,
-            &trainer.lora_modules,
-        )?;
+        let layers = ema_adapters(trainer)?;
         fuse_adapters(&mut dit, &layers, lora.shape().scaling())?;
     }
     Ok(dit)
@@ -63,23 +67,9 @@ pub fn ema_policy(trainer: &RlTrainer) -> Result<CosmosDit> {
 /// `pytorch_lora_weights.safetensors` for the original bundle), the bundle's word encoder and VAE, the policy's
 /// sampling defaults, and the run's config.
 pub fn export_bundle(trainer: &RlTrainer, dir: &Path) -> Result<()> {
-    let transformer = dir.join("transformer");
-    std::fs::create_dir_all(&transformer).map_err(TrainError::io(&transformer))?;
-    let mut weights: Vec<_> = policy_weights(trainer)?.into_iter().collect();
-    weights.sort_by(|a, b| a.0.cmp(&b.0));
-    save_tensors(
-        &transformer.join("diffusion_pytorch_model.safetensors"),
-        weights,
-    )?;
-    write_file(
-        &transformer.join("config.json"),
-        trainer.model.to_diffusers_json().as_bytes(),
-    )?;
+    write_transformer(dir, policy_weights(trainer)?, &trainer.model)?;
     if let Some(lora) = &trainer.config.lora {
-        let layers = adapter_layers(
-            &trainer.session.export_group("lora")?,
-            &trainer.lora_modules,
-        )?;
+        let layers = ema_adapters(trainer)?;
         save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &lora.shape())?;
     }
     for folder in ["text_encoder", "vae"] {

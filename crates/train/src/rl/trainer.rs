@@ -65,6 +65,25 @@ struct Group {
     noise: Tensor,
 }
 
+/// What conditions a group's rollouts: its clean latents (N copies), mask and caption embedding.
+struct GroupCondition {
+    gt: Tensor,
+    mask: Tensor,
+    text: Tensor,
+    pin_timestep: bool,
+}
+
+impl GroupCondition {
+    fn condition(&self) -> TrigCondition<'_> {
+        TrigCondition {
+            gt: &self.gt,
+            mask: &self.mask,
+            text: &self.text,
+            pin_timestep: self.pin_timestep,
+        }
+    }
+}
+
 /// A judged group: the rollouts, their advantages and each term's rewards.
 struct Judgement {
     rollout: Rollout,
@@ -161,7 +180,7 @@ impl RlTrainer {
     }
 
     /// The group's clean latents (N copies), mask and caption embedding.
-    fn condition_tensors(&self, group: &Group) -> Result<(Tensor, Tensor, Tensor)> {
+    fn condition_tensors(&self, group: &Group) -> Result<GroupCondition> {
         let n = self.config.grpo.rollouts;
         let x0 = self.data.latents.get(group.clip)?;
         let (_, t, h, w) = x0.dims4()?;
@@ -172,7 +191,12 @@ impl RlTrainer {
             .config
             .tokenize(&group.caption, Overflow::Truncate)?;
         let text = self.text.embed_batch(&vec![ids.as_slice(); n])?.detach();
-        Ok((gt, mask, text))
+        Ok(GroupCondition {
+            gt,
+            mask,
+            text,
+            pin_timestep: self.defaults.cond_timestep.is_some(),
+        })
     }
 
     /// The x0 prediction of the policy (with gradients) at one sigma for every sample, guided when
@@ -195,13 +219,8 @@ impl RlTrainer {
 
     /// Rolls the group out under the current weights, decodes and judges it.
     fn judge(&mut self, group: &Group) -> Result<Judgement> {
-        let (gt, mask, text) = self.condition_tensors(group)?;
-        let condition = TrigCondition {
-            gt: &gt,
-            mask: &mask,
-            text: &text,
-            pin_timestep: self.defaults.cond_timestep.is_some(),
-        };
+        let tensors = self.condition_tensors(group)?;
+        let condition = tensors.condition();
         let grpo = self.config.grpo.clone();
         let sampler = self.sampler();
         let mut rng = self.session.rng.clone();
@@ -312,13 +331,9 @@ impl RlTrainer {
     ) -> Result<Tensor> {
         let grpo = &self.config.grpo;
         let sampler = self.sampler();
-        let (gt, mask, text) = self.condition_tensors(group)?;
-        let condition = TrigCondition {
-            gt: &gt,
-            mask: &mask,
-            text: &text,
-            pin_timestep: self.defaults.cond_timestep.is_some(),
-        };
+        let tensors = self.condition_tensors(group)?;
+        let condition = tensors.condition();
+        let gt = &tensors.gt;
         let mut denoise = |x: &Tensor, sigma: f64| -> orrery_pipeline::Result<Tensor> {
             self.predict(x, sigma, &condition)
                 .map_err(|e| orrery_pipeline::PipelineError::Settings(e.to_string()))
@@ -334,10 +349,10 @@ impl RlTrainer {
         let mut loss = clipped_policy_loss(&ratio, advantages, grpo.clip_ratio)?;
         if grpo.data_beta > 0.0 {
             let sigma = edm_sigma(&sampler, transition.time);
-            let x_sigma = (&gt + (&group.noise * sigma)?)?;
+            let x_sigma = (gt + (&group.noise * sigma)?)?;
             let x0 = self.predict(&x_sigma, sigma, &condition)?;
             let weight = (1.0 + sigma).powi(2) / (sigma * sigma);
-            let data = ((&gt - x0)?.sqr()?.mean_all()? * weight)?;
+            let data = ((gt - x0)?.sqr()?.mean_all()? * weight)?;
             loss = (loss + (data * grpo.data_beta)?)?;
         }
         Ok(loss)

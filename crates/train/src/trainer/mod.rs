@@ -3,6 +3,7 @@
 //! plots. It depends on no trainer, so the DiT and VAE trainers (and model surgery) build on it without
 //! depending on each other.
 
+pub mod bundle_files;
 pub mod config;
 pub mod data;
 pub mod optim;

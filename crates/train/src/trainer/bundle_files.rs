@@ -1,0 +1,47 @@
+//! Writing the parts of a model bundle that every trainer's export shares: the transformer folder and folders
+//! copied from the bundle a run started from.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::Tensor;
+use orrery_dit::DitConfig;
+use orrery_nn::checkpoint::save_tensors;
+
+use crate::error::{Result, TrainError};
+use crate::trainer::session::write_file;
+
+/// `dir/transformer/`: `weights` (sorted by name) as `diffusion_pytorch_model.safetensors` and `model`'s
+/// diffusers config.
+pub fn write_transformer(
+    dir: &Path,
+    weights: HashMap<String, Tensor>,
+    model: &DitConfig,
+) -> Result<()> {
+    let transformer = dir.join("transformer");
+    std::fs::create_dir_all(&transformer).map_err(TrainError::io(&transformer))?;
+    let mut weights: Vec<_> = weights.into_iter().collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    save_tensors(
+        &transformer.join("diffusion_pytorch_model.safetensors"),
+        weights,
+    )?;
+    write_file(
+        &transformer.join("config.json"),
+        model.to_diffusers_json().as_bytes(),
+    )
+}
+
+/// Copies every file of the folder `name` of bundle `from` into `dir/name`.
+pub fn copy_folder(from: &Path, dir: &Path, name: &str) -> Result<()> {
+    let (source, to) = (from.join(name), dir.join(name));
+    std::fs::create_dir_all(&to).map_err(TrainError::io(&to))?;
+    for entry in std::fs::read_dir(&source).map_err(TrainError::io(&source))? {
+        let path = entry.map_err(TrainError::io(&source))?.path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
+            write_file(&to.join(path.file_name().expect("a file")), &bytes)?;
+        }
+    }
+    Ok(())
+}
