@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::{CosmosDit, DitError, DitInput, DitModelDir};
-use orrery_nn::Checkpoint;
 
 mod common;
 use common::timesteps;
@@ -21,11 +20,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn case(name: &str) -> HashMap<String, Tensor> {
-    let ckpt = Checkpoint::open(fixture(&format!("case_{name}.safetensors"))).unwrap();
-    ckpt.tensors()
-        .iter()
-        .map(|t| (t.name.clone(), ckpt.load(&t.name, &Device::Cpu).unwrap()))
-        .collect()
+    common::fixture_case("dit_action", name)
 }
 
 fn model() -> CosmosDit {

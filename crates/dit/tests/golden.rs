@@ -21,11 +21,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn case(name: &str) -> HashMap<String, Tensor> {
-    let ckpt = Checkpoint::open(fixture(&format!("case_{name}.safetensors"))).unwrap();
-    ckpt.tensors()
-        .iter()
-        .map(|t| (t.name.clone(), ckpt.load(&t.name, &Device::Cpu).unwrap()))
-        .collect()
+    common::fixture_case("dit_tiny", name)
 }
 
 fn config() -> DitConfig {

@@ -29,6 +29,22 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
         .to_scalar::<f64>()
 }
 
+/// Uniform values in [-scale, scale) of `shape` from a linear congruential generator seeded by `seed`: inputs
+/// and weights for tests that must not depend on a random crate's stream.
+pub fn seeded_uniform(seed: u64, shape: &[usize], scale: f64) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut s = seed;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 2.0 * scale) as f32
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

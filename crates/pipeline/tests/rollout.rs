@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use common::testdata;
 use orrery_dit::{ActionConfig, DitConfig};
 use orrery_media::{Rgb, RgbImage};
@@ -19,19 +19,9 @@ const ACTION: ActionConfig = ActionConfig {
     hidden_dim_in_action_embedder: 16,
 };
 
-/// Deterministic values in [-scale, scale).
+/// Uniform values in [-scale, scale) (`orrery_nn::compare::seeded_uniform`).
 fn seeded(seed: u64, shape: &[usize], scale: f64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed;
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 2.0 * scale) as f32
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    orrery_nn::compare::seeded_uniform(seed, shape, scale).unwrap()
 }
 
 /// A bundle: transformer/ (the tiny DiT shape with `action`, random official-named weights), the tiny VAE, and

@@ -27,19 +27,9 @@ pub fn tiny() -> DitConfig {
     }
 }
 
-/// Uniform values in [-scale, scale) from a linear congruential generator seeded by `seed`.
+/// Uniform values in [-scale, scale) (`orrery_nn::compare::seeded_uniform`).
 pub fn seeded(seed: u64, shape: &[usize], scale: f64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed;
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 2.0 * scale) as f32
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    orrery_nn::compare::seeded_uniform(seed, shape, scale).unwrap()
 }
 
 /// (B,) stays; (B, 1, T, 1, 1) as diffusers takes per-frame timesteps becomes (B, T).
@@ -63,4 +53,17 @@ pub fn run(model: &CosmosDit, c: &HashMap<String, Tensor>) -> Tensor {
             action: None,
         })
         .unwrap()
+}
+
+/// The named tensors of `testdata/{dir}/case_{name}.safetensors` (a golden fixture's inputs and outputs).
+pub fn fixture_case(dir: &str, name: &str) -> std::collections::HashMap<String, Tensor> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(dir)
+        .join(format!("case_{name}.safetensors"));
+    let ckpt = orrery_nn::Checkpoint::open(path).unwrap();
+    ckpt.tensors()
+        .iter()
+        .map(|t| (t.name.clone(), ckpt.load(&t.name, &Device::Cpu).unwrap()))
+        .collect()
 }
