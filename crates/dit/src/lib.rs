@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod block;
+mod checkpointing;
 pub mod config;
 mod error;
 pub mod load;
