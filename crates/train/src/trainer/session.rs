@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use orrery_flow::noise::FastRng;
 use orrery_nn::checkpoint::save_tensors;
@@ -187,6 +188,16 @@ impl Session {
 
     /// Backpropagates `loss` and applies one step of the first optimiser; returns the record.
     pub fn update(&mut self, loss: &Tensor) -> Result<LossPoint> {
+        self.update_first(loss, None)
+    }
+
+    /// Applies one step of the first optimiser with gradients computed elsewhere (activation checkpointing);
+    /// `loss` is the value they are the gradients of. Returns the record.
+    pub fn update_with_gradients(&mut self, loss: &Tensor, grads: GradStore) -> Result<LossPoint> {
+        self.update_first(loss, Some(grads))
+    }
+
+    fn update_first(&mut self, loss: &Tensor, grads: Option<GradStore>) -> Result<LossPoint> {
         let other = self.secondary.as_ref().map_or(0, |s| s.optimizer.step);
         update_one(
             &mut self.optimizer,
@@ -194,6 +205,7 @@ impl Session {
             &mut self.history,
             other,
             loss,
+            grads,
         )
     }
 
@@ -209,6 +221,7 @@ impl Session {
             &mut second.history,
             other,
             loss,
+            None,
         )
     }
 
@@ -349,15 +362,16 @@ impl Session {
     }
 }
 
-/// Backpropagates `loss`, applies one step of `optimizer` (its schedule spanning `total_steps`) and appends the
-/// record to `history`; `other_steps` are the run's updates by its other optimiser, so the record's step is the
-/// run's.
+/// Backpropagates `loss` (unless its gradients are given), applies one step of `optimizer` (its schedule spanning
+/// `total_steps`) and appends the record to `history`; `other_steps` are the run's updates by its other
+/// optimiser, so the record's step is the run's.
 fn update_one(
     optimizer: &mut AdamW,
     total_steps: usize,
     history: &mut Vec<LossPoint>,
     other_steps: usize,
     loss: &Tensor,
+    grads: Option<GradStore>,
 ) -> Result<LossPoint> {
     let value = loss.to_scalar::<f32>()?;
     if !value.is_finite() {
@@ -366,7 +380,10 @@ fn update_one(
             other_steps + optimizer.step
         )));
     }
-    let grads = loss.backward()?;
+    let grads = match grads {
+        Some(grads) => grads,
+        None => loss.backward()?,
+    };
     let report = optimizer.step(&grads, total_steps)?;
     let point = LossPoint {
         step: other_steps + optimizer.step,
