@@ -198,7 +198,12 @@ impl CosmosDit {
     }
 
     /// Everything after the blocks: (B, T', HpWp, D) -> velocity (B, C_out, T, H, W) float32.
-    pub(crate) fn head(&self, x: &Tensor, time: &TimeEmbedding, grid: [usize; 3]) -> Result<Tensor> {
+    pub(crate) fn head(
+        &self,
+        x: &Tensor,
+        time: &TimeEmbedding,
+        grid: [usize; 3],
+    ) -> Result<Tensor> {
         let c = &self.config;
         let out = self.final_layer.forward(x, time)?;
         Ok(unpatchify(&out, grid, c.patch_temporal, c.patch_spatial)?)

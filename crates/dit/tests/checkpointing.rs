@@ -77,11 +77,18 @@ fn both_gradients(
 }
 
 /// Asserts that every gradient matches within `tolerance` of its largest element, and that none is zero.
-fn assert_same(plain: &HashMap<String, Tensor>, checkpointed: &HashMap<String, Tensor>, tolerance: f64) {
+fn assert_same(
+    plain: &HashMap<String, Tensor>,
+    checkpointed: &HashMap<String, Tensor>,
+    tolerance: f64,
+) {
     assert_eq!(plain.len(), checkpointed.len());
     for (name, want) in plain {
         let scale = want.abs().unwrap().max_all().unwrap();
-        assert!(scale.to_scalar::<f32>().unwrap() > 0.0, "{name}: zero gradient");
+        assert!(
+            scale.to_scalar::<f32>().unwrap() > 0.0,
+            "{name}: zero gradient"
+        );
         let err = max_rel_err(&checkpointed[name], want).unwrap();
         assert!(err <= tolerance, "{name}: differs by {err} of its scale");
     }

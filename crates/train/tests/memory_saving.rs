@@ -96,7 +96,11 @@ fn a_lora_run_on_a_bfloat16_base_holds_one_base_and_exports_what_it_trained() {
     let q = &half.dit.blocks[0].self_attn.q_proj.weight;
     assert_eq!(q.dtype(), DType::BF16);
     let want = stored
-        .load_as("blocks.0.self_attn.q_proj.weight", DType::BF16, &Device::Cpu)
+        .load_as(
+            "blocks.0.self_attn.q_proj.weight",
+            DType::BF16,
+            &Device::Cpu,
+        )
         .unwrap();
     assert_eq!(max_abs_diff(q, &want).unwrap(), 0.0);
 
@@ -130,7 +134,10 @@ fn a_lora_run_on_a_bfloat16_base_holds_one_base_and_exports_what_it_trained() {
     let (sampled, _) = half.ema_models().unwrap();
     let layer2 = &sampled.blocks[0].mlp.layer2;
     assert_eq!(layer2.weight.dtype(), DType::BF16);
-    let (_, _, ema_up) = ema.iter().find(|(m, ..)| m == "blocks.0.mlp.layer2").unwrap();
+    let (_, _, ema_up) = ema
+        .iter()
+        .find(|(m, ..)| m == "blocks.0.mlp.layer2")
+        .unwrap();
     let sampled_up = &layer2.adapter.as_ref().unwrap().up;
     assert_eq!(max_abs_diff(sampled_up, ema_up).unwrap(), 0.0);
     let err = max_rel_err(&velocity_of(&sampled), &velocity_of(&on_base)).unwrap();

@@ -646,8 +646,13 @@ fn a_lora_run_trains_only_its_adapters_resumes_exactly_and_exports_them() {
     let names = straight.session.vars.named_vars();
     assert!(names.iter().all(|(n, _)| !n.starts_with("dit.")));
     let layer1 = &straight.dit.blocks[0].mlp.layer1.weight;
-    let want = stored.load("blocks.0.mlp.layer1.weight", &Device::Cpu).unwrap();
-    assert_eq!(orrery_nn::compare::max_abs_diff(layer1, &want).unwrap(), 0.0);
+    let want = stored
+        .load("blocks.0.mlp.layer1.weight", &Device::Cpu)
+        .unwrap();
+    assert_eq!(
+        orrery_nn::compare::max_abs_diff(layer1, &want).unwrap(),
+        0.0
+    );
     let b = trainer_var(&straight, "lora.blocks.0.mlp.layer2.lora_B.weight");
     assert!(
         b.abs()

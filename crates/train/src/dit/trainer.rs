@@ -60,6 +60,18 @@ struct Batch {
     texts: Vec<Option<Vec<u32>>>,
 }
 
+/// What the DiT reads for one batch.
+struct NetworkInputs {
+    /// The noisy latent with the clean conditioning frames, (B, C, T, H, W).
+    x: Tensor,
+    /// Per-frame network timesteps, (B, T).
+    timesteps: Tensor,
+    /// The captions' embedding (zero for dropped ones), (B, N, C_text).
+    text: Tensor,
+    /// 1 on conditioning frames, (B, 1, T, H, W).
+    mask: Tensor,
+}
+
 impl DitTrainer {
     /// A run on the CPU.
     pub fn new(config: DitTrainConfig) -> Result<Self> {
@@ -201,9 +213,8 @@ impl DitTrainer {
         })
     }
 
-    /// The network's inputs for a batch: (noisy latent with clean conditioning frames, per-frame timesteps (B, T),
-    /// text embedding (B, N, C), conditioning mask (B, 1, T, H, W)).
-    fn network_inputs(&self, batch: &Batch) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+    /// What the DiT reads for a batch.
+    fn network_inputs(&self, batch: &Batch) -> Result<NetworkInputs> {
         let f = &self.config.flow;
         let (b, _, t, h, w) = batch.x0.dims5()?;
         let dev = &self.device;
@@ -234,7 +245,12 @@ impl DitTrainer {
             .map(|ids| ids.as_deref().unwrap_or(&[]))
             .collect();
         let text = self.text.embed_batch(&ids)?;
-        Ok((x_in, timesteps, text, mask))
+        Ok(NetworkInputs {
+            x: x_in,
+            timesteps,
+            text,
+            mask,
+        })
     }
 
     /// The flow-matching loss of the predicted velocity `v` (B, C, T, H, W).
@@ -247,17 +263,17 @@ impl DitTrainer {
     /// One optimiser step on a batch: backpropagation through the whole graph, or block by block with activation
     /// checkpointing.
     fn update(&mut self, batch: &Batch) -> Result<LossPoint> {
-        let (x, timesteps, text, mask) = self.network_inputs(batch)?;
+        let inputs = self.network_inputs(batch)?;
         let input = DitInput {
-            x: &x,
-            timesteps: &timesteps,
-            crossattn_emb: &text,
-            condition_mask: &mask,
+            x: &inputs.x,
+            timesteps: &inputs.timesteps,
+            crossattn_emb: &inputs.text,
+            condition_mask: &inputs.mask,
             padding_mask: None,
         };
         if !self.config.activation_checkpointing {
             let v = self.dit.forward(&input)?;
-            let loss = Self::loss_of_velocity(batch, &v, &mask)?;
+            let loss = Self::loss_of_velocity(batch, &v, &inputs.mask)?;
             return self.session.update(&loss);
         }
         let trainable: Vec<Var> = self
@@ -270,13 +286,13 @@ impl DitTrainer {
         let (loss, grads) = self
             .dit
             .loss_and_gradients_checkpointed(&input, &trainable, |v| {
-                Self::loss_of_velocity(batch, v, &mask)
+                Self::loss_of_velocity(batch, v, &inputs.mask)
             })?;
         self.session.update_with_gradients(&loss, grads)
     }
 
-    /// The EMA weights of the group `prefix` ("dit", "text" or "lora"), names without the prefix; the frozen
-    /// weights of a LoRA run as they are.
+    /// The EMA weights of the group `prefix` ("dit", "text" or "lora"), names without the prefix; a LoRA run's
+    /// frozen word encoder as it is (its frozen DiT is no variable, so its "dit" group is empty).
     fn ema_group(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
         self.session.export_group(prefix)
     }
@@ -463,7 +479,12 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
             let shape = lora.shape();
             let layers = trainer.ema_adapters()?;
             save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &shape)?;
-            write_fused_base(&bundle_dit_weights(bundle), &layers, shape.scaling(), &weights)?;
+            write_fused_base(
+                &bundle_dit_weights(bundle),
+                &layers,
+                shape.scaling(),
+                &weights,
+            )?;
         }
         _ => save_tensors(&weights, sorted(trainer.ema_group("dit")?))?,
     }
