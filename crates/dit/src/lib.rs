@@ -7,6 +7,7 @@
 pub mod action;
 pub mod attention;
 pub mod block;
+mod checkpointing;
 pub mod config;
 mod error;
 pub mod load;

@@ -29,6 +29,32 @@ pub struct DitInput<'a> {
     pub action: Option<&'a Tensor>,
 }
 
+/// What every block reads besides its input: the time embedding, the projected text and the RoPE tables.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockShared {
+    pub time: TimeEmbedding,
+    /// (B, N, crossattn_emb_channels) in the blocks' type.
+    pub context: Tensor,
+    /// RoPE (cos, sin), each (T' Hp Wp, head_dim).
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+impl BlockShared {
+    pub fn rope(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+}
+
+/// The network up to its first block.
+pub(crate) struct Embedded {
+    /// The first block's input, (B, T', Hp Wp, D).
+    pub x: Tensor,
+    pub shared: BlockShared,
+    /// The patch grid (T', Hp, Wp).
+    pub grid: [usize; 3],
+}
+
 /// The Cosmos-Predict2.5 diffusion transformer. Blocks run in the type of the `VarBuilder` they were built
 /// from (float32 or bfloat16); the time embedding, every adaLN modulation, RoPE'd q/k and the final layer run
 /// in float32, as the reference's Wan fp32 strategy does.
@@ -134,10 +160,20 @@ impl CosmosDit {
 
     /// Predicted velocity (B, C_out, T, H, W), float32.
     pub fn forward(&self, input: &DitInput) -> Result<Tensor> {
+        let embedded = self.embed(input)?;
+        let shared = &embedded.shared;
+        let mut x = embedded.x;
+        for block in &self.blocks {
+            x = block.forward(&x, &shared.time, &shared.context, shared.rope())?;
+        }
+        self.head(&x, &shared.time, embedded.grid)
+    }
+
+    /// Everything before the blocks: the patch embedding of the input channels and what every block reads.
+    pub(crate) fn embed(&self, input: &DitInput) -> Result<Embedded> {
         let c = &self.config;
         let (b, t, h, w) = self.check_input(input)?;
         let (pt, ps) = (c.patch_temporal, c.patch_spatial);
-        let grid = [t / pt, h / ps, w / ps];
 
         // Input channels: [latent, condition mask, padding mask], then patches.
         let mut channels = vec![
@@ -156,10 +192,8 @@ impl CosmosDit {
             );
         }
         let x = Tensor::cat(&channels, 1)?;
-        let mut x = self.x_embedder.forward(&patchify(&x, pt, ps)?)?; // (B, T', HpWp, D)
-
+        let x = self.x_embedder.forward(&patchify(&x, pt, ps)?)?; // (B, T', HpWp, D)
         let (cos, sin) = self.rope(t, h, w)?;
-        let context = self.project_text(input.crossattn_emb)?;
         let time = match (&self.action_embedder, input.action) {
             (Some(embedder), Some(action)) => {
                 let action = embedder.forward(action, input.condition_mask)?;
@@ -171,11 +205,28 @@ impl CosmosDit {
             }
             _ => self.time_embedding(input.timesteps)?,
         };
-        for block in &self.blocks {
-            x = block.forward(&x, &time, &context, (&cos, &sin))?;
-        }
-        let out = self.final_layer.forward(&x, &time)?;
-        Ok(unpatchify(&out, grid, pt, ps)?)
+        Ok(Embedded {
+            x,
+            shared: BlockShared {
+                time,
+                context: self.project_text(input.crossattn_emb)?,
+                cos,
+                sin,
+            },
+            grid: [t / pt, h / ps, w / ps],
+        })
+    }
+
+    /// Everything after the blocks: (B, T', HpWp, D) -> velocity (B, C_out, T, H, W) float32.
+    pub(crate) fn head(
+        &self,
+        x: &Tensor,
+        time: &TimeEmbedding,
+        grid: [usize; 3],
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let out = self.final_layer.forward(x, time)?;
+        Ok(unpatchify(&out, grid, c.patch_temporal, c.patch_spatial)?)
     }
 
     /// Checks every input's shape against the configuration; returns (B, T, H, W).

@@ -3,6 +3,8 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::frozen_matmul::matmul_frozen;
+
 /// `y = x W^T (+ b)` over the last dimension of an input of any rank: the leading dimensions are flattened into
 /// one GEMM. Weight (out, in) as PyTorch stores it. With an [`Adapter`] (LoRA training), `+ s (x A^T) B^T`.
 #[derive(Debug, Clone)]
@@ -64,7 +66,8 @@ impl Linear {
             );
         }
         let rows: usize = lead.iter().product();
-        let y = x.reshape((rows, last))?.matmul(&self.weight.t()?)?;
+        // A frozen weight (LoRA's base) gets no gradient: candle would compute and keep one anyway.
+        let y = matmul_frozen(&x.reshape((rows, last))?, &self.weight.t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

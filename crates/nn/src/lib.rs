@@ -4,6 +4,7 @@ pub mod alloc;
 pub mod bench_flags;
 pub mod checkpoint;
 pub mod compare;
+pub mod frozen_matmul;
 
 pub use checkpoint::{Checkpoint, CheckpointError, DType, Format, OpenOptions, TensorEntry};
 pub mod gradcheck;

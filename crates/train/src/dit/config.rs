@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::DType;
 use orrery_dit::{DitConfig, LoraShape};
 use serde::{Deserialize, Serialize};
 
@@ -49,9 +50,9 @@ pub struct LoraTraining {
     /// Official module names (`q_proj`, `mlp.layer1`, `cross_attn.v_proj`): every block Linear whose name ends
     /// with one is adapted.
     pub targets: Vec<String>,
-    /// Run the frozen DiT's blocks in bfloat16 (as the reference trains), the adapters and the DiT's float32
-    /// parts in float32. The float32 base stays in the run's variables (samples and the export use it), so this
-    /// is for the precision of the reference's recipe, not yet for memory.
+    /// Hold and run the frozen DiT's blocks in bfloat16 (as the reference trains), the adapters and the DiT's
+    /// float32 parts in float32: the base takes half the memory. Samples during training run on this base; the
+    /// fused export reads the float32 base again from `init_from`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bf16_base: bool,
 }
@@ -69,6 +70,15 @@ impl Default for LoraTraining {
 }
 
 impl LoraTraining {
+    /// The type the frozen DiT's blocks are held and run in.
+    pub fn base_dtype(&self) -> DType {
+        if self.bf16_base {
+            DType::BF16
+        } else {
+            DType::F32
+        }
+    }
+
     pub fn shape(&self) -> LoraShape {
         LoraShape {
             rank: self.rank,
@@ -109,6 +119,11 @@ pub struct DitTrainConfig {
     /// alpha 32, q/k/v/output projections of both attentions and both MLP layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraTraining>,
+    /// Keep only each DiT block's input through the forward pass and run the block again in the backward pass
+    /// (activation checkpointing per block): the step's activation memory falls to one block's plus the block
+    /// inputs, for about one more forward pass of the blocks. The gradients are the same up to float rounding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub activation_checkpointing: bool,
 }
 
 impl DitTrainConfig {

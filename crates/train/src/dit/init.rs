@@ -1,7 +1,7 @@
 //! Starting a DiT run from an exported model bundle: its DiT and word encoder as they are, or the DiT grown in
 //! depth or width (`crate::surgery`), so fine-tuning and growth continue from a trained model.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use orrery_dit::DitConfig;
 use orrery_nn::SeededVarMap;
@@ -40,8 +40,15 @@ pub(crate) fn bundle_text_config<'a>(
     Ok(source)
 }
 
+/// The DiT weights of an exported bundle.
+pub(crate) fn bundle_dit_weights(bundle: &Path) -> PathBuf {
+    bundle.join("transformer/diffusion_pytorch_model.safetensors")
+}
+
 /// Starts from the DiT and word encoder of an exported bundle; its caption vocabulary must be this run's. With
 /// `grow_blocks` the DiT may have a whole multiple of the bundle DiT's blocks, with `grow_width` of its width.
+/// A LoRA run holds no DiT variables (its frozen DiT is loaded from the bundle as it is), so only the word
+/// encoder's are set.
 pub(crate) fn init_from_bundle(
     vars: &SeededVarMap,
     bundle: &Path,
@@ -63,7 +70,7 @@ pub(crate) fn init_from_bundle(
             text_config.width
         )));
     }
-    let dit_weights = bundle.join("transformer/diffusion_pytorch_model.safetensors");
+    let dit_weights = bundle_dit_weights(bundle);
     // Growth checks the bundle DiT's shape against this run's; errors name its config.
     let source_config = bundle.join("transformer/config.json");
     let grown_from = |factor: fn(&DitConfig, &DitConfig) -> std::result::Result<usize, String>| {
@@ -100,7 +107,7 @@ pub(crate) fn init_from_bundle(
             false,
             widen_dit_parameter,
         )?;
-    } else {
+    } else if config.lora.is_none() {
         init_vars_from(vars, &dit_weights, "dit.", |_| false)?;
     }
     init_vars_from(

@@ -1,12 +1,16 @@
 //! LoRA fine-tuning of a bundle's DiT (posttraining-spec §1): the base networks frozen, adapters the only
 //! trained variables, exported both fused into the bundle's transformer and as diffusers'
-//! `pytorch_lora_weights.safetensors` for the base bundle.
+//! `pytorch_lora_weights.safetensors` for the base bundle. The frozen DiT is held once, in the type it trains in
+//! (bfloat16 with `bf16_base`); the fused export reads the float32 base again from the bundle.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use orrery_nn::SeededVarMap;
+use orrery_nn::checkpoint::{tensor_bytes, write_safetensors, SafetensorsSource};
+use orrery_nn::{Checkpoint, SeededVarMap};
 
 use crate::error::{Result, TrainError};
 
@@ -57,21 +61,62 @@ pub(crate) fn adapter_layers(
         .collect()
 }
 
-/// Adds `scaling · B @ A` to each adapted weight `{module}.weight` of `dit`, in float32 as
-/// `orrery_dit::load_dit_with_loras` fuses, so the fused bundle and base + adapter give the same bits.
-pub(crate) fn fuse_adapters(
-    dit: &mut HashMap<String, Tensor>,
+/// The weights of a base DiT checkpoint with adapters fused in, `W + scaling · B @ A` in float32 as
+/// `orrery_dit::load_dit_with_loras` fuses (so the fused bundle and base + adapter give the same bits), each
+/// computed when the writer asks for it: exporting holds one weight at a time, never a float32 copy of the DiT.
+struct FusedBase {
+    base: Checkpoint,
+    /// Adapted weight name (`blocks.0.mlp.layer1.weight`) -> (A (r, in), B (out, r)).
+    adapters: HashMap<String, (Tensor, Tensor)>,
+    scaling: f64,
+}
+
+impl SafetensorsSource for FusedBase {
+    fn entries(&self) -> Vec<(String, orrery_nn::DType, Vec<usize>)> {
+        self.base.entries()
+    }
+
+    fn tensor_bytes(&self, name: &str) -> orrery_nn::checkpoint::Result<Cow<'_, [u8]>> {
+        let Some((down, up)) = self.adapters.get(name) else {
+            return self.base.bytes(name);
+        };
+        let entry = self.base.get(name)?;
+        let dtype = entry.dtype.to_candle().unwrap_or(DType::F32);
+        let base = self.base.load_as(name, DType::F32, &Device::Cpu)?;
+        let delta = (up.matmul(down)? * self.scaling)?;
+        let fused = (base + delta)?.to_dtype(dtype)?;
+        let bytes = tensor_bytes(&fused)?;
+        let _ = self.base.release(name);
+        Ok(Cow::Owned(bytes))
+    }
+}
+
+/// Writes the DiT weights of `base` (a bundle's `transformer` file, names as stored) with `layers` fused in at
+/// `scaling`, to `out`, tensor by tensor. Every adapted weight must be in `base`.
+pub(crate) fn write_fused_base(
+    base: &Path,
     layers: &[(String, Tensor, Tensor)],
     scaling: f64,
+    out: &Path,
 ) -> Result<()> {
+    let base = Checkpoint::open(base)?;
+    let mut adapters = HashMap::with_capacity(layers.len());
     for (module, down, up) in layers {
         let name = format!("{module}.weight");
-        let base = dit.get(&name).ok_or_else(|| {
-            TrainError::Data(format!("the DiT has no weight `{name}` to fuse into"))
-        })?;
-        let delta = (up.matmul(down)? * scaling)?;
-        let fused = (base.to_dtype(DType::F32)? + delta)?;
-        dit.insert(name, fused);
+        if !base.contains(&name) {
+            return Err(TrainError::Data(format!(
+                "{}: the DiT has no weight `{name}` to fuse into",
+                base.path().display()
+            )));
+        }
+        let cpu = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(DType::F32);
+        adapters.insert(name, (cpu(down)?, cpu(up)?));
     }
+    let source = FusedBase {
+        base,
+        adapters,
+        scaling,
+    };
+    write_safetensors(&source, out, None)?;
     Ok(())
 }

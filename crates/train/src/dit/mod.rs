@@ -3,7 +3,7 @@
 //! [`crate::trainer`] and [`crate::surgery`]; it does not depend on the VAE trainer.
 
 pub mod config;
-mod init;
+pub(crate) mod init;
 pub mod latents;
 pub(crate) mod lora;
 pub mod trainer;

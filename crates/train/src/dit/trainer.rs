@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
-use orrery_dit::{save_lora_weights, CosmosDit, DitInput, LORA_WEIGHTS_FILE};
+use orrery_dit::{load_dit, save_lora_weights, CosmosDit, DitInput, LORA_WEIGHTS_FILE};
 use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
 use orrery_nn::checkpoint::save_tensors;
@@ -25,9 +25,9 @@ use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
 
 use crate::dit::config::DitTrainConfig;
-use crate::dit::init::{bundle_text_config, init_from_bundle};
+use crate::dit::init::{bundle_dit_weights, bundle_text_config, init_from_bundle};
 use crate::dit::latents::LatentSet;
-use crate::dit::lora::{adapter_layers, frozen_builder, fuse_adapters, LORA_PREFIX};
+use crate::dit::lora::{adapter_layers, frozen_builder, write_fused_base, LORA_PREFIX};
 use crate::error::{Result, TrainError};
 use crate::trainer::bundle_files::write_transformer;
 use crate::trainer::config::RunConfig;
@@ -61,6 +61,18 @@ struct Batch {
     texts: Vec<Option<Vec<u32>>>,
 }
 
+/// What the DiT reads for one batch.
+struct NetworkInputs {
+    /// The noisy latent with the clean conditioning frames, (B, C, T, H, W).
+    x: Tensor,
+    /// Per-frame network timesteps, (B, T).
+    timesteps: Tensor,
+    /// The captions' embedding (zero for dropped ones), (B, N, C_text).
+    text: Tensor,
+    /// 1 on conditioning frames, (B, 1, T, H, W).
+    mask: Tensor,
+}
+
 impl DitTrainer {
     /// A run on the CPU.
     pub fn new(config: DitTrainConfig) -> Result<Self> {
@@ -71,6 +83,11 @@ impl DitTrainer {
     /// samples), the optimiser state and the EMA weights stay in host memory, so checkpoints and exports do not
     /// depend on where a run trained.
     pub fn on_device(config: DitTrainConfig, device: Device) -> Result<Self> {
+        if config.lora.is_some() && config.init_from.is_none() {
+            return Err(TrainError::Data(
+                "lora needs init_from (the bundle whose DiT the adapters fine-tune)".into(),
+            ));
+        }
         let host = Device::Cpu;
         let vae_path = VaeModelPath::open(&config.vae)?;
         if vae_path.config.z_dim != config.model.in_channels
@@ -117,7 +134,17 @@ impl DitTrainer {
         };
         let vars = SeededVarMap::new(config.run.seed);
         let vb = vars.var_builder(&device);
-        let mut dit = CosmosDit::new(vb.pp("dit"), &config.model)?;
+        let mut dit = match (&config.lora, &config.init_from) {
+            // A LoRA run's DiT is the bundle's, frozen, held once in the type it trains in: no variables, no
+            // float32 copy beside a bfloat16 one.
+            (Some(lora), Some(bundle)) => load_dit(
+                &bundle_dit_weights(bundle),
+                &config.model,
+                lora.base_dtype(),
+                &device,
+            )?,
+            _ => CosmosDit::new(vb.pp("dit"), &config.model)?,
+        };
         let mut text = WordEncoder::new(vb.pp("text"), &text_config)?;
         if let Some(bundle) = &config.init_from {
             init_from_bundle(&vars, bundle, &text_config, &config)?;
@@ -126,14 +153,8 @@ impl DitTrainer {
         let (out_dir, seed, steps) = (&config.run.out_dir, config.run.seed, config.run.steps);
         let session = match &config.lora {
             Some(lora) => {
-                // The bundle's networks, frozen; the adapters are the only variables that train and are
+                // The bundle's word encoder, frozen; the adapters are the only variables that train and are
                 // checkpointed (a resumed run takes the base again from `init_from`).
-                let dtype = if lora.bf16_base {
-                    DType::BF16
-                } else {
-                    DType::F32
-                };
-                dit = CosmosDit::new(frozen_builder(&vars, "dit.", dtype, &device), &config.model)?;
                 let text_vb = frozen_builder(&vars, "text.", DType::F32, &device);
                 text = WordEncoder::new(text_vb, &text_config)?;
                 lora_modules = dit.attach_adapters(vb.pp("lora"), &lora.shape())?;
@@ -193,8 +214,8 @@ impl DitTrainer {
         })
     }
 
-    /// The flow-matching loss of a batch.
-    fn loss(&self, batch: &Batch) -> Result<Tensor> {
+    /// What the DiT reads for a batch.
+    fn network_inputs(&self, batch: &Batch) -> Result<NetworkInputs> {
         let f = &self.config.flow;
         let (b, _, t, h, w) = batch.x0.dims5()?;
         let dev = &self.device;
@@ -225,32 +246,80 @@ impl DitTrainer {
             .map(|ids| ids.as_deref().unwrap_or(&[]))
             .collect();
         let text = self.text.embed_batch(&ids)?;
-        let v = self.dit.forward(&DitInput {
-            x: &x_in,
-            timesteps: &timesteps,
-            crossattn_emb: &text,
-            condition_mask: &mask,
-            padding_mask: None,
-            action: None,
-        })?;
-        let v = replace_velocity(&v, &batch.noise, &batch.x0, &mask)?;
+        Ok(NetworkInputs {
+            x: x_in,
+            timesteps,
+            text,
+            mask,
+        })
+    }
+
+    /// The flow-matching loss of the predicted velocity `v` (B, C, T, H, W).
+    fn loss_of_velocity(batch: &Batch, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let v = replace_velocity(v, &batch.noise, &batch.x0, mask)?;
         let target = velocity_target(&batch.x0, &batch.noise)?;
         Ok((v - target)?.sqr()?.mean_all()?)
     }
 
-    /// The EMA weights of the group `prefix` ("dit", "text" or "lora"), names without the prefix; the frozen
-    /// weights of a LoRA run as they are.
+    /// One optimiser step on a batch: backpropagation through the whole graph, or block by block with activation
+    /// checkpointing.
+    fn update(&mut self, batch: &Batch) -> Result<LossPoint> {
+        let inputs = self.network_inputs(batch)?;
+        let input = DitInput {
+            x: &inputs.x,
+            timesteps: &inputs.timesteps,
+            crossattn_emb: &inputs.text,
+            condition_mask: &inputs.mask,
+            padding_mask: None,
+            action: None,
+        };
+        if !self.config.activation_checkpointing {
+            let v = self.dit.forward(&input)?;
+            let loss = Self::loss_of_velocity(batch, &v, &inputs.mask)?;
+            return self.session.update(&loss);
+        }
+        let trainable: Vec<Var> = self
+            .session
+            .optimizer
+            .vars
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect();
+        let (loss, grads) = self
+            .dit
+            .loss_and_gradients_checkpointed(&input, &trainable, |v| {
+                Self::loss_of_velocity(batch, v, &inputs.mask)
+            })?;
+        self.session.update_with_gradients(&loss, grads)
+    }
+
+    /// The EMA weights of the group `prefix` ("dit", "text" or "lora"), names without the prefix; a LoRA run's
+    /// frozen word encoder as it is (its frozen DiT is no variable, so its "dit" group is empty).
     fn ema_group(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
         self.session.export_group(prefix)
     }
 
-    /// The EMA networks, on the CPU beside the VAE (a LoRA run's DiT with its EMA adapters beside the weights).
+    /// The EMA networks, on the CPU beside the VAE. A LoRA run's DiT is its frozen base as the run holds it
+    /// (bfloat16 with `bf16_base`) with the EMA adapters beside the weights.
     pub fn ema_models(&self) -> Result<(CosmosDit, WordEncoder)> {
         let vb = |m| VarBuilder::from_tensors(m, DType::F32, &Device::Cpu);
-        let mut dit = CosmosDit::new(vb(self.ema_group("dit")?), &self.config.model)?;
-        if let Some(lora) = &self.config.lora {
-            dit.attach_adapters(vb(self.ema_group("lora")?), &lora.shape())?;
-        }
+        let dit = match (&self.config.lora, &self.config.init_from) {
+            (Some(lora), Some(bundle)) => {
+                let mut dit = if self.device.is_cpu() {
+                    self.dit.clone()
+                } else {
+                    load_dit(
+                        &bundle_dit_weights(bundle),
+                        &self.config.model,
+                        lora.base_dtype(),
+                        &Device::Cpu,
+                    )?
+                };
+                dit.attach_adapters(vb(self.ema_group("lora")?), &lora.shape())?;
+                dit
+            }
+            _ => CosmosDit::new(vb(self.ema_group("dit")?), &self.config.model)?,
+        };
         Ok((
             dit,
             WordEncoder::new(vb(self.ema_group("text")?), &self.text.config)?,
@@ -346,8 +415,7 @@ impl Run for DitTrainer {
 
     fn train_step(&mut self) -> Result<LossPoint> {
         let batch = self.draw()?;
-        let loss = self.loss(&batch)?;
-        self.session.update(&loss)
+        self.update(&batch)
     }
 
     /// `samples/step-NNNNNNN.gif`: for a few held-out clips, the real clip beside Video2World and Text2World
@@ -406,14 +474,25 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    let mut dit = trainer.ema_group("dit")?;
-    if let Some(lora) = &c.lora {
-        let shape = lora.shape();
-        let layers = trainer.ema_adapters()?;
-        save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &shape)?;
-        fuse_adapters(&mut dit, &layers, shape.scaling())?;
+    match (&c.lora, &c.init_from) {
+        (Some(lora), Some(bundle)) => {
+            let shape = lora.shape();
+            let layers = trainer.ema_adapters()?;
+            let transformer = sub("transformer")?;
+            save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &shape)?;
+            write_fused_base(
+                &bundle_dit_weights(bundle),
+                &layers,
+                shape.scaling(),
+                &transformer.join("diffusion_pytorch_model.safetensors"),
+            )?;
+            write_file(
+                &transformer.join("config.json"),
+                c.model.to_diffusers_json().as_bytes(),
+            )?;
+        }
+        _ => write_transformer(dir, trainer.ema_group("dit")?, &c.model)?,
     }
-    write_transformer(dir, dit, &c.model)?;
     let text = sub("text_encoder")?;
     save_tensors(
         &text.join("model.safetensors"),

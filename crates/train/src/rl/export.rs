@@ -1,6 +1,5 @@
 //! The RL-post-trained policy as a model bundle, and the sample GIFs and reward curves of an RL run.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -8,8 +7,9 @@ use candle_nn::VarBuilder;
 use orrery_dit::{save_lora_weights, CosmosDit, LORA_WEIGHTS_FILE};
 use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, SAMPLING_FILE};
 
-use crate::dit::lora::{adapter_layers, fuse_adapters};
-use crate::error::Result;
+use crate::dit::init::bundle_dit_weights;
+use crate::dit::lora::{adapter_layers, write_fused_base};
+use crate::error::{Result, TrainError};
 use crate::rl::config::{RlConfig, SamplerChoice};
 use crate::rl::trainer::{RlTrainer, POLICY};
 use crate::trainer::bundle_files::{copy_folder, write_transformer};
@@ -47,30 +47,41 @@ fn ema_adapters(trainer: &RlTrainer) -> Result<Vec<(String, Tensor, Tensor)>> {
     )
 }
 
-/// The policy's EMA DiT weights (names as the DiT's), a LoRA run's EMA adapters fused into the frozen base.
-pub fn policy_weights(trainer: &RlTrainer) -> Result<HashMap<String, Tensor>> {
-    let mut dit = trainer.session.export_group(POLICY)?;
-    if let Some(lora) = &trainer.config.lora {
-        let layers = ema_adapters(trainer)?;
-        fuse_adapters(&mut dit, &layers, lora.shape().scaling())?;
-    }
-    Ok(dit)
-}
-
-/// The policy's EMA network on the CPU.
+/// The policy's EMA network on the CPU: the EMA weights, or a LoRA run's frozen base with the EMA adapters.
 pub fn ema_policy(trainer: &RlTrainer) -> Result<CosmosDit> {
-    let vb = VarBuilder::from_tensors(policy_weights(trainer)?, DType::F32, &Device::Cpu);
-    Ok(CosmosDit::new(vb, &trainer.model)?)
+    let vb = |m| VarBuilder::from_tensors(m, DType::F32, &Device::Cpu);
+    Ok(match &trainer.config.lora {
+        Some(lora) => {
+            let mut dit = trainer.policy.clone();
+            dit.attach_adapters(vb(trainer.session.export_group("lora")?), &lora.shape())?;
+            dit
+        }
+        None => CosmosDit::new(vb(trainer.session.export_group(POLICY)?), &trainer.model)?,
+    })
 }
 
 /// Writes `dir`: the policy's EMA DiT as `transformer/` (and a LoRA run's adapters as
 /// `pytorch_lora_weights.safetensors` for the original bundle), the bundle's word encoder and VAE, the policy's
 /// sampling defaults, and the run's config.
 pub fn export_bundle(trainer: &RlTrainer, dir: &Path) -> Result<()> {
-    write_transformer(dir, policy_weights(trainer)?, &trainer.model)?;
-    if let Some(lora) = &trainer.config.lora {
-        let layers = ema_adapters(trainer)?;
-        save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &lora.shape())?;
+    match &trainer.config.lora {
+        Some(lora) => {
+            let layers = ema_adapters(trainer)?;
+            let transformer = dir.join("transformer");
+            std::fs::create_dir_all(&transformer).map_err(TrainError::io(&transformer))?;
+            save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &lora.shape())?;
+            write_fused_base(
+                &bundle_dit_weights(&trainer.config.init_from),
+                &layers,
+                lora.shape().scaling(),
+                &transformer.join("diffusion_pytorch_model.safetensors"),
+            )?;
+            write_file(
+                &transformer.join("config.json"),
+                trainer.model.to_diffusers_json().as_bytes(),
+            )?;
+        }
+        None => write_transformer(dir, trainer.session.export_group(POLICY)?, &trainer.model)?,
     }
     for folder in ["text_encoder", "vae"] {
         copy_folder(&trainer.config.init_from, dir, folder)?;

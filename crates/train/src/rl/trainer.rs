@@ -24,7 +24,7 @@ use orrery_vae::{Chunking, VaeModelPath, WanVae};
 
 use crate::distill::trainer::load_word_encoder;
 use crate::dit::latents::LatentSet;
-use crate::dit::lora::{frozen_builder, LORA_PREFIX};
+use crate::dit::lora::LORA_PREFIX;
 use crate::error::{Result, TrainError};
 use crate::rl::config::RlConfig;
 use crate::rl::grpo::{clipped_policy_loss, composed_advantages, composed_reward, log_ratio};
@@ -107,31 +107,26 @@ impl RlTrainer {
         let vb = vars.var_builder(&device);
         let (out_dir, seed, steps) = (&config.run.out_dir, config.run.seed, config.run.steps);
         let optim = config.optim.clone();
-        let mut policy = CosmosDit::new(vb.pp(POLICY), &model)?;
-        init_vars_from(&vars, &dir.weights, &format!("{POLICY}."), |_| false)?;
-        let (lora_modules, session) = match &config.lora {
-            // The bundle's DiT frozen (kept in the run's variables for the export, not trained or checkpointed);
-            // the adapters are the only variables that train.
+        let (policy, lora_modules, session) = match &config.lora {
+            // The bundle's DiT loaded once in the type it trains in, frozen; the adapters are the only variables
+            // that train and are checkpointed (a resumed run takes the base again from `init_from`).
             Some(lora) => {
-                let dtype = if lora.bf16_base {
-                    DType::BF16
-                } else {
-                    DType::F32
-                };
-                let base = frozen_builder(&vars, &format!("{POLICY}."), dtype, &device);
-                policy = CosmosDit::new(base, &model)?;
+                let mut policy = dir.load(lora.base_dtype(), &device)?;
                 let modules = policy.attach_adapters(vb.pp("lora"), &lora.shape())?;
                 let session = Session::training_only(out_dir, vars, optim, seed, steps, |n| {
                     n.starts_with(LORA_PREFIX)
                 })?;
-                (modules, session)
+                (policy, modules, session)
             }
-            None => (
-                Vec::new(),
-                Session::training_only(out_dir, vars, optim, seed, steps, |n| {
-                    n.starts_with(&format!("{POLICY}."))
-                })?,
-            ),
+            None => {
+                let policy = CosmosDit::new(vb.pp(POLICY), &model)?;
+                init_vars_from(&vars, &dir.weights, &format!("{POLICY}."), |_| false)?;
+                (
+                    policy,
+                    Vec::new(),
+                    Session::new(out_dir, vars, optim, seed, steps)?,
+                )
+            }
         };
         let rewards = RewardHistory::read(out_dir)?;
         Ok(Self {
@@ -377,11 +372,6 @@ impl RlTrainer {
         self.rewards
             .push(RewardPoint::new(step, &composed, &kinds, &per_term));
         self.rewards.write(&self.config.run.out_dir)
-    }
-
-    /// The policy's EMA DiT weights (full names of the DiT), the adapters fused in for a LoRA run.
-    pub fn policy_weights(&self) -> Result<std::collections::HashMap<String, Tensor>> {
-        super::export::policy_weights(self)
     }
 }
 

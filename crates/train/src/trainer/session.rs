@@ -198,6 +198,12 @@ impl Session {
         )
     }
 
+    /// Applies one step of the first optimiser with gradients computed elsewhere (activation checkpointing);
+    /// `loss` is the value they are the gradients of. Returns the record.
+    pub fn update_with_gradients(&mut self, loss: &Tensor, grads: GradStore) -> Result<LossPoint> {
+        self.update_from_grads(loss.to_scalar::<f32>()?, &grads)
+    }
+
     /// Applies one step of the first optimiser from gradients the caller accumulated ([`accumulate_grads`]) over
     /// micro-steps whose losses sum to `loss`; returns the record.
     pub fn update_from_grads(&mut self, loss: f32, grads: &GradStore) -> Result<LossPoint> {
@@ -365,9 +371,9 @@ impl Session {
     }
 }
 
-/// Backpropagates `loss`, applies one step of `optimizer` (its schedule spanning `total_steps`) and appends the
-/// record to `history`; `other_steps` are the run's updates by its other optimiser, so the record's step is the
-/// run's.
+/// Backpropagates `loss`, applies one step of `optimizer` (its schedule spanning
+/// `total_steps`) and appends the record to `history`; `other_steps` are the run's updates by its other
+/// optimiser, so the record's step is the run's.
 fn update_one(
     optimizer: &mut AdamW,
     total_steps: usize,

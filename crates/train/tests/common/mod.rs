@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use candle_core::{DType, Device, Tensor};
+
 use orrery_train::{DitTrainConfig, DitTrainer, LossPoint, Run, VaeTrainConfig, VaeTrainer};
 use serde_json::json;
 
@@ -61,4 +63,32 @@ pub fn trained_dit(root: &Path) -> (std::path::PathBuf, DitTrainer, std::path::P
     base.train(Some(2), |_| {}).unwrap();
     let bundle = base.export().unwrap();
     (vae_dir, base, bundle)
+}
+
+/// The velocity of `dit` on a fixed input of the test model's shape.
+pub fn velocity_of(dit: &orrery_dit::CosmosDit) -> Tensor {
+    let dev = Device::Cpu;
+    let x = Tensor::arange(0f32, 192., &dev)
+        .unwrap()
+        .reshape((1, 4, 3, 4, 4))
+        .unwrap()
+        .sin()
+        .unwrap();
+    let text = Tensor::arange(0f32, 80., &dev)
+        .unwrap()
+        .reshape((1, 5, 16))
+        .unwrap()
+        .cos()
+        .unwrap();
+    let timesteps = Tensor::new(&[[0.2f32, 0.5, 0.9]], &dev).unwrap();
+    let mask = Tensor::zeros((1, 1, 3, 4, 4), DType::F32, &dev).unwrap();
+    dit.forward(&orrery_dit::DitInput {
+        x: &x,
+        timesteps: &timesteps,
+        crossattn_emb: &text,
+        condition_mask: &mask,
+        padding_mask: None,
+        action: None,
+    })
+    .unwrap()
 }
