@@ -43,17 +43,7 @@ fn velocity_matches_reference_in_every_case() {
     for name in CASES {
         let c = case(name);
         let out = run(&m, &c);
-        let err = rel_err(&out, &c["velocity"]);
-        let err64 = rel_err(&out, &c["velocity_f64"]);
-        println!("{name}: vs f32 reference {err:.2e}, vs f64 reference {err64:.2e}");
-        assert!(
-            err <= 1e-5,
-            "{name}: error {err:.3e} vs the float32 reference"
-        );
-        assert!(
-            err64 <= 1e-5,
-            "{name}: error {err64:.3e} vs the float64 reference"
-        );
+        common::assert_matches_references(name, &out, &c);
     }
 }
 

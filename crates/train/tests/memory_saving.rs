@@ -7,9 +7,8 @@ mod common;
 use common::{dit_config, losses, trained_dit, trained_vae, velocity_of};
 
 use candle_core::{DType, Device};
-use orrery_dit::{load_dit_with_loras, LoraAdapter, LORA_WEIGHTS_FILE};
+use orrery_dit::{LoraAdapter, LORA_WEIGHTS_FILE};
 use orrery_nn::compare::{max_abs_diff, max_rel_err};
-use orrery_pipeline::ModelBundle;
 use orrery_train::dit::LoraTraining;
 use orrery_train::{DitTrainConfig, DitTrainer, LossPoint, Run};
 
@@ -114,20 +113,7 @@ fn a_lora_run_on_a_bfloat16_base_holds_one_base_and_exports_what_it_trained() {
         assert_eq!(max_abs_diff(&layer.down, down).unwrap(), 0.0, "{module}");
         assert_eq!(max_abs_diff(&layer.up, up).unwrap(), 0.0, "{module}");
     }
-    let model = &half.config.model;
-    let on_base = load_dit_with_loras(
-        &base_weights,
-        model,
-        &[(adapter, 1.0)],
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let fused = ModelBundle::open(&out)
-        .unwrap()
-        .dit
-        .load(DType::F32, &Device::Cpu)
-        .unwrap();
+    let (on_base, fused) = common::exported_lora_networks(&out, &base_weights, &half.config.model);
     let err = max_rel_err(&velocity_of(&fused), &velocity_of(&on_base)).unwrap();
     assert!(err <= 1e-5, "the fused bundle differs by {err}");
     // The samples run on the bfloat16 base with the EMA adapters beside it.

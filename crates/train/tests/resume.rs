@@ -600,7 +600,7 @@ fn a_dit_run_trains_on_a_folder_of_user_videos() {
 
 #[test]
 fn a_lora_run_trains_only_its_adapters_resumes_exactly_and_exports_them() {
-    use orrery_dit::{load_dit_with_loras, LoraAdapter, LORA_WEIGHTS_FILE};
+    use orrery_dit::{LoraAdapter, LORA_WEIGHTS_FILE};
     use orrery_train::dit::LoraTraining;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -669,27 +669,21 @@ fn a_lora_run_trains_only_its_adapters_resumes_exactly_and_exports_them() {
     let out = straight.export().unwrap();
     let adapter = LoraAdapter::open(&out.join(LORA_WEIGHTS_FILE), None).unwrap();
     assert_eq!(adapter.layers().len(), 10);
-    let model = &straight.config.model;
-    let on_base = load_dit_with_loras(
-        &base_weights,
-        model,
-        &[(adapter, 1.0)],
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let fused = ModelBundle::open(&out)
-        .unwrap()
-        .dit
-        .load(DType::F32, &Device::Cpu)
-        .unwrap();
+    let (on_base, fused) =
+        common::exported_lora_networks(&out, &base_weights, &straight.config.model);
     let (ema, _) = straight.ema_models().unwrap();
     let want = velocity_of(&ema);
     for (what, got) in [("base + adapter", on_base), ("fused bundle", fused)] {
         let err = orrery_nn::compare::max_rel_err(&velocity_of(&got), &want).unwrap();
         assert!(err <= 1e-5, "{what} differs by {err} of the output scale");
     }
-    let plain = orrery_dit::load_dit(&base_weights, model, DType::F32, &Device::Cpu).unwrap();
+    let plain = orrery_dit::load_dit(
+        &base_weights,
+        &straight.config.model,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let moved = orrery_nn::compare::max_abs_diff(&velocity_of(&plain), &want).unwrap();
     assert!(moved > 1e-6, "the adapters changed nothing");
     assert!(straight.write_samples().unwrap().unwrap().is_file());

@@ -67,3 +67,22 @@ pub fn fixture_case(dir: &str, name: &str) -> std::collections::HashMap<String, 
         .map(|t| (t.name.clone(), ckpt.load(&t.name, &Device::Cpu).unwrap()))
         .collect()
 }
+
+/// Asserts that `out` matches the case's float32 and float64 reference velocities within 1e-5 of their scale.
+pub fn assert_matches_references(
+    name: &str,
+    out: &Tensor,
+    case: &std::collections::HashMap<String, Tensor>,
+) {
+    let rel = |r: &str| orrery_nn::compare::max_rel_err(out, &case[r]).unwrap();
+    let (err, err64) = (rel("velocity"), rel("velocity_f64"));
+    println!("{name}: vs f32 reference {err:.2e}, vs f64 reference {err64:.2e}");
+    assert!(
+        err <= 1e-5,
+        "{name}: error {err:.3e} vs the float32 reference"
+    );
+    assert!(
+        err64 <= 1e-5,
+        "{name}: error {err64:.3e} vs the float64 reference"
+    );
+}

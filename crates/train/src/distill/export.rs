@@ -5,16 +5,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use orrery_dit::DitModelDir;
 use orrery_pipeline::distilled::DISTILLED_STEPS;
-use orrery_pipeline::{
-    BundleDefaults, Engine, ModeSampling, SamplerKind, WorldInput, SAMPLING_FILE,
-};
+use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, WorldInput};
 
 use crate::distill::trainer::DistillTrainer;
 use crate::error::Result;
-use crate::trainer::bundle_files::{copy_folder, write_transformer};
+use crate::trainer::bundle_files::{write_bundle_rest, write_transformer};
 use crate::trainer::data::sample_clips;
 use crate::trainer::samples::{sample, sample_options, video_and_text_samples, write_sample_grid};
-use crate::trainer::session::write_file;
 
 /// The student's sampling defaults: the teacher bundle's sizes, rates and conditioning, with the distilled
 /// sampler at its four steps and no guidance in every mode.
@@ -38,20 +35,11 @@ pub fn student_defaults(teacher: &BundleDefaults) -> BundleDefaults {
 /// sampling defaults, and the run's config.
 pub fn export_bundle(trainer: &DistillTrainer, dir: &Path) -> Result<()> {
     write_transformer(dir, trainer.student_weights()?, &trainer.model)?;
-    for folder in ["text_encoder", "vae"] {
-        copy_folder(&trainer.config.teacher, dir, folder)?;
-    }
-    write_file(
-        &dir.join(SAMPLING_FILE),
-        student_defaults(&trainer.teacher_defaults)
-            .to_json()
-            .as_bytes(),
-    )?;
-    write_file(
-        &dir.join("train_config.json"),
-        serde_json::to_string_pretty(&trainer.config)
-            .expect("plain values")
-            .as_bytes(),
+    write_bundle_rest(
+        dir,
+        &trainer.config.teacher,
+        &student_defaults(&trainer.teacher_defaults),
+        &trainer.config,
     )
 }
 

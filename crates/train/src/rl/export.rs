@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use orrery_dit::{save_lora_weights, CosmosDit, LORA_WEIGHTS_FILE};
-use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, SAMPLING_FILE};
+use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind};
 
 use crate::dit::init::bundle_dit_weights;
 use crate::dit::lora::{adapter_layers, write_fused_base};
 use crate::error::{Result, TrainError};
 use crate::rl::config::{RlConfig, SamplerChoice};
 use crate::rl::trainer::{RlTrainer, POLICY};
-use crate::trainer::bundle_files::{copy_folder, write_transformer};
+use crate::trainer::bundle_files::{write_bundle_rest, write_transformer};
 use crate::trainer::data::sample_clips;
 use crate::trainer::samples::{sample_options, video_and_text_samples, write_sample_grid};
 use crate::trainer::session::write_file;
@@ -83,20 +83,11 @@ pub fn export_bundle(trainer: &RlTrainer, dir: &Path) -> Result<()> {
         }
         None => write_transformer(dir, trainer.session.export_group(POLICY)?, &trainer.model)?,
     }
-    for folder in ["text_encoder", "vae"] {
-        copy_folder(&trainer.config.init_from, dir, folder)?;
-    }
-    write_file(
-        &dir.join(SAMPLING_FILE),
-        policy_defaults(&trainer.defaults, &trainer.config)
-            .to_json()
-            .as_bytes(),
-    )?;
-    write_file(
-        &dir.join("train_config.json"),
-        serde_json::to_string_pretty(&trainer.config)
-            .expect("plain values")
-            .as_bytes(),
+    write_bundle_rest(
+        dir,
+        &trainer.config.init_from,
+        &policy_defaults(&trainer.defaults, &trainer.config),
+        &trainer.config,
     )?;
     trainer.rewards.write_plots(&trainer.config.run.out_dir)
 }

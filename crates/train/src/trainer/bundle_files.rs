@@ -45,3 +45,22 @@ pub fn copy_folder(from: &Path, dir: &Path, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Everything of an exported bundle but its transformer: the word encoder and VAE copied from bundle `source`,
+/// the sampling defaults `sampling` (`orrery_sampling.json`) and the run's configuration (`train_config.json`).
+pub fn write_bundle_rest<C: serde::Serialize>(
+    dir: &Path,
+    source: &Path,
+    sampling: &orrery_pipeline::BundleDefaults,
+    config: &C,
+) -> Result<()> {
+    for folder in ["text_encoder", "vae"] {
+        copy_folder(source, dir, folder)?;
+    }
+    write_file(
+        &dir.join(orrery_pipeline::SAMPLING_FILE),
+        sampling.to_json().as_bytes(),
+    )?;
+    let json = serde_json::to_string_pretty(config).expect("plain values");
+    write_file(&dir.join("train_config.json"), json.as_bytes())
+}

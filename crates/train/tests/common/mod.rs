@@ -92,3 +92,28 @@ pub fn velocity_of(dit: &orrery_dit::CosmosDit) -> Tensor {
     })
     .unwrap()
 }
+
+/// The networks a LoRA run's export gives: the base bundle's DiT with the exported adapter at scale 1, and the
+/// exported fused bundle's DiT.
+pub fn exported_lora_networks(
+    out: &Path,
+    base_weights: &Path,
+    model: &orrery_dit::DitConfig,
+) -> (orrery_dit::CosmosDit, orrery_dit::CosmosDit) {
+    let adapter =
+        orrery_dit::LoraAdapter::open(&out.join(orrery_dit::LORA_WEIGHTS_FILE), None).unwrap();
+    let on_base = orrery_dit::load_dit_with_loras(
+        base_weights,
+        model,
+        &[(adapter, 1.0)],
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let fused = orrery_pipeline::ModelBundle::open(out)
+        .unwrap()
+        .dit
+        .load(DType::F32, &Device::Cpu)
+        .unwrap();
+    (on_base, fused)
+}
