@@ -191,11 +191,16 @@ pub fn gaussian(kind: NoiseKind, seed: u64, shape: &[usize], device: &Device) ->
             let mut rng = NumpyRng::new(seed as u32);
             (0..n).map(|_| rng.standard_normal() as f32).collect()
         }
-        NoiseKind::Fast => {
-            let mut rng = FastRng::new(seed);
-            (0..n).map(|_| rng.standard_normal() as f32).collect()
-        }
+        NoiseKind::Fast => return normal_from(&mut FastRng::new(seed), shape, device),
     };
+    Ok(Tensor::from_vec(values, shape, device)?)
+}
+
+/// Float32 Gaussian noise of `shape` drawn from the stream `rng` (a run's or a sampler's generator, which goes on
+/// from where this leaves it).
+pub fn normal_from(rng: &mut FastRng, shape: &[usize], device: &Device) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.standard_normal() as f32).collect();
     Ok(Tensor::from_vec(values, shape, device)?)
 }
 

@@ -6,7 +6,7 @@
 //! with the same initial noise, no guidance. Conditioning frames are pinned to their clean latents in the input
 //! and the prediction, at the time of `sigma_conditional`.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use orrery_dit::{CosmosDit, DitInput};
 use orrery_flow::trigflow::{conditioning_timestep, distilled_times, TrigScaling};
 
@@ -43,15 +43,13 @@ pub fn trigflow_x0(
     let dtype = x_t.dtype();
     let device = x_t.device();
     let scalings: Vec<TrigScaling> = times.iter().map(|&t| TrigScaling::at(t)).collect();
-    let per_sample = |f: fn(&TrigScaling) -> f64| -> candle_core::Result<Tensor> {
+    let scaling = |f: fn(&TrigScaling) -> f64| {
         let values: Vec<f64> = scalings.iter().map(f).collect();
-        Tensor::from_vec(values, (b, 1, 1, 1, 1), &Device::Cpu)?
-            .to_dtype(dtype)?
-            .to_device(device)
+        per_sample(&values, x_t)
     };
     let gt = condition.gt.to_dtype(dtype)?;
     let mask = condition.mask.to_dtype(dtype)?;
-    let x_in = x_t.broadcast_mul(&per_sample(|c| c.c_in)?)?;
+    let x_in = x_t.broadcast_mul(&scaling(|c| c.c_in)?)?;
     let x_in = replace_frames(&x_in, &gt, &mask)?.to_dtype(DType::F32)?;
     let frames_conditioned = condition_frames(condition.mask)?;
     let pinned = conditioning_timestep();
@@ -78,9 +76,15 @@ pub fn trigflow_x0(
         action: None,
     })?;
     let v = v.to_dtype(dtype)?;
-    let x0 = (x_t.broadcast_mul(&per_sample(|c| c.c_skip)?)?
-        + v.broadcast_mul(&per_sample(|c| c.c_out)?)?)?;
+    let x0 =
+        (x_t.broadcast_mul(&scaling(|c| c.c_skip)?)? + v.broadcast_mul(&scaling(|c| c.c_out)?)?)?;
     Ok(replace_frames(&x0, &gt, &mask)?)
+}
+
+/// (B, 1, 1, 1, 1) of one value per sample, in `like`'s type and on its device.
+pub fn per_sample(values: &[f64], like: &Tensor) -> Result<Tensor> {
+    let t = Tensor::from_vec(values.to_vec(), (values.len(), 1, 1, 1, 1), like.device())?;
+    Ok(t.to_dtype(like.dtype())?)
 }
 
 /// Conditioning frames of each sample of a (B, 1, T, h, w) mask (its leading frames flagged 1).

@@ -14,7 +14,7 @@ use orrery_flow::churn::{ChurnSchedule, Multistep};
 use orrery_flow::flow_grpo::SdeStep;
 use orrery_flow::Schedule;
 
-use crate::distilled::{trigflow_x0, TrigCondition};
+use crate::distilled::{per_sample, trigflow_x0, TrigCondition};
 use crate::error::{PipelineError, Result};
 
 /// The network's x0 from `x` = x0 + sigma e (B, C, T, h, w) at one EDM sigma per sample, conditioning frames
@@ -30,12 +30,6 @@ pub fn edm_x0(
     let cos: Vec<f64> = times.iter().map(|t| t.cos()).collect();
     let scale = per_sample(&cos, x)?;
     trigflow_x0(dit, &x.broadcast_mul(&scale)?, &times, condition)
-}
-
-/// (B, 1, 1, 1, 1) values in `like`'s type and device.
-pub fn per_sample(values: &[f64], like: &Tensor) -> Result<Tensor> {
-    let t = Tensor::from_vec(values.to_vec(), (values.len(), 1, 1, 1, 1), like.device())?;
-    Ok(t.to_dtype(like.dtype())?)
 }
 
 /// Which stochastic sampler rolls out.
@@ -158,11 +152,8 @@ pub fn rollout(
             for i in 0..c.steps {
                 let (hat, next) = (c.churned(sigmas[i]), sigmas[i + 1]);
                 let x0 = predict(&x, hat)?;
-                let m = Multistep::coefficients(hat, next, previous.as_ref().map(|p| p.1))?;
-                let mut mean = ((&x * m.a_x)? + (&x0 * m.a_x0)?)?;
-                if let Some((p, _)) = &previous {
-                    mean = (mean + (p * m.a_prev)?)?;
-                }
+                let prev = previous.as_ref().map(|(p, s)| (p, *s));
+                let mean = multistep_mean(&x, &x0, (hat, next), prev)?;
                 // The next step churns its input: that noise makes this transition Gaussian. After the last
                 // step nothing churns, so its output is the mean.
                 if i + 1 == c.steps {
@@ -205,15 +196,14 @@ pub fn rollout(
             let ts: Vec<f64> = schedule.sigmas.iter().map(|&s| s as f64).collect();
             for i in 0..*steps {
                 let (t, t_next) = (ts[i], ts[i + 1]);
-                let x0 = predict(&(&x / (1.0 - t))?, t / (1.0 - t))?;
-                let v = ((&x - &x0)? / t)?;
+                let (x0, v) = rf_prediction(&mut predict, &x, t)?;
                 if t_next <= 0.0 {
                     x = x0;
                     on_step(i + 1, calls);
                     break;
                 }
                 let s = SdeStep::new(t, t_next, *noise_level)?;
-                let mean = ((&x * s.c_x)? + (&v * s.c_v)?)?;
+                let mean = sde_mean(&x, &v, &s)?;
                 let sample = (&mean + (normal(x.dims())?.to_dtype(DType::F64)? * s.std)?)?;
                 if keep(i) {
                     kept.push(Transition {
@@ -247,27 +237,51 @@ pub fn transition_mean(
     denoiser: &mut impl Denoiser,
     transition: &Transition,
 ) -> Result<Tensor> {
-    let x = &transition.input;
+    let (x, t, t_next) = (&transition.input, transition.time, transition.time_next);
     match sampler {
         RolloutSampler::Churn(_) => {
-            let x0 = denoiser.x0(x, transition.time)?;
-            let prev = transition.previous.as_ref();
-            let m =
-                Multistep::coefficients(transition.time, transition.time_next, prev.map(|p| p.1))?;
-            let mut mean = ((x * m.a_x)? + (x0 * m.a_x0)?)?;
-            if let Some((p, _)) = prev {
-                mean = (mean + (p * m.a_prev)?)?;
-            }
-            Ok(mean)
+            let x0 = denoiser.x0(x, t)?;
+            let prev = transition.previous.as_ref().map(|(p, s)| (p, *s));
+            multistep_mean(x, &x0, (t, t_next), prev)
         }
         RolloutSampler::FlowGrpo { noise_level, .. } => {
-            let t = transition.time;
-            let x0 = denoiser.x0(&(x / (1.0 - t))?, t / (1.0 - t))?;
-            let v = ((x - x0)? / t)?;
-            let s = SdeStep::new(t, transition.time_next, *noise_level)?;
-            Ok(((x * s.c_x)? + (v * s.c_v)?)?)
+            let (_, v) = rf_prediction(&mut |x: &Tensor, s| denoiser.x0(x, s), x, t)?;
+            sde_mean(x, &v, &SdeStep::new(t, t_next, *noise_level)?)
         }
     }
+}
+
+/// The "2ab" mean from `x` at sigma `s` to sigma `t` with its x0 prediction and the previous step's prediction
+/// and sigma.
+fn multistep_mean(
+    x: &Tensor,
+    x0: &Tensor,
+    (s, t): (f64, f64),
+    previous: Option<(&Tensor, f64)>,
+) -> Result<Tensor> {
+    let m = Multistep::coefficients(s, t, previous.map(|p| p.1))?;
+    let mean = ((x * m.a_x)? + (x0 * m.a_x0)?)?;
+    Ok(match previous {
+        Some((p, _)) => (mean + (p * m.a_prev)?)?,
+        None => mean,
+    })
+}
+
+/// The x0 prediction and velocity `(x - x0) / t` at RF state `x` and time `t`, through the EDM predictor
+/// (`x / (1 - t)` at sigma `t / (1 - t)`).
+fn rf_prediction(
+    predict: &mut impl FnMut(&Tensor, f64) -> Result<Tensor>,
+    x: &Tensor,
+    t: f64,
+) -> Result<(Tensor, Tensor)> {
+    let x0 = predict(&(x / (1.0 - t))?, t / (1.0 - t))?;
+    let v = ((x - &x0)? / t)?;
+    Ok((x0, v))
+}
+
+/// The mean `c_x x + c_v v` of a Flow-GRPO SDE step.
+fn sde_mean(x: &Tensor, v: &Tensor, step: &SdeStep) -> Result<Tensor> {
+    Ok(((x * step.c_x)? + (v * step.c_v)?)?)
 }
 
 /// The EDM sigma of a transition's time (Flow-GRPO's RF time t is sigma t / (1 - t)).

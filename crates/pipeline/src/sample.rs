@@ -5,7 +5,7 @@
 use candle_core::{Device, Tensor};
 use orrery_dit::{CosmosDit, DitInput};
 use orrery_flow::churn::ChurnSchedule;
-use orrery_flow::noise::{gaussian, FastRng, NoiseKind};
+use orrery_flow::noise::{gaussian, normal_from, FastRng, NoiseKind};
 use orrery_flow::unipc::UniPc;
 use orrery_flow::Schedule;
 
@@ -199,11 +199,7 @@ fn sample_churn(
         }
     };
     let mut rng = FastRng::new(settings.seed ^ CHURN_NOISE_STREAM);
-    let normal = |shape: &[usize]| -> Result<Tensor> {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.standard_normal() as f32).collect();
-        Ok(Tensor::from_vec(v, shape, noise.device())?)
-    };
+    let normal = |shape: &[usize]| Ok(normal_from(&mut rng, shape, noise.device())?);
     let sampler = RolloutSampler::Churn(ChurnSchedule::released(settings.steps));
     Ok(rollout(&sampler, &mut denoise, noise, normal, |_| false, on_step)?.latents)
 }

@@ -18,6 +18,8 @@ pub enum TrainError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
+    Flow(#[from] orrery_flow::FlowError),
+    #[error(transparent)]
     Dit(#[from] orrery_dit::DitError),
     #[error(transparent)]
     Vae(#[from] orrery_vae::VaeError),

@@ -21,8 +21,8 @@ use candle_nn::VarBuilder;
 use orrery_dit::{CosmosDit, DitConfig, DitModelDir};
 use orrery_flow::trigflow::{distilled_times, draw_critic_time};
 use orrery_nn::SeededVarMap;
-use orrery_pipeline::conditioning::batch_condition_mask;
-use orrery_pipeline::distilled::{trigflow_x0, TrigCondition, DISTILLED_STEPS};
+use orrery_pipeline::conditioning::{batch_condition_mask, guide};
+use orrery_pipeline::distilled::{per_sample, trigflow_x0, TrigCondition, DISTILLED_STEPS};
 use orrery_pipeline::{BundleDefaults, SAMPLING_FILE};
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
@@ -213,12 +213,14 @@ impl DistillTrainer {
 
     /// `cos t G + sin t e` with one time per sample.
     fn renoise(&self, g: &Tensor, noise: &Tensor, times: &[f64]) -> Result<Tensor> {
-        let per_sample = |f: fn(f64) -> f64| -> candle_core::Result<Tensor> {
-            let v: Vec<f32> = times.iter().map(|&t| f(t) as f32).collect();
-            Tensor::from_vec(v, (times.len(), 1, 1, 1, 1), &self.device)
+        let of_times = |f: fn(f64) -> f64| {
+            let v: Vec<f64> = times.iter().map(|&t| f(t)).collect();
+            per_sample(&v, g)
         };
-        Ok((g.broadcast_mul(&per_sample(f64::cos)?)?
-            + noise.broadcast_mul(&per_sample(f64::sin)?)?)?)
+        Ok(
+            (g.broadcast_mul(&of_times(f64::cos)?)?
+                + noise.broadcast_mul(&of_times(f64::sin)?)?)?,
+        )
     }
 
     /// The loss of one iteration: the student's (DMD) or the critic's.
@@ -259,7 +261,7 @@ impl DistillTrainer {
                 ..condition
             };
             let uncond = trigflow_x0(&self.teacher, &x_d, times, &uncondition)?.detach();
-            (&cond + ((&cond - uncond)? * guidance)?)?
+            guide(&cond, &uncond, guidance)?
         } else {
             cond
         };

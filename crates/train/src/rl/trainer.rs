@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use orrery_dit::{CosmosDit, DitConfig, DitModelDir};
 use orrery_media::RgbImage;
 use orrery_nn::SeededVarMap;
-use orrery_pipeline::conditioning::batch_condition_mask;
+use orrery_pipeline::conditioning::{batch_condition_mask, guide};
 use orrery_pipeline::distilled::TrigCondition;
 use orrery_pipeline::inputs::frames_from_clip;
 use orrery_pipeline::rollout::{
@@ -84,11 +84,12 @@ impl GroupCondition {
     }
 }
 
-/// A judged group: the rollouts, their advantages and each term's rewards.
+/// A judged group: what conditioned it, the rollouts, their advantages and each term's weight and rewards.
 struct Judgement {
+    condition: GroupCondition,
     rollout: Rollout,
     advantages: Vec<f64>,
-    terms: Vec<Vec<Option<f64>>>,
+    terms: Vec<(f64, Vec<Option<f64>>)>,
 }
 
 impl RlTrainer {
@@ -196,7 +197,12 @@ impl RlTrainer {
 
     /// The x0 prediction of the policy (with gradients) at one sigma for every sample, guided when
     /// `grpo.guidance` is not 0 (the unconditional branch with the empty caption, whose embedding is zero).
-    fn predict(&self, x: &Tensor, sigma: f64, condition: &TrigCondition) -> Result<Tensor> {
+    fn predict(
+        &self,
+        x: &Tensor,
+        sigma: f64,
+        condition: &TrigCondition,
+    ) -> orrery_pipeline::Result<Tensor> {
         let b = x.dim(0)?;
         let cond = edm_x0(&self.policy, x, &vec![sigma; b], condition)?;
         let g = self.config.grpo.guidance;
@@ -209,23 +215,20 @@ impl RlTrainer {
             ..*condition
         };
         let uncond = edm_x0(&self.policy, x, &vec![sigma; b], &uncond_condition)?;
-        Ok((&cond + ((&cond - uncond)? * g)?)?)
+        Ok(guide(&cond, &uncond, g)?)
     }
 
     /// Rolls the group out under the current weights, decodes and judges it.
     fn judge(&mut self, group: &Group) -> Result<Judgement> {
         let tensors = self.condition_tensors(group)?;
-        let condition = tensors.condition();
         let grpo = self.config.grpo.clone();
         let sampler = self.sampler();
         let mut rng = self.session.rng.clone();
         let device = self.device.clone();
         let result = {
-            let mut denoise = |x: &Tensor, sigma: f64| -> orrery_pipeline::Result<Tensor> {
-                self.predict(x, sigma, &condition)
-                    .map(|t| t.detach())
-                    .map_err(|e| orrery_pipeline::PipelineError::Settings(e.to_string()))
-            };
+            let condition = tensors.condition();
+            let mut denoise =
+                |x: &Tensor, sigma: f64| self.predict(x, sigma, &condition).map(|t| t.detach());
             let draw = |shape: &[usize]| -> orrery_pipeline::Result<Tensor> {
                 Ok(normal(&mut rng, shape, &device)?)
             };
@@ -258,7 +261,8 @@ impl RlTrainer {
         };
         let fps = self.config.data.fps as f64;
         let terms_spec = self.config.rewards.clone();
-        let mut terms: Vec<Vec<Option<f64>>> = vec![Vec::new(); terms_spec.len()];
+        let mut terms: Vec<(f64, Vec<Option<f64>>)> =
+            terms_spec.iter().map(|t| (t.weight, Vec::new())).collect();
         for frames in &videos {
             let judged = Judged {
                 frames,
@@ -274,21 +278,17 @@ impl RlTrainer {
                     RewardKind::External => self.external(&judged)?,
                     kind => reward(kind, &judged, score.as_ref()),
                 };
-                terms[k].push(value);
+                terms[k].1.push(value);
             }
         }
-        let weighted: Vec<(f64, Vec<Option<f64>>)> = terms_spec
-            .iter()
-            .zip(&terms)
-            .map(|(t, v)| (t.weight, v.clone()))
-            .collect();
         let advantages = composed_advantages(
-            &weighted,
+            &terms,
             grpo.reward_clip,
             grpo.advantage_clip,
             grpo.exp_reward,
         );
         Ok(Judgement {
+            condition: tensors,
             rollout: result,
             advantages,
             terms,
@@ -321,18 +321,14 @@ impl RlTrainer {
     fn transition_loss(
         &self,
         group: &Group,
+        judged: &Judgement,
         transition: &Transition,
-        advantages: &[f64],
     ) -> Result<Tensor> {
         let grpo = &self.config.grpo;
         let sampler = self.sampler();
-        let tensors = self.condition_tensors(group)?;
-        let condition = tensors.condition();
-        let gt = &tensors.gt;
-        let mut denoise = |x: &Tensor, sigma: f64| -> orrery_pipeline::Result<Tensor> {
-            self.predict(x, sigma, &condition)
-                .map_err(|e| orrery_pipeline::PipelineError::Settings(e.to_string()))
-        };
+        let condition = judged.condition.condition();
+        let gt = &judged.condition.gt;
+        let mut denoise = |x: &Tensor, sigma: f64| self.predict(x, sigma, &condition);
         let mean = transition_mean(&sampler, &mut denoise, transition)?;
         let ratio = log_ratio(
             &transition.sample,
@@ -341,7 +337,7 @@ impl RlTrainer {
             transition.std,
             grpo.log_ratio,
         )?;
-        let mut loss = clipped_policy_loss(&ratio, advantages, grpo.clip_ratio)?;
+        let mut loss = clipped_policy_loss(&ratio, &judged.advantages, grpo.clip_ratio)?;
         if grpo.data_beta > 0.0 {
             let sigma = edm_sigma(&sampler, transition.time);
             let x_sigma = (gt + (&group.noise * sigma)?)?;
@@ -355,17 +351,11 @@ impl RlTrainer {
 
     fn record(&mut self, step: usize, judged: &[Judgement]) -> Result<()> {
         let kinds: Vec<RewardKind> = self.config.rewards.iter().map(|r| r.kind).collect();
-        let weights: Vec<f64> = self.config.rewards.iter().map(|r| r.weight).collect();
         let mut composed = Vec::new();
         let mut per_term = vec![Vec::new(); kinds.len()];
         for j in judged {
-            let weighted: Vec<(f64, Vec<Option<f64>>)> = weights
-                .iter()
-                .zip(&j.terms)
-                .map(|(w, v)| (*w, v.clone()))
-                .collect();
-            composed.extend(composed_reward(&weighted));
-            for (k, values) in j.terms.iter().enumerate() {
+            composed.extend(composed_reward(&j.terms));
+            for (k, (_, values)) in j.terms.iter().enumerate() {
                 per_term[k].extend(values.iter().flatten().copied());
             }
         }
@@ -405,7 +395,7 @@ impl Run for RlTrainer {
         let (mut grads, mut total) = (None, 0f32);
         for (group, j) in groups.iter().zip(&judged) {
             for transition in &j.rollout.transitions {
-                let loss = (self.transition_loss(group, transition, &j.advantages)? * scale)?;
+                let loss = (self.transition_loss(group, j, transition)? * scale)?;
                 total += loss.to_scalar::<f32>()?;
                 accumulate_grads(&self.session, &mut grads, loss.backward()?)?;
             }

@@ -10,10 +10,8 @@ pub fn index(rng: &mut FastRng, n: usize) -> usize {
 }
 
 /// Gaussian noise of `shape` from the run's generator.
-pub fn normal(rng: &mut FastRng, shape: &[usize], device: &Device) -> candle_core::Result<Tensor> {
-    let n = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.standard_normal() as f32).collect();
-    Tensor::from_vec(v, shape, device)
+pub fn normal(rng: &mut FastRng, shape: &[usize], device: &Device) -> orrery_flow::Result<Tensor> {
+    orrery_flow::noise::normal_from(rng, shape, device)
 }
 
 /// The number of conditioning latent frames N (0, 1, ..., `probs.len() - 1`) drawn with probabilities `probs`
