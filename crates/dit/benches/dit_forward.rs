@@ -1,8 +1,9 @@
 //! Forward-pass benchmarks of the DiT at a small and a medium size (float32, seeded random weights).
 //! The side-by-side ratio against PyTorch is `tools/bench/dit_forward.py`.
 
-use candle_core::{DType, Device, Tensor};
-use orrery_dit::{CosmosDit, DitConfig, DitInput};
+use candle_core::{DType, Device};
+use orrery_dit::bench_inputs::BenchInputs;
+use orrery_dit::{CosmosDit, DitConfig};
 use orrery_nn::init::RandomWeights;
 
 fn main() {
@@ -52,17 +53,7 @@ fn forward(bencher: divan::Bencher, size: &str) {
         &config,
     )
     .unwrap();
-    let x = Tensor::randn(0f32, 1., (1, 16, t, h, w), &dev).unwrap();
-    let ts = Tensor::full(0.5f32, 1, &dev).unwrap();
-    let emb = Tensor::randn(0f32, 1., (1, n, 512), &dev).unwrap();
-    let mask = Tensor::zeros((1, 1, t, h, w), DType::F32, &dev).unwrap();
-    let input = DitInput {
-        x: &x,
-        timesteps: &ts,
-        crossattn_emb: &emb,
-        condition_mask: &mask,
-        padding_mask: None,
-        action: None,
-    };
+    let inputs = BenchInputs::new(&config, 1, [t, h, w], n, &dev).unwrap();
+    let input = inputs.input();
     bencher.bench_local(|| model.forward(&input).unwrap());
 }

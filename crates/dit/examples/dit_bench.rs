@@ -9,8 +9,9 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use orrery_dit::{CosmosDit, DitConfig, DitInput};
+use candle_core::{DType, Device};
+use orrery_dit::bench_inputs::BenchInputs;
+use orrery_dit::{CosmosDit, DitConfig};
 use orrery_nn::init::RandomWeights;
 
 #[global_allocator]
@@ -38,19 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let build_s = start.elapsed().as_secs_f64();
 
-    let x = Tensor::randn(0f32, 1., (batch, config.in_channels, t, h, w), &dev)?;
-    let ts = Tensor::full(0.5f32, batch, &dev)?;
-    let emb = Tensor::randn(0f32, 1., (batch, text, config.text_input_channels()), &dev)?
-        .to_dtype(dtype)?;
-    let mask = Tensor::zeros((batch, 1, t, h, w), DType::F32, &dev)?;
-    let input = DitInput {
-        x: &x,
-        timesteps: &ts,
-        crossattn_emb: &emb,
-        condition_mask: &mask,
-        padding_mask: None,
-        action: None,
-    };
+    let mut inputs = BenchInputs::new(&config, batch, [t, h, w], text, &dev)?;
+    inputs.text = inputs.text.to_dtype(dtype)?;
+    let input = inputs.input();
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();

@@ -6,6 +6,7 @@
 
 pub mod action;
 pub mod attention;
+pub mod bench_inputs;
 pub mod block;
 mod checkpointing;
 pub mod config;

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
-use orrery_dit::{CosmosDit, DitConfig, DitInput, LoraShape};
+use orrery_dit::bench_inputs::BenchInputs;
+use orrery_dit::{CosmosDit, DitConfig, LoraShape};
 use orrery_nn::init::RandomWeights;
 use orrery_nn::SeededVarMap;
 use orrery_train::trainer::optim::{AdamW, OptimConfig};
@@ -91,19 +92,9 @@ fn main() -> Result<(), Error> {
     let trainable: Vec<Var> = optim.vars.iter().map(|(_, v)| v.clone()).collect();
 
     // x (B, C, T, H, W); the target has the output's shape.
-    let x = Tensor::randn(0f32, 1., (batch, config.in_channels, t, h, w), &dev)?;
+    let inputs = BenchInputs::new(&config, batch, [t, h, w], text, &dev)?;
+    let input = inputs.input();
     let target = Tensor::randn(0f32, 1., (batch, config.out_channels, t, h, w), &dev)?;
-    let ts = Tensor::full(0.5f32, batch, &dev)?;
-    let emb = Tensor::randn(0f32, 1., (batch, text, config.text_input_channels()), &dev)?;
-    let mask = Tensor::zeros((batch, 1, t, h, w), DType::F32, &dev)?;
-    let input = DitInput {
-        x: &x,
-        timesteps: &ts,
-        crossattn_emb: &emb,
-        condition_mask: &mask,
-        padding_mask: None,
-        action: None,
-    };
     let loss_of = |v: &Tensor| (v - &target)?.sqr()?.mean_all();
 
     let rss_built = status_mib("VmRSS:")?;

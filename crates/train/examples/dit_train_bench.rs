@@ -9,8 +9,9 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use orrery_dit::{CosmosDit, DitConfig, DitInput};
+use candle_core::{Device, Tensor};
+use orrery_dit::bench_inputs::BenchInputs;
+use orrery_dit::{CosmosDit, DitConfig};
 use orrery_nn::SeededVarMap;
 use orrery_train::trainer::optim::{AdamW, OptimConfig};
 
@@ -34,19 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut optim = AdamW::new(OptimConfig::default(), vars.named_vars())?;
 
     // x (B, C, T, H, W); the target has the output's shape.
-    let x = Tensor::randn(0f32, 1., (batch, config.in_channels, t, h, w), &dev)?;
+    let inputs = BenchInputs::new(&config, batch, [t, h, w], text, &dev)?;
+    let input = inputs.input();
     let target = Tensor::randn(0f32, 1., (batch, config.out_channels, t, h, w), &dev)?;
-    let ts = Tensor::full(0.5f32, batch, &dev)?;
-    let emb = Tensor::randn(0f32, 1., (batch, text, config.text_input_channels()), &dev)?;
-    let mask = Tensor::zeros((batch, 1, t, h, w), DType::F32, &dev)?;
-    let input = DitInput {
-        x: &x,
-        timesteps: &ts,
-        crossattn_emb: &emb,
-        condition_mask: &mask,
-        padding_mask: None,
-        action: None,
-    };
     let mut times = Vec::with_capacity(runs);
     for _ in 0..=runs {
         let start = Instant::now();
