@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{assert_fails_with, forward, rel_err, run_ok, testdata};
 
 #[test]
@@ -42,21 +44,26 @@ fn forward_dit_takes_actions_for_an_action_model() {
             "not action-conditioned",
         ),
     ] {
-        assert_fails_with(
-            &[
-                "forward",
-                "dit",
-                "--model",
-                model.to_str().unwrap(),
-                "--inputs",
-                inputs.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            expect,
-        );
-        assert!(!out.exists());
+        forward_dit_fails_with(&inputs, &model, &out, expect);
     }
+}
+
+/// `orrery forward dit` on `inputs` and `model` fails naming `expect`, and writes nothing.
+fn forward_dit_fails_with(inputs: &Path, model: &Path, out: &Path, expect: &str) {
+    assert_fails_with(
+        &[
+            "forward",
+            "dit",
+            "--model",
+            model.to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        expect,
+    );
+    assert!(!out.exists());
 }
 
 #[test]
@@ -84,20 +91,7 @@ fn forward_dit_errors_name_the_problem() {
         ),
     ];
     for (inputs, model, expect) in cases {
-        assert_fails_with(
-            &[
-                "forward",
-                "dit",
-                "--model",
-                model.to_str().unwrap(),
-                "--inputs",
-                inputs.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            expect,
-        );
-        assert!(!out.exists());
+        forward_dit_fails_with(&inputs, &model, &out, expect);
     }
 }
 
