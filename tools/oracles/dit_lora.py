@@ -12,13 +12,19 @@ The adapter is written as diffusers' Cosmos LoRA training script writes it: `get
 computed by loading that file back into a fresh base model with diffusers' own loader (`load_lora_into_transformer`),
 at scale 1 and, through `set_adapters(weights=0.5)`, at scale 0.5; the in-memory PEFT model is checked to agree.
 
+The other direction: `orrery_lora_weights.safetensors`, an adapter written by orrery's exporter (`save_lora_weights`,
+rank 4, alpha 8 in its metadata; `ORRERY_WRITE_FIXTURES=1 cargo test -p orrery-dit --test lora an_adapter` writes it,
+and `regenerate.sh` runs that first), is loaded by the same diffusers loader; the script checks that diffusers took
+every tensor and orrery's rank and alpha, and stores diffusers' output as `velocity_orrery_lora` for orrery to match.
+
 Writes testdata/dit_lora/:
   pytorch_lora_weights.safetensors   the adapter as diffusers writes it (keys `transformer.<module>.lora...`)
   official_with_lora.pt              torch.save of the base weights under official names (`net.` prefix) plus
                                      `net.<module>.lora_A.default.weight` / `lora_B.default.weight`, as the official
                                      DCP -> .pt conversion of a LoRA run leaves them (not merged)
   case.safetensors                   inputs (dit.py's `perframe` case), `velocity_scale1`, `velocity_scale0_5`,
-                                     `velocity_base` (no adapter) and the float64 outputs `*_f64`
+                                     `velocity_base` (no adapter), `velocity_orrery_lora` (orrery's adapter loaded by
+                                     diffusers) and the float64 outputs `*_f64`
 """
 
 import json
@@ -64,13 +70,31 @@ def train_like_adapter():
     return model
 
 
-def reloaded(dtype):
-    """A fresh base model with the saved file loaded by diffusers' own loader."""
+ORRERY_ADAPTER = "orrery_lora_weights.safetensors"
+
+
+def reloaded(dtype, weight_name="pytorch_lora_weights.safetensors"):
+    """A fresh base model with a saved adapter file loaded by diffusers' own loader."""
     model = base_model(dtype)
-    state_dict, metadata = CosmosLoraLoaderMixin.lora_state_dict(OUT, return_lora_metadata=True)
+    state_dict, metadata = CosmosLoraLoaderMixin.lora_state_dict(OUT, weight_name=weight_name,
+                                                                  return_lora_metadata=True)
     CosmosLoraLoaderMixin.load_lora_into_transformer(state_dict, transformer=model, metadata=metadata,
                                                      adapter_name="default")
     return model.to(dtype)
+
+
+def orrery_adapter_outputs(feed, feed64):
+    """diffusers' output with the adapter orrery saved, after checking that diffusers read all of it as written."""
+    model = reloaded(torch.float32, ORRERY_ADAPTER)
+    config = model.peft_config["default"]
+    assert (config.r, config.lora_alpha) == (RANK, ALPHA), f"diffusers read r={config.r}, alpha={config.lora_alpha}"
+    loaded = get_peft_model_state_dict(model)
+    from safetensors.torch import load_file
+    written = load_file(OUT / ORRERY_ADAPTER)
+    assert len(loaded) == len(written) == 40, (len(loaded), len(written))
+    for key, value in written.items():  # `transformer.transformer_blocks.0.attn1.to_q.lora_A.weight`
+        assert torch.equal(loaded[key.removeprefix("transformer.")], value), key
+    return forward(model, feed), forward(reloaded(torch.float64, ORRERY_ADAPTER), feed64)
 
 
 def rel(a, b):
@@ -110,6 +134,9 @@ def main():
         tensors[f"velocity_scale1{suffix}"] = forward(m, f)
         m.set_adapters(["default"], weights=[0.5])
         tensors[f"velocity_scale0_5{suffix}"] = forward(m, f)
+    tensors["velocity_orrery_lora"], tensors["velocity_orrery_lora_f64"] = orrery_adapter_outputs(feed, feed64)
+    errors["orrery_lora_f32_vs_f64"] = rel(tensors["velocity_orrery_lora"], tensors["velocity_orrery_lora_f64"])
+    errors["orrery_lora_effect"] = rel(tensors["velocity_orrery_lora"], tensors["velocity_base"])
     errors["reloaded_vs_in_memory"] = rel(tensors["velocity_scale1"], in_memory)
     errors["scale1_f32_vs_f64"] = rel(tensors["velocity_scale1"], tensors["velocity_scale1_f64"])
     errors["scale0_5_f32_vs_f64"] = rel(tensors["velocity_scale0_5"], tensors["velocity_scale0_5_f64"])

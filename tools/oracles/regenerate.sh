@@ -25,6 +25,10 @@ for s in "${scripts[@]}"; do
         continue
       fi
       "$venv/bin/python" "$s.py" "$COSMOS_PREDICT2_5" ;;
+    dit_lora)
+      # The adapter orrery's exporter writes, which the script loads with diffusers' loader.
+      (cd "$here/../.." && ORRERY_WRITE_FIXTURES=1 cargo test -q -p orrery-dit --test lora an_adapter_orrery_saves)
+      "$venv/bin/python" "$s.py" ;;
     *) "$venv/bin/python" "$s.py" ;;
   esac
 done

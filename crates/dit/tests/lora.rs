@@ -1,8 +1,9 @@
 //! LoRA adapters against the reference: the tiny DiT of testdata/dit_tiny with a PEFT LoRA (r = 4, alpha = 8)
 //! built and saved by diffusers 0.42.1 / PEFT 0.21.2 (`tools/oracles/dit_lora.py`), run through diffusers' own
 //! loader at scale 1 and at scale 0.5 (`set_adapters`). Tolerance as the DiT golden tests: max abs error <=
-//! 1e-5 x max|reference|, against both the float32 and float64 references. Bad adapter files give errors that
-//! name the file and the key.
+//! 1e-5 x max|reference|, against both the float32 and float64 references. The other way round, an adapter saved
+//! by orrery (`save_lora_weights`, as the trainer exports it) is loaded by the same diffusers loader in that script
+//! and gives orrery's output. Bad adapter files give errors that name the file and the key.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,12 +11,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::lora::LoraLayer;
 use orrery_dit::{
-    load_dit, load_dit_with_loras, CosmosDit, DitConfig, DitModelDir, LoraAdapter, ScaledLora,
+    load_dit, load_dit_with_loras, save_lora_weights, CosmosDit, DitConfig, DitModelDir,
+    LoraAdapter, LoraShape, ScaledLora,
 };
-use orrery_nn::Checkpoint;
+use orrery_nn::{Checkpoint, SeededVarMap};
 
 mod common;
-use common::run;
+use common::{run, seeded};
 
 fn tiny(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -345,4 +347,68 @@ fn base_model_file_is_not_an_adapter() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("no LoRA tensors"), "{message}");
+}
+
+/// An adapter as orrery's trainers export it: `save_lora_weights` on adapters attached to the tiny DiT (rank 4,
+/// alpha 8, the official targets), A at its seeded initialisation and B seeded non-zero.
+fn write_orrery_adapter(path: &Path) {
+    let shape = LoraShape {
+        rank: 4,
+        alpha: 8.0,
+        ..LoraShape::default()
+    };
+    let vars = SeededVarMap::new(31);
+    let mut dit = with_loras(&[]);
+    let modules = dit
+        .attach_adapters(vars.var_builder(&Device::Cpu), &shape)
+        .unwrap();
+    let named: HashMap<String, Tensor> = vars
+        .named_vars()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, var))| {
+            let t = if name.ends_with("lora_B.weight") {
+                seeded(200 + i as u64, var.dims(), 0.1)
+            } else {
+                var.as_tensor().clone()
+            };
+            (name, t)
+        })
+        .collect();
+    let layers: Vec<(String, Tensor, Tensor)> = modules
+        .iter()
+        .map(|m| {
+            let part = |p: &str| named[&format!("{m}.{p}.weight")].clone();
+            (m.clone(), part("lora_A"), part("lora_B"))
+        })
+        .collect();
+    save_lora_weights(path, &layers, &shape).unwrap();
+}
+
+/// `ORRERY_WRITE_FIXTURES=1` writes the adapter into testdata/dit_lora for `tools/oracles/dit_lora.py`.
+#[test]
+fn an_adapter_orrery_saves_loads_in_diffusers_with_orrerys_output() {
+    let committed = fixture("orrery_lora_weights.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("orrery_lora_weights.safetensors");
+    write_orrery_adapter(&fresh);
+    if std::env::var_os("ORRERY_WRITE_FIXTURES").is_some() {
+        std::fs::copy(&fresh, &committed).unwrap();
+        return;
+    }
+    assert_eq!(
+        std::fs::read(&fresh).unwrap(),
+        std::fs::read(&committed).unwrap(),
+        "save_lora_weights no longer writes the file diffusers was checked on: regenerate with \
+         tools/oracles/regenerate.sh dit_lora"
+    );
+    let c = case();
+    let adapter = LoraAdapter::open(&committed, None).unwrap();
+    assert_eq!(adapter.layers().len(), 20);
+    let out = run(&with_loras(&[(adapter, 1.0)]), &c);
+    assert_matches(&out, &c, "velocity_orrery_lora");
+    assert!(
+        rel_err(&out, &c["velocity_base"]) > 1e-2,
+        "the adapter changes the output"
+    );
 }

@@ -353,6 +353,79 @@ fn bundles_merge_the_transformer_and_copy_the_rest_of_the_first() {
     assert!(err.to_string().contains("already exists"), "{err}");
 }
 
+/// Gives a bundle orrery's word encoder: `vocab` in its config, `weights` as its model.
+fn with_word_encoder(bundle: &Path, vocab: &[&str], weights: &Path) {
+    let dir = bundle.join("text_encoder");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config =
+        serde_json::json!({"model_type": "orrery_word_encoder", "vocab": vocab, "width": 8});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(weights, dir.join("model.safetensors")).unwrap();
+}
+
+fn ties_merge(base: &Path, bundles: &[PathBuf], out: &Path) -> Result<(), MergeError> {
+    let options = MergeOptions {
+        method: MergeMethod::Ties {
+            density: 0.5,
+            lambda: 0.8,
+        },
+        weights: Some(vec![1.0, 0.5, 2.0]),
+    };
+    Merger::open(Some(base), bundles, options)?.write(out, &|_| {})
+}
+
+#[test]
+fn word_encoders_trained_with_the_dits_are_merged_and_frozen_ones_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, transformer: &Path, words: &Path, vocab: &[&str]| {
+        let b = bundle(dir.path(), name, transformer);
+        with_word_encoder(&b, vocab, words);
+        b
+    };
+    let vocab = ["ball", "red"];
+    // Full fine-tunes: each bundle's word encoder is its own (the fixture models again).
+    let bundles: Vec<PathBuf> = models()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| make(&format!("m{i}"), m, m, &vocab))
+        .collect();
+    let base_model = fixture("base.safetensors");
+    let base = make("base", &base_model, &base_model, &vocab);
+    let out = dir.path().join("merged");
+    ties_merge(&base, &bundles, &out).unwrap();
+    assert_close(
+        &out.join("text_encoder/model.safetensors"),
+        &fixture("expected_ties_weighted.safetensors"),
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("merge_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["merged"],
+        serde_json::json!(["transformer", "text_encoder"])
+    );
+
+    // LoRA fine-tunes freeze it: the same word encoder everywhere is copied as it is.
+    let frozen: Vec<PathBuf> = models()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| make(&format!("f{i}"), m, &base_model, &vocab))
+        .collect();
+    let out = dir.path().join("merged-frozen");
+    ties_merge(&base, &frozen, &out).unwrap();
+    assert_eq!(
+        std::fs::read(out.join("text_encoder/model.safetensors")).unwrap(),
+        std::fs::read(&base_model).unwrap()
+    );
+
+    // Word encoders of other vocabularies cannot be merged.
+    let other = make("other", &models()[1], &models()[1], &["ball", "blue"]);
+    let mixed = [bundles[0].clone(), other, bundles[2].clone()];
+    let err = ties_merge(&base, &mixed, &dir.path().join("merged-mixed")).unwrap_err();
+    assert!(err.to_string().contains("vocabulary"), "{err}");
+    assert!(!dir.path().join("merged-mixed").exists());
+}
+
 #[test]
 fn mixing_bundles_and_checkpoints_is_refused() {
     let dir = tempfile::tempdir().unwrap();

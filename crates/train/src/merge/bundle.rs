@@ -1,17 +1,24 @@
-//! Merging model bundles: the transformer's weights are merged, everything else (VAE, text encoder, sampling
-//! defaults, the transformer's config.json) is copied from the first model, so the output runs with
-//! `orrery generate --model OUT` like its inputs.
+//! Merging model bundles: the transformer's weights are merged, and so is orrery's word encoder where the inputs'
+//! differ (it trains with the DiT, so every full fine-tune carries its own); everything else (VAE, a frozen text
+//! encoder such as Reason1, sampling defaults, the transformer's config.json) is copied from the first model, so
+//! the output runs with `orrery generate --model OUT` like its inputs.
 
 use std::path::{Path, PathBuf};
 
+use orrery_text::word_encoder::WORD_ENCODER_TYPE;
+use serde_json::Value;
+
 use super::error::{MergeError, Result};
 use super::stream;
-use super::Merger;
+use super::{MergeOptions, Merger};
 
 /// The merged weights' file inside the output bundle.
 const WEIGHTS: &str = "transformer/diffusion_pytorch_model.safetensors";
 /// The record of the merge, beside the parts.
 const RECORD: &str = "merge_config.json";
+/// orrery's word encoder: its configuration (vocabulary and shape) and weights inside a bundle.
+const WORD_ENCODER_CONFIG: &str = "text_encoder/config.json";
+const WORD_ENCODER_WEIGHTS: &str = "text_encoder/model.safetensors";
 
 /// Builds the output bundle in a temporary folder beside `out` and renames it to `out` once complete.
 pub(crate) fn write_bundle(merger: &Merger, out: &Path, on_tensor: &dyn Fn(&str)) -> Result<()> {
@@ -46,10 +53,80 @@ pub(crate) fn write_bundle(merger: &Merger, out: &Path, on_tensor: &dyn Fn(&str)
     let first = &merger.models[0].given;
     copy_tree(first, tmp.path(), Path::new(""))?;
     stream::write_merged(merger, &tmp.path().join(WEIGHTS), on_tensor)?;
-    let record = tmp.path().join(RECORD);
-    orrery_io::write_atomically(&record, merger.record_json(true).as_bytes())
-        .map_err(MergeError::io(&record))?;
+    let mut parts = vec!["transformer"];
+    if let Some(words) = word_encoder_merger(merger)? {
+        let merged = tmp.path().join(WORD_ENCODER_WEIGHTS);
+        std::fs::remove_file(&merged).map_err(MergeError::io(&merged))?;
+        stream::write_merged(&words, &merged, on_tensor)?;
+        parts.push("text_encoder");
+    }
+    let mut record: Value = serde_json::from_str(&merger.record_json(true)).expect("own JSON");
+    record["merged"] = Value::from(parts);
+    let record_path = tmp.path().join(RECORD);
+    let text = serde_json::to_string_pretty(&record).expect("plain values") + "\n";
+    orrery_io::write_atomically(&record_path, text.as_bytes())
+        .map_err(MergeError::io(&record_path))?;
     tmp.commit(out)
+}
+
+/// A merger of the inputs' word encoders, with the transformer's method, weights and base, when the bundles carry
+/// orrery's word encoder and not every input's is the first model's; `None` when there is nothing to merge (no
+/// word encoder, or the same one everywhere, as after LoRA fine-tunes, which freeze it). Word encoders with other
+/// vocabularies or shapes cannot be merged: an error names the bundle.
+fn word_encoder_merger(merger: &Merger) -> Result<Option<Merger>> {
+    let first = &merger.models[0].given;
+    let read_config = |bundle: &Path| -> Result<Option<Value>> {
+        let path = bundle.join(WORD_ENCODER_CONFIG);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| MergeError::Bundle {
+                path: path.clone(),
+                detail: format!("not valid JSON: {e}"),
+            })
+    };
+    let Some(config) = read_config(first)? else {
+        return Ok(None);
+    };
+    if config.get("model_type").and_then(Value::as_str) != Some(WORD_ENCODER_TYPE) {
+        return Ok(None);
+    }
+    let first_weights = first.join(WORD_ENCODER_WEIGHTS);
+    let first_bytes = std::fs::read(&first_weights).map_err(MergeError::io(&first_weights))?;
+    let mut differ = false;
+    for input in merger.inputs() {
+        if read_config(&input.given)?.as_ref() != Some(&config) {
+            return Err(MergeError::Bundle {
+                path: input.given.join(WORD_ENCODER_CONFIG),
+                detail: format!(
+                    "the word encoder differs from {}'s in vocabulary or shape (or is missing): word encoders \
+                     trained on other captions cannot be merged",
+                    first.display()
+                ),
+            });
+        }
+        let weights = input.given.join(WORD_ENCODER_WEIGHTS);
+        differ |= std::fs::read(&weights).map_err(MergeError::io(&weights))? != first_bytes;
+    }
+    if !differ {
+        return Ok(None);
+    }
+    let base = merger
+        .base
+        .as_ref()
+        .map(|b| b.given.join(WORD_ENCODER_WEIGHTS));
+    let models: Vec<PathBuf> = merger
+        .models
+        .iter()
+        .map(|m| m.given.join(WORD_ENCODER_WEIGHTS))
+        .collect();
+    let options = MergeOptions {
+        method: merger.method,
+        weights: Some(merger.weights.clone()),
+    };
+    Merger::open(base.as_deref(), &models, options).map(Some)
 }
 
 /// Whether a file of the first bundle is left out of the copy: the transformer's weights (replaced by the merge,
