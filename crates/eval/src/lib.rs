@@ -2,11 +2,13 @@
 //!
 //! - [`metrics`]: PSNR and SSIM of frames and videos;
 //! - [`track`]: objects of a physics world located in any frame by their colour;
+//! - [`events`]: whether the events a caption tells happen in a video;
 //! - [`baselines`]: copy-last-frame and constant-velocity predictions from observed frames only;
 //! - [`bench`]: scoring predicted continuations of physics clips against the simulator's ground truth.
 
 pub mod baselines;
 pub mod bench;
+pub mod events;
 pub mod frechet;
 pub mod grounded;
 pub mod metrics;

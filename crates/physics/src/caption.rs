@@ -32,7 +32,8 @@ fn the(scene: &SceneSpec, i: usize) -> String {
     format!("the {}", scene.objects[i].name)
 }
 
-fn sentence(scene: &SceneSpec, e: &Event) -> Option<String> {
+/// The words a caption tells `e` with ("the red ball lands on the floor"); `None` for events captions leave out.
+pub fn event_sentence(scene: &SceneSpec, e: &Event) -> Option<String> {
     Some(match *e {
         // Contacts present from the start (a resting stack) are not events worth telling.
         Event::Collision { a, b, frame } if frame > 1 => {
@@ -76,7 +77,7 @@ pub fn caption(scene: &SceneSpec, traj: &Trajectory) -> Captions {
     let events: Vec<String> = traj
         .events
         .iter()
-        .filter_map(|e| sentence(scene, e))
+        .filter_map(|e| event_sentence(scene, e))
         .filter(|s| seen.insert(s.clone()))
         .collect();
     let medium = if events.is_empty() {

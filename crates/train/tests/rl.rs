@@ -186,6 +186,7 @@ fn rewards_prefer_the_true_continuation_to_a_frozen_or_emptied_one() {
         RewardKind::Found,
         RewardKind::Psnr,
         RewardKind::Caption,
+        RewardKind::Events,
     ] {
         let (perfect, still, none) = (
             value(kind, &real, &real, &truth),
@@ -234,6 +235,13 @@ fn rewards_prefer_the_true_continuation_to_a_frozen_or_emptied_one() {
     assert!(continuation_score(&t2w).is_none());
     assert_eq!(reward(RewardKind::Trajectory, &t2w, None), None);
     assert_eq!(reward(RewardKind::Caption, &t2w, None), Some(1.0));
+    assert_eq!(reward(RewardKind::Events, &t2w, None), Some(1.0));
+    // A caption that tells no event gives the events reward no value.
+    let silent = Judged {
+        caption: "A ball.",
+        ..judged(&real, &real, &truth)
+    };
+    assert_eq!(reward(RewardKind::Events, &silent, None), None);
 }
 
 #[test]

@@ -80,10 +80,13 @@ impl BenchResult {
     pub fn text2world_line(&self) -> String {
         let t = self.text2world;
         format!(
-            "text2world: {} of {} captioned objects shown ({:.1}%) in {} clips",
+            "text2world: {} of {} captioned objects shown ({:.1}%), {} of {} captioned events ({:.1}%) in {} clips",
             t.shown,
             t.objects,
             100.0 * t.rate(),
+            t.events_shown,
+            t.events,
+            100.0 * t.events_rate(),
             t.clips
         )
     }
@@ -140,7 +143,8 @@ impl BenchResult {
         v.insert("trajectory_matched".into(), by_pair(&|h| json!(h.matched)));
         v.insert(
             "text2world".into(),
-            json!({"clips": t.clips, "objects": t.objects, "shown": t.shown, "rate": t.rate()}),
+            json!({"clips": t.clips, "objects": t.objects, "shown": t.shown, "rate": t.rate(),
+                "events": t.events, "events_shown": t.events_shown, "events_rate": t.events_rate()}),
         );
         let (v2w, i2w, t2w) = self.seconds_per_clip();
         v.insert(
@@ -190,11 +194,8 @@ impl BenchResult {
                         },
                         Block::Paragraph(self.head_to_head_lines().join(". ") + "."),
                         Block::Paragraph(format!(
-                            "Text2World: {} of {} captioned objects shown ({:.1}%) in {} clips.",
-                            t.shown,
-                            t.objects,
-                            100.0 * t.rate(),
-                            t.clips
+                            "Text2World{}.",
+                            &self.text2world_line()["text2world".len()..]
                         )),
                         Block::Paragraph(format!("{}.", self.seconds_line())),
                         Block::Plot(LinePlot {

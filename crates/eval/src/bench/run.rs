@@ -6,7 +6,7 @@
 //!   its output starts there: it is aligned by putting the observed frames before those back in front.
 //! - Image2World observes frame 0 and is scored on the frames after it.
 //! - Text2World gets the caption alone; a captioned object is shown when it is found (by colour) in at least half
-//!   of the generated frames.
+//!   of the generated frames, a captioned event when [`crate::events::happens`] finds it anywhere in them.
 //! - Seeds: clip i samples with seed i (Video2World and Image2World) and 1,000,000 + i (Text2World).
 
 use std::collections::BTreeMap;
@@ -17,6 +17,7 @@ use orrery_physics::clip::Clip;
 use super::method::Method;
 use super::score::{score_clip, ClipScore};
 use crate::baselines::{constant_velocity, copy_last_frame};
+use crate::events::{captioned_events, happens};
 use crate::track::locate;
 
 /// Pixel frames the Video2World predictions observe.
@@ -108,17 +109,24 @@ fn timed<T>(total: &mut f64, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Text2World: captioned objects and how many were shown.
+/// Text2World: captioned objects and how many were shown, captioned events and how many happened
+/// ([`crate::events`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ObjectsShown {
     pub clips: usize,
     pub objects: usize,
     pub shown: usize,
+    pub events: usize,
+    pub events_shown: usize,
 }
 
 impl ObjectsShown {
     pub fn rate(&self) -> f64 {
         self.shown as f64 / self.objects.max(1) as f64
+    }
+
+    pub fn events_rate(&self) -> f64 {
+        self.events_shown as f64 / self.events.max(1) as f64
     }
 }
 
@@ -288,6 +296,10 @@ pub fn run_bench<P: WorldPredictor>(
         for o in &clip.truth.scene.objects {
             text2world.objects += 1;
             text2world.shown += usize::from(object_shown(&frames, o.color));
+        }
+        for e in captioned_events(&clip.truth, &clip.truth.captions.medium) {
+            text2world.events += 1;
+            text2world.events_shown += usize::from(happens(e, &frames, &clip.truth));
         }
         on_progress();
     }

@@ -8,7 +8,7 @@
 //! - grounded (the simulator's continuation is known; Image2World and Video2World): `trajectory`, `found`,
 //!   `count`, `permanence`, `penetration`, `gravity`, `psnr`;
 //! - plausibility (no continuation needed, so Text2World too): `plausibility`;
-//! - caption adherence: `caption`;
+//! - caption adherence: `caption` (the captioned objects appear), `events` (the captioned events happen);
 //! - `external`: a command that reads a video and a prompt and prints a score.
 
 use std::path::Path;
@@ -16,6 +16,7 @@ use std::process::Command;
 
 use orrery_eval::bench::run::object_shown;
 use orrery_eval::bench::{score_clip, ClipScore};
+use orrery_eval::events::captioned_events_shown;
 use orrery_eval::track::matches;
 use orrery_media::RgbImage;
 use orrery_physics::GroundTruth;
@@ -50,6 +51,8 @@ pub enum RewardKind {
     Plausibility,
     /// Captioned objects shown (found in at least half of the frames).
     Caption,
+    /// Captioned events that happen in the rollout (`orrery_eval::events`); no value when the caption tells none.
+    Events,
     /// The score an external command prints.
     External,
 }
@@ -66,6 +69,7 @@ impl RewardKind {
             RewardKind::Psnr => "psnr",
             RewardKind::Plausibility => "plausibility",
             RewardKind::Caption => "caption",
+            RewardKind::Events => "events",
             RewardKind::External => "external",
         }
     }
@@ -74,7 +78,10 @@ impl RewardKind {
     pub fn needs_continuation(self) -> bool {
         !matches!(
             self,
-            RewardKind::Plausibility | RewardKind::Caption | RewardKind::External
+            RewardKind::Plausibility
+                | RewardKind::Caption
+                | RewardKind::Events
+                | RewardKind::External
         )
     }
 }
@@ -124,6 +131,7 @@ pub fn reward(kind: RewardKind, j: &Judged, score: Option<&ClipScore>) -> Option
                 .count();
             ratio(shown, objects.len())
         }
+        RewardKind::Events => captioned_events_shown(j.frames, j.truth, j.caption),
         RewardKind::External => None,
         _ => {
             let s = score?;
