@@ -49,6 +49,18 @@ impl PromptCache {
         file.load("prompt_embeds", device).ok()
     }
 
+    /// Whether an intact entry for `prompt` by `encoder` is present (reads only its key).
+    pub fn contains(&self, encoder: &str, prompt: &str) -> bool {
+        let key = Self::key(encoder, prompt);
+        let Ok(file) = Checkpoint::open(self.path(&key)) else {
+            return false;
+        };
+        file.load("key", &Device::Cpu)
+            .ok()
+            .and_then(|k| k.to_vec1::<u8>().ok())
+            .is_some_and(|k| k == key.as_bytes())
+    }
+
     pub fn put(&self, encoder: &str, prompt: &str, embeds: &Tensor) -> Result<()> {
         let key = Self::key(encoder, prompt);
         let path = self.path(&key);
