@@ -454,3 +454,22 @@ fn memory_saving_options_train_a_released_bundle() {
         .all(|(_, v)| v.dtype() == DType::F32));
     assert_eq!(generate(&half.export().unwrap(), vec![]).len(), 9);
 }
+
+#[test]
+fn the_example_fine_tune_configs_read_with_the_official_defaults() {
+    for name in ["finetune-2b-lora.json", "finetune-2b-full.json"] {
+        let path = testdata("../configs/examples").join(name);
+        let config = DitTrainConfig::read(&path).unwrap();
+        assert_eq!(config.optim, OptimConfig::official(), "{name}");
+        assert_eq!(
+            config.flow,
+            FlowTraining::official_post_training(),
+            "{name}"
+        );
+        assert!(config.model.is_none() && config.text.is_none() && config.vae.is_none());
+        assert_eq!(config.lora.is_some(), name.contains("lora"));
+        // The bundle is a placeholder: the run says so.
+        let err = DitTrainer::new(config).err().unwrap().to_string();
+        assert!(err.contains("not a model bundle"), "{err}");
+    }
+}

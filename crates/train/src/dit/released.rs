@@ -74,6 +74,13 @@ pub(crate) fn resolve_from_bundle(config: &mut DitTrainConfig, bundle: &ModelBun
                 .into(),
         );
     }
+    if bundle.dit.config.action.is_some() {
+        return refuse(
+            "the action-conditioned network learns from actions, which `train dit` does not feed; fine-tune a \
+             text/image/video-conditioned preset"
+                .into(),
+        );
+    }
     if config.grow_blocks || config.grow_width {
         return refuse(
             "grow_blocks and grow_width start from orrery bundles; fine-tune the released network as it is".into(),
