@@ -312,8 +312,21 @@ fn fine_tune(root: &Path, bundle: &Path, lora: bool) {
         gap <= 1e-5,
         "the exported DiT differs from the EMA one by {gap}"
     );
+    if !lora {
+        // The EMA starts from the bundle's weights: two small steps stay near them.
+        let plain = base.dit.load(DType::F32, &Device::Cpu).unwrap();
+        let near =
+            orrery_nn::compare::max_rel_err(&velocity_of(&stored), &velocity_of(&plain)).unwrap();
+        assert!(
+            near < 0.05,
+            "the export is {near} away from the bundle it fine-tuned"
+        );
+    }
     let frames = generate(&out, vec![]);
     assert_eq!(frames.len(), 9);
+    // Samples of a released model run on the CPU: only when asked for.
+    assert!(straight.write_samples().unwrap().is_none());
+    straight.config.run.sample_every = 1;
     assert!(straight.write_samples().unwrap().unwrap().is_file());
     if lora {
         // The adapters alone, on the base bundle, give the fused export's network and its clip.

@@ -534,8 +534,12 @@ impl Run for DitTrainer {
     }
 
     /// `samples/step-NNNNNNN.gif`: for a few held-out clips, the real clip beside Video2World and Text2World
-    /// samples of the EMA model.
+    /// samples of the EMA model. The samples run on the CPU, which for a released model's size takes hours: a run
+    /// from a released-format bundle writes them only when `run.sample_every` asks for them.
     fn write_samples(&self) -> Result<Option<PathBuf>> {
+        if self.text.reason1().is_some() && self.config.run.sample_every == 0 {
+            return Ok(None);
+        }
         let (dit, words) = self.ema_models()?;
         let text: &dyn PromptEmbedder = match (&words, &self.text) {
             (Some(words), _) => words,
