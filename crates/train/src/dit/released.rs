@@ -228,3 +228,109 @@ pub(crate) fn write_released_parts(bundle: &ModelBundle, dir: &Path) -> Result<(
         crate::trainer::bundle_files::link_or_copy(&vae, &dir.join("tokenizer.pth"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata")
+            .join(name)
+    }
+
+    /// A full fine-tune's DiT variables from the released `.pt` (pickle, `net.` names, TransformerEngine extra
+    /// state and bookkeeping buffers) and from diffusers-named safetensors of the same network are the same.
+    #[test]
+    fn dit_variables_start_from_any_naming_and_format() {
+        let config =
+            orrery_dit::DitConfig::from_diffusers_file(&testdata("dit_tiny/config.json")).unwrap();
+        let values = |weights: &str| {
+            let vars = SeededVarMap::new(0);
+            orrery_dit::CosmosDit::new(vars.var_builder(&Device::Cpu).pp("dit"), &config).unwrap();
+            init_dit_from(&vars, &testdata("dit_tiny").join(weights)).unwrap();
+            let mut v: Vec<(String, Vec<f32>)> = vars
+                .named_vars()
+                .into_iter()
+                .map(|(n, t)| (n, t.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let released = values("released_layout.pt");
+        assert_eq!(released.len(), config.parameter_shapes().len());
+        assert_eq!(released, values("diffusion_pytorch_model.safetensors"));
+        assert_eq!(released, values("official.safetensors"));
+        let err = init_dit_from(
+            &SeededVarMap::new(0),
+            &testdata("vae_tiny/diffusion_pytorch_model.safetensors"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no Cosmos DiT tensors"), "{err}");
+    }
+
+    /// The official layout with the Wan2.1 VAE as `tokenizer.pth` and the Reason1 tokenizer in a folder of its
+    /// own: the export is a bundle `ModelBundle` opens with the same VAE file and text encoder.
+    #[test]
+    fn an_official_layouts_vae_file_and_text_encoder_go_into_the_export() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("official");
+        std::fs::create_dir_all(root.join("reason1")).unwrap();
+        std::fs::copy(testdata("dit_tiny/config.json"), root.join("config.json")).unwrap();
+        std::fs::write(root.join("model.pt"), b"weights").unwrap();
+        std::fs::write(root.join("tokenizer.pth"), b"the Wan2.1 VAE").unwrap();
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(testdata("qwen_tiny").join(f), root.join("reason1").join(f)).unwrap();
+        }
+        let bundle = ModelBundle::open(&root).unwrap();
+        assert_eq!(bundle_vae(&bundle), root.join("tokenizer.pth"));
+        let out = tmp.path().join("export");
+        write_released_parts(&bundle, &out).unwrap();
+        assert_eq!(
+            std::fs::read(out.join("tokenizer.pth")).unwrap(),
+            b"the Wan2.1 VAE"
+        );
+        assert!(out.join("text_encoder/tokenizer.json").is_file());
+        assert!(!out.join("vae").exists());
+
+        // A diffusers folder whose tokenizer lives in `tokenizer/` keeps it there.
+        let diffusers = tmp.path().join("diffusers");
+        std::fs::create_dir_all(diffusers.join("text_encoder")).unwrap();
+        std::fs::create_dir_all(diffusers.join("tokenizer")).unwrap();
+        std::fs::create_dir_all(diffusers.join("transformer")).unwrap();
+        std::fs::copy(
+            testdata("dit_tiny/config.json"),
+            diffusers.join("transformer/config.json"),
+        )
+        .unwrap();
+        std::fs::write(
+            diffusers.join("transformer/diffusion_pytorch_model.safetensors"),
+            b"weights",
+        )
+        .unwrap();
+        std::fs::copy(
+            testdata("qwen_tiny/config.json"),
+            diffusers.join("text_encoder/config.json"),
+        )
+        .unwrap();
+        std::fs::copy(
+            testdata("qwen_tiny/tokenizer.json"),
+            diffusers.join("tokenizer/tokenizer.json"),
+        )
+        .unwrap();
+        let vae = diffusers.join("vae");
+        std::fs::create_dir_all(&vae).unwrap();
+        for f in ["config.json", "diffusion_pytorch_model.safetensors"] {
+            std::fs::copy(testdata("vae_tiny").join(f), vae.join(f)).unwrap();
+        }
+        let bundle = ModelBundle::open(&diffusers).unwrap();
+        let out = tmp.path().join("export2");
+        write_released_parts(&bundle, &out).unwrap();
+        assert!(out.join("tokenizer/tokenizer.json").is_file());
+        assert!(out.join("text_encoder/config.json").is_file());
+        assert!(out
+            .join("vae/diffusion_pytorch_model.safetensors")
+            .is_file());
+    }
+}
