@@ -79,3 +79,22 @@ impl PromptCache {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_there_only_for_its_encoder_and_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = PromptCache::new(dir.path()).unwrap();
+        let e = Tensor::ones((1, 2, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(!cache.contains("enc", "a ball"));
+        cache.put("enc", "a ball", &e).unwrap();
+        assert!(cache.contains("enc", "a ball"));
+        assert!(!cache.contains("other", "a ball"));
+        assert!(!cache.contains("enc", "a box"));
+        let back = cache.get("enc", "a ball", &Device::Cpu).unwrap();
+        assert_eq!(back.dims(), &[1, 2, 3]);
+    }
+}
