@@ -247,6 +247,34 @@ fn fine_tune(root: &Path, bundle: &Path, lora: bool) {
     assert_eq!(reason1.computed, captions.len());
     let cached = cache_entries(&root.join("a"));
     assert_eq!(cached.len(), captions.len());
+    // A dropped caption is the zero embedding; a kept one is Reason1's, from the cache.
+    let caption = captions.iter().next().unwrap().as_str();
+    let batch = reason1
+        .embed_batch(&[None, Some(caption)], &Device::Cpu)
+        .unwrap();
+    assert_eq!(batch.dims(), &[2, 512, 192]);
+    let dropped = batch.get(0).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(dropped.to_scalar::<f32>().unwrap(), 0.0);
+    let kept = reason1.embed(caption, &Device::Cpu).unwrap();
+    let same = (batch.get(1).unwrap() - kept.squeeze(0).unwrap()).unwrap();
+    assert_eq!(
+        same.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+    assert!(
+        kept.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            > 0.0
+    );
     // Only the DiT (full) or only the adapters (LoRA) train; a step fails if one of them got no gradient.
     let names: Vec<String> = straight
         .session
