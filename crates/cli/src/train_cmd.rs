@@ -152,17 +152,30 @@ fn train_vae(args: &TrainArgs) -> Result<()> {
 fn train_dit(args: &TrainArgs) -> Result<()> {
     let config = DitTrainConfig::read(&args.config)?;
     if args.dry_run {
+        let config = config.resolved()?;
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
     let device = parse_device(&args.device)?;
     eprintln!("encoding the training clips with the VAE (cached in the run folder)");
     let trainer = orrery_train::DitTrainer::on_device(config, device)?;
-    eprintln!(
-        "DiT + word encoder: {} parameters, {} words",
-        trainer.session.vars.parameter_count(),
-        trainer.text.config.vocab.len()
-    );
+    match trainer.text.words() {
+        Some(words) => eprintln!(
+            "DiT + word encoder: {} parameters, {} words",
+            trainer.session.vars.parameter_count(),
+            words.config.vocab.len()
+        ),
+        None => eprintln!(
+            "DiT: {} parameters; the bundle's Reason1 text encoder is frozen (caption embeddings cached in {})",
+            trainer.session.vars.parameter_count(),
+            trainer
+                .config
+                .run
+                .out_dir
+                .join(orrery_train::dit::PROMPT_CACHE_DIR)
+                .display()
+        ),
+    }
     if !trainer.lora_modules.is_empty() {
         let trained: usize = trainer
             .session

@@ -298,3 +298,119 @@ fn eval_reads_the_bench_videos(videos: &Path, out: &Path) {
     std::fs::write(model.join("clip-0001.mp4"), b"not a video").unwrap();
     eval_fails(&["--metrics", "psnr"], "clip-0001.mp4");
 }
+
+/// A diffusers-style bundle of the tiny fixtures: a random DiT reading the tiny Qwen's 192-wide embeddings, the
+/// tiny VAE, the tiny Qwen as its Reason1 text encoder.
+fn released_bundle(root: &Path) {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    let transformer = root.join("transformer");
+    std::fs::create_dir_all(&transformer).unwrap();
+    let mut config = orrery_dit::DitConfig::from_diffusers_file(Path::new(&repo(
+        "testdata/dit_tiny/config.json",
+    )))
+    .unwrap();
+    config.crossattn_proj_in_channels = Some(192);
+    std::fs::write(transformer.join("config.json"), config.to_diffusers_json()).unwrap();
+    let varmap = VarMap::new();
+    orrery_dit::CosmosDit::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        &config,
+    )
+    .unwrap();
+    varmap
+        .save(transformer.join("diffusion_pytorch_model.safetensors"))
+        .unwrap();
+    for (dir, from, files) in [
+        (
+            "vae",
+            "vae_tiny",
+            &["config.json", "diffusion_pytorch_model.safetensors"][..],
+        ),
+        (
+            "text_encoder",
+            "qwen_tiny",
+            &[
+                "config.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "model.safetensors",
+            ][..],
+        ),
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        for f in files {
+            let source = repo(&format!("testdata/{from}/{f}"));
+            std::fs::copy(source, root.join(dir).join(f)).unwrap();
+        }
+    }
+    std::fs::write(
+        root.join("orrery_sampling.json"),
+        r#"{"schedule": 5.0, "steps": 2, "guidance": 2.0, "cond_timestep": 0.1, "frames": 9, "width": 32, "height": 32, "fps": 16}"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_released_bundle_fine_tunes_with_lora_and_both_exports_generate() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    released_bundle(&bundle);
+    let mut config = serde_json::json!({
+        "run": {"out_dir": dir.path().join("run"), "seed": 0, "steps": 1, "batch_size": 1,
+                "checkpoint_every": 1, "keep_checkpoints": 1, "sample_every": 0},
+        "data": {"clips": 2, "frames": 9, "width": 32, "height": 32, "fps": 16.0, "seed": 0},
+        "init_from": bundle,
+        "lora": {"rank": 4},
+        "sample_steps": 2
+    });
+    let path = dir.path().join("lora.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let path = path.to_str().unwrap();
+    let out = run_ok(&["train", "dit", "--config", path, "--dry-run"]);
+    let resolved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resolved["model"]["num_blocks"], 2);
+    assert_eq!(resolved["optim"]["decay"], "lambda-linear");
+    assert!(resolved.get("text").is_none());
+    run_ok(&["train", "dit", "--config", path]);
+    let run = dir.path().join("run");
+    let adapter = run.join("final/pytorch_lora_weights.safetensors");
+    assert!(run.join("prompt_cache").is_dir());
+    for (model, lora) in [
+        (run.join("final"), None),
+        (bundle.clone(), Some(adapter.to_str().unwrap())),
+    ] {
+        let video = dir.path().join("clip.mp4");
+        let mut args = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "a red ball rolls across the floor",
+            "--dtype",
+            "f32",
+            "--truncate",
+            "--out",
+            video.to_str().unwrap(),
+        ];
+        if let Some(lora) = lora {
+            args.extend(["--lora", lora]);
+        }
+        run_ok(&args);
+        assert!(video.is_file());
+    }
+    config["text"] = serde_json::json!({"width": 192, "layers": 1, "heads": 2, "max_tokens": 64});
+    config["run"]["out_dir"] = dir.path().join("other").display().to_string().into();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, config.to_string()).unwrap();
+    assert_fails_with(
+        &[
+            "train",
+            "dit",
+            "--config",
+            bad.to_str().unwrap(),
+            "--dry-run",
+        ],
+        "leave out `text`",
+    );
+}

@@ -5,7 +5,9 @@
 //!   (Hugging Face Qwen2.5-VL / Cosmos-Reason1 folder) with `tokenizer.json` in it or in `tokenizer/`;
 //! - official: a DiT `.pt` (the 2B or 14B preset, told apart by the stored width; with action embedders, the
 //!   action-conditioned network), `tokenizer.pth` (the Wan2.1 VAE) and a Reason1 folder (any subfolder whose
-//!   config.json is a Qwen2.5-VL).
+//!   config.json is a Qwen2.5-VL). A diffusers transformer `config.json` beside the `.pt` gives its shape
+//!   instead (a network of another size in the official layout, such as the tests' tiny one), and a `vae/`
+//!   folder may stand for `tokenizer.pth`.
 //!
 //! `orrery_sampling.json` beside them, if present, holds the sampling defaults (`schedule`: "karras" or a shift
 //! number, `steps`, `guidance`, `cond_timestep` (negative = none), `frames`, `width`, `height`, `fps`, and per
@@ -68,7 +70,18 @@ fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v
 }
 
-/// The official DiT `.pt`: its preset from the stored model width.
+/// Whether `dir/config.json` is a diffusers DiT configuration (`_class_name` "CosmosTransformer3DModel").
+fn has_dit_config(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|v| {
+            v.get("_class_name").and_then(Value::as_str) == Some("CosmosTransformer3DModel")
+        })
+}
+
+/// The official DiT `.pt`: its preset from the stored model width, or the shape a diffusers `config.json` beside
+/// it gives.
 fn official_dit(root: &Path) -> Result<DitModelDir> {
     let pts: Vec<PathBuf> = files_with_ext(root, "pt");
     let [weights] = pts.as_slice() else {
@@ -80,6 +93,12 @@ fn official_dit(root: &Path) -> Result<DitModelDir> {
             ),
         ));
     };
+    if has_dit_config(root) {
+        return Ok(DitModelDir {
+            config: DitConfig::from_diffusers_file(&root.join("config.json"))?,
+            weights: weights.clone(),
+        });
+    }
     let ckpt = Checkpoint::open(weights).map_err(orrery_dit::DitError::from)?;
     let width = ckpt
         .get("net.x_embedder.proj.1.weight")
@@ -215,6 +234,64 @@ impl ModelBundle {
         }
     }
 
+    /// The key under which a [`PromptCache`] holds this bundle's Reason1 embeddings made in `dtype` with
+    /// `overflow` (a cut prompt's embedding is not the whole prompt's: cached under its own key).
+    pub fn prompt_fingerprint(&self, dtype: DType, overflow: Overflow) -> Result<String> {
+        let text = self.reason1_paths()?;
+        let mut fingerprint =
+            Reason1Embedder::fingerprint_with_tokenizer(&text.model, &text.tokenizer, dtype)?;
+        if overflow == Overflow::Truncate {
+            fingerprint.push_str("+truncate");
+        }
+        Ok(fingerprint)
+    }
+
+    fn reason1_paths(&self) -> Result<&TextEncoderPaths> {
+        match &self.text {
+            Some(t) if t.kind == TextEncoderKind::Reason1 => Ok(t),
+            Some(_) => Err(bundle_error(
+                &self.root,
+                "the bundle's text encoder is orrery's word encoder, not Reason1",
+            )),
+            None => Err(bundle_error(
+                &self.root,
+                "no text encoder in the bundle: pass --prompt-embeds",
+            )),
+        }
+    }
+
+    /// Makes sure `cache` holds the Reason1 embedding of every prompt of `prompts`: the text encoder is loaded
+    /// once, only when some are missing, and each embedding is written as it is made (none is kept in memory).
+    /// Returns how many were computed.
+    pub fn cache_prompts(
+        &self,
+        prompts: &[&str],
+        cache: &PromptCache,
+        dtype: DType,
+        overflow: Overflow,
+    ) -> Result<usize> {
+        let text = self.reason1_paths()?;
+        let fingerprint = self.prompt_fingerprint(dtype, overflow)?;
+        let device = Device::Cpu;
+        let mut missing: Vec<&str> = prompts
+            .iter()
+            .copied()
+            .filter(|p| !cache.contains(&fingerprint, p))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let embedder =
+            Reason1Embedder::open_with_tokenizer(&text.model, &text.tokenizer, dtype, &device)?;
+        for prompt in &missing {
+            let e = embedder.embed(prompt, overflow)?.to_dtype(DType::F32)?;
+            cache.put(&fingerprint, prompt, &e)?;
+        }
+        Ok(missing.len())
+    }
+
     /// Prompt embeddings (1, 512, width) of `prompts`, read from `cache` where present; the text encoder is loaded
     /// only for the others and dropped before returning, so the DiT can be loaded after it within the same memory.
     pub fn encode_prompts(
@@ -239,12 +316,7 @@ impl ModelBundle {
                 .map(|p| Ok(encoder.embed(p, overflow)?))
                 .collect();
         }
-        // A cut prompt's embedding is not the whole prompt's: cached under its own key.
-        let mut fingerprint =
-            Reason1Embedder::fingerprint_with_tokenizer(&text.model, &text.tokenizer, dtype)?;
-        if overflow == Overflow::Truncate {
-            fingerprint.push_str("+truncate");
-        }
+        let fingerprint = self.prompt_fingerprint(dtype, overflow)?;
         let mut out: Vec<Option<Tensor>> = prompts
             .iter()
             .map(|p| cache.and_then(|c| c.get(&fingerprint, p, &device)))
@@ -297,5 +369,25 @@ mod tests {
         let odd = official_folder(&[x, ("net.action_embedder_B_D.fc1.weight", &[8192, 30])]);
         let err = official_dit(odd.path()).unwrap_err().to_string();
         assert!(err.contains("4 x action_dim"), "{err}");
+    }
+
+    #[test]
+    fn a_dit_config_beside_an_official_pt_gives_its_shape() {
+        let x = ("net.x_embedder.proj.1.weight", &[2048, 72][..]);
+        let dir = official_folder(&[x]);
+        let mut config = DitConfig::cosmos_predict2_5_2b();
+        config.num_blocks = 2;
+        std::fs::write(dir.path().join("config.json"), config.to_diffusers_json()).unwrap();
+        assert_eq!(official_dit(dir.path()).unwrap().config, config);
+        // Another config.json (a Reason1 one, say) is no DiT's.
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model_type": "qwen2_5_vl"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            official_dit(dir.path()).unwrap().config,
+            DitConfig::cosmos_predict2_5_2b()
+        );
     }
 }

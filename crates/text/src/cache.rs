@@ -49,6 +49,18 @@ impl PromptCache {
         file.load("prompt_embeds", device).ok()
     }
 
+    /// Whether an intact entry for `prompt` by `encoder` is present (reads only its key).
+    pub fn contains(&self, encoder: &str, prompt: &str) -> bool {
+        let key = Self::key(encoder, prompt);
+        let Ok(file) = Checkpoint::open(self.path(&key)) else {
+            return false;
+        };
+        file.load("key", &Device::Cpu)
+            .ok()
+            .and_then(|k| k.to_vec1::<u8>().ok())
+            .is_some_and(|k| k == key.as_bytes())
+    }
+
     pub fn put(&self, encoder: &str, prompt: &str, embeds: &Tensor) -> Result<()> {
         let key = Self::key(encoder, prompt);
         let path = self.path(&key);
@@ -65,5 +77,24 @@ impl PromptCache {
             ],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_there_only_for_its_encoder_and_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = PromptCache::new(dir.path()).unwrap();
+        let e = Tensor::ones((1, 2, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(!cache.contains("enc", "a ball"));
+        cache.put("enc", "a ball", &e).unwrap();
+        assert!(cache.contains("enc", "a ball"));
+        assert!(!cache.contains("other", "a ball"));
+        assert!(!cache.contains("enc", "a box"));
+        let back = cache.get("enc", "a ball", &Device::Cpu).unwrap();
+        assert_eq!(back.dims(), &[1, 2, 3]);
     }
 }

@@ -3,7 +3,8 @@
 //! - [`VaeTrainer`]: a small Wan-architecture causal video VAE (reconstruction + KL + edge loss);
 //! - [`DitTrainer`]: the Cosmos flow-matching DiT with the small word encoder trained jointly
 //!   (logit-normal sigmas with shift, uniform weight, 0/1/2 conditioning latent frames, caption dropout,
-//!   optional image batches), exported as a model bundle `orrery generate` runs;
+//!   optional image batches), exported as a model bundle `orrery generate` runs; or a released-format bundle
+//!   (diffusers folder or official `.pt` layout) fine-tuned in full or with LoRA, its Reason1 text encoder frozen;
 //! - [`DistillTrainer`]: DMD2 timestep distillation of a trained bundle into a 4-step student (TrigFlow, the
 //!   released recipe);
 //! - [`RlTrainer`]: GRPO post-training of a bundle with rewards judged against the simulator (the released

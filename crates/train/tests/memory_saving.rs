@@ -113,7 +113,7 @@ fn a_lora_run_on_a_bfloat16_base_holds_one_base_and_exports_what_it_trained() {
         assert_eq!(max_abs_diff(&layer.down, down).unwrap(), 0.0, "{module}");
         assert_eq!(max_abs_diff(&layer.up, up).unwrap(), 0.0, "{module}");
     }
-    let (on_base, fused) = common::exported_lora_networks(&out, &base_weights, &half.config.model);
+    let (on_base, fused) = common::exported_lora_networks(&out, &base_weights, half.model());
     let err = max_rel_err(&velocity_of(&fused), &velocity_of(&on_base)).unwrap();
     assert!(err <= 1e-5, "the fused bundle differs by {err}");
     // The samples run on the bfloat16 base with the EMA adapters beside it.

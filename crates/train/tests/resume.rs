@@ -147,7 +147,7 @@ fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
     let (vae_dir, base, bundle) = trained_dit(root);
 
     let mut config = dit_config(&root.join("grown"), &vae_dir);
-    config.model.num_blocks = 3;
+    config.model.as_mut().unwrap().num_blocks = 3;
     config.grow_blocks = true;
     config.init_from = None;
     assert!(config.validate().unwrap_err().contains("grow_blocks"));
@@ -178,7 +178,7 @@ fn a_dit_grown_in_depth_starts_as_the_network_it_grew_from() {
     // 3 blocks cannot grow into 4.
     let mut four = config;
     four.run.out_dir = root.join("four");
-    four.model.num_blocks = 4;
+    four.model.as_mut().unwrap().num_blocks = 4;
     four.init_from = Some(grown_bundle);
     let err = DitTrainer::new(four).err().unwrap().to_string();
     assert!(err.contains("whole multiple"), "{err}");
@@ -191,8 +191,8 @@ fn a_dit_grown_in_width_starts_as_the_network_it_grew_from() {
     let (vae_dir, base, bundle) = trained_dit(root);
 
     let mut config = dit_config(&root.join("wide"), &vae_dir);
-    config.model.model_channels = 48;
-    config.model.num_heads = 4;
+    config.model.as_mut().unwrap().model_channels = 48;
+    config.model.as_mut().unwrap().num_heads = 4;
     config.grow_width = true;
     config.init_from = Some(bundle.clone());
     let mut wide = DitTrainer::new(config.clone()).unwrap();
@@ -216,8 +216,8 @@ fn a_dit_grown_in_width_starts_as_the_network_it_grew_from() {
     // 1.5 times the width is not a whole multiple.
     let mut odd = config;
     odd.run.out_dir = root.join("odd");
-    odd.model.model_channels = 36;
-    odd.model.num_heads = 3;
+    odd.model.as_mut().unwrap().model_channels = 36;
+    odd.model.as_mut().unwrap().num_heads = 3;
     let err = DitTrainer::new(odd).err().unwrap().to_string();
     assert!(err.contains("whole multiple"), "{err}");
 }
@@ -243,7 +243,7 @@ fn a_dit_run_fine_tunes_from_an_exported_bundle() {
     other.init_from = Some(bundle);
     assert!(DitTrainer::new(other.clone()).is_ok());
     other.run.out_dir = root.join("other_shape");
-    other.text.layers += 1;
+    other.text.as_mut().unwrap().layers += 1;
     let err = DitTrainer::new(other).err().unwrap().to_string();
     assert!(err.contains("word encoder"), "{err}");
 }
@@ -669,21 +669,15 @@ fn a_lora_run_trains_only_its_adapters_resumes_exactly_and_exports_them() {
     let out = straight.export().unwrap();
     let adapter = LoraAdapter::open(&out.join(LORA_WEIGHTS_FILE), None).unwrap();
     assert_eq!(adapter.layers().len(), 10);
-    let (on_base, fused) =
-        common::exported_lora_networks(&out, &base_weights, &straight.config.model);
+    let (on_base, fused) = common::exported_lora_networks(&out, &base_weights, straight.model());
     let (ema, _) = straight.ema_models().unwrap();
     let want = velocity_of(&ema);
     for (what, got) in [("base + adapter", on_base), ("fused bundle", fused)] {
         let err = orrery_nn::compare::max_rel_err(&velocity_of(&got), &want).unwrap();
         assert!(err <= 1e-5, "{what} differs by {err} of the output scale");
     }
-    let plain = orrery_dit::load_dit(
-        &base_weights,
-        &straight.config.model,
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let plain =
+        orrery_dit::load_dit(&base_weights, straight.model(), DType::F32, &Device::Cpu).unwrap();
     let moved = orrery_nn::compare::max_abs_diff(&velocity_of(&plain), &want).unwrap();
     assert!(moved > 1e-6, "the adapters changed nothing");
     assert!(straight.write_samples().unwrap().unwrap().is_file());
@@ -716,7 +710,7 @@ fn a_fine_tune_on_one_family_keeps_the_bundles_vocabulary() {
     )
     .unwrap();
     assert_eq!(
-        trainer.text.config.vocab.len(),
+        trainer.text.words().unwrap().config.vocab.len(),
         bundle_words["vocab"].as_array().unwrap().len()
     );
     trainer.train(Some(1), |_| {}).unwrap();

@@ -1,4 +1,9 @@
 //! The DiT trainer's configuration (JSON): the network, its word encoder, flow-matching settings and fine-tuning.
+//!
+//! A run from a released-format bundle (`init_from` a diffusers folder or the official `.pt` layout whose text
+//! encoder is Reason1) takes `model` and `vae` from the bundle and has no `text` section: the Reason1 encoder is
+//! frozen. Left out, `optim` and `flow` are the official post-training recipe ([`OptimConfig::official`],
+//! [`FlowTraining::official_post_training`]).
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +44,27 @@ pub struct FlowTraining {
     pub timestep_scale: f64,
     /// Probability that a step trains on single frames (images) instead of clips.
     pub image_batch_prob: f64,
+}
+
+impl FlowTraining {
+    /// The official post-training settings, the default of a config without `flow` (posttraining-spec §1.1;
+    /// `cosmos_predict2/experiments/base/cosmos_nemo_assets.py` on top of the 2B pre-training experiment
+    /// `..._rectified_flow_only` in `configs/video2world/experiment/reason_embeddings/
+    /// model_2B_reason_1p1_rectified_flow.py`): shift 5, no high-sigma draws, caption dropout 0.2 (the text
+    /// conditioner's `dropout_rate`), 0, 1 or 2 conditioning latent frames with probability 1/3 each
+    /// (`conditional_frames_probs={0: 0.333, 1: 0.333, 2: 0.334}`), the conditioning frames' own sigma as their
+    /// timestep (`conditional_frame_timestep=-1`), `timestep_scale` 0.001, video batches only.
+    pub fn official_post_training() -> Self {
+        Self {
+            shift: 5.0,
+            high_sigma_prob: 0.0,
+            caption_dropout: 0.2,
+            cond_probs: vec![0.333, 0.333, 0.334],
+            cond_timestep: -1.0,
+            timestep_scale: 0.001,
+            image_batch_prob: 0.0,
+        }
+    }
 }
 
 /// LoRA fine-tuning (posttraining-spec §1); every key may be left out, the defaults are the official recipe.
@@ -93,17 +119,31 @@ impl LoraTraining {
 pub struct DitTrainConfig {
     pub run: RunConfig,
     pub data: DataConfig,
+    /// Left out: the official recipe ([`OptimConfig::official`]).
+    #[serde(default = "OptimConfig::official")]
     pub optim: OptimConfig,
-    /// The trained VAE folder whose latents the DiT learns (relative paths: to the config file).
-    pub vae: PathBuf,
-    pub model: DitConfig,
-    pub text: TextShape,
+    /// The trained VAE folder whose latents the DiT learns (relative paths: to the config file). Left out with a
+    /// released-format `init_from`: the bundle's (given, it must be the bundle's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae: Option<PathBuf>,
+    /// Left out with a released-format `init_from`: the bundle's DiT (given, it must equal the bundle's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<DitConfig>,
+    /// orrery's word encoder trained with the DiT; absent for a bundle whose text encoder is Reason1 (frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextShape>,
+    /// Left out: the official post-training settings ([`FlowTraining::official_post_training`]).
+    #[serde(default = "FlowTraining::official_post_training")]
     pub flow: FlowTraining,
-    /// Sampling steps of the sample GIFs and the exported bundle's default.
+    /// Sampling steps of the sample GIFs and the exported bundle's default (a fine-tune keeps its bundle's).
+    #[serde(default = "default_sample_steps")]
     pub sample_steps: usize,
+    #[serde(default = "default_sample_guidance")]
     pub sample_guidance: f64,
-    /// Fine-tune: start from the DiT and word encoder of this model bundle (same shapes and caption vocabulary)
-    /// instead of a fresh initialisation (relative paths: to the config file).
+    /// Fine-tune: start from the DiT (and word encoder) of this model bundle instead of a fresh initialisation
+    /// (relative paths: to the config file). An orrery bundle keeps its word encoder (same shapes and caption
+    /// vocabulary); a released-format bundle (diffusers folder or official `.pt` layout, any preset) with a
+    /// Reason1 text encoder keeps it frozen, each caption embedded once into the run folder's prompt cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
     /// With `init_from`: the model has a whole multiple of the source DiT's blocks and starts as the source
@@ -114,7 +154,7 @@ pub struct DitTrainConfig {
     /// starts as the source network, its channels copied (`crate::surgery::grow_width`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grow_width: bool,
-    /// With `init_from`: LoRA fine-tuning (posttraining-spec §1). The bundle's DiT and word encoder stay frozen
+    /// With `init_from`: LoRA fine-tuning (posttraining-spec §1). The bundle's DiT and text encoder stay frozen
     /// and only adapters on the targeted block Linears train; keys left out take the official recipe (rank 32,
     /// alpha 32, q/k/v/output projections of both attentions and both MLP layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,19 +166,48 @@ pub struct DitTrainConfig {
     pub activation_checkpointing: bool,
 }
 
+/// The 2B post-trained sampling defaults (35 steps, guidance 7), where a config leaves them out.
+fn default_sample_steps() -> usize {
+    35
+}
+
+fn default_sample_guidance() -> f64 {
+    7.0
+}
+
 impl DitTrainConfig {
+    /// The DiT's configuration: given, or (released-format runs) filled in from the bundle by the trainer.
+    pub fn model(&self) -> std::result::Result<&DitConfig, String> {
+        self.model.as_ref().ok_or_else(|| {
+            "model: a run that does not start from a released-format bundle needs the DiT's shape".into()
+        })
+    }
+
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.run.validate()?;
         self.data.validate()?;
         self.optim.validate()?;
-        self.model.validate().map_err(|e| format!("model: {e}"))?;
-        check(self.model.text_input_channels() == self.text.width, || {
-            format!(
-                "the DiT reads text of width {}, the text encoder makes {}",
-                self.model.text_input_channels(),
-                self.text.width
-            )
-        })?;
+        if let Some(model) = &self.model {
+            model.validate().map_err(|e| format!("model: {e}"))?;
+        }
+        if let (Some(model), Some(text)) = (&self.model, &self.text) {
+            check(model.text_input_channels() == text.width, || {
+                format!(
+                    "the DiT reads text of width {}, the text encoder makes {}",
+                    model.text_input_channels(),
+                    text.width
+                )
+            })?;
+        }
+        check(
+            self.init_from.is_some()
+                || (self.model.is_some() && self.text.is_some() && self.vae.is_some()),
+            || {
+                "a run from scratch needs `model`, `text` and `vae` (only a released-format `init_from` bundle \
+                 gives them)"
+                    .into()
+            },
+        )?;
         check_probabilities("flow.cond_probs", &self.flow.cond_probs)?;
         check((0.0..=1.0).contains(&self.flow.caption_dropout), || {
             "flow.caption_dropout must be in [0, 1]".into()
@@ -174,10 +243,21 @@ impl DitTrainConfig {
 }
 
 impl DitTrainConfig {
+    /// The configuration as a run uses it (what `--dry-run` prints): with a released-format `init_from`, the
+    /// bundle's `model` and `vae` filled in, and settings that contradict the bundle refused.
+    pub fn resolved(mut self) -> Result<Self> {
+        if let Some(path) = &self.init_from {
+            if let Some(bundle) = crate::dit::released::open_released(path)? {
+                crate::dit::released::resolve_from_bundle(&mut self, &bundle)?;
+            }
+        }
+        Ok(self)
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         read_config(path, |c: &mut Self, base| {
             c.run.out_dir = resolve(base, &c.run.out_dir);
-            c.vae = resolve(base, &c.vae);
+            c.vae = c.vae.as_ref().map(|p| resolve(base, p));
             c.init_from = c.init_from.as_ref().map(|p| resolve(base, p));
             c.data.resolve_paths(base);
             c.validate()

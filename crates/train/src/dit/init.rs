@@ -75,7 +75,8 @@ pub(crate) fn init_from_bundle(
     let source_config = bundle.join("transformer/config.json");
     let grown_from = |factor: fn(&DitConfig, &DitConfig) -> std::result::Result<usize, String>| {
         let source = DitConfig::from_diffusers_file(&source_config)?;
-        factor(&source, &config.model)
+        let model = config.model().map_err(TrainError::Data)?;
+        factor(&source, model)
             .map_err(|e| TrainError::Data(format!("{}: {e}", source_config.display())))
     };
     if config.grow_blocks {

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use orrery_nn::checkpoint::names::DitNaming;
 use orrery_nn::checkpoint::{tensor_bytes, write_safetensors, SafetensorsSource};
 use orrery_nn::{Checkpoint, SeededVarMap};
 
@@ -91,8 +92,8 @@ impl SafetensorsSource for FusedBase {
     }
 }
 
-/// Writes the DiT weights of `base` (a bundle's `transformer` file, names as stored) with `layers` fused in at
-/// `scaling`, to `out`, tensor by tensor. Every adapted weight must be in `base`.
+/// Writes the DiT weights of `base` (a bundle's DiT file in any naming, names as stored) with `layers` (official
+/// module names) fused in at `scaling`, to `out`, tensor by tensor. Every adapted weight must be in `base`.
 pub(crate) fn write_fused_base(
     base: &Path,
     layers: &[(String, Tensor, Tensor)],
@@ -100,9 +101,11 @@ pub(crate) fn write_fused_base(
     out: &Path,
 ) -> Result<()> {
     let base = Checkpoint::open(base)?;
+    let naming = DitNaming::detect(base.tensors().iter().map(|t| t.name.as_str()))
+        .unwrap_or(DitNaming::Official);
     let mut adapters = HashMap::with_capacity(layers.len());
     for (module, down, up) in layers {
-        let name = format!("{module}.weight");
+        let name = naming.stored_name(&format!("{module}.weight"));
         if !base.contains(&name) {
             return Err(TrainError::Data(format!(
                 "{}: the DiT has no weight `{name}` to fuse into",

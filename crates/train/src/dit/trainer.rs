@@ -6,13 +6,16 @@
 //! own timestep; the caption embedded by the word encoder or, with `caption_dropout`, the zero embedding; the
 //! velocity target e - x0 with the conditioning frames' prediction replaced by the exact velocity (as the
 //! reference's `denoise` does), uniform loss weight. With `image_batch_prob` a step trains on first frames only.
+//!
+//! From a released-format bundle (Reason1 text encoder) the captions' embeddings come from the frozen Reason1
+//! through the run's prompt cache ([`crate::dit::released`]) instead of the word encoder.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
-use orrery_dit::{load_dit, save_lora_weights, CosmosDit, DitInput, LORA_WEIGHTS_FILE};
+use orrery_dit::{load_dit, save_lora_weights, CosmosDit, DitConfig, DitInput, LORA_WEIGHTS_FILE};
 use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
 use orrery_nn::checkpoint::save_tensors;
@@ -28,21 +31,53 @@ use crate::dit::config::DitTrainConfig;
 use crate::dit::init::{bundle_dit_weights, bundle_text_config, init_from_bundle};
 use crate::dit::latents::LatentSet;
 use crate::dit::lora::{adapter_layers, frozen_builder, write_fused_base, LORA_PREFIX};
+use crate::dit::released::{
+    init_dit_from, open_released, resolve_from_bundle, write_released_parts, Reason1Captions,
+};
 use crate::error::{Result, TrainError};
 use crate::trainer::bundle_files::write_transformer;
 use crate::trainer::config::RunConfig;
 use crate::trainer::data::sample_clips;
 use crate::trainer::random::{conditioning_frames, index, normal};
 use crate::trainer::run::Run;
-use crate::trainer::samples::{sample_options, video_and_text_samples, write_sample_grid};
+use crate::trainer::samples::{
+    sample_options, video_and_text_samples, write_sample_grid, PromptEmbedder,
+};
 use crate::trainer::session::{write_file, LossPoint, Session};
+
+/// What turns the training captions into the embeddings the DiT reads.
+pub enum CaptionEncoder {
+    /// orrery's word encoder: trained with the DiT (frozen in a LoRA run).
+    Words(WordEncoder),
+    /// A released bundle's Reason1, frozen, read through the run's prompt cache.
+    Reason1(Box<Reason1Captions>),
+}
+
+impl CaptionEncoder {
+    /// The word encoder, unless the run's captions are embedded by Reason1.
+    pub fn words(&self) -> Option<&WordEncoder> {
+        match self {
+            Self::Words(w) => Some(w),
+            Self::Reason1(_) => None,
+        }
+    }
+
+    /// The frozen Reason1 of a run from a released-format bundle.
+    pub fn reason1(&self) -> Option<&Reason1Captions> {
+        match self {
+            Self::Words(_) => None,
+            Self::Reason1(r) => Some(r),
+        }
+    }
+}
 
 /// A DiT training run.
 pub struct DitTrainer {
+    /// The resolved configuration: with a released-format `init_from`, `model` and `vae` are the bundle's.
     pub config: DitTrainConfig,
     pub session: Session,
     pub dit: CosmosDit,
-    pub text: WordEncoder,
+    pub text: CaptionEncoder,
     pub vae: WanVae,
     pub vae_path: VaeModelPath,
     pub data: LatentSet,
@@ -58,7 +93,8 @@ struct Batch {
     noise: Tensor,
     sigmas: Vec<f64>,
     cond_frames: Vec<usize>,
-    texts: Vec<Option<Vec<u32>>>,
+    /// Each sample's caption, `None` where it is dropped.
+    texts: Vec<Option<String>>,
 }
 
 /// What the DiT reads for one batch.
@@ -82,28 +118,116 @@ impl DitTrainer {
     /// A run whose DiT and word encoder train on `device`. The VAE (encoding the training clips once, decoding
     /// samples), the optimiser state and the EMA weights stay in host memory, so checkpoints and exports do not
     /// depend on where a run trained.
-    pub fn on_device(config: DitTrainConfig, device: Device) -> Result<Self> {
+    pub fn on_device(mut config: DitTrainConfig, device: Device) -> Result<Self> {
         if config.lora.is_some() && config.init_from.is_none() {
             return Err(TrainError::Data(
                 "lora needs init_from (the bundle whose DiT the adapters fine-tune)".into(),
             ));
         }
+        let released = match &config.init_from {
+            Some(path) => open_released(path)?,
+            None => None,
+        };
+        if let Some(bundle) = &released {
+            resolve_from_bundle(&mut config, bundle)?;
+        }
+        let model = config.model().map_err(TrainError::Data)?.clone();
         let host = Device::Cpu;
-        let vae_path = VaeModelPath::open(&config.vae)?;
-        if vae_path.config.z_dim != config.model.in_channels
-            || vae_path.config.z_dim != config.model.out_channels
+        let vae_dir = config.vae.clone().ok_or_else(|| {
+            TrainError::Data("vae: the VAE whose latents the DiT learns is missing".into())
+        })?;
+        let vae_path = VaeModelPath::open(&vae_dir)?;
+        if vae_path.config.z_dim != model.in_channels || vae_path.config.z_dim != model.out_channels
         {
             return Err(TrainError::Data(format!(
                 "the VAE makes {} latent channels, the DiT is configured for {}",
-                vae_path.config.z_dim, config.model.in_channels
+                vae_path.config.z_dim, model.in_channels
             )));
         }
         let vae = vae_path.load(DType::F32, &host)?;
         let mut data =
             LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
         data.latents = data.latents.to_device(&device)?;
-        let t = &config.text;
         let captions = || data.captions.iter().flatten().map(String::as_str);
+        // A released bundle's Reason1 embeds the captions it has not embedded before, and is freed, before the
+        // DiT is loaded.
+        let reason1 = match released {
+            Some(bundle) => {
+                let reason1 = Reason1Captions::open(bundle, &config.run.out_dir, captions())?;
+                if reason1.width() != model.text_input_channels() {
+                    return Err(TrainError::Data(format!(
+                        "init_from {}: the text encoder makes embeddings of width {}, the DiT reads {}",
+                        reason1.bundle.root.display(),
+                        reason1.width(),
+                        model.text_input_channels()
+                    )));
+                }
+                Some(reason1)
+            }
+            None => None,
+        };
+        let vars = SeededVarMap::new(config.run.seed);
+        let vb = vars.var_builder(&device);
+        let dit_weights = match (&reason1, &config.init_from) {
+            (Some(reason1), _) => Some(reason1.bundle.dit.weights.clone()),
+            (None, Some(bundle)) => Some(bundle_dit_weights(bundle)),
+            _ => None,
+        };
+        let mut dit = match (&config.lora, &dit_weights) {
+            // A LoRA run's DiT is the bundle's, frozen, held once in the type it trains in: no variables, no
+            // float32 copy beside a bfloat16 one.
+            (Some(lora), Some(weights)) => load_dit(weights, &model, lora.base_dtype(), &device)?,
+            _ => CosmosDit::new(vb.pp("dit"), &model)?,
+        };
+        let text = match reason1 {
+            Some(reason1) => {
+                if config.lora.is_none() {
+                    init_dit_from(&vars, &reason1.bundle.dit.weights)?;
+                }
+                CaptionEncoder::Reason1(Box::new(reason1))
+            }
+            None => CaptionEncoder::Words(Self::word_encoder(&config, &vars, &device, captions)?),
+        };
+        let mut lora_modules = Vec::new();
+        let (out_dir, seed, steps) = (&config.run.out_dir, config.run.seed, config.run.steps);
+        let session = match &config.lora {
+            Some(lora) => {
+                lora_modules = dit.attach_adapters(vb.pp("lora"), &lora.shape())?;
+                Session::training_only(out_dir, vars, config.optim.clone(), seed, steps, |n| {
+                    n.starts_with(LORA_PREFIX)
+                })?
+            }
+            None => Session::new(out_dir, vars, config.optim.clone(), seed, steps)?,
+        };
+        Ok(Self {
+            sigmas: SigmaSampler::new(config.flow.shift, config.flow.high_sigma_prob),
+            config,
+            session,
+            dit,
+            text,
+            vae,
+            vae_path,
+            data,
+            lora_modules,
+            device,
+        })
+    }
+
+    /// The word encoder of a run without a released-format bundle: fresh, or its `init_from` bundle's (with the
+    /// bundle's DiT set into `vars` too); frozen in a LoRA run.
+    fn word_encoder<'a, I: Iterator<Item = &'a str>>(
+        config: &DitTrainConfig,
+        vars: &SeededVarMap,
+        device: &Device,
+        captions: impl Fn() -> I,
+    ) -> Result<WordEncoder> {
+        let t = config.text.as_ref().ok_or_else(|| {
+            TrainError::Data(
+                "text: the word encoder's shape is missing (only a bundle with a Reason1 text encoder goes \
+                 without)"
+                    .into(),
+            )
+        })?;
         // A fine-tune keeps the bundle's caption vocabulary (its words are what the DiT learned); words of the
         // new captions outside it read as unknown.
         let text_config = match &config.init_from {
@@ -132,50 +256,17 @@ impl DitTrainer {
                 WordEncoderConfig::from_texts(captions(), t.width, t.layers, t.heads, t.max_tokens)
             }
         };
-        let vars = SeededVarMap::new(config.run.seed);
-        let vb = vars.var_builder(&device);
-        let mut dit = match (&config.lora, &config.init_from) {
-            // A LoRA run's DiT is the bundle's, frozen, held once in the type it trains in: no variables, no
-            // float32 copy beside a bfloat16 one.
-            (Some(lora), Some(bundle)) => load_dit(
-                &bundle_dit_weights(bundle),
-                &config.model,
-                lora.base_dtype(),
-                &device,
-            )?,
-            _ => CosmosDit::new(vb.pp("dit"), &config.model)?,
-        };
-        let mut text = WordEncoder::new(vb.pp("text"), &text_config)?;
+        let text = WordEncoder::new(vars.var_builder(device).pp("text"), &text_config)?;
         if let Some(bundle) = &config.init_from {
-            init_from_bundle(&vars, bundle, &text_config, &config)?;
+            init_from_bundle(vars, bundle, &text_config, config)?;
         }
-        let mut lora_modules = Vec::new();
-        let (out_dir, seed, steps) = (&config.run.out_dir, config.run.seed, config.run.steps);
-        let session = match &config.lora {
-            Some(lora) => {
-                // The bundle's word encoder, frozen; the adapters are the only variables that train and are
-                // checkpointed (a resumed run takes the base again from `init_from`).
-                let text_vb = frozen_builder(&vars, "text.", DType::F32, &device);
-                text = WordEncoder::new(text_vb, &text_config)?;
-                lora_modules = dit.attach_adapters(vb.pp("lora"), &lora.shape())?;
-                Session::training_only(out_dir, vars, config.optim.clone(), seed, steps, |n| {
-                    n.starts_with(LORA_PREFIX)
-                })?
-            }
-            None => Session::new(out_dir, vars, config.optim.clone(), seed, steps)?,
-        };
-        Ok(Self {
-            sigmas: SigmaSampler::new(config.flow.shift, config.flow.high_sigma_prob),
-            config,
-            session,
-            dit,
-            text,
-            vae,
-            vae_path,
-            data,
-            lora_modules,
-            device,
-        })
+        if config.lora.is_some() {
+            // The bundle's word encoder, frozen; the adapters are the only variables that train and are
+            // checkpointed (a resumed run takes the base again from `init_from`).
+            let text_vb = frozen_builder(vars, "text.", DType::F32, device);
+            return Ok(WordEncoder::new(text_vb, &text_config)?);
+        }
+        Ok(text)
     }
 
     fn draw(&mut self) -> Result<Batch> {
@@ -197,11 +288,7 @@ impl DitTrainer {
             // At least one latent frame is left to predict, so an image's one frame never conditions.
             cond_frames.push(conditioning_frames(&f.cond_probs, u).min(latent_frames - 1));
             let caption = &self.data.captions[i][index(rng, 3)];
-            texts.push(if rng.next_f64() < f.caption_dropout {
-                None
-            } else {
-                Some(self.text.config.tokenize(caption, Overflow::Truncate)?)
-            });
+            texts.push((rng.next_f64() >= f.caption_dropout).then(|| caption.clone()));
         }
         let x0 = Tensor::stack(&x0, 0)?;
         let noise = normal(rng, x0.dims(), &self.device)?;
@@ -239,13 +326,24 @@ impl DitTrainer {
             }
         }
         let timesteps = Tensor::from_vec(steps, (b, t), dev)?;
-        // A dropped caption is the empty prompt, whose embedding is the zero embedding.
-        let ids: Vec<&[u32]> = batch
-            .texts
-            .iter()
-            .map(|ids| ids.as_deref().unwrap_or(&[]))
-            .collect();
-        let text = self.text.embed_batch(&ids)?;
+        let captions: Vec<Option<&str>> = batch.texts.iter().map(Option::as_deref).collect();
+        let text = match &self.text {
+            CaptionEncoder::Words(words) => {
+                // A dropped caption is the empty prompt, whose embedding is the zero embedding.
+                let ids = captions
+                    .iter()
+                    .map(|c| {
+                        c.map(|c| words.config.tokenize(c, Overflow::Truncate))
+                            .transpose()
+                            .map(Option::unwrap_or_default)
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let ids: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+                words.embed_batch(&ids)?
+            }
+            // Zeroed for a dropped caption, as the official conditioner and diffusers drop captions.
+            CaptionEncoder::Reason1(reason1) => reason1.embed_batch(&captions, dev)?,
+        };
         Ok(NetworkInputs {
             x: x_in,
             timesteps,
@@ -299,31 +397,47 @@ impl DitTrainer {
         self.session.export_group(prefix)
     }
 
-    /// The EMA networks, on the CPU beside the VAE. A LoRA run's DiT is its frozen base as the run holds it
-    /// (bfloat16 with `bf16_base`) with the EMA adapters beside the weights.
-    pub fn ema_models(&self) -> Result<(CosmosDit, WordEncoder)> {
+    /// The DiT's configuration (the bundle's in a run from a released-format bundle).
+    pub fn model(&self) -> &DitConfig {
+        self.config
+            .model
+            .as_ref()
+            .expect("the trainer's configuration is resolved")
+    }
+
+    /// The DiT weights the run started from: the `init_from` bundle's transformer, whatever its layout.
+    pub fn base_weights(&self) -> Option<PathBuf> {
+        match &self.text {
+            CaptionEncoder::Reason1(r) => Some(r.bundle.dit.weights.clone()),
+            CaptionEncoder::Words(_) => self.config.init_from.as_deref().map(bundle_dit_weights),
+        }
+    }
+
+    /// The EMA networks, on the CPU beside the VAE: the DiT, and the word encoder unless the captions are
+    /// embedded by a released bundle's Reason1 (frozen, not trained). A LoRA run's DiT is its frozen base as the
+    /// run holds it (bfloat16 with `bf16_base`) with the EMA adapters beside the weights.
+    pub fn ema_models(&self) -> Result<(CosmosDit, Option<WordEncoder>)> {
         let vb = |m| VarBuilder::from_tensors(m, DType::F32, &Device::Cpu);
-        let dit = match (&self.config.lora, &self.config.init_from) {
-            (Some(lora), Some(bundle)) => {
+        let dit = match (&self.config.lora, self.base_weights()) {
+            (Some(lora), Some(weights)) => {
                 let mut dit = if self.device.is_cpu() {
                     self.dit.clone()
                 } else {
-                    load_dit(
-                        &bundle_dit_weights(bundle),
-                        &self.config.model,
-                        lora.base_dtype(),
-                        &Device::Cpu,
-                    )?
+                    load_dit(&weights, self.model(), lora.base_dtype(), &Device::Cpu)?
                 };
                 dit.attach_adapters(vb(self.ema_group("lora")?), &lora.shape())?;
                 dit
             }
-            _ => CosmosDit::new(vb(self.ema_group("dit")?), &self.config.model)?,
+            _ => CosmosDit::new(vb(self.ema_group("dit")?), self.model())?,
         };
-        Ok((
-            dit,
-            WordEncoder::new(vb(self.ema_group("text")?), &self.text.config)?,
-        ))
+        let words = match &self.text {
+            CaptionEncoder::Words(words) => Some(WordEncoder::new(
+                vb(self.ema_group("text")?),
+                &words.config,
+            )?),
+            CaptionEncoder::Reason1(_) => None,
+        };
+        Ok((dit, words))
     }
 
     /// (module, A, B) of the EMA adapters of a LoRA run (none otherwise).
@@ -352,10 +466,11 @@ impl DitTrainer {
     /// [`Self::bundle_defaults`].
     pub fn export_defaults(&self) -> Result<BundleDefaults> {
         let own = self.bundle_defaults();
-        let Some(bundle) = &self.config.init_from else {
-            return Ok(own);
+        let inherited = match (&self.text, &self.config.init_from) {
+            (CaptionEncoder::Reason1(reason1), _) => reason1.bundle.defaults.clone(),
+            (_, Some(bundle)) => BundleDefaults::read(&bundle.join(SAMPLING_FILE))?,
+            (_, None) => return Ok(own),
         };
-        let inherited = BundleDefaults::read(&bundle.join(SAMPLING_FILE))?;
         Ok(BundleDefaults {
             frames: own.frames,
             width: own.width,
@@ -419,15 +534,26 @@ impl Run for DitTrainer {
     }
 
     /// `samples/step-NNNNNNN.gif`: for a few held-out clips, the real clip beside Video2World and Text2World
-    /// samples of the EMA model.
+    /// samples of the EMA model. The samples run on the CPU, which for a released model's size takes hours: a run
+    /// from a released-format bundle writes them only when `run.sample_every` asks for them.
     fn write_samples(&self) -> Result<Option<PathBuf>> {
-        let (dit, text) = self.ema_models()?;
-        // The generation engine as the exported bundle will run it, over the EMA networks in memory.
+        if self.text.reason1().is_some() && self.config.run.sample_every == 0 {
+            return Ok(None);
+        }
+        let (dit, words) = self.ema_models()?;
+        let text: &dyn PromptEmbedder = match (&words, &self.text) {
+            (Some(words), _) => words,
+            (None, CaptionEncoder::Reason1(reason1)) => reason1.as_ref(),
+            (None, CaptionEncoder::Words(words)) => words,
+        };
+        // The generation engine as the exported bundle will run it, over the EMA networks in memory; a word
+        // encoder's unconditional prompt is the empty one, Reason1's the engine's default negative prompt.
+        let negative = words.is_some().then_some("");
         let options = sample_options();
         let engine = Engine::for_models(
             &self.config.run.out_dir,
             self.bundle_defaults(),
-            Some(""),
+            negative,
             options,
         )?;
         let generator = engine.with_models(dit, self.vae.clone())?;
@@ -436,7 +562,7 @@ impl Run for DitTrainer {
         for (i, (real, caption)) in sample_clips(d, 3)?.into_iter().enumerate() {
             let mut row = vec![real.clone()];
             row.extend(video_and_text_samples(
-                &generator, &text, &real, &caption, i as u64,
+                &generator, text, &real, &caption, i as u64,
             )?);
             rows.push(row);
         }
@@ -474,25 +600,33 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    match (&c.lora, &c.init_from) {
-        (Some(lora), Some(bundle)) => {
+    match (&c.lora, trainer.base_weights()) {
+        (Some(lora), Some(base)) => {
             let shape = lora.shape();
             let layers = trainer.ema_adapters()?;
             let transformer = sub("transformer")?;
             save_lora_weights(&dir.join(LORA_WEIGHTS_FILE), &layers, &shape)?;
             write_fused_base(
-                &bundle_dit_weights(bundle),
+                &base,
                 &layers,
                 shape.scaling(),
                 &transformer.join("diffusion_pytorch_model.safetensors"),
             )?;
             write_file(
                 &transformer.join("config.json"),
-                c.model.to_diffusers_json().as_bytes(),
+                trainer.model().to_diffusers_json().as_bytes(),
             )?;
         }
-        _ => write_transformer(dir, trainer.ema_group("dit")?, &c.model)?,
+        _ => write_transformer(dir, trainer.ema_group("dit")?, trainer.model())?,
     }
+    let words = match &trainer.text {
+        CaptionEncoder::Words(words) => words,
+        CaptionEncoder::Reason1(reason1) => {
+            // The frozen text encoder and the VAE as the bundle has them.
+            write_released_parts(&reason1.bundle, dir)?;
+            return write_bundle_tail(trainer, dir);
+        }
+    };
     let text = sub("text_encoder")?;
     save_tensors(
         &text.join("model.safetensors"),
@@ -500,7 +634,7 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
     )?;
     write_file(
         &text.join("config.json"),
-        serde_json::to_string_pretty(&trainer.text.config)
+        serde_json::to_string_pretty(&words.config)
             .expect("plain values")
             .as_bytes(),
     )?;
@@ -513,6 +647,11 @@ fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {
         &vae.join("config.json"),
         vae_config.to_diffusers_json().as_bytes(),
     )?;
+    write_bundle_tail(trainer, dir)
+}
+
+/// The sampling defaults and the run's configuration beside an exported bundle.
+fn write_bundle_tail(trainer: &DitTrainer, dir: &Path) -> Result<()> {
     write_file(
         &dir.join(SAMPLING_FILE),
         trainer.export_defaults()?.to_json().as_bytes(),

@@ -64,3 +64,34 @@ pub fn write_bundle_rest<C: serde::Serialize>(
     let json = serde_json::to_string_pretty(config).expect("plain values");
     write_file(&dir.join("train_config.json"), json.as_bytes())
 }
+
+/// Puts the file `from` at `to`: a hard link where the file system allows (a released text encoder is many
+/// gigabytes), else a copy. An existing `to` is replaced.
+pub fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(TrainError::io(parent))?;
+    }
+    if to.exists() {
+        std::fs::remove_file(to).map_err(TrainError::io(to))?;
+    }
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to).map_err(TrainError::io(to))?;
+    Ok(())
+}
+
+/// [`link_or_copy`] of every file of the folder `from` into the folder `to` (sub-folders too).
+pub fn link_or_copy_folder(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(TrainError::io(to))?;
+    for entry in std::fs::read_dir(from).map_err(TrainError::io(from))? {
+        let path = entry.map_err(TrainError::io(from))?.path();
+        let target = to.join(path.file_name().expect("a named entry"));
+        if path.is_dir() {
+            link_or_copy_folder(&path, &target)?;
+        } else if path.is_file() {
+            link_or_copy(&path, &target)?;
+        }
+    }
+    Ok(())
+}

@@ -15,15 +15,58 @@ pub struct OptimConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
-    /// Linear warm-up from 0 over this many steps.
+    /// Linear warm-up from 0 over this many steps ("lambda-linear": from `lambda_linear.f_start`).
     pub warmup_steps: usize,
-    /// After warm-up: "cosine" to `min_lr_ratio * lr` at the last step, or "constant".
+    /// After warm-up: "cosine" to `min_lr_ratio * lr` at the last step, "constant", or "lambda-linear" (the
+    /// official `LambdaLinearScheduler`, warm-up included; its factors are `lambda_linear`).
     pub decay: String,
     pub min_lr_ratio: f64,
     /// Clip the global gradient norm to this (0: no clipping).
     pub grad_clip: f64,
     /// EMA decay per step (0: no EMA).
     pub ema_decay: f64,
+    /// The factors of the "lambda-linear" schedule; left out: the official post-training ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_linear: Option<LambdaLinear>,
+}
+
+/// The official `LambdaLinearScheduler` (`cosmos_predict2/_src/common/functional/lr_scheduler.py`, one cycle):
+/// the learning rate of step n (0-based) is `lr * f(n)` with, W = `warmup_steps` and L = `cycle_steps`,
+/// `f(n) = f_start + (f_max - f_start) n / W` for n < W, else `f_min + (f_max - f_min) (L - n) / (L - W)`.
+/// The reference stops at the end of its cycle (a step past L finds no cycle); here f stays at `f_min` there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaLinear {
+    pub f_start: f64,
+    pub f_max: f64,
+    pub f_min: f64,
+    /// L: the cycle's length in steps, warm-up included.
+    pub cycle_steps: usize,
+}
+
+impl Default for LambdaLinear {
+    /// The official post-training factors (`cosmos_predict2/experiments/base/cosmos_nemo_assets.py`:
+    /// `f_max=[0.5]`, `f_min=[0.2]`, `cycle_lengths=[100000]`; `f_start=[1e-6]` from
+    /// `_src/common/configs/lr_scheduler.py`).
+    fn default() -> Self {
+        Self {
+            f_start: 1e-6,
+            f_max: 0.5,
+            f_min: 0.2,
+            cycle_steps: 100_000,
+        }
+    }
+}
+
+impl LambdaLinear {
+    /// f(n) for `warmup` steps of warm-up.
+    pub fn factor(&self, n: usize, warmup: usize) -> f64 {
+        if n < warmup {
+            return self.f_start + (self.f_max - self.f_start) * n as f64 / warmup as f64;
+        }
+        let (l, n) = (self.cycle_steps as f64, n.min(self.cycle_steps) as f64);
+        self.f_min + (self.f_max - self.f_min) * (l - n) / (l - warmup as f64)
+    }
 }
 
 impl Default for OptimConfig {
@@ -39,11 +82,37 @@ impl Default for OptimConfig {
             min_lr_ratio: 0.1,
             grad_clip: 1.0,
             ema_decay: 0.999,
+            lambda_linear: None,
         }
     }
 }
 
 impl OptimConfig {
+    /// The official fine-tuning recipe, the default of a DiT config without `optim`: AdamW with lr 2^-14.5 and
+    /// weight decay 1e-3 (`cosmos_predict2/experiments/base/cosmos_nemo_assets.py`, posttraining-spec §1.1),
+    /// betas (0.9, 0.999) (the 2B pre-training experiment it starts from, `..._rectified_flow_only` in
+    /// `_src/predict2/configs/video2world/experiment/reason_embeddings/model_2B_reason_1p1_rectified_flow.py`),
+    /// eps 1e-8 (`_src/predict2/configs/common/defaults/optimizer.py`), gradient norm clipped to 0.1 (that
+    /// experiment's `grad_clip.clip_norm`), and the lambda-linear schedule with 2000 warm-up steps
+    /// ([`LambdaLinear::default`]). The reference's power EMA (`rate=0.10`, `configs/common/defaults/ema.py`)
+    /// is approximated by a constant decay of 0.99 (its per-step decay 1 - 7.9/t is 0.992 at t = 1000, the
+    /// official run's length).
+    pub fn official() -> Self {
+        Self {
+            lr: 2f64.powf(-14.5),
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-3,
+            warmup_steps: 2000,
+            decay: "lambda-linear".into(),
+            min_lr_ratio: 1.0,
+            grad_clip: 0.1,
+            ema_decay: 0.99,
+            lambda_linear: Some(LambdaLinear::default()),
+        }
+    }
+
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(format!("lr {} must be positive", self.lr));
@@ -54,11 +123,30 @@ impl OptimConfig {
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(format!("ema_decay {} must be in [0, 1)", self.ema_decay));
         }
-        if !matches!(self.decay.as_str(), "cosine" | "constant") {
+        if !matches!(self.decay.as_str(), "cosine" | "constant" | "lambda-linear") {
             return Err(format!(
-                "decay {:?}: expected \"cosine\" or \"constant\"",
+                "decay {:?}: expected \"cosine\", \"constant\" or \"lambda-linear\"",
                 self.decay
             ));
+        }
+        if self.lambda_linear.is_some() && self.decay != "lambda-linear" {
+            return Err(format!(
+                "lambda_linear sets the factors of decay \"lambda-linear\", not of {:?}",
+                self.decay
+            ));
+        }
+        if self.decay == "lambda-linear" {
+            let f = self.lambda_linear.clone().unwrap_or_default();
+            let factors = [f.f_start, f.f_max, f.f_min];
+            if factors.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                return Err(format!("lambda_linear factors {factors:?} must be >= 0"));
+            }
+            if f.cycle_steps <= self.warmup_steps {
+                return Err(format!(
+                    "lambda_linear.cycle_steps {} must exceed warmup_steps {}",
+                    f.cycle_steps, self.warmup_steps
+                ));
+            }
         }
         if self.grad_clip < 0.0 || self.weight_decay < 0.0 || self.eps <= 0.0 {
             return Err("grad_clip and weight_decay must be >= 0, eps > 0".into());
@@ -68,6 +156,10 @@ impl OptimConfig {
 
     /// Learning rate of step `step` (0-based) of `total`.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        if self.decay == "lambda-linear" {
+            let f = self.lambda_linear.clone().unwrap_or_default();
+            return self.lr * f.factor(step, self.warmup_steps);
+        }
         if step < self.warmup_steps {
             return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
         }
@@ -254,6 +346,49 @@ mod tests {
         assert!((c.lr_at(100, 100) - c.lr * c.min_lr_ratio).abs() < 1e-12);
     }
 
+    /// The official schedule's factors at a few steps, from the formula of `LambdaLinearScheduler`
+    /// (W = 2000, L = 100000, f_start 1e-6, f_max 0.5, f_min 0.2).
+    #[test]
+    fn lambda_linear_follows_the_official_formula() {
+        let c = OptimConfig::official();
+        c.validate().unwrap();
+        let base = 2f64.powf(-14.5);
+        assert!((c.lr - base).abs() < 1e-18);
+        let f = |n: usize| c.lr_at(n, 1000) / base;
+        let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        close(f(0), 1e-6);
+        close(f(1), 1e-6 + (0.5 - 1e-6) / 2000.0);
+        close(f(1000), 1e-6 + (0.5 - 1e-6) * 0.5);
+        close(f(1999), 1e-6 + (0.5 - 1e-6) * 1999.0 / 2000.0);
+        close(f(2000), 0.5);
+        close(f(51_000), 0.2 + 0.3 * 49_000.0 / 98_000.0);
+        close(f(100_000), 0.2);
+        close(f(150_000), 0.2);
+        // Factors of its own, and the run's total does not matter.
+        let own = OptimConfig {
+            warmup_steps: 4,
+            lambda_linear: Some(LambdaLinear {
+                f_start: 0.0,
+                f_max: 1.0,
+                f_min: 0.5,
+                cycle_steps: 10,
+            }),
+            ..OptimConfig::official()
+        };
+        close(own.lr_at(2, 5) / base, 0.5);
+        close(own.lr_at(7, 50) / base, 0.5 + 0.5 * 3.0 / 6.0);
+        let bad = OptimConfig {
+            warmup_steps: 10,
+            ..own.clone()
+        };
+        assert!(bad.validate().unwrap_err().contains("cycle_steps"));
+        let stray = OptimConfig {
+            decay: "cosine".into(),
+            ..own
+        };
+        assert!(stray.validate().unwrap_err().contains("lambda_linear"));
+    }
+
     /// Two AdamW steps on f(p) = sum(p^2) against PyTorch's `torch.optim.AdamW(lr=0.1, betas=(0.9, 0.999),
     /// eps=1e-8, weight_decay=0.1)` from p = [1, -2]: [0.89, -1.88], then [0.781572, -1.761409].
     #[test]
@@ -271,6 +406,7 @@ mod tests {
             min_lr_ratio: 1.0,
             grad_clip: 0.0,
             ema_decay: 0.5,
+            lambda_linear: None,
         };
         let mut opt = AdamW::new(config, vec![("p".into(), var.clone())]).unwrap();
         let mut seen = Vec::new();

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Tensor;
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{write_gif, RgbImage};
 use orrery_pipeline::{GenerationOptions, Generator, SamplingOverrides, WeightType, WorldInput};
@@ -23,16 +24,34 @@ pub fn sample_options() -> GenerationOptions {
     }
 }
 
+/// What embeds the prompts of samples: a word encoder, or a released bundle's frozen text encoder.
+pub trait PromptEmbedder {
+    /// The embedding (1, N, C) of `prompt`.
+    fn embed_prompt(&self, prompt: &str) -> Result<Tensor>;
+}
+
+impl PromptEmbedder for WordEncoder {
+    fn embed_prompt(&self, prompt: &str) -> Result<Tensor> {
+        Ok(self.embed(prompt, Overflow::Truncate)?)
+    }
+}
+
+impl PromptEmbedder for crate::dit::Reason1Captions {
+    fn embed_prompt(&self, prompt: &str) -> Result<Tensor> {
+        self.embed(prompt, &candle_core::Device::Cpu)
+    }
+}
+
 /// The clip `generator` makes of `input` and `caption`.
 pub fn sample(
     generator: &Generator,
-    text: &WordEncoder,
+    text: &(impl PromptEmbedder + ?Sized),
     input: &WorldInput,
     caption: &str,
     seed: u64,
 ) -> Result<Vec<RgbImage>> {
-    let prompt = text.embed(caption, Overflow::Truncate)?;
-    let negative = text.embed(generator.engine().negative_prompt(), Overflow::Truncate)?;
+    let prompt = text.embed_prompt(caption)?;
+    let negative = text.embed_prompt(generator.engine().negative_prompt())?;
     Ok(generator
         .generate(input, &prompt, Some(&negative), seed, || {})?
         .frames)
@@ -41,7 +60,7 @@ pub fn sample(
 /// Video2World from the clip's first 5 frames, then Text2World from its caption: one clip per input.
 pub fn video_and_text_samples(
     generator: &Generator,
-    text: &WordEncoder,
+    text: &(impl PromptEmbedder + ?Sized),
     real: &[RgbImage],
     caption: &str,
     seed: u64,
