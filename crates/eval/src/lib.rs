@@ -3,7 +3,8 @@
 //! - [`metrics`]: PSNR and SSIM of frames and videos;
 //! - [`track`]: objects of a physics world located in any frame by their colour;
 //! - [`baselines`]: copy-last-frame and constant-velocity predictions from observed frames only;
-//! - [`bench`]: scoring predicted continuations of physics clips against the simulator's ground truth.
+//! - [`bench`]: scoring predicted continuations of physics clips against the simulator's ground truth;
+//! - [`policy`]: scripted gripper policies run in the simulator or a world model, judged from their videos.
 
 pub mod baselines;
 pub mod bench;
@@ -11,5 +12,6 @@ pub mod frechet;
 pub mod grounded;
 pub mod metrics;
 pub mod motion;
+pub mod policy;
 pub mod report;
 pub mod track;

@@ -133,6 +133,41 @@ impl GripperState {
         self.fingers[0] + self.fingers[1]
     }
 
+    /// Where `action` takes the gripper when nothing is in its way (dead reckoning: what a robot knows of itself
+    /// from its commands): the clamped motion within the workspace (`width` x `height` metres) and angle limit,
+    /// the fingers moved towards the commanded opening. The grip and the held object are kept as they were.
+    pub fn predicted(
+        &self,
+        action: GripperAction,
+        spec: &GripperSpec,
+        fps: f32,
+        width: f32,
+        height: f32,
+    ) -> Self {
+        let a = action.clamped(spec, fps);
+        let m = spec.palm_half[0];
+        let goal = (1.0 - a.grip()) * spec.max_finger_offset();
+        let step = spec.finger_speed / fps;
+        Self {
+            position: [
+                (self.position[0] + a.dx()).clamp(m, (width - m).max(m)),
+                (self.position[1] + a.dy())
+                    .min(height - spec.palm_half[1])
+                    .max(spec.reach()),
+            ],
+            angle: (self.angle + a.dtheta()).clamp(-spec.max_angle, spec.max_angle),
+            fingers: self.fingers.map(|o| {
+                if goal < o {
+                    (o - step).max(goal)
+                } else {
+                    (o + step).min(goal)
+                }
+            }),
+            grip: a.grip(),
+            holding: self.holding,
+        }
+    }
+
     /// A point of the gripper's frame in world coordinates.
     pub fn to_world(&self, local: [f32; 2]) -> [f32; 2] {
         let (s, c) = self.angle.sin_cos();
