@@ -1,13 +1,16 @@
 //! Policy evaluation in the simulator: success judged from the video by the detector equals success judged from
-//! the simulator's state, skill shows in the success rates, chunked worlds get whole chunks, and the report
+//! the simulator's state (up to the detector's pixel, at the zone's boundary), skill shows in the success rates, chunked worlds get whole chunks, and the report
 //! carries its numbers and GIFs.
 
 use orrery_eval::policy::report::{comparisons, to_html, to_json};
 use orrery_eval::policy::world::Never;
-use orrery_eval::policy::{evaluate, EvalOptions, PolicyWorld, SimWorld};
+use orrery_eval::policy::{
+    evaluate, run_episode, EpisodeOutcome, EvalOptions, PolicyWorld, SimWorld,
+};
 use orrery_media::RgbImage;
-use orrery_physics::manip::{GripperAction, GripperState, Skill, Task};
-use orrery_physics::{Camera, SceneSpec};
+use orrery_physics::manip::task::SETTLE_FRAMES;
+use orrery_physics::manip::{task_scene, GripperAction, GripperState, Skill, Task, ZoneJudge};
+use orrery_physics::{simulate_actions, Camera, SceneSpec};
 
 fn options(task: Task, episodes: usize) -> EvalOptions {
     EvalOptions {
@@ -23,19 +26,57 @@ fn options(task: Task, episodes: usize) -> EvalOptions {
     }
 }
 
+/// The detector finds centres to a pixel: the judgements may differ only where the true centre is within a pixel
+/// of the boundary in one of the deciding frames. This is the true centre's least distance to it there.
+fn closest_to_boundary(task: Task, o: &EpisodeOutcome) -> f64 {
+    let scene = task_scene(task, o.seed, 1.0);
+    let camera = Camera::new(&scene, 64, 64);
+    let judge = ZoneJudge::new(&scene, &camera).unwrap();
+    let replay = simulate_actions(&scene, 121, 16.0, &o.actions);
+    replay.states[121 - SETTLE_FRAMES..]
+        .iter()
+        .map(|s| {
+            let p = camera.to_pixel(s[0].position);
+            judge.margin_px([p[0] as f64, p[1] as f64]).abs()
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+#[test]
+fn a_judgement_that_differs_is_on_the_boundary() {
+    // Seed 0, episode 14: the sloppy policy leaves the block with its true centre 0.006 px outside the zone; the
+    // detector's centroid is 0.4 px inside.
+    let o = run_episode(
+        &mut SimWorld::new(),
+        &options(Task::PickPlace, 20),
+        Skill::Sloppy,
+        14,
+    )
+    .unwrap();
+    assert_eq!((o.success, o.state_success), (true, Some(false)));
+    assert!(closest_to_boundary(Task::PickPlace, &o) < 0.05);
+}
+
 #[test]
 fn video_and_state_agree_and_the_expert_beats_the_poor_policy() {
     for task in Task::ALL {
         let result = evaluate(&mut SimWorld::new(), &options(task, 6), || ()).unwrap();
+        let mut agree = 0;
         for o in &result.episodes {
-            assert_eq!(
-                Some(o.success),
-                o.state_success,
-                "{} {} episode {}",
-                task.name(),
-                o.policy.name(),
-                o.episode
-            );
+            if Some(o.success) == o.state_success {
+                agree += 1;
+            } else {
+                let closest = closest_to_boundary(task, o);
+                assert!(
+                    closest < 1.0,
+                    "{} {} episode {}: video {} state {:?}, {closest} px from the boundary",
+                    task.name(),
+                    o.policy.name(),
+                    o.episode,
+                    o.success,
+                    o.state_success
+                );
+            }
             assert_eq!(o.actions.len(), 120);
             assert_eq!(o.object_missed, 0, "the object is always in view");
             if let Some(t) = o.completion_seconds {
@@ -58,8 +99,13 @@ fn video_and_state_agree_and_the_expert_beats_the_poor_policy() {
             rate(Skill::Poor),
             rate(Skill::Expert)
         );
+        assert!(
+            agree + 1 >= result.episodes.len(),
+            "{agree} of {}",
+            result.episodes.len()
+        );
         let s = &result.summaries[0];
-        assert_eq!(s.video_state_agreement, Some(6));
+        assert_eq!(s.video_state_agreement, Some(6), "the expert's");
         assert!(s.mean_effort > 0.0);
     }
 }

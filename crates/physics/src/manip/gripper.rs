@@ -80,6 +80,9 @@ impl GripperSpec {
 #[serde(transparent)]
 pub struct GripperAction(pub [f32; 4]);
 
+/// Width of an action as an action-conditioned world model takes it ([`GripperAction::model_features`]).
+pub const MODEL_ACTION_DIM: usize = 4;
+
 /// Grip commands at or above this hold a touched object.
 pub const GRIP_HOLD: f32 = 0.5;
 
@@ -99,6 +102,19 @@ impl GripperAction {
     }
     pub fn grip(&self) -> f32 {
         self.0[3]
+    }
+
+    /// The action as an action-conditioned world model takes it, scaled as the official data pipeline scales the
+    /// Bridge robot's (posttraining spec section 5): the translation in the frame of the gripper before the action
+    /// (`R(angle)ᵀ (dx, dy)`) and the turn, times 20, then the grip, times 1.
+    pub fn model_features(&self, angle: f32) -> [f32; MODEL_ACTION_DIM] {
+        let (s, c) = angle.sin_cos();
+        [
+            20.0 * (c * self.dx() + s * self.dy()),
+            20.0 * (-s * self.dx() + c * self.dy()),
+            20.0 * self.dtheta(),
+            self.grip(),
+        ]
     }
 
     /// Within the gripper's limits at `fps`.

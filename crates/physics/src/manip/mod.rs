@@ -12,7 +12,7 @@ pub mod policy;
 pub mod task;
 
 pub use episode::{run_episode, Episode, ManipulationRecord};
-pub use gripper::{GripperAction, GripperSpec, GripperState, GRIP_HOLD};
+pub use gripper::{GripperAction, GripperSpec, GripperState, GRIP_HOLD, MODEL_ACTION_DIM};
 pub use policy::{Observation, ScriptedPolicy, Skill};
 pub use task::{
     effort, task_scene, ManipulationSpec, Success, Task, WallSpec, ZoneJudge, ZoneSpec,

@@ -192,6 +192,16 @@ impl ZoneJudge {
         })
     }
 
+    /// How far (pixels) `center` is from the boundary of [`Self::in_zone`]'s region: positive inside, negative
+    /// outside. A detector that finds centres to within a pixel can judge differently from the true state only
+    /// where this is under a pixel.
+    pub fn margin_px(&self, center: [f64; 2]) -> f64 {
+        let [x, y] = center;
+        (x - self.x0_px)
+            .min(self.x1_px - x)
+            .min(self.rest_px - (self.ground_px - y))
+    }
+
     /// Whether an object seen at `center` (pixels; `None`: not seen) is in the zone, resting on the floor.
     pub fn in_zone(&self, center: Option<[f64; 2]>) -> bool {
         center.is_some_and(|[x, y]| {
