@@ -1,5 +1,7 @@
 //! orrery-physics: procedural rigid-body worlds with ground truth, to train world models on and to measure their
-//! physical fidelity. No tensor library: scenes are simulated with rapier and rendered with tiny-skia.
+//! physical fidelity. No tensor library: scenes are simulated with rapier and rendered with tiny-skia. Besides the
+//! passive families and the paddle ([`families::FAMILIES`]), [`manip`] has a robot gripper driven by per-frame
+//! actions, its tasks, and scripted policies that play them ([`families::MANIPULATION_FAMILIES`]).
 
 pub mod camera;
 pub mod caption;

@@ -104,7 +104,8 @@ pub fn task_scene(task: Task, seed: u64, aspect: f32) -> SceneSpec {
     // Object on one side, zone on the other; mirrored half of the time.
     let mirror = rng.chance(0.5);
     let side = |x: f32| if mirror { width - x } else { x };
-    let object_x = side(width * rng.range(0.22, 0.36));
+    // Far enough from the edge for the gripper to get behind the object (its palm stays in the world).
+    let object_x = side(rng.range(0.85, 1.25));
     let zone_half = hw + rng.range(0.12, 0.2);
     let zone_x = side(width * rng.range(0.7, 0.8));
     let mut o = object(&mut rng, color, shape, [object_x, hh], [0.0, 0.0]);
