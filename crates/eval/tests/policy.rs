@@ -44,17 +44,13 @@ fn closest_to_boundary(task: Task, o: &EpisodeOutcome) -> f64 {
 
 #[test]
 fn a_judgement_that_differs_is_on_the_boundary() {
-    // Seed 0, episode 14: the sloppy policy leaves the block with its true centre 0.006 px outside the zone; the
-    // detector's centroid is 0.4 px inside.
-    let o = run_episode(
-        &mut SimWorld::new(),
-        &options(Task::PickPlace, 20),
-        Skill::Sloppy,
-        14,
-    )
-    .unwrap();
+    // Base seed 100, episode 34: the good policy leaves the block with its true centre 0.24 px outside the zone;
+    // the detector's centroid is inside.
+    let mut opts = options(Task::Push, 50);
+    opts.seed = 100;
+    let o = run_episode(&mut SimWorld::new(), &opts, Skill::Good, 34).unwrap();
     assert_eq!((o.success, o.state_success), (true, Some(false)));
-    assert!(closest_to_boundary(Task::PickPlace, &o) < 0.05);
+    assert!(closest_to_boundary(Task::Push, &o) < 0.3);
 }
 
 #[test]

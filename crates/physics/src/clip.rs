@@ -114,7 +114,7 @@ pub fn make_clip(key: &str, family: &str, seed: u64, settings: &ClipSettings) ->
     })?;
     let camera = Camera::new(&scene, settings.width, settings.height);
     // A manipulation scene is driven by a scripted policy of a skill drawn from the seed.
-    let skill = Skill::ALL[Rng::new(seed ^ 0x736b_696c_6c).index(Skill::ALL.len())];
+    let skill = Skill::ALL[Rng::new(seed ^ 0x0073_6b69_6c6c).index(Skill::ALL.len())];
     let (traj, manipulation): (Trajectory, _) = match policy_for(&scene, skill, settings.fps, seed)
     {
         Some(mut policy) => {

@@ -322,13 +322,11 @@ impl ScriptedPolicy {
                 let y = tips_at(self.over_wall());
                 let risen = g.position[1] - tips_at(0.03);
                 // The object should rise with the gripper; if it does not, the grip failed.
-                if risen > 0.25 && object[1] - self.lift_object_y < 0.5 * risen {
-                    if self.retries > 0 {
-                        self.retries -= 1;
-                        self.grip = 0.0;
-                        self.set(Phase::Above);
-                        return GripperAction::new(0.0, 0.0, 0.0, self.grip);
-                    }
+                if risen > 0.25 && object[1] - self.lift_object_y < 0.5 * risen && self.retries > 0 {
+                    self.retries -= 1;
+                    self.grip = 0.0;
+                    self.set(Phase::Above);
+                    return GripperAction::new(0.0, 0.0, 0.0, self.grip);
                 }
                 if (g.position[1] - y).abs() < 0.02 {
                     self.carry_from = g.position[0];

@@ -86,7 +86,7 @@ pub const SETTLE_FRAMES: usize = 4;
 
 /// The scene of `task` from `seed`; `aspect` = image height / width.
 pub fn task_scene(task: Task, seed: u64, aspect: f32) -> SceneSpec {
-    let mut rng = Rng::new(seed ^ 0x6772_6970_7065_72);
+    let mut rng = Rng::new(seed ^ 0x0067_7269_7070_6572);
     let width = rng.range(3.0, 3.6);
     let height = width * aspect;
     let color = colors(&mut rng, 1)[0];
