@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use orrery_eval::policy::report::{comparison_lines, table, to_html, to_json};
-use orrery_eval::policy::{evaluate, EvalOptions, SimWorld, WorldResult};
+use orrery_eval::policy::{evaluate, EvalOptions, PolicyWorld, SimWorld, WorldResult};
 use orrery_flow::noise::NoiseKind;
 use orrery_physics::manip::{Skill, Task};
 use orrery_physics::ClipSettings;
@@ -46,7 +46,8 @@ pub struct EvalArgs {
     pub fps: Option<f32>,
     /// Also run the policies inside this action-conditioned model bundle (its DiT takes 4-wide actions:
     /// [dx, dy, dtheta, grip] scaled as the official pipeline scales actions), closed loop from the same start
-    /// frames, and compare it with the simulator.
+    /// frames, and compare it with the simulator; in both worlds the policies then plan the model's chunk of
+    /// actions from each observed frame.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The model's prompt.
@@ -174,16 +175,26 @@ fn eval(args: &EvalArgs) -> Result<()> {
         },
     };
     let runs = options.policies.len() * options.episodes;
+    // With a model, the simulator is run under the same control: the policies plan the model's chunk of actions
+    // from each observed frame in both worlds.
+    let model = match engine {
+        Some(engine) => {
+            let mode = Mode::Image2World;
+            let (text, negative) = engine
+                .clip_prompts(&[(args.prompt.as_str(), mode, None)], None)?
+                .remove(0);
+            Some(ModelWorld::new(engine.load()?, text, negative)?)
+        }
+        None => None,
+    };
+    let chunk = model.as_ref().map_or(1, |m| m.chunk());
     let mut worlds: Vec<WorldResult> = Vec::new();
     let bar = crate::progress_bar(runs, "episodes", "simulator")?;
-    worlds.push(evaluate(&mut SimWorld::new(), &options, || bar.inc(1))?);
+    worlds.push(evaluate(&mut SimWorld::chunked(chunk), &options, || {
+        bar.inc(1)
+    })?);
     bar.finish();
-    if let Some(engine) = engine {
-        let mode = Mode::Image2World;
-        let (text, negative) = engine
-            .clip_prompts(&[(args.prompt.as_str(), mode, None)], None)?
-            .remove(0);
-        let mut world = ModelWorld::new(engine.load()?, text, negative)?;
+    if let Some(mut world) = model {
         let bar = crate::progress_bar(runs, "episodes", "world model")?;
         worlds.push(evaluate(&mut world, &options, || bar.inc(1))?);
         bar.finish();

@@ -94,9 +94,16 @@ fn policies_run_inside_an_action_model_beside_the_simulator() {
     // The model has no true state; the simulator does.
     assert!(worlds[1]["episodes"][0]["state_success"].is_null());
     assert!(worlds[0]["episodes"][0]["state_success"].is_boolean());
-    assert_eq!(json["comparisons"][0]["reference"], "simulator");
+    // The simulator under the model's control: 8 actions planned per observed frame.
+    assert_eq!(
+        json["comparisons"][0]["reference"],
+        "simulator (8 actions per observation)"
+    );
     let html = std::fs::read_to_string(&report).unwrap();
-    assert!(html.contains("rows: simulator | model"), "a row per world");
+    assert!(
+        html.contains("rows: simulator (8 actions per observation) | model"),
+        "a row per world"
+    );
 
     // A model of another action width, or asked for another size, is refused.
     let other = dir.path().join("other");

@@ -106,6 +106,17 @@ fn video_and_state_agree_and_the_expert_beats_the_poor_policy() {
     }
 }
 
+#[test]
+fn the_expert_still_succeeds_when_it_observes_once_per_chunk_of_twelve() {
+    for task in Task::ALL {
+        let mut opts = options(task, 4);
+        opts.policies = vec![Skill::Expert];
+        let result = evaluate(&mut SimWorld::chunked(12), &opts, || ()).unwrap();
+        assert_eq!(result.summaries[0].success_rate, 1.0, "{}", task.name());
+        assert!(result.world.contains("12 actions per observation"));
+    }
+}
+
 /// A world that records what it is asked and shows the start frame again and again (a model that ignores actions).
 struct Frozen {
     start: Option<RgbImage>,

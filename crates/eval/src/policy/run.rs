@@ -103,6 +103,7 @@ pub fn run_episode<W: PolicyWorld>(
                 frame: frames.len() - 1 + k,
                 gripper: g,
                 object: seen,
+                fresh: k == 0,
             };
             let a = policy.act(&obs).clamped(&m.gripper, options.fps);
             g = g.predicted(a, &m.gripper, options.fps, scene.width, scene.height);

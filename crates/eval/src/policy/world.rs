@@ -46,15 +46,31 @@ impl std::fmt::Display for Never {
 
 impl std::error::Error for Never {}
 
-/// The simulator as a policy's world, one action per observation.
-#[derive(Default)]
+/// The simulator as a policy's world: one action per observation, or a world model's chunk of them (so that a
+/// model is compared with the simulator under the same control).
 pub struct SimWorld {
+    chunk: usize,
     episode: Option<(SceneSpec, Camera, Simulation)>,
 }
 
+impl Default for SimWorld {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SimWorld {
+    /// Closed loop at every frame.
     pub fn new() -> Self {
-        Self::default()
+        Self::chunked(1)
+    }
+
+    /// `chunk` actions per observation.
+    pub fn chunked(chunk: usize) -> Self {
+        Self {
+            chunk: chunk.max(1),
+            episode: None,
+        }
     }
 }
 
@@ -62,11 +78,15 @@ impl PolicyWorld for SimWorld {
     type Error = Never;
 
     fn name(&self) -> String {
-        "simulator".into()
+        if self.chunk == 1 {
+            "simulator".into()
+        } else {
+            format!("simulator ({} actions per observation)", self.chunk)
+        }
     }
 
     fn chunk(&self) -> usize {
-        1
+        self.chunk
     }
 
     fn begin(

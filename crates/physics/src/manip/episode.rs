@@ -85,6 +85,7 @@ pub fn run_episode(
                 .last()
                 .and_then(|s| s.get(target))
                 .map(|s| s.position),
+            fresh: true,
         };
         let action = policy.act(&obs);
         let action = spec.map_or(action, |s| action.clamped(&s, fps));

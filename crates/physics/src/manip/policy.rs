@@ -86,6 +86,10 @@ pub struct Observation {
     pub gripper: GripperState,
     /// The target object's centre (world metres), where it is seen; `None` when it is not.
     pub object: Option<[f32; 2]>,
+    /// Whether `object` was seen at this frame. A policy that plans several actions from one frame (a world
+    /// model's chunk) is given that frame's sighting for each, not fresh: it then predicts where the object is
+    /// from where the gripper has gone since (a pushed object ahead of the fingers, a held one with them).
+    pub fresh: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +139,8 @@ pub struct ScriptedPolicy {
     stuck: usize,
     queue: std::collections::VecDeque<GripperAction>,
     started: bool,
+    /// The last fresh sighting of the object and where the gripper was then.
+    seen: Option<([f32; 2], [f32; 2])>,
 }
 
 fn toward(from: f32, to: f32, max: f32) -> f32 {
@@ -183,6 +189,7 @@ impl ScriptedPolicy {
             stuck: 0,
             queue: std::iter::repeat_n(GripperAction::default(), params.delay).collect(),
             started: false,
+            seen: None,
         }
     }
 
@@ -244,9 +251,16 @@ impl ScriptedPolicy {
     /// The plan before delay and noise.
     fn plan(&mut self, obs: &Observation) -> GripperAction {
         let g = obs.gripper;
-        let Some(object) = obs.object else {
-            // Nothing seen: stay.
-            return GripperAction::new(0.0, 0.0, 0.0, self.grip);
+        let object = match (obs.object, obs.fresh) {
+            (Some(o), true) => {
+                self.seen = Some((o, g.position));
+                o
+            }
+            _ => match self.seen {
+                Some((o, at)) => self.predict(o, at, &g),
+                // Nothing seen yet: stay.
+                None => return GripperAction::new(0.0, 0.0, 0.0, self.grip),
+            },
         };
         let moved = (g.position[1] - self.last_y).abs();
         self.stuck = if moved < 0.004 { self.stuck + 1 } else { 0 };
@@ -322,7 +336,11 @@ impl ScriptedPolicy {
                 let y = tips_at(self.over_wall());
                 let risen = g.position[1] - tips_at(0.03);
                 // The object should rise with the gripper; if it does not, the grip failed.
-                if risen > 0.25 && object[1] - self.lift_object_y < 0.5 * risen && self.retries > 0 {
+                if obs.fresh
+                    && risen > 0.25
+                    && object[1] - self.lift_object_y < 0.5 * risen
+                    && self.retries > 0
+                {
                     self.retries -= 1;
                     self.grip = 0.0;
                     self.set(Phase::Above);
@@ -376,6 +394,27 @@ impl ScriptedPolicy {
             Phase::Idle => {
                 GripperAction::new(0.0, 0.0, toward(g.angle, 0.0, self.bounds[2]), self.grip)
             }
+        }
+    }
+
+    /// Where the object seen at `o` (with the gripper at `at`) is now that the gripper is at `g`: pushed ahead of
+    /// the fingers while pushing, carried along while held, else where it was.
+    fn predict(&self, o: [f32; 2], at: [f32; 2], g: &GripperState) -> [f32; 2] {
+        match self.phase {
+            Phase::Push => {
+                let face = g.position[0]
+                    + self.dir * (2.0 * self.task.gripper.finger_half[0] + self.object_half[0]);
+                let x = if self.dir > 0.0 {
+                    o[0].max(face)
+                } else {
+                    o[0].min(face)
+                };
+                [x, o[1]]
+            }
+            Phase::Lift | Phase::Carry | Phase::Lower => {
+                [o[0] + g.position[0] - at[0], o[1] + g.position[1] - at[1]]
+            }
+            _ => o,
         }
     }
 
