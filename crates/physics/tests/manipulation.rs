@@ -146,6 +146,14 @@ fn clips_are_deterministic_and_their_actions_replay_to_the_same_states() {
         let m = a.truth.manipulation.as_ref().unwrap();
         assert_eq!(m.actions.len(), 48);
         assert_eq!(m.gripper.len(), 49);
+        // The model's view of the actions: in the gripper's frame, translation and turn times 20.
+        let rows = m.model_actions();
+        assert_eq!(rows.len(), 48);
+        for (row, action) in rows.iter().zip(&m.actions) {
+            assert_eq!(row[3], action.grip());
+            assert!((row[0].hypot(row[1]) - 20.0 * action.dx().hypot(action.dy())).abs() < 1e-4);
+            assert!((row[2] - 20.0 * action.dtheta()).abs() < 1e-6);
+        }
         let replay = simulate_actions(&a.truth.scene, 49, FPS, &m.actions);
         assert_eq!(replay.gripper, m.gripper);
         for (i, track) in a.truth.tracks.iter().enumerate() {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::gripper::{GripperAction, GripperState};
+use super::gripper::{GripperAction, GripperState, MODEL_ACTION_DIM};
 use super::policy::{Observation, ScriptedPolicy, Skill};
 use super::task::{effort, Success, Task, ZoneJudge};
 use crate::camera::Camera;
@@ -114,6 +114,16 @@ pub fn state_in_zone(scene: &SceneSpec, trajectory: &Trajectory, camera: &Camera
 }
 
 impl ManipulationRecord {
+    /// The actions as an action-conditioned model takes them ([`GripperAction::model_features`], each in the
+    /// gripper's frame before it): the rows `orrery generate --actions` reads as `{"actions": rows}`.
+    pub fn model_actions(&self) -> Vec<[f32; MODEL_ACTION_DIM]> {
+        self.actions
+            .iter()
+            .zip(&self.gripper)
+            .map(|(a, g)| a.model_features(g.angle))
+            .collect()
+    }
+
     /// The record of `episode` on `scene` (seen by `camera`), played by `skill`.
     pub fn new(
         scene: &SceneSpec,
