@@ -105,7 +105,7 @@ fn policies_run_inside_an_action_model_beside_the_simulator() {
         "a row per world"
     );
 
-    // A model of another action width, or asked for another size, is refused.
+    // A model of another action width or without action embedders, or asked for another size, is refused.
     let other = dir.path().join("other");
     action_bundle(&other, Some(3));
     let o = out.to_str().unwrap();
@@ -125,6 +125,21 @@ fn policies_run_inside_an_action_model_beside_the_simulator() {
             other.to_str().unwrap(),
         ],
         "3-wide actions",
+    );
+    let plain = dir.path().join("plain");
+    action_bundle(&plain, None);
+    assert_fails_with(
+        &[
+            "policy",
+            "eval",
+            "--task",
+            "push",
+            "--out",
+            o,
+            "--model",
+            plain.to_str().unwrap(),
+        ],
+        "not action-conditioned",
     );
     assert_fails_with(
         &[
