@@ -14,6 +14,7 @@ mod lora_cmd;
 mod media_cmds;
 mod merge_cmd;
 mod physics_cmds;
+mod policy_cmd;
 mod sampling_args;
 mod schedule_cmd;
 mod serve_cmd;
@@ -55,6 +56,9 @@ enum Command {
     /// Procedural physics worlds with ground truth: datasets and previews.
     #[command(subcommand)]
     Physics(physics_cmds::PhysicsCommand),
+    /// Scripted robot policies evaluated in the simulator and in action-conditioned world models.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
     /// Print a sampler's sigmas and network timesteps as JSON.
     Schedule(schedule_cmd::ScheduleArgs),
     /// The video VAE: round trips with PSNR.
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Vae(cmd) => vae_cmds::run(cmd),
         Command::Schedule(args) => schedule_cmd::schedule(&args),
         Command::Physics(cmd) => physics_cmds::run(cmd),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Train(cmd) => train_cmd::run(cmd),
         Command::Eval(args) => eval_cmd::eval(&args),
         Command::Merge(args) => merge_cmd::merge(&args),

@@ -5,60 +5,11 @@ mod common;
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
 use common::{assert_fails_with, run_ok, testdata};
-use orrery_dit::{ActionConfig, CosmosDit, DitConfig};
 
-/// A bundle of 9-frame 32x32 chunks (8 actions a chunk), 3 steps, guidance 2; its DiT takes 3-wide actions when
-/// `action`, and reads the tiny Qwen's 192-wide prompt embeddings.
+/// The tiny action bundle of [`common::action_bundle`] with 3-wide actions, or without action embedders.
 fn bundle(root: &Path, action: bool) {
-    let transformer = root.join("transformer");
-    std::fs::create_dir_all(&transformer).unwrap();
-    let mut config = DitConfig::from_diffusers_file(&testdata("dit_tiny/config.json")).unwrap();
-    config.crossattn_proj_in_channels = Some(192);
-    config.action = action.then_some(ActionConfig {
-        action_dim: 3,
-        temporal_compression_ratio: 4,
-        hidden_dim_in_action_embedder: 16,
-    });
-    std::fs::write(transformer.join("config.json"), config.to_diffusers_json()).unwrap();
-    let varmap = VarMap::new();
-    CosmosDit::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        &config,
-    )
-    .unwrap();
-    varmap
-        .save(transformer.join("diffusion_pytorch_model.safetensors"))
-        .unwrap();
-    for (dir, src, files) in [
-        (
-            "vae",
-            "vae_tiny",
-            &["config.json", "diffusion_pytorch_model.safetensors"][..],
-        ),
-        (
-            "text_encoder",
-            "qwen_tiny",
-            &[
-                "config.json",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "model.safetensors",
-            ][..],
-        ),
-    ] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-        for f in files {
-            std::fs::copy(testdata(src).join(f), root.join(dir).join(f)).unwrap();
-        }
-    }
-    std::fs::write(
-        root.join("orrery_sampling.json"),
-        r#"{"schedule": 5.0, "steps": 3, "guidance": 2.0, "cond_timestep": -1, "frames": 9, "width": 32, "height": 32, "fps": 20}"#,
-    )
-    .unwrap();
+    common::action_bundle(root, action.then_some(3));
 }
 
 fn write_actions(path: &Path, n: usize) {

@@ -34,6 +34,14 @@ impl Camera {
         ]
     }
 
+    /// Pixel coordinates -> world point (the inverse of [`Self::to_pixel`]).
+    pub fn to_world(&self, px: [f32; 2]) -> [f32; 2] {
+        [
+            px[0] / self.scale,
+            (self.height_px as f32 - px[1]) / self.scale + self.y_bottom,
+        ]
+    }
+
     /// Height of the visible world in metres.
     pub fn world_height(&self) -> f32 {
         self.height_px as f32 / self.scale

@@ -43,7 +43,13 @@ pub fn event_sentence(scene: &SceneSpec, e: &Event) -> Option<String> {
             format!("{} lands on the floor", the(scene, object))
         }
         Event::HitsRamp { object, .. } => format!("{} slides down the ramp", the(scene, object)),
+        Event::Pushed { object, .. } if scene.manipulation.is_some() => {
+            format!("the gripper pushes {}", the(scene, object))
+        }
         Event::Pushed { object, .. } => format!("the paddle pushes {}", the(scene, object)),
+        Event::HitsWall { object, .. } => format!("{} hits the wall", the(scene, object)),
+        Event::Grasped { object, .. } => format!("the gripper picks up {}", the(scene, object)),
+        Event::Released { object, .. } => format!("the gripper lets go of {}", the(scene, object)),
         Event::LeavesFrame { object, .. } => format!("{} leaves the frame", the(scene, object)),
         Event::Stops { object, .. } => format!("{} comes to rest", the(scene, object)),
         Event::FallsOver { object, .. } => format!("{} falls over", the(scene, object)),
@@ -69,6 +75,12 @@ pub fn caption(scene: &SceneSpec, traj: &Trajectory) -> Captions {
         "pendulum" => "swinging from a pivot",
         "occlusion" => "rolling towards a grey screen",
         "pusher" => "next to a moving paddle",
+        "gripper" => match scene.manipulation.as_ref().map(|m| m.task) {
+            Some(crate::manip::Task::PickPlace) => {
+                "on the floor, a robot gripper above it, a wall and a pink target zone beyond"
+            }
+            _ => "on the floor, a robot gripper above it and a pink target zone on the floor",
+        },
         "stack" => "stacked on the floor",
         _ => "above the floor",
     };

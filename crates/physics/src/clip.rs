@@ -1,13 +1,16 @@
 //! One generated clip: its scene, simulation, rendered frames, captions and ground truth, and the JSON that goes
 //! beside the video.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::camera::Camera;
 use crate::caption::{caption, Captions};
 use crate::error::{PhysicsError, Result};
-use crate::families::{generate, FAMILIES};
+use crate::families::{all_families, generate};
+use crate::manip::episode::{policy_for, run_episode};
+use crate::manip::{ManipulationRecord, Skill};
 use crate::render::render_frame;
+use crate::rng::Rng;
 use crate::scene::SceneSpec;
 use crate::sim::{simulate, Trajectory};
 
@@ -51,7 +54,7 @@ impl ClipSettings {
 }
 
 /// Per-frame ground truth of one object, in world and pixel coordinates.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectTrack {
     pub position: Vec<[f32; 2]>,
     pub angle: Vec<f32>,
@@ -61,7 +64,7 @@ pub struct ObjectTrack {
 }
 
 /// Everything known about a clip, as written to `{key}.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruth {
     pub key: String,
     pub seed: u64,
@@ -74,6 +77,9 @@ pub struct GroundTruth {
     pub agent: Vec<[f32; 2]>,
     pub events: Vec<crate::sim::Event>,
     pub captions: Captions,
+    /// A manipulation clip's actions, gripper states, task and judgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manipulation: Option<ManipulationRecord>,
 }
 
 pub struct Clip {
@@ -103,11 +109,21 @@ pub fn make_clip(key: &str, family: &str, seed: u64, settings: &ClipSettings) ->
     let scene = generate(family, seed, aspect, settings.frames).ok_or_else(|| {
         PhysicsError::Settings(format!(
             "unknown family {family:?} (known: {})",
-            FAMILIES.join(", ")
+            all_families()
         ))
     })?;
-    let traj: Trajectory = simulate(&scene, settings.frames, settings.fps);
     let camera = Camera::new(&scene, settings.width, settings.height);
+    // A manipulation scene is driven by a scripted policy of a skill drawn from the seed.
+    let skill = Skill::ALL[Rng::new(seed ^ 0x0073_6b69_6c6c).index(Skill::ALL.len())];
+    let (traj, manipulation): (Trajectory, _) = match policy_for(&scene, skill, settings.fps, seed)
+    {
+        Some(mut policy) => {
+            let episode = run_episode(&scene, &mut policy, settings.frames, settings.fps);
+            let record = ManipulationRecord::new(&scene, &episode, skill, &camera);
+            (episode.trajectory, record)
+        }
+        None => (simulate(&scene, settings.frames, settings.fps), None),
+    };
     let frames = (0..settings.frames)
         .map(|f| render_frame(&scene, &traj, f, &camera))
         .collect();
@@ -138,6 +154,7 @@ pub fn make_clip(key: &str, family: &str, seed: u64, settings: &ClipSettings) ->
             events: traj.events.clone(),
             captions,
             scene,
+            manipulation,
         },
     })
 }

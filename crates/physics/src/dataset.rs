@@ -9,7 +9,7 @@ use orrery_media::{write_mp4, Mp4Options};
 
 use crate::clip::{make_clip, Clip, ClipSettings};
 use crate::error::{PhysicsError, Result};
-use crate::families::FAMILIES;
+use crate::families::{all_families, is_family};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -36,10 +36,10 @@ impl DatasetSpec {
             return Err(PhysicsError::Settings("no families given".into()));
         }
         for f in &self.families {
-            if !FAMILIES.contains(&f.as_str()) {
+            if !is_family(f) {
                 return Err(PhysicsError::Settings(format!(
                     "unknown family {f:?} (known: {})",
-                    FAMILIES.join(", ")
+                    all_families()
                 )));
             }
         }
@@ -186,6 +186,14 @@ pub struct Sample {
     pub mp4: Vec<u8>,
     pub json: serde_json::Value,
     pub caption: String,
+}
+
+impl Sample {
+    /// The clip's ground truth, typed (with a manipulation clip's actions and states).
+    pub fn truth(&self) -> Result<crate::clip::GroundTruth> {
+        serde_json::from_value(self.json.clone())
+            .map_err(|e| PhysicsError::Settings(format!("{}.json: {e}", self.key)))
+    }
 }
 
 /// Reads a shard back, grouping its entries by key.

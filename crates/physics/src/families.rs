@@ -4,7 +4,8 @@
 use crate::rng::Rng;
 use crate::scene::{AgentSpec, ObjectSpec, OccluderSpec, PendulumSpec, RampSpec, SceneSpec, Shape};
 
-/// Every family, by its name on the command line.
+/// The families of passive worlds and the paddle, by their names on the command line: those a dataset, a training
+/// run or a bench takes when none are named.
 pub const FAMILIES: [&str; 7] = [
     "fall",
     "ramp",
@@ -15,7 +16,25 @@ pub const FAMILIES: [&str; 7] = [
     "pusher",
 ];
 
-const COLORS: [(&str, [u8; 3]); 8] = [
+/// Families of manipulation worlds (a gripper driven by a scripted policy, [`crate::manip`]), made when named.
+pub const MANIPULATION_FAMILIES: [&str; 1] = ["gripper"];
+
+/// Whether `name` is a family ([`FAMILIES`] or [`MANIPULATION_FAMILIES`]).
+pub fn is_family(name: &str) -> bool {
+    FAMILIES.contains(&name) || MANIPULATION_FAMILIES.contains(&name)
+}
+
+/// Every family's name, for error messages.
+pub fn all_families() -> String {
+    FAMILIES
+        .iter()
+        .chain(&MANIPULATION_FAMILIES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) const COLORS: [(&str, [u8; 3]); 8] = [
     ("red", [220, 40, 40]),
     ("green", [40, 180, 60]),
     ("blue", [40, 80, 230]),
@@ -26,10 +45,11 @@ const COLORS: [(&str, [u8; 3]); 8] = [
     ("white", [245, 245, 245]),
 ];
 
-const BACKGROUNDS: [[u8; 3]; 4] = [[30, 30, 38], [52, 58, 70], [22, 40, 34], [60, 44, 40]];
+pub(crate) const BACKGROUNDS: [[u8; 3]; 4] =
+    [[30, 30, 38], [52, 58, 70], [22, 40, 34], [60, 44, 40]];
 
 /// Picks `n` distinct colours.
-fn colors(rng: &mut Rng, n: usize) -> Vec<(&'static str, [u8; 3])> {
+pub(crate) fn colors(rng: &mut Rng, n: usize) -> Vec<(&'static str, [u8; 3])> {
     let mut idx: Vec<usize> = (0..COLORS.len()).collect();
     for i in (1..idx.len()).rev() {
         idx.swap(i, rng.index(i + 1));
@@ -48,7 +68,7 @@ fn shape(rng: &mut Rng, size: f32, allow_box: bool) -> Shape {
     }
 }
 
-fn object(
+pub(crate) fn object(
     rng: &mut Rng,
     color: (&str, [u8; 3]),
     shape: Shape,
@@ -91,6 +111,7 @@ pub fn generate(family: &str, seed: u64, aspect: f32, frames: usize) -> Option<S
         pendulum: None,
         occluder: None,
         agent: None,
+        manipulation: None,
     };
     let size = width * rng.range(0.04, 0.07);
     match family {
@@ -231,6 +252,14 @@ pub fn generate(family: &str, seed: u64, aspect: f32, frames: usize) -> Option<S
                 color: [200, 200, 200],
                 actions,
             });
+        }
+        "gripper" => {
+            let task = if rng.chance(0.5) {
+                crate::manip::Task::Push
+            } else {
+                crate::manip::Task::PickPlace
+            };
+            return Some(crate::manip::task_scene(task, seed, aspect));
         }
         _ => return None,
     }

@@ -1,5 +1,6 @@
 //! Anti-aliased 2D rendering of a simulated frame with tiny-skia: background, ground, ramp, objects (rotated),
-//! the agent's paddle, and the occluding screen on top.
+//! the agent's paddle, and the occluding screen on top; in a manipulation scene the target zone, the wall and the
+//! gripper (behind the objects).
 
 use tiny_skia::{Color, FillRule, Paint, PathBuilder, Pixmap, Rect, Transform};
 
@@ -49,6 +50,24 @@ pub fn render_frame(scene: &SceneSpec, traj: &Trajectory, frame: usize, cam: &Ca
             );
         }
     }
+    if let Some(m) = &scene.manipulation {
+        // The zone colours the floor under it; the wall stands on the floor in the ground's colour.
+        let [x0, top] = cam.to_pixel([m.zone.x0, 0.0]);
+        let x1 = cam.to_pixel([m.zone.x1, 0.0])[0];
+        if let Some(rect) = Rect::from_ltrb(x0, top, x1, cam.height_px as f32) {
+            pixmap.fill_rect(rect, &paint(m.zone.color), Transform::identity(), None);
+        }
+        if let Some(w) = m.wall {
+            fill_box(
+                &mut pixmap,
+                cam,
+                [w.center_x, w.height / 2.0],
+                [w.half_width, w.height / 2.0],
+                0.0,
+                scene.ground_color,
+            );
+        }
+    }
     if let Some(ramp) = scene.ramp {
         fill_box(
             &mut pixmap,
@@ -77,6 +96,12 @@ pub fn render_frame(scene: &SceneSpec, traj: &Trajectory, frame: usize, cam: &Ca
                 Transform::identity(),
                 None,
             );
+        }
+    }
+    // The gripper is drawn behind the objects, so that it never hides them from a detector.
+    if let (Some(m), Some(g)) = (&scene.manipulation, traj.gripper.get(frame)) {
+        for (center, half, angle) in g.boxes(&m.gripper) {
+            fill_box(&mut pixmap, cam, center, half, angle, m.gripper.color);
         }
     }
     for (o, s) in scene.objects.iter().zip(&traj.states[frame]) {

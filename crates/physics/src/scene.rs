@@ -1,5 +1,5 @@
 //! What a clip contains, before it is simulated: the world (gravity, extent, ground, ramp), its objects with
-//! their physical properties, joints, an occluding screen and an actuated agent. Units: metres, kilograms,
+//! their physical properties, joints, an occluding screen, an actuated agent and a gripper with its task. Units: metres, kilograms,
 //! seconds, radians; y points up.
 
 use serde::{Deserialize, Serialize};
@@ -99,4 +99,7 @@ pub struct SceneSpec {
     pub pendulum: Option<PendulumSpec>,
     pub occluder: Option<OccluderSpec>,
     pub agent: Option<AgentSpec>,
+    /// A gripper, its task, target zone and wall (the `gripper` family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manipulation: Option<crate::manip::ManipulationSpec>,
 }

@@ -38,6 +38,7 @@ fn empty_scene(gravity: f32, ground: bool) -> SceneSpec {
         pendulum: None,
         occluder: None,
         agent: None,
+        manipulation: None,
     }
 }
 

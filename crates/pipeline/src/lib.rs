@@ -14,6 +14,7 @@ mod error;
 pub mod inputs;
 pub mod observed;
 mod pipeline;
+pub mod policy_world;
 pub mod rollout;
 pub mod sample;
 

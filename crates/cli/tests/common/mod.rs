@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use orrery_dit::{ActionConfig, CosmosDit, DitConfig};
 use orrery_nn::Checkpoint;
 
 pub fn testdata(name: &str) -> PathBuf {
@@ -64,4 +66,56 @@ pub fn assert_fails_with(args: &[&str], expect: &str) {
     assert!(!run.status.success(), "{expect}: succeeded");
     assert!(stderr.contains(expect), "{expect}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A bundle of 9-frame 32x32 chunks (8 actions a chunk), 3 steps, guidance 2, random weights, the tiny VAE and
+/// Qwen2.5-VL fixtures; its DiT takes `action_dim`-wide actions (none: no action embedders) and reads the tiny
+/// Qwen's 192-wide prompt embeddings.
+pub fn action_bundle(root: &Path, action_dim: Option<usize>) {
+    let transformer = root.join("transformer");
+    std::fs::create_dir_all(&transformer).unwrap();
+    let mut config = DitConfig::from_diffusers_file(&testdata("dit_tiny/config.json")).unwrap();
+    config.crossattn_proj_in_channels = Some(192);
+    config.action = action_dim.map(|action_dim| ActionConfig {
+        action_dim,
+        temporal_compression_ratio: 4,
+        hidden_dim_in_action_embedder: 16,
+    });
+    std::fs::write(transformer.join("config.json"), config.to_diffusers_json()).unwrap();
+    let varmap = VarMap::new();
+    CosmosDit::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        &config,
+    )
+    .unwrap();
+    varmap
+        .save(transformer.join("diffusion_pytorch_model.safetensors"))
+        .unwrap();
+    for (dir, src, files) in [
+        (
+            "vae",
+            "vae_tiny",
+            &["config.json", "diffusion_pytorch_model.safetensors"][..],
+        ),
+        (
+            "text_encoder",
+            "qwen_tiny",
+            &[
+                "config.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "model.safetensors",
+            ][..],
+        ),
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        for f in files {
+            std::fs::copy(testdata(src).join(f), root.join(dir).join(f)).unwrap();
+        }
+    }
+    std::fs::write(
+        root.join("orrery_sampling.json"),
+        r#"{"schedule": 5.0, "steps": 3, "guidance": 2.0, "cond_timestep": -1, "frames": 9, "width": 32, "height": 32, "fps": 20}"#,
+    )
+    .unwrap();
 }

@@ -1,0 +1,170 @@
+//! An action-conditioned world model as the world of a policy evaluation ([`PolicyWorld`]): from the simulator's
+//! start frame, each chunk of the policy's actions is generated the way `orrery generate --actions` rolls actions
+//! out ([`Generator::rollout`]: an Image2World generation on the current frame with the chunk's actions, seeded with
+//! the episode's seed plus the chunk's first frame index), and the chunk's last frame is the next chunk's start.
+//! The gripper's pose is dead-reckoned from the actions (the model shows, it does not tell).
+
+use candle_core::Tensor;
+use orrery_eval::policy::PolicyWorld;
+use orrery_media::RgbImage;
+use orrery_physics::manip::{GripperAction, GripperSpec, GripperState, MODEL_ACTION_DIM};
+use orrery_physics::{Camera, SceneSpec};
+
+use crate::actions::ActionSequence;
+use crate::engine::Generator;
+use crate::error::{PipelineError, Result};
+
+struct Episode {
+    spec: GripperSpec,
+    width: f32,
+    height: f32,
+    fps: f32,
+    current: RgbImage,
+    gripper: GripperState,
+    /// Frames generated so far after the start frame.
+    done: usize,
+    seed: u64,
+}
+
+/// A loaded action-conditioned model and the prompt its rollouts use.
+pub struct ModelWorld {
+    generator: Generator,
+    text: Tensor,
+    negative: Option<Tensor>,
+    chunk: usize,
+    name: String,
+    episode: Option<Episode>,
+}
+
+impl ModelWorld {
+    /// A world of `generator`, whose DiT must take [`MODEL_ACTION_DIM`]-wide actions, prompted with `text` (and
+    /// `negative` where guided).
+    pub fn new(generator: Generator, text: Tensor, negative: Option<Tensor>) -> Result<Self> {
+        let name = generator.engine().name().display().to_string();
+        let probe = ActionSequence::from_rows(&[vec![0.0; MODEL_ACTION_DIM]])
+            .map_err(PipelineError::Input)?;
+        let dit = &generator.pipeline().dit.config;
+        if let Some(a) = dit.action {
+            if a.action_dim != MODEL_ACTION_DIM {
+                return Err(PipelineError::Settings(format!(
+                    "{name}: the model takes {}-wide actions; the gripper's are {MODEL_ACTION_DIM} wide \
+                     ([dx, dy, dtheta, grip], scaled as the official pipeline scales actions)",
+                    a.action_dim
+                )));
+            }
+        }
+        let chunk = generator.rollout_plan(&probe)?.chunk_actions;
+        Ok(Self {
+            generator,
+            text,
+            negative,
+            chunk,
+            name,
+            episode: None,
+        })
+    }
+
+    fn episode(&mut self) -> Result<&mut Episode> {
+        self.episode
+            .as_mut()
+            .ok_or_else(|| PipelineError::Settings("a model world steps only after begin".into()))
+    }
+}
+
+impl PolicyWorld for ModelWorld {
+    type Error = PipelineError;
+
+    fn name(&self) -> String {
+        format!("model {}", self.name)
+    }
+
+    fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    fn begin(
+        &mut self,
+        scene: &SceneSpec,
+        _camera: &Camera,
+        fps: f32,
+        start: &RgbImage,
+        seed: u64,
+    ) -> Result<()> {
+        let size = self.generator.engine().size();
+        if (start.width() as usize, start.height() as usize) != (size.width, size.height) {
+            return Err(PipelineError::Input(format!(
+                "the start frame is {}x{}, the model generates {size}",
+                start.width(),
+                start.height()
+            )));
+        }
+        let spec = scene
+            .manipulation
+            .as_ref()
+            .ok_or_else(|| PipelineError::Input("the scene has no gripper".into()))?
+            .gripper;
+        self.episode = Some(Episode {
+            spec,
+            width: scene.width,
+            height: scene.height,
+            fps,
+            current: start.clone(),
+            gripper: GripperState {
+                position: spec.position,
+                angle: spec.angle,
+                fingers: [spec.max_finger_offset(); 2],
+                grip: 0.0,
+                holding: None,
+            },
+            done: 0,
+            seed,
+        });
+        Ok(())
+    }
+
+    fn step(&mut self, actions: &[GripperAction]) -> Result<Vec<RgbImage>> {
+        let (text, negative) = (self.text.clone(), self.negative.clone());
+        let ep = self.episode()?;
+        let mut rows = Vec::with_capacity(actions.len());
+        let mut g = ep.gripper;
+        for a in actions {
+            rows.push(a.model_features(g.angle).map(f64::from).to_vec());
+            g = g.predicted(*a, &ep.spec, ep.fps, ep.width, ep.height);
+        }
+        let sequence = ActionSequence::from_rows(&rows).map_err(PipelineError::Input)?;
+        let (current, seed) = (ep.current.clone(), ep.seed + ep.done as u64);
+        let mut frames = Vec::with_capacity(actions.len() + 1);
+        self.generator.rollout(
+            &current,
+            &sequence,
+            &text,
+            negative.as_ref(),
+            seed,
+            || {},
+            |f| {
+                frames.push(f.clone());
+                Ok(())
+            },
+        )?;
+        // The rollout's frame 0 is the (decoded) start frame.
+        let new: Vec<RgbImage> = frames.into_iter().skip(1).collect();
+        let ep = self.episode()?;
+        ep.gripper = g;
+        ep.done += new.len();
+        if let Some(last) = new.last() {
+            ep.current = last.clone();
+        }
+        Ok(new)
+    }
+
+    fn gripper(&self) -> GripperState {
+        self.episode
+            .as_ref()
+            .map(|e| e.gripper)
+            .expect("an episode has begun")
+    }
+
+    fn state_in_zone(&self) -> Option<Vec<bool>> {
+        None
+    }
+}
