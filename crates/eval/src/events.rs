@@ -8,7 +8,10 @@
 //! - lands on the floor: the object's lowest pixel reaches the ground line;
 //! - hits: the two objects' boxes touch;
 //! - slides down the ramp: the object's centre moves down and sideways;
-//! - the paddle pushes: the paddle touches the object, or the object moves;
+//! - the paddle (or the gripper) pushes: it touches the object, or the object moves;
+//! - hits the wall: the object's box touches the wall's;
+//! - the gripper picks up: the gripper touches the object and, still touching it, lifts it;
+//! - the gripper lets go: the gripper touches the object, then the two are apart;
 //! - leaves the frame: the object touches the border and is then gone (or the video ends);
 //! - comes to rest: after moving, if only by settling, the object stays still for a few frames;
 //! - falls over: the block's box changes its proportions or stops filling it (a tilted block), as a tilt past 45
@@ -102,10 +105,7 @@ pub fn happens(event: &Event, frames: &[RgbImage], truth: &GroundTruth) -> bool 
                     .iter()
                     .any(|e| e.max[1] >= ground - CONTACT_PX)
         }
-        Event::Collision { a, b, .. } => extents(a)
-            .iter()
-            .zip(extents(b))
-            .any(|(ea, eb)| matches!((ea, eb), (Some(ea), Some(eb)) if ea.gap(&eb) <= CONTACT_PX)),
+        Event::Collision { a, b, .. } => contacts(&extents(a), &extents(b)).contains(&true),
         Event::HitsRamp { object, .. } => match found(&extents(object))[..] {
             [first, .., last] => {
                 last.centre[1] - first.centre[1] >= MOVE_PX
@@ -115,17 +115,55 @@ pub fn happens(event: &Event, frames: &[RgbImage], truth: &GroundTruth) -> bool 
         },
         Event::Pushed { object, .. } => {
             let own = extents(object);
-            let touched = truth.scene.agent.as_ref().is_some_and(|agent| {
-                let paddle = frames.iter().map(|f| extent(f, agent.color));
-                own.iter()
-                    .zip(paddle)
-                    .any(|(o, p)| matches!((o, p), (Some(o), Some(p)) if o.gap(&p) <= CONTACT_PX))
-            });
+            let touched = contacts(&own, &actor(frames, truth)).contains(&true);
             let seen = found(&own);
             touched
                 || seen
                     .first()
                     .is_some_and(|f| seen.iter().any(|e| distance(e.centre, f.centre) >= MOVE_PX))
+        }
+        Event::HitsWall { object, .. } => {
+            let Some(wall) = truth.scene.manipulation.as_ref().and_then(|m| m.wall) else {
+                return false;
+            };
+            let [x0, top] = truth
+                .camera
+                .to_pixel([wall.center_x - wall.half_width, wall.height]);
+            let [x1, bottom] = truth
+                .camera
+                .to_pixel([wall.center_x + wall.half_width, 0.0]);
+            let wall = Extent {
+                min: [x0 as f64, top as f64],
+                max: [x1 as f64, bottom as f64],
+                centre: [0.5 * (x0 + x1) as f64, 0.5 * (top + bottom) as f64],
+                pixels: 0,
+            };
+            found(&extents(object))
+                .iter()
+                .any(|e| e.gap(&wall) <= CONTACT_PX)
+        }
+        Event::Grasped { object, .. } => {
+            let own = extents(object);
+            let touching = contacts(&own, &actor(frames, truth));
+            (0..own.len()).any(|k| {
+                let Some(at) = own[k].filter(|_| touching[k]) else {
+                    return false;
+                };
+                (k + 1..own.len()).any(|l| {
+                    touching[l] && own[l].is_some_and(|e| at.centre[1] - e.centre[1] >= MOVE_PX)
+                })
+            })
+        }
+        Event::Released { object, .. } => {
+            let own = extents(object);
+            let gripper = actor(frames, truth);
+            let touching = contacts(&own, &gripper);
+            let apart = (0..own.len()).map(|k| match (own[k], gripper[k]) {
+                (Some(o), Some(g)) => o.gap(&g) > CONTACT_PX,
+                _ => false,
+            });
+            let first_touch = touching.iter().position(|t| *t);
+            first_touch.is_some_and(|t| apart.skip(t + 1).any(|a| a))
         }
         Event::LeavesFrame { object, .. } => {
             let e = extents(object);
@@ -154,6 +192,24 @@ pub fn happens(event: &Event, frames: &[RgbImage], truth: &GroundTruth) -> bool 
             })
         }
     }
+}
+
+/// The extents of what acts on objects: the paddle or the gripper (none in passive worlds).
+fn actor(frames: &[RgbImage], truth: &GroundTruth) -> Vec<Option<Extent>> {
+    let color = (truth.scene.agent.as_ref().map(|a| a.color))
+        .or_else(|| truth.scene.manipulation.as_ref().map(|m| m.gripper.color));
+    frames
+        .iter()
+        .map(|f| color.and_then(|c| extent(f, c)))
+        .collect()
+}
+
+/// Per frame, whether both are seen and their boxes touch.
+fn contacts(a: &[Option<Extent>], b: &[Option<Extent>]) -> Vec<bool> {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| matches!((a, b), (Some(a), Some(b)) if a.gap(b) <= CONTACT_PX))
+        .collect()
 }
 
 /// Moved [`SETTLE_PX`] from where it was first seen, then stayed within [`STILL_PX`] a frame for

@@ -157,7 +157,6 @@ impl BenchResult {
     /// A self-contained HTML page: `about` (what was run), the table, the comparisons, PSNR by frames ahead and
     /// the side-by-side GIFs.
     pub fn to_html(&self, about: &str) -> String {
-        let t = self.text2world;
         let plotted = [
             Method::Video2WorldModel,
             Method::CopyLastFrame,
