@@ -363,6 +363,7 @@ fn with_word_encoder(bundle: &Path, vocab: &[&str], weights: &Path) {
     std::fs::copy(weights, dir.join("model.safetensors")).unwrap();
 }
 
+#[allow(clippy::result_large_err)] // the library's error type, as `merge` returns it
 fn ties_merge(base: &Path, bundles: &[PathBuf], out: &Path) -> Result<(), MergeError> {
     let options = MergeOptions {
         method: MergeMethod::Ties {

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
-use orrery_dit::{DitConfig, LoraShape};
+use orrery_dit::{ActionConfig, DitConfig, LoraShape};
+use orrery_physics::families::{FAMILIES, MANIPULATION_FAMILIES};
+use orrery_physics::manip::MODEL_ACTION_DIM;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -236,8 +238,70 @@ impl DitTrainConfig {
                 "lora trains adapters on the bundle's network as it is: grow first, export, then fine-tune".into()
             })?;
         }
+        if let Some(action) = self.model.as_ref().and_then(|m| m.action) {
+            self.validate_action_training(action)?;
+        }
         check(self.sample_steps > 0, || {
             "sample_steps must be positive".into()
+        })
+    }
+
+    /// An action-conditioned model (`model.action`) trains on clips that record actions (the manipulation
+    /// families), with the official conditioning: exactly 1 conditioning latent frame (the start frame), video
+    /// batches only, the whole network trained (no LoRA, no growth). The ratio against the VAE is checked by the
+    /// trainer, which opens the VAE.
+    fn validate_action_training(&self, action: ActionConfig) -> std::result::Result<(), String> {
+        let manip = MANIPULATION_FAMILIES.join(", ");
+        check(self.data.videos.is_none(), || {
+            format!(
+                "model.action: an action-conditioned model trains on clips that record actions, and data.videos \
+                 (a folder of videos) has none; use the physics families that record them ({manip})"
+            )
+        })?;
+        check(!self.data.families.is_empty(), || {
+            format!(
+                "model.action: data.families is empty (every family), and the families {} record no actions; an \
+                 action-conditioned model trains on the families that record them ({manip})",
+                FAMILIES.join(", ")
+            )
+        })?;
+        if let Some(family) = self
+            .data
+            .families
+            .iter()
+            .find(|f| !MANIPULATION_FAMILIES.contains(&f.as_str()))
+        {
+            return Err(format!(
+                "model.action: the family {family:?} records no actions; an action-conditioned model trains on the \
+                 families that record them ({manip})"
+            ));
+        }
+        check(action.action_dim == MODEL_ACTION_DIM, || {
+            format!(
+                "model.action.action_dim is {}; the gripper's actions are {MODEL_ACTION_DIM} wide ([dx, dy, \
+                 dtheta, grip] as `policy eval --model` feeds them)",
+                action.action_dim
+            )
+        })?;
+        check(self.flow.cond_probs == [0.0, 1.0], || {
+            format!(
+                "model.action: an action-conditioned model trains on 1 conditioning latent frame (the start \
+                 frame), as the official recipe does; set flow.cond_probs to [0.0, 1.0] (it is {:?})",
+                self.flow.cond_probs
+            )
+        })?;
+        check(self.flow.image_batch_prob == 0.0, || {
+            "model.action: an action-conditioned model trains on clips (actions between frames); set \
+             flow.image_batch_prob to 0"
+                .into()
+        })?;
+        check(self.lora.is_none(), || {
+            "model.action: the action embedders are new weights trained with the whole network; LoRA fine-tuning \
+             of an action-conditioned model is not supported (leave `lora` out)"
+                .into()
+        })?;
+        check(!(self.grow_blocks || self.grow_width), || {
+            "model.action: grow the network first (without actions), export, then train the action model".into()
         })
     }
 }

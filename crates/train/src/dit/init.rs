@@ -108,6 +108,8 @@ pub(crate) fn init_from_bundle(
             false,
             widen_dit_parameter,
         )?;
+    } else if let Some(model) = config.model.as_ref().filter(|m| m.action.is_some()) {
+        init_action_dit(vars, &source_config, &dit_weights, model)?;
     } else if config.lora.is_none() {
         init_vars_from(vars, &dit_weights, "dit.", |_| false)?;
     }
@@ -116,5 +118,82 @@ pub(crate) fn init_from_bundle(
         &bundle.join("text_encoder/model.safetensors"),
         "text.",
         |_| false,
+    )
+}
+
+/// The action-conditioned DiT `model` from a bundle's DiT (`source_config`, `dit_weights`), which must be the same
+/// network but for the action embedders.
+///
+/// A bundle DiT without action embedders gives every other weight, and the embedders start fresh with their last
+/// layer (`fc2` weight and bias) zero. Both action embeddings are then zero, so the network starts as the bundle's
+/// exactly (the embeddings are added to the timestep embedding and the adaLN-LoRA term); and `fc2`'s gradient (the
+/// output's gradient times `fc1`'s activations, which are not zero) moves it from the first step, after which `fc1`
+/// learns too. A zero `fc1` instead would leave `fc2` without a gradient for good (GELU(0) = 0 in, nothing out).
+/// A bundle DiT that has the same embedders (an action model trained further) gives them too.
+fn init_action_dit(
+    vars: &SeededVarMap,
+    source_config: &Path,
+    dit_weights: &Path,
+    model: &DitConfig,
+) -> Result<()> {
+    let source = DitConfig::from_diffusers_file(source_config)?;
+    let without_action = |c: &DitConfig| DitConfig {
+        action: None,
+        ..c.clone()
+    };
+    if without_action(&source) != without_action(model) {
+        return Err(TrainError::Data(format!(
+            "{}: the bundle's DiT ({}) is not this run's network without its action embedders ({}); an \
+             action-conditioned model starts from a DiT of its own shape",
+            source_config.display(),
+            describe(&source),
+            describe(model)
+        )));
+    }
+    if let Some(a) = source.action {
+        if Some(a) != model.action {
+            return Err(TrainError::Data(format!(
+                "{}: the bundle's DiT takes actions {a:?}, this run's model.action is {:?}",
+                source_config.display(),
+                model.action
+            )));
+        }
+        return init_vars_from(vars, dit_weights, "dit.", |_| false);
+    }
+    let is_action = |name: &str| name.starts_with("action_embedder_");
+    init_vars_mapped(
+        vars,
+        dit_weights,
+        "dit.",
+        |name| (!is_action(name)).then(|| name.to_owned()),
+        |_| false,
+    )?;
+    for (name, var) in vars.named_vars() {
+        let last_layer = name
+            .strip_prefix("dit.")
+            .is_some_and(|n| is_action(n) && n.contains(".fc2."));
+        if last_layer {
+            var.set(&var.zeros_like()?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A DiT's shape in words, for errors.
+fn describe(c: &DitConfig) -> String {
+    format!(
+        "{} blocks of width {}, {} heads, {} -> {} latent channels, patch {}x{}, text {} (projected from {:?}), \
+         adaLN-LoRA {}, max size {:?}",
+        c.num_blocks,
+        c.model_channels,
+        c.num_heads,
+        c.in_channels,
+        c.out_channels,
+        c.patch_temporal,
+        c.patch_spatial,
+        c.crossattn_emb_channels,
+        c.crossattn_proj_in_channels,
+        c.adaln_lora_dim,
+        c.max_size
     )
 }

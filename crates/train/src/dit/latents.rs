@@ -1,5 +1,6 @@
 //! The DiT's training data: the training clips encoded once by the VAE, kept with their captions in a cache in
-//! the run's folder, so a resumed (or a larger) run does not encode them again.
+//! the run's folder, so a resumed (or a larger) run does not encode them again. Clips that record actions (the
+//! manipulation families) keep them in the same cache, scaled as an action-conditioned model takes them.
 
 use std::path::Path;
 
@@ -18,6 +19,11 @@ pub struct LatentSet {
     /// (N, C, T, h, w)
     pub latents: Tensor,
     pub captions: Vec<[String; 3]>,
+    /// Per clip, the actions between its frames as an action-conditioned model takes them
+    /// ([`ManipulationRecord::model_actions`](orrery_physics::manip::ManipulationRecord::model_actions): the same
+    /// scaling `orrery policy eval --model` feeds a model), (N, frames - 1, A) float32; present when every clip
+    /// records its actions ([`DataConfig::records_actions`]).
+    pub actions: Option<Tensor>,
 }
 
 impl LatentSet {
@@ -39,12 +45,13 @@ impl LatentSet {
             ),
             None => file_fingerprint(vae_weights)?,
         };
+        let with_actions = data.records_actions();
         let cache = dir.join("latents.safetensors");
         let captions_path = dir.join("captions.json");
-        let (mut captions, cached_latents) =
-            match read_latent_cache(&cache, &captions_path, &key, data)? {
-                Some(set) => (set.captions, Some(set.latents)),
-                None => (Vec::new(), None),
+        let (mut captions, cached_latents, cached_actions) =
+            match read_latent_cache(&cache, &captions_path, &key, data, with_actions)? {
+                Some(set) => (set.captions, Some(set.latents), set.actions),
+                None => (Vec::new(), None, None),
             };
         let have = captions.len();
         if let Some(latents) = cached_latents.as_ref().filter(|_| have >= data.clips) {
@@ -52,12 +59,16 @@ impl LatentSet {
             return Ok(Self {
                 latents: latents.narrow(0, 0, data.clips)?,
                 captions,
+                actions: cached_actions
+                    .map(|a| a.narrow(0, 0, data.clips))
+                    .transpose()?,
             });
         }
         if have > 0 {
             tracing::info!("{have} of {} training clips are in the cache", data.clips);
         }
         let mut latents = Vec::with_capacity(data.clips - have);
+        let mut actions = Vec::new();
         for i in have..data.clips {
             // (3, T, H, W) and the (short, medium, long) captions; a user's video has one caption for all three.
             let (video, caption) = match &folder {
@@ -73,6 +84,9 @@ impl LatentSet {
                 }
                 None => {
                     let clip = data.clip(i).map_err(TrainError::Data)?;
+                    if with_actions {
+                        actions.push(clip_actions(&clip, data.frames)?);
+                    }
                     let c = &clip.truth.captions;
                     (
                         clip_tensor(&clip, data.width, data.height, &Device::Cpu)?,
@@ -95,21 +109,60 @@ impl LatentSet {
         if let Some(cached) = cached_latents {
             latents = Tensor::cat(&[cached, latents], 0)?;
         }
+        let actions = if with_actions {
+            let mut new = Tensor::stack(&actions, 0)?;
+            if let Some(cached) = cached_actions {
+                new = Tensor::cat(&[cached, new], 0)?;
+            }
+            Some(new)
+        } else {
+            None
+        };
         std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-        save_tensors(&cache, vec![("latents".into(), latents.clone())])?;
+        let mut tensors = vec![("latents".to_string(), latents.clone())];
+        if let Some(a) = &actions {
+            tensors.push(("actions".into(), a.clone()));
+        }
+        save_tensors(&cache, tensors)?;
         let saved = serde_json::json!({"key": key, "data": data, "captions": captions});
         write_file(&captions_path, saved.to_string().as_bytes())?;
-        Ok(Self { latents, captions })
+        Ok(Self {
+            latents,
+            captions,
+            actions,
+        })
     }
 }
 
+/// A manipulation clip's `frames - 1` actions as an action-conditioned model takes them, (frames - 1, A).
+fn clip_actions(clip: &orrery_physics::clip::Clip, frames: usize) -> Result<Tensor> {
+    let key = &clip.truth.key;
+    let record = clip.truth.manipulation.as_ref().ok_or_else(|| {
+        TrainError::Data(format!(
+            "clip {key} records no actions (only manipulation families do)"
+        ))
+    })?;
+    let rows = record.model_actions();
+    if rows.len() + 1 != frames {
+        return Err(TrainError::Data(format!(
+            "clip {key} records {} actions for its {frames} frames (one per frame after the first is needed)",
+            rows.len()
+        )));
+    }
+    let width = rows.first().map_or(0, |r| r.len());
+    let values: Vec<f32> = rows.into_iter().flatten().collect();
+    Ok(Tensor::from_vec(values, (frames - 1, width), &Device::Cpu)?)
+}
+
 /// The cached latents in `cache` with their captions, if they were made from the VAE weights `key` and the same
-/// data as `data` but for the number of clips; `None` when absent, unreadable or made otherwise.
+/// data as `data` but for the number of clips (and, `with_actions`, holding the clips' actions); `None` when absent,
+/// unreadable or made otherwise.
 fn read_latent_cache(
     cache: &Path,
     captions_path: &Path,
     key: &str,
     data: &DataConfig,
+    with_actions: bool,
 ) -> Result<Option<LatentSet>> {
     let (Ok(ckpt), Ok(text)) = (
         Checkpoint::open(cache),
@@ -133,7 +186,24 @@ fn read_latent_cache(
     if latents.dim(0)? != captions.len() {
         return Ok(None);
     }
-    Ok(Some(LatentSet { latents, captions }))
+    let actions = if with_actions {
+        // A cache written before actions were kept is encoded again.
+        if !ckpt.tensors().iter().any(|t| t.name == "actions") {
+            return Ok(None);
+        }
+        let actions = ckpt.load("actions", &Device::Cpu)?;
+        if actions.dim(0)? != captions.len() {
+            return Ok(None);
+        }
+        Some(actions)
+    } else {
+        None
+    };
+    Ok(Some(LatentSet {
+        latents,
+        captions,
+        actions,
+    }))
 }
 
 /// Size and modification time of a file: enough to notice a retrained VAE.

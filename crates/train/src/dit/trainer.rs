@@ -9,20 +9,30 @@
 //!
 //! From a released-format bundle (Reason1 text encoder) the captions' embeddings come from the frozen Reason1
 //! through the run's prompt cache ([`crate::dit::released`]) instead of the word encoder.
+//!
+//! An action-conditioned model (`model.action`, posttraining-spec §5) trains on clips that record their actions
+//! (the gripper family) with the official conditioning: the start frame as the one conditioning latent frame, the
+//! caption dropped with `caption_dropout`, the actions never dropped. Each example's actions are its clip's
+//! `frames - 1` actions, kept in the latent cache as [`LatentSet::actions`], scaled as `orrery policy eval --model`
+//! scales them and grouped as the network groups them: the VAE's temporal compression per latent frame.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
-use orrery_dit::{load_dit, save_lora_weights, CosmosDit, DitConfig, DitInput, LORA_WEIGHTS_FILE};
+use orrery_dit::{
+    load_dit, save_lora_weights, ActionConfig, CosmosDit, DitConfig, DitInput, LORA_WEIGHTS_FILE,
+};
 use orrery_flow::path::{noisy_per_sample, velocity_target};
 use orrery_flow::timesteps::SigmaSampler;
+use orrery_media::RgbImage;
 use orrery_nn::checkpoint::save_tensors;
 use orrery_nn::SeededVarMap;
 use orrery_pipeline::conditioning::{batch_condition_mask, replace_frames, replace_velocity};
 use orrery_pipeline::{
-    BundleDefaults, Engine, Mode, SamplerKind, SamplingSettings, ScheduleKind, SAMPLING_FILE,
+    ActionSequence, BundleDefaults, Engine, Generator, Mode, SamplerKind, SamplingSettings,
+    ScheduleKind, SAMPLING_FILE,
 };
 use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
@@ -37,7 +47,7 @@ use crate::dit::released::{
 use crate::error::{Result, TrainError};
 use crate::trainer::bundle_files::write_transformer;
 use crate::trainer::config::RunConfig;
-use crate::trainer::data::sample_clips;
+use crate::trainer::data::{sample_action_clips, sample_clips};
 use crate::trainer::random::{conditioning_frames, index, normal};
 use crate::trainer::run::Run;
 use crate::trainer::samples::{
@@ -95,6 +105,8 @@ struct Batch {
     cond_frames: Vec<usize>,
     /// Each sample's caption, `None` where it is dropped.
     texts: Vec<Option<String>>,
+    /// An action-conditioned model's actions, (B, frames - 1, A): never dropped.
+    actions: Option<Tensor>,
 }
 
 /// What the DiT reads for one batch.
@@ -144,10 +156,23 @@ impl DitTrainer {
                 vae_path.config.z_dim, model.in_channels
             )));
         }
+        if let Some(action) = model.action {
+            check_action_grouping(&action, &vae_path, &vae_dir, config.data.frames)?;
+        }
         let vae = vae_path.load(DType::F32, &host)?;
         let mut data =
             LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
         data.latents = data.latents.to_device(&device)?;
+        if model.action.is_some() {
+            let actions = data.actions.take().ok_or_else(|| {
+                TrainError::Data(
+                    "model.action: the training clips record no actions (only the gripper family does)".into(),
+                )
+            })?;
+            data.actions = Some(actions.to_device(&device)?);
+        } else {
+            data.actions = None;
+        }
         let captions = || data.captions.iter().flatten().map(String::as_str);
         // A released bundle's Reason1 embeds the captions it has not embedded before, and is freed, before the
         // DiT is loaded.
@@ -275,8 +300,12 @@ impl DitTrainer {
         let n = self.data.latents.dim(0)?;
         let images = rng.next_f64() < f.image_batch_prob;
         let (mut x0, mut sigmas, mut cond_frames, mut texts) = (vec![], vec![], vec![], vec![]);
+        let mut actions = Vec::new();
         for _ in 0..self.config.run.batch_size {
             let i = index(rng, n);
+            if let Some(a) = &self.data.actions {
+                actions.push(a.get(i)?);
+            }
             let mut x = self.data.latents.get(i)?;
             if images {
                 x = x.narrow(1, 0, 1)?;
@@ -292,12 +321,17 @@ impl DitTrainer {
         }
         let x0 = Tensor::stack(&x0, 0)?;
         let noise = normal(rng, x0.dims(), &self.device)?;
+        let actions = match actions.is_empty() {
+            true => None,
+            false => Some(Tensor::stack(&actions, 0)?),
+        };
         Ok(Batch {
             x0,
             noise,
             sigmas,
             cond_frames,
             texts,
+            actions,
         })
     }
 
@@ -369,7 +403,7 @@ impl DitTrainer {
             crossattn_emb: &inputs.text,
             condition_mask: &inputs.mask,
             padding_mask: None,
-            action: None,
+            action: batch.actions.as_ref(),
         };
         if !self.config.activation_checkpointing {
             let v = self.dit.forward(&input)?;
@@ -389,6 +423,33 @@ impl DitTrainer {
                 Self::loss_of_velocity(batch, v, &inputs.mask)
             })?;
         self.session.update_with_gradients(&loss, grads)
+    }
+
+    /// For tests and diagnostics: draws the next batch (advancing the run's generator, as a step would) and
+    /// returns each trainable variable's name and gradient norm on it, without updating anything. A variable the
+    /// loss does not reach has norm 0.
+    pub fn gradient_norms(&mut self) -> Result<Vec<(String, f32)>> {
+        let batch = self.draw()?;
+        let inputs = self.network_inputs(&batch)?;
+        let input = DitInput {
+            x: &inputs.x,
+            timesteps: &inputs.timesteps,
+            crossattn_emb: &inputs.text,
+            condition_mask: &inputs.mask,
+            padding_mask: None,
+            action: batch.actions.as_ref(),
+        };
+        let v = self.dit.forward(&input)?;
+        let grads = Self::loss_of_velocity(&batch, &v, &inputs.mask)?.backward()?;
+        let mut norms = Vec::new();
+        for (name, var) in &self.session.optimizer.vars {
+            let norm = match grads.get(var.as_tensor()) {
+                Some(g) => g.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?,
+                None => 0.0,
+            };
+            norms.push((name.clone(), norm));
+        }
+        Ok(norms)
     }
 
     /// The EMA weights of the group `prefix` ("dit", "text" or "lora"), names without the prefix; a LoRA run's
@@ -559,7 +620,15 @@ impl Run for DitTrainer {
         let generator = engine.with_models(dit, self.vae.clone())?;
         let d = &self.config.data;
         let mut rows = Vec::new();
-        for (i, (real, caption)) in sample_clips(d, 3)?.into_iter().enumerate() {
+        if self.model().action.is_some() {
+            rows = action_rollout_rows(&generator, text, d, 3)?;
+        }
+        let plain = if self.model().action.is_some() {
+            Vec::new()
+        } else {
+            sample_clips(d, 3)?
+        };
+        for (i, (real, caption)) in plain.into_iter().enumerate() {
             let mut row = vec![real.clone()];
             row.extend(video_and_text_samples(
                 &generator, text, &real, &caption, i as u64,
@@ -586,6 +655,68 @@ impl Run for DitTrainer {
         export_bundle(self, &dir)?;
         Ok(dir)
     }
+}
+
+/// An action-conditioned DiT groups `temporal_compression_ratio` actions per latent frame, and a latent frame of
+/// the VAE covers its temporal compression in frames: the two must be equal, and a training clip of `frames`
+/// frames must be whole latent frames (`1 + ratio (T - 1)`) so that its `frames - 1` actions are exactly what the
+/// network takes (and what a rollout feeds it per chunk).
+fn check_action_grouping(
+    action: &ActionConfig,
+    vae: &VaeModelPath,
+    vae_dir: &Path,
+    frames: usize,
+) -> Result<()> {
+    let compression = vae.config.temporal_factor();
+    let ratio = action.temporal_compression_ratio;
+    if ratio != compression {
+        return Err(TrainError::Data(format!(
+            "model.action.temporal_compression_ratio is {ratio}, but the VAE {} compresses time by {compression}: \
+             each latent frame covers {compression} frames, so it takes {compression} actions; set \
+             temporal_compression_ratio to {compression}",
+            vae_dir.display()
+        )));
+    }
+    if frames < 2 || !(frames - 1).is_multiple_of(ratio) {
+        return Err(TrainError::Data(format!(
+            "data.frames is {frames}; an action-conditioned model with {ratio} actions per latent frame trains on \
+             clips of 1 + {ratio} k frames (k >= 1), each with one action per frame after the first"
+        )));
+    }
+    Ok(())
+}
+
+/// For each of `n` held-out clips that record actions, the real clip beside the model's rollout of the clip's
+/// actions from its first frame ([`Generator::rollout`], as `orrery generate --actions` and `orrery policy eval
+/// --model` run the model).
+fn action_rollout_rows(
+    generator: &Generator,
+    text: &dyn PromptEmbedder,
+    data: &crate::trainer::data::DataConfig,
+    n: usize,
+) -> Result<Vec<Vec<Vec<RgbImage>>>> {
+    let negative = text.embed_prompt(generator.engine().negative_prompt())?;
+    let mut rows = Vec::new();
+    for (i, clip) in sample_action_clips(data, n)?.into_iter().enumerate() {
+        let (real, actions) = (clip.frames, clip.actions);
+        let actions = ActionSequence::from_rows(&actions).map_err(TrainError::Data)?;
+        let prompt = text.embed_prompt(&clip.caption)?;
+        let mut frames = Vec::with_capacity(real.len());
+        generator.rollout(
+            &real[0],
+            &actions,
+            &prompt,
+            Some(&negative),
+            i as u64,
+            || {},
+            |f| {
+                frames.push(f.clone());
+                Ok(())
+            },
+        )?;
+        rows.push(vec![real, frames]);
+    }
+    Ok(rows)
 }
 
 fn export_bundle(trainer: &DitTrainer, dir: &Path) -> Result<()> {

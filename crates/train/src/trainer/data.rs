@@ -4,7 +4,7 @@
 use candle_core::{Device, Result, Tensor};
 use orrery_physics::clip::{make_clip, Clip, ClipSettings};
 use orrery_physics::dataset::DatasetSpec;
-use orrery_physics::families::FAMILIES;
+use orrery_physics::families::{FAMILIES, MANIPULATION_FAMILIES};
 use serde::{Deserialize, Serialize};
 
 use super::videos::VideosConfig;
@@ -47,16 +47,53 @@ pub fn sample_clips(
             shown.push((clip.frames, clip.caption));
         }
     } else {
-        let held_out = DataConfig {
-            seed: d.seed ^ 0xfeed_5eed,
-            ..d.clone()
-        };
+        let held_out = held_out(d);
         for i in 0..n {
             let clip = held_out.clip(i).map_err(TrainError::Data)?;
             shown.push((clip.images(), clip.truth.captions.medium.clone()));
         }
     }
     Ok(shown)
+}
+
+/// The held-out physics worlds of the sample GIFs: the data's seed altered.
+fn held_out(d: &DataConfig) -> DataConfig {
+    DataConfig {
+        seed: d.seed ^ 0xfeed_5eed,
+        ..d.clone()
+    }
+}
+
+/// A held-out clip that records its actions, for the sample GIFs of an action-conditioned model.
+pub struct ActionClip {
+    pub frames: Vec<orrery_media::RgbImage>,
+    pub caption: String,
+    /// The actions as the model takes them: one row per frame after the first.
+    pub actions: Vec<Vec<f64>>,
+}
+
+/// `n` held-out clips that record actions.
+pub fn sample_action_clips(d: &DataConfig, n: usize) -> crate::error::Result<Vec<ActionClip>> {
+    use crate::error::TrainError;
+    let held_out = held_out(d);
+    (0..n)
+        .map(|i| {
+            let clip = held_out.clip(i).map_err(TrainError::Data)?;
+            let record = clip.truth.manipulation.as_ref().ok_or_else(|| {
+                TrainError::Data(format!("clip {} records no actions", clip.truth.key))
+            })?;
+            let actions = record
+                .model_actions()
+                .iter()
+                .map(|row| row.iter().map(|&v| f64::from(v)).collect())
+                .collect();
+            Ok(ActionClip {
+                frames: clip.images(),
+                caption: clip.truth.captions.medium.clone(),
+                actions,
+            })
+        })
+        .collect()
 }
 
 impl DataConfig {
@@ -92,6 +129,17 @@ impl DataConfig {
 
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.spec().validate().map_err(|e| e.to_string())
+    }
+
+    /// Whether every clip of the set records the actions that drove it: physics worlds of named families, all of
+    /// them manipulation families ([`MANIPULATION_FAMILIES`]).
+    pub fn records_actions(&self) -> bool {
+        self.videos.is_none()
+            && !self.families.is_empty()
+            && self
+                .families
+                .iter()
+                .all(|f| MANIPULATION_FAMILIES.contains(&f.as_str()))
     }
 
     /// Clip `i` of the set.
