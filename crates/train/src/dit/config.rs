@@ -128,7 +128,8 @@ pub struct DitTrainConfig {
     /// released-format `init_from`: the bundle's (given, it must be the bundle's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vae: Option<PathBuf>,
-    /// Left out with a released-format `init_from`: the bundle's DiT (given, it must equal the bundle's).
+    /// Left out with a released-format `init_from`: the bundle's DiT (given, it must equal the bundle's). With
+    /// `action`, an action-conditioned DiT trained on clips that record actions (see the trainer's module docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<DitConfig>,
     /// orrery's word encoder trained with the DiT; absent for a bundle whose text encoder is Reason1 (frozen).
