@@ -43,6 +43,27 @@ fn action_dit_config(out: &Path, vae: &Path, families: serde_json::Value) -> ser
 }
 
 #[test]
+fn the_embedded_action_config_resolves() {
+    let config =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/nano-action-gripper.json");
+    let out = run_ok(&[
+        "train",
+        "dit",
+        "--config",
+        config.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let resolved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        resolved["model"]["action"],
+        json!({"action_dim": 4, "temporal_compression_ratio": 2, "hidden_dim_in_action_embedder": 1024})
+    );
+    // The embedded bundle's chunk: 33 frames, 32 actions.
+    assert_eq!(resolved["data"]["frames"], 33);
+    assert_eq!(resolved["data"]["families"], json!(["gripper"]));
+}
+
+#[test]
 fn a_trained_action_model_rolls_out_in_generate_and_policy_eval() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

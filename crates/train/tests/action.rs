@@ -7,7 +7,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{dit_config, losses, trained_dit};
+use candle_core::{DType, Device, Tensor};
+use common::{dit_config, losses, trained_dit, velocity_of};
 use orrery_pipeline::{ActionSequence, Engine, GenerationOptions, Mode, WeightType};
 use orrery_train::{DitTrainConfig, DitTrainer, Run};
 use serde_json::json;
@@ -29,6 +30,42 @@ fn action_config(out: &Path, vae: &Path, bundle: Option<&Path>) -> DitTrainConfi
         c["init_from"] = b.display().to_string().into();
     }
     serde_json::from_value(c).unwrap()
+}
+
+/// `common::velocity_of`'s input with 8 non-zero actions, (1, 4, 3, 4, 4).
+fn velocity_with_actions(dit: &orrery_dit::CosmosDit) -> Tensor {
+    let dev = Device::Cpu;
+    let x = Tensor::arange(0f32, 192., &dev)
+        .unwrap()
+        .reshape((1, 4, 3, 4, 4))
+        .unwrap()
+        .sin()
+        .unwrap();
+    let text = Tensor::arange(0f32, 80., &dev)
+        .unwrap()
+        .reshape((1, 5, 16))
+        .unwrap()
+        .cos()
+        .unwrap();
+    let timesteps = Tensor::new(&[[0.2f32, 0.5, 0.9]], &dev).unwrap();
+    let mask = Tensor::zeros((1, 1, 3, 4, 4), DType::F32, &dev).unwrap();
+    let action = (Tensor::arange(0f32, 32., &dev)
+        .unwrap()
+        .reshape((1, 8, 4))
+        .unwrap()
+        .sin()
+        .unwrap()
+        * 5.0)
+        .unwrap();
+    dit.forward(&orrery_dit::DitInput {
+        x: &x,
+        timesteps: &timesteps,
+        crossattn_emb: &text,
+        condition_mask: &mask,
+        padding_mask: None,
+        action: Some(&action),
+    })
+    .unwrap()
 }
 
 fn error_of(config: DitTrainConfig) -> String {
@@ -67,6 +104,22 @@ fn an_action_model_trains_from_a_bundle_resumes_exactly_and_rolls_out() {
             assert_eq!(max.to_scalar::<f32>().unwrap(), 0.0, "{name}");
         }
     }
+    let source = orrery_dit::load_dit(
+        &bundle.join("transformer/diffusion_pytorch_model.safetensors"),
+        &orrery_dit::DitConfig {
+            action: None,
+            ..straight.model().clone()
+        },
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let diff = orrery_nn::compare::max_abs_diff(
+        &velocity_of(&source),
+        &velocity_with_actions(&straight.dit),
+    )
+    .unwrap();
+    assert_eq!(diff, 0.0, "the action network starts as the bundle's");
 
     // After one step every trainable parameter, both embedders' layers included, gets a gradient.
     let mut probe =
