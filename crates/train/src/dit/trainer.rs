@@ -595,8 +595,9 @@ impl Run for DitTrainer {
     }
 
     /// `samples/step-NNNNNNN.gif`: for a few held-out clips, the real clip beside Video2World and Text2World
-    /// samples of the EMA model. The samples run on the CPU, which for a released model's size takes hours: a run
-    /// from a released-format bundle writes them only when `run.sample_every` asks for them.
+    /// samples of the EMA model (an action model's: beside rollouts of the clip's actions). The samples run on the
+    /// CPU, which for a released model's size takes hours: a run from a released-format bundle writes them only when
+    /// `run.sample_every` asks for them.
     fn write_samples(&self) -> Result<Option<PathBuf>> {
         if self.text.reason1().is_some() && self.config.run.sample_every == 0 {
             return Ok(None);
@@ -619,22 +620,20 @@ impl Run for DitTrainer {
         )?;
         let generator = engine.with_models(dit, self.vae.clone())?;
         let d = &self.config.data;
-        let mut rows = Vec::new();
-        if self.model().action.is_some() {
-            rows = action_rollout_rows(&generator, text, d, 3)?;
-        }
-        let plain = if self.model().action.is_some() {
-            Vec::new()
+        // An action model's rows: held-out clips beside rollouts of their actions (it generates only with them).
+        let rows = if self.model().action.is_some() {
+            action_rollout_rows(&generator, text, d, 3)?
         } else {
-            sample_clips(d, 3)?
+            let mut rows = Vec::new();
+            for (i, (real, caption)) in sample_clips(d, 3)?.into_iter().enumerate() {
+                let mut row = vec![real.clone()];
+                row.extend(video_and_text_samples(
+                    &generator, text, &real, &caption, i as u64,
+                )?);
+                rows.push(row);
+            }
+            rows
         };
-        for (i, (real, caption)) in plain.into_iter().enumerate() {
-            let mut row = vec![real.clone()];
-            row.extend(video_and_text_samples(
-                &generator, text, &real, &caption, i as u64,
-            )?);
-            rows.push(row);
-        }
         let size = (d.width as usize, d.height as usize);
         let path = write_sample_grid(
             &self.config.run.out_dir,
