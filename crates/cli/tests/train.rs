@@ -299,56 +299,13 @@ fn eval_reads_the_bench_videos(videos: &Path, out: &Path) {
     eval_fails(&["--metrics", "psnr"], "clip-0001.mp4");
 }
 
-/// A diffusers-style bundle of the tiny fixtures: a random DiT reading the tiny Qwen's 192-wide embeddings, the
-/// tiny VAE, the tiny Qwen as its Reason1 text encoder.
+/// A released-layout bundle of the tiny fixtures (`common::tiny_reason1_bundle`), sampling in 2 steps.
 fn released_bundle(root: &Path) {
-    use candle_core::{DType, Device};
-    use candle_nn::{VarBuilder, VarMap};
-    let transformer = root.join("transformer");
-    std::fs::create_dir_all(&transformer).unwrap();
-    let mut config = orrery_dit::DitConfig::from_diffusers_file(Path::new(&repo(
-        "testdata/dit_tiny/config.json",
-    )))
-    .unwrap();
-    config.crossattn_proj_in_channels = Some(192);
-    std::fs::write(transformer.join("config.json"), config.to_diffusers_json()).unwrap();
-    let varmap = VarMap::new();
-    orrery_dit::CosmosDit::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        &config,
-    )
-    .unwrap();
-    varmap
-        .save(transformer.join("diffusion_pytorch_model.safetensors"))
-        .unwrap();
-    for (dir, from, files) in [
-        (
-            "vae",
-            "vae_tiny",
-            &["config.json", "diffusion_pytorch_model.safetensors"][..],
-        ),
-        (
-            "text_encoder",
-            "qwen_tiny",
-            &[
-                "config.json",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "model.safetensors",
-            ][..],
-        ),
-    ] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-        for f in files {
-            let source = repo(&format!("testdata/{from}/{f}"));
-            std::fs::copy(source, root.join(dir).join(f)).unwrap();
-        }
-    }
-    std::fs::write(
-        root.join("orrery_sampling.json"),
+    common::tiny_reason1_bundle(
+        root,
+        None,
         r#"{"schedule": 5.0, "steps": 2, "guidance": 2.0, "cond_timestep": 0.1, "frames": 9, "width": 32, "height": 32, "fps": 16}"#,
-    )
-    .unwrap();
+    );
 }
 
 #[test]

@@ -72,6 +72,17 @@ pub fn assert_fails_with(args: &[&str], expect: &str) {
 /// Qwen2.5-VL fixtures; its DiT takes `action_dim`-wide actions (none: no action embedders) and reads the tiny
 /// Qwen's 192-wide prompt embeddings.
 pub fn action_bundle(root: &Path, action_dim: Option<usize>) {
+    tiny_reason1_bundle(
+        root,
+        action_dim,
+        r#"{"schedule": 5.0, "steps": 3, "guidance": 2.0, "cond_timestep": -1, "frames": 9, "width": 32, "height": 32, "fps": 20}"#,
+    );
+}
+
+/// A diffusers-style bundle of the tiny fixtures, as a released model is laid out: a random DiT (with
+/// `action_dim`-wide action embedders, if any) reading the tiny Qwen's 192-wide embeddings, the tiny VAE, the tiny
+/// Qwen as its Reason1 text encoder, and `sampling` as its `orrery_sampling.json`.
+pub fn tiny_reason1_bundle(root: &Path, action_dim: Option<usize>, sampling: &str) {
     let transformer = root.join("transformer");
     std::fs::create_dir_all(&transformer).unwrap();
     let mut config = DitConfig::from_diffusers_file(&testdata("dit_tiny/config.json")).unwrap();
@@ -113,9 +124,5 @@ pub fn action_bundle(root: &Path, action_dim: Option<usize>) {
             std::fs::copy(testdata(src).join(f), root.join(dir).join(f)).unwrap();
         }
     }
-    std::fs::write(
-        root.join("orrery_sampling.json"),
-        r#"{"schedule": 5.0, "steps": 3, "guidance": 2.0, "cond_timestep": -1, "frames": 9, "width": 32, "height": 32, "fps": 20}"#,
-    )
-    .unwrap();
+    std::fs::write(root.join("orrery_sampling.json"), sampling).unwrap();
 }
