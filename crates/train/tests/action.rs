@@ -32,23 +32,9 @@ fn action_config(out: &Path, vae: &Path, bundle: Option<&Path>) -> DitTrainConfi
     serde_json::from_value(c).unwrap()
 }
 
-/// `common::velocity_of`'s input with 8 non-zero actions, (1, 4, 3, 4, 4).
+/// `common::velocity_of`'s input with 8 non-zero actions, (1, 8, 4).
 fn velocity_with_actions(dit: &orrery_dit::CosmosDit) -> Tensor {
     let dev = Device::Cpu;
-    let x = Tensor::arange(0f32, 192., &dev)
-        .unwrap()
-        .reshape((1, 4, 3, 4, 4))
-        .unwrap()
-        .sin()
-        .unwrap();
-    let text = Tensor::arange(0f32, 80., &dev)
-        .unwrap()
-        .reshape((1, 5, 16))
-        .unwrap()
-        .cos()
-        .unwrap();
-    let timesteps = Tensor::new(&[[0.2f32, 0.5, 0.9]], &dev).unwrap();
-    let mask = Tensor::zeros((1, 1, 3, 4, 4), DType::F32, &dev).unwrap();
     let action = (Tensor::arange(0f32, 32., &dev)
         .unwrap()
         .reshape((1, 8, 4))
@@ -57,15 +43,7 @@ fn velocity_with_actions(dit: &orrery_dit::CosmosDit) -> Tensor {
         .unwrap()
         * 5.0)
         .unwrap();
-    dit.forward(&orrery_dit::DitInput {
-        x: &x,
-        timesteps: &timesteps,
-        crossattn_emb: &text,
-        condition_mask: &mask,
-        padding_mask: None,
-        action: Some(&action),
-    })
-    .unwrap()
+    common::velocity_on(dit, 16, Some(&action))
 }
 
 fn error_of(config: DitTrainConfig) -> String {

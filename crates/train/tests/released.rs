@@ -205,32 +205,7 @@ fn generate(dir: &Path, loras: Vec<LoraSpec>) -> Vec<orrery_media::RgbImage> {
 
 /// The velocity of `dit` on a fixed input of the tiny network's shape (192-wide text).
 fn velocity_of(dit: &CosmosDit) -> Tensor {
-    let dev = Device::Cpu;
-    let x = Tensor::arange(0f32, 192., &dev)
-        .unwrap()
-        .reshape((1, 4, 3, 4, 4))
-        .unwrap()
-        .sin()
-        .unwrap();
-    let text = Tensor::arange(0f32, 5. * 192., &dev)
-        .unwrap()
-        .reshape((1, 5, 192))
-        .unwrap()
-        .affine(0.01, 0.0)
-        .unwrap()
-        .cos()
-        .unwrap();
-    let timesteps = Tensor::new(&[[0.2f32, 0.5, 0.9]], &dev).unwrap();
-    let mask = Tensor::zeros((1, 1, 3, 4, 4), DType::F32, &dev).unwrap();
-    dit.forward(&orrery_dit::DitInput {
-        x: &x,
-        timesteps: &timesteps,
-        crossattn_emb: &text,
-        condition_mask: &mask,
-        padding_mask: None,
-        action: None,
-    })
-    .unwrap()
+    common::velocity_on(dit, 192, None)
 }
 
 /// Trains `bundle` two steps straight and one + one resumed, and checks the run and its export.

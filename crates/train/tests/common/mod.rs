@@ -67,6 +67,16 @@ pub fn trained_dit(root: &Path) -> (std::path::PathBuf, DitTrainer, std::path::P
 
 /// The velocity of `dit` on a fixed input of the test model's shape.
 pub fn velocity_of(dit: &orrery_dit::CosmosDit) -> Tensor {
+    velocity_on(dit, 16, None)
+}
+
+/// The velocity of `dit` on a fixed input (1, 4, 3, 4, 4) with `text_width`-wide text (5 tokens) and `action`,
+/// if given.
+pub fn velocity_on(
+    dit: &orrery_dit::CosmosDit,
+    text_width: usize,
+    action: Option<&Tensor>,
+) -> Tensor {
     let dev = Device::Cpu;
     let x = Tensor::arange(0f32, 192., &dev)
         .unwrap()
@@ -74,9 +84,11 @@ pub fn velocity_of(dit: &orrery_dit::CosmosDit) -> Tensor {
         .unwrap()
         .sin()
         .unwrap();
-    let text = Tensor::arange(0f32, 80., &dev)
+    let text = Tensor::arange(0f32, 5. * text_width as f32, &dev)
         .unwrap()
-        .reshape((1, 5, 16))
+        .reshape((1, 5, text_width))
+        .unwrap()
+        .affine(16.0 / text_width as f64, 0.0)
         .unwrap()
         .cos()
         .unwrap();
@@ -88,7 +100,7 @@ pub fn velocity_of(dit: &orrery_dit::CosmosDit) -> Tensor {
         crossattn_emb: &text,
         condition_mask: &mask,
         padding_mask: None,
-        action: None,
+        action,
     })
     .unwrap()
 }
