@@ -29,6 +29,24 @@ pub struct GripperSpec {
 }
 
 impl GripperSpec {
+    /// The gripper of the manipulation worlds, upright at `position`, drawn in `color`: a palm 0.72 m wide with
+    /// fingers 0.5 m long, at most 1.2 m/s, 1.5 rad/s and 0.8 rad from upright.
+    pub fn standard(position: [f32; 2], color: [u8; 3]) -> Self {
+        Self {
+            position,
+            angle: 0.0,
+            palm_half: [0.36, 0.05],
+            finger_half: [0.04, 0.25],
+            max_speed: 1.2,
+            max_turn_rate: 1.5,
+            max_angle: 0.8,
+            finger_speed: 1.0,
+            density: 20.0,
+            friction: 0.8,
+            color,
+        }
+    }
+
     /// The farthest a finger's inner face gets from the centre line (its outer face stays under the palm).
     pub fn max_finger_offset(&self) -> f32 {
         self.palm_half[0] - 2.0 * self.finger_half[0]
@@ -215,19 +233,7 @@ mod tests {
     use super::*;
 
     fn spec() -> GripperSpec {
-        GripperSpec {
-            position: [1.0, 2.0],
-            angle: 0.0,
-            palm_half: [0.36, 0.05],
-            finger_half: [0.04, 0.25],
-            max_speed: 1.2,
-            max_turn_rate: 1.5,
-            max_angle: 0.8,
-            finger_speed: 1.0,
-            density: 20.0,
-            friction: 0.8,
-            color: [170, 170, 190],
-        }
+        GripperSpec::standard([1.0, 2.0], [170, 170, 190])
     }
 
     #[test]

@@ -117,19 +117,8 @@ pub fn task_scene(task: Task, seed: u64, aspect: f32) -> SceneSpec {
         half_width: 0.05,
         height: 2.0 * hh + rng.range(0.15, 0.3),
     });
-    let gripper = GripperSpec {
-        position: [width * rng.range(0.4, 0.6), height * rng.range(0.6, 0.72)],
-        angle: 0.0,
-        palm_half: [0.36, 0.05],
-        finger_half: [0.04, 0.25],
-        max_speed: 1.2,
-        max_turn_rate: 1.5,
-        max_angle: 0.8,
-        finger_speed: 1.0,
-        density: 20.0,
-        friction: 0.8,
-        color: GRIPPER_COLOR,
-    };
+    let position = [width * rng.range(0.4, 0.6), height * rng.range(0.6, 0.72)];
+    let gripper = GripperSpec::standard(position, GRIPPER_COLOR);
     SceneSpec {
         family: "gripper".into(),
         seed,

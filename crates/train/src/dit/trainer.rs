@@ -121,6 +121,20 @@ struct NetworkInputs {
     mask: Tensor,
 }
 
+impl NetworkInputs {
+    /// The DiT's input for `batch` (its actions, for an action model).
+    fn dit_input<'a>(&'a self, batch: &'a Batch) -> DitInput<'a> {
+        DitInput {
+            x: &self.x,
+            timesteps: &self.timesteps,
+            crossattn_emb: &self.text,
+            condition_mask: &self.mask,
+            padding_mask: None,
+            action: batch.actions.as_ref(),
+        }
+    }
+}
+
 impl DitTrainer {
     /// A run on the CPU.
     pub fn new(config: DitTrainConfig) -> Result<Self> {
@@ -397,14 +411,7 @@ impl DitTrainer {
     /// checkpointing.
     fn update(&mut self, batch: &Batch) -> Result<LossPoint> {
         let inputs = self.network_inputs(batch)?;
-        let input = DitInput {
-            x: &inputs.x,
-            timesteps: &inputs.timesteps,
-            crossattn_emb: &inputs.text,
-            condition_mask: &inputs.mask,
-            padding_mask: None,
-            action: batch.actions.as_ref(),
-        };
+        let input = inputs.dit_input(batch);
         if !self.config.activation_checkpointing {
             let v = self.dit.forward(&input)?;
             let loss = Self::loss_of_velocity(batch, &v, &inputs.mask)?;
@@ -431,14 +438,7 @@ impl DitTrainer {
     pub fn gradient_norms(&mut self) -> Result<Vec<(String, f32)>> {
         let batch = self.draw()?;
         let inputs = self.network_inputs(&batch)?;
-        let input = DitInput {
-            x: &inputs.x,
-            timesteps: &inputs.timesteps,
-            crossattn_emb: &inputs.text,
-            condition_mask: &inputs.mask,
-            padding_mask: None,
-            action: batch.actions.as_ref(),
-        };
+        let input = inputs.dit_input(&batch);
         let v = self.dit.forward(&input)?;
         let grads = Self::loss_of_velocity(&batch, &v, &inputs.mask)?.backward()?;
         let mut norms = Vec::new();
