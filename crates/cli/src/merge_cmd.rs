@@ -56,8 +56,9 @@ pub struct MergeArgs {
     /// How DARE rescales the entries it keeps (default inverse-density, the paper's).
     #[arg(long, value_enum)]
     pub rescale: Option<RescaleArg>,
-    /// The output: a .safetensors file, or for model bundles a new folder (merged transformer/, the rest copied
-    /// from the first model). Written to a temporary name first, then renamed.
+    /// The output: a .safetensors file, or for model bundles a new folder (merged transformer/, and orrery word
+    /// encoders where the fine-tunes trained them; the rest copied from the first model). Written to a temporary
+    /// name first, then renamed.
     #[arg(long)]
     pub out: PathBuf,
     /// The models to merge: checkpoints in any format orrery reads (.safetensors, sharded folders, PyTorch

@@ -3,9 +3,9 @@
 //! section 4 gives each method with its source).
 //!
 //! - [`MergeMethod`]: the methods with their parameters; [`algorithms`]: their arithmetic on float64 slices;
-//! - [`Merger`]: opens the inputs (any checkpoint format, or model bundles, whose transformer is merged and whose
-//!   other parts are copied from the first model), checks that they hold the same float tensors, and writes the
-//!   merge.
+//! - [`Merger`]: opens the inputs (any checkpoint format, or model bundles, whose transformer is merged, with
+//!   their trained word encoders, and whose other parts are copied from the first model), checks that they hold
+//!   the same float tensors, and writes the merge.
 //!
 //! Merging streams: the inputs are memory-mapped, and the output file is written one tensor at a time, each
 //! computed in chunks of [`algorithms::CHUNK`] elements in float64 and stored in the inputs' type, after which
