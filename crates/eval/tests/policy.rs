@@ -141,14 +141,7 @@ impl PolicyWorld for Frozen {
         _: u64,
     ) -> Result<(), Never> {
         self.start = Some(start.clone());
-        let g = scene.manipulation.as_ref().unwrap().gripper;
-        self.gripper = Some(GripperState {
-            position: g.position,
-            angle: g.angle,
-            fingers: [g.max_finger_offset(); 2],
-            grip: 0.0,
-            holding: None,
-        });
+        self.gripper = Some(scene.manipulation.as_ref().unwrap().gripper.initial_state());
         Ok(())
     }
     fn step(&mut self, actions: &[GripperAction]) -> Result<Vec<RgbImage>, Never> {

@@ -109,13 +109,7 @@ impl PolicyWorld for ModelWorld {
             height: scene.height,
             fps,
             current: start.clone(),
-            gripper: GripperState {
-                position: spec.position,
-                angle: spec.angle,
-                fingers: [spec.max_finger_offset(); 2],
-                grip: 0.0,
-                holding: None,
-            },
+            gripper: spec.initial_state(),
             done: 0,
             seed,
         });

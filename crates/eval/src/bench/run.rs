@@ -165,6 +165,11 @@ pub fn object_shown(frames: &[RgbImage], object_color: [u8; 3]) -> bool {
     2 * seen >= frames.len()
 }
 
+/// The caption a clip is generated from (every mode; Text2World's events are judged against it): the medium one.
+fn bench_caption(clip: &Clip) -> &str {
+    &clip.truth.captions.medium
+}
+
 /// Runs the bench over `clips` (held-out: never trained or tuned on); `on_clip(i, videos)` sees each clip's
 /// Video2World continuations and Text2World clips (to write them as videos), `on_progress` each clip done.
 pub fn run_bench<P: WorldPredictor>(
@@ -177,7 +182,7 @@ pub fn run_bench<P: WorldPredictor>(
     let captions: Vec<&str> = clips
         .iter()
         .take(options.clips.max(options.text_clips))
-        .map(|c| c.truth.captions.medium.as_str())
+        .map(bench_caption)
         .collect();
     predictor.prepare(&captions)?;
     let rows = Method::rows(predictor.keeps_observed());
@@ -297,7 +302,7 @@ pub fn run_bench<P: WorldPredictor>(
             text2world.objects += 1;
             text2world.shown += usize::from(object_shown(&frames, o.color));
         }
-        for e in captioned_events(&clip.truth, &clip.truth.captions.medium) {
+        for e in captioned_events(&clip.truth, bench_caption(clip)) {
             text2world.events += 1;
             text2world.events_shown += usize::from(happens(e, &frames, &clip.truth));
         }
@@ -338,14 +343,7 @@ mod tests {
             .collect()
     }
 
-    #[derive(Debug)]
-    struct Never;
-    impl std::fmt::Display for Never {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("never")
-        }
-    }
-    impl std::error::Error for Never {}
+    use crate::policy::world::Never;
 
     /// Predicts from the real clips it is handed (an oracle), conditioning on `conditioning` input frames, and
     /// records what it was shown.

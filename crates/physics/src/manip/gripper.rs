@@ -47,6 +47,17 @@ impl GripperSpec {
         }
     }
 
+    /// The gripper as a scene starts it: at its initial pose, fingers wide open, holding nothing.
+    pub fn initial_state(&self) -> GripperState {
+        GripperState {
+            position: self.position,
+            angle: self.angle,
+            fingers: [self.max_finger_offset(); 2],
+            grip: 0.0,
+            holding: None,
+        }
+    }
+
     /// The farthest a finger's inner face gets from the centre line (its outer face stays under the palm).
     pub fn max_finger_offset(&self) -> f32 {
         self.palm_half[0] - 2.0 * self.finger_half[0]

@@ -76,8 +76,9 @@ pub(crate) fn resolve_from_bundle(config: &mut DitTrainConfig, bundle: &ModelBun
     }
     if bundle.dit.config.action.is_some() {
         return refuse(
-            "the action-conditioned network learns from actions, which `train dit` does not feed; fine-tune a \
-             text/image/video-conditioned preset"
+            "action-conditioned training starts from orrery bundles and learns from the gripper worlds' actions; \
+             a released action-conditioned network is not fine-tuned here: fine-tune a text/image/video-conditioned \
+             preset"
                 .into(),
         );
     }
