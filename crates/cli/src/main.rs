@@ -14,6 +14,7 @@ mod lora_cmd;
 mod media_cmds;
 mod merge_cmd;
 mod physics_cmds;
+mod policy_bench_cmd;
 mod policy_cmd;
 mod sampling_args;
 mod schedule_cmd;

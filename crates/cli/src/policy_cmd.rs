@@ -19,6 +19,10 @@ pub enum PolicyCommand {
     /// Run scripted policies for a manipulation task in the simulator (and a world model) and report success
     /// rate, completion time and effort per policy, as JSON and an HTML page with side-by-side GIFs.
     Eval(Box<EvalArgs>),
+    /// The action bench: an action-conditioned model predicts held-out manipulation clips from their first frame
+    /// and recorded actions, scored (PSNR, SSIM, latent L2, trajectory error) beside models without actions and
+    /// the copy and constant-velocity baselines; JSON, HTML and MP4s for FVD.
+    Bench(Box<crate::policy_bench_cmd::BenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -72,6 +76,7 @@ pub struct EvalArgs {
 pub fn run(cmd: PolicyCommand) -> Result<()> {
     match cmd {
         PolicyCommand::Eval(args) => eval(&args),
+        PolicyCommand::Bench(args) => crate::policy_bench_cmd::bench(&args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `orrery policy eval`: scripted policies in the simulator and inside a tiny random action-conditioned model,
-//! written as JSON and HTML; clear errors for bad arguments.
+//! written as JSON and HTML; `orrery policy bench`: the action bench of such a model beside one without actions;
+//! clear errors for bad arguments.
 
 mod common;
 
@@ -146,6 +147,76 @@ fn policies_run_inside_an_action_model_beside_the_simulator() {
             "policy", "eval", "--task", "push", "--out", o, "--model", m, "--size", "64x64",
         ],
         "the model generates 32x32",
+    );
+}
+
+#[test]
+fn the_action_bench_scores_an_action_model_beside_one_without_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, plain) = (dir.path().join("model"), dir.path().join("plain"));
+    action_bundle(&model, Some(4));
+    action_bundle(&plain, None);
+    let (out, report, videos) = (
+        dir.path().join("bench.json"),
+        dir.path().join("bench.html"),
+        dir.path().join("videos"),
+    );
+    let (m, p, o) = (
+        model.to_str().unwrap(),
+        plain.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let run = run_ok(&[
+        "policy",
+        "bench",
+        "--model",
+        m,
+        "--compare",
+        p,
+        "--clips",
+        "2",
+        "--out",
+        o,
+        "--report",
+        report.to_str().unwrap(),
+        "--videos",
+        videos.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("latent L2"), "{stdout}");
+    let json = read_json(&out);
+    assert_eq!(json["clips"], 2);
+    let methods: Vec<&str> = json["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods.len(), 5, "{methods:?}");
+    assert!(methods[0].starts_with("actions: ") && methods[1].starts_with("no actions: "));
+    for m in json["methods"].as_array().unwrap() {
+        assert!(m["psnr"].as_f64().unwrap() > 0.0 && m["latent_l2"].as_f64().unwrap() >= 0.0);
+    }
+    // The bundle's 9 frames, scored from frame 2: 7 per video, one folder per row and the real clips.
+    for sub in [
+        "real",
+        "actions",
+        "no-actions-1",
+        "copy-first-frame",
+        "constant-velocity",
+        "vae-round-trip",
+    ] {
+        let video = orrery_media::read_video(&videos.join(sub).join("clip-0001.mp4")).unwrap();
+        assert_eq!(video.frames.len(), 7, "{sub}");
+    }
+    assert!(std::fs::read_to_string(&report)
+        .unwrap()
+        .contains("image/gif"));
+
+    // The action model must take actions; compared models must match its size.
+    assert_fails_with(
+        &["policy", "bench", "--model", p, "--out", o],
+        "takes no actions",
     );
 }
 

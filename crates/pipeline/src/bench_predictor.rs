@@ -4,12 +4,11 @@
 use candle_core::Tensor;
 use orrery_eval::bench::{Prediction, WorldPredictor};
 use orrery_media::RgbImage;
-use orrery_vae::Chunking;
 
 use crate::conditioning::Mode;
 use crate::engine::{Engine, Generation, Generator, WorldInput};
 use crate::error::{PipelineError, Result};
-use crate::inputs::{clip_from_frames, frames_from_clip};
+use crate::inputs::vae_round_trip;
 
 /// An [`Engine`] whose networks load once the captions are encoded.
 pub struct EnginePredictor {
@@ -111,9 +110,6 @@ impl WorldPredictor for EnginePredictor {
     }
 
     fn round_trip(&mut self, real: &[RgbImage]) -> Result<Vec<RgbImage>> {
-        let vae = &self.generator()?.pipeline().vae;
-        let latent = vae.encode(&clip_from_frames(real)?, Chunking::Whole)?;
-        let decoded = vae.decode(&latent, Chunking::Whole)?;
-        frames_from_clip(&decoded)
+        vae_round_trip(&self.generator()?.pipeline().vae, real)
     }
 }

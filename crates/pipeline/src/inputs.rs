@@ -174,3 +174,10 @@ mod tests {
         );
     }
 }
+
+/// `frames` through `vae`: encoded (the latent mean) and decoded whole, as a perfect latent prediction would look.
+pub fn vae_round_trip(vae: &orrery_vae::WanVae, frames: &[RgbImage]) -> Result<Vec<RgbImage>> {
+    use orrery_vae::Chunking;
+    let latent = vae.encode(&clip_from_frames(frames)?, Chunking::Whole)?;
+    frames_from_clip(&vae.decode(&latent, Chunking::Whole)?)
+}

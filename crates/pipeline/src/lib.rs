@@ -3,6 +3,7 @@
 //! loop and [`WorldPipeline`] wraps input preparation, VAE encoding and decoding around it. [`Engine`] is what
 //! callers use: bundle, settings, negative prompt, load order, long videos and outputs in one place.
 
+pub mod action_bench;
 pub mod actions;
 pub mod bench_predictor;
 pub mod bundle;
