@@ -132,6 +132,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         families: args.families.clone(),
         seed: args.seed,
         videos: None,
+        episode_frames: None,
     };
     held_out.validate().map_err(anyhow::Error::msg)?;
     let clips: Vec<_> = (0..held_out.clips)

@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// Held-out manipulation clips to score.
     #[arg(long, default_value_t = 30)]
     pub clips: usize,
+    /// Cut each clip from an episode of this many frames at an offset drawn from its seed, so that later phases
+    /// of the task (contact, carrying, settling) are predicted too (default: clips start with their episode).
+    #[arg(long)]
+    pub episode_frames: Option<usize>,
     /// Base seed of the held-out clips (the embedded models were trained on seed 0).
     #[arg(long, default_value_t = 7_777)]
     pub seed: u64,
@@ -139,6 +143,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         families: vec!["gripper".into()],
         seed: args.seed,
         videos: None,
+        episode_frames: args.episode_frames,
     };
     held_out.validate().map_err(anyhow::Error::msg)?;
     let clips: Vec<_> = (0..held_out.clips)
@@ -180,7 +185,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         println!("{line}");
     }
     let header = json!({"model": args.model, "compare": args.compare, "seed": args.seed,
-                        "image2world_sampling": sampling_text});
+                        "episode_frames": args.episode_frames, "image2world_sampling": sampling_text});
     let serde_json::Value::Object(header) = header else {
         unreachable!("an object literal")
     };
@@ -190,13 +195,16 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     )?;
     if let Some(path) = &args.report {
         let about = format!(
-            "Action model {}; {} held-out gripper clips (base seed {}) of {frames} frames at {size}, each predicted \
-             from its first frame and the actions recorded in it ({sampling_text}); models without actions \
+            "Action model {}; {} held-out gripper clips (base seed {}) of {frames} frames at {size}{}, each \
+             predicted from its first frame and the actions recorded in it ({sampling_text}); models without actions \
              generate Image2World from the same frame. Scored from frame {SCORED_FROM} on (constant velocity \
              sees frames 0 and 1).",
             args.model.display(),
             args.clips,
             args.seed,
+            args.episode_frames
+                .map(|n| format!(" cut from episodes of {n} frames"))
+                .unwrap_or_default(),
         );
         crate::write_text_atomically(path, &result.to_html(&about))?;
     }

@@ -104,7 +104,30 @@ impl Clip {
 
 /// Makes clip `key` of `family` from `seed`.
 pub fn make_clip(key: &str, family: &str, seed: u64, settings: &ClipSettings) -> Result<Clip> {
+    make_clip_in_episode(key, family, seed, settings, settings.frames)
+}
+
+/// Salt of the seed that draws where a clip starts in its episode.
+const WINDOW_SALT: u64 = 0x7769_6e64_6f77;
+
+/// Makes clip `key` of `family` from `seed`; a manipulation clip is cut from an episode of `episode_frames`
+/// frames at an offset drawn from the seed, so that clips show every phase of the task (approach, contact,
+/// carrying, settling), not only its start. Other families, and `episode_frames` equal to the clip's frames,
+/// give the clip [`make_clip`] gives.
+pub fn make_clip_in_episode(
+    key: &str,
+    family: &str,
+    seed: u64,
+    settings: &ClipSettings,
+    episode_frames: usize,
+) -> Result<Clip> {
     settings.validate()?;
+    if episode_frames < settings.frames || episode_frames > 10_000 {
+        return Err(PhysicsError::Settings(format!(
+            "episode frames {episode_frames}: expected {} (the clip's frames) to 10000",
+            settings.frames
+        )));
+    }
     let aspect = settings.height as f32 / settings.width as f32;
     let scene = generate(family, seed, aspect, settings.frames).ok_or_else(|| {
         PhysicsError::Settings(format!(
@@ -118,7 +141,14 @@ pub fn make_clip(key: &str, family: &str, seed: u64, settings: &ClipSettings) ->
     let (traj, manipulation): (Trajectory, _) = match policy_for(&scene, skill, settings.fps, seed)
     {
         Some(mut policy) => {
-            let episode = run_episode(&scene, &mut policy, settings.frames, settings.fps);
+            let episode = run_episode(&scene, &mut policy, episode_frames, settings.fps);
+            let episode = if episode_frames > settings.frames {
+                let start =
+                    Rng::new(seed ^ WINDOW_SALT).index(episode_frames - settings.frames + 1);
+                episode.window(start, settings.frames)
+            } else {
+                episode
+            };
             let record = ManipulationRecord::new(&scene, &episode, skill, &camera);
             (episode.trajectory, record)
         }

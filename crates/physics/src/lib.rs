@@ -16,7 +16,7 @@ pub mod scene;
 pub mod sim;
 
 pub use camera::Camera;
-pub use clip::{make_clip, Clip, ClipSettings, GroundTruth};
+pub use clip::{make_clip, make_clip_in_episode, Clip, ClipSettings, GroundTruth};
 pub use error::{PhysicsError, Result};
 pub use render::render_frame;
 pub use scene::{ObjectSpec, SceneSpec, Shape};

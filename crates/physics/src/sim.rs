@@ -62,6 +62,52 @@ impl Event {
             | Event::Released { frame, .. } => frame,
         }
     }
+
+    fn frame_mut(&mut self) -> &mut usize {
+        match self {
+            Event::Collision { frame, .. }
+            | Event::HitsGround { frame, .. }
+            | Event::HitsRamp { frame, .. }
+            | Event::Pushed { frame, .. }
+            | Event::LeavesFrame { frame, .. }
+            | Event::Stops { frame, .. }
+            | Event::FallsOver { frame, .. }
+            | Event::HitsWall { frame, .. }
+            | Event::Grasped { frame, .. }
+            | Event::Released { frame, .. } => frame,
+        }
+    }
+}
+
+/// `v[start..start + len]`, or `v` itself where it is empty (a per-frame record the scene does not keep).
+fn frames_of<T: Clone>(v: &[T], start: usize, len: usize) -> Vec<T> {
+    if v.is_empty() {
+        return Vec::new();
+    }
+    v[start.min(v.len())..(start + len).min(v.len())].to_vec()
+}
+
+impl Trajectory {
+    /// Frames `start..start + len` as a trajectory of their own: the events in them, numbered from `start`.
+    pub fn window(&self, start: usize, len: usize) -> Trajectory {
+        Trajectory {
+            fps: self.fps,
+            substeps: self.substeps,
+            states: frames_of(&self.states, start, len),
+            agent: frames_of(&self.agent, start, len),
+            gripper: frames_of(&self.gripper, start, len),
+            events: self
+                .events
+                .iter()
+                .filter(|e| (start..start + len).contains(&e.frame()))
+                .map(|e| {
+                    let mut e = e.clone();
+                    *e.frame_mut() -= start;
+                    e
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The simulated clip: per frame, the state of every object (and of the paddle or the gripper).

@@ -1,11 +1,12 @@
 //! The gripper worlds: deterministic, physical (nothing passes through the gripper, the floor or the wall; a
 //! held object moves with the gripper), the expert succeeds where the poor policy mostly fails, and a clip's
-//! actions and states come back from its shard and replay to the same states.
+//! actions and states come back from its shard and replay to the same states; a clip cut from a longer episode is
+//! that episode's frames, actions and events.
 
 use orrery_physics::dataset::{read_shard, write_dataset, DatasetSpec};
 use orrery_physics::manip::episode::{half_extents, policy_for, run_episode, ManipulationRecord};
 use orrery_physics::manip::{task_scene, GripperState, Skill, Task};
-use orrery_physics::{make_clip, simulate_actions, Camera, ClipSettings};
+use orrery_physics::{make_clip, make_clip_in_episode, simulate_actions, Camera, ClipSettings};
 
 const FRAMES: usize = 121;
 const FPS: f32 = 16.0;
@@ -198,4 +199,49 @@ fn a_gripper_shard_gives_back_actions_and_states() {
         );
         assert!(s.caption.contains("gripper"), "{}", s.caption);
     }
+}
+
+#[test]
+fn a_clip_cut_from_a_longer_episode_is_that_episodes_frames_actions_and_events() {
+    let settings = |frames| ClipSettings {
+        frames,
+        width: 48,
+        height: 48,
+        fps: FPS,
+    };
+    let mut offsets = Vec::new();
+    for seed in [3, 4, 5, 6] {
+        let whole = make_clip("whole", "gripper", seed, &settings(65)).unwrap();
+        let cut = make_clip_in_episode("cut", "gripper", seed, &settings(17), 65).unwrap();
+        let start = (0..=48)
+            .find(|&s| whole.frames[s..s + 17] == cut.frames[..])
+            .expect("the cut's frames are a stretch of the episode's");
+        offsets.push(start);
+        let (w, c) = (
+            whole.truth.manipulation.as_ref().unwrap(),
+            cut.truth.manipulation.as_ref().unwrap(),
+        );
+        assert_eq!(c.actions, w.actions[start..start + 16]);
+        assert_eq!(c.gripper, w.gripper[start..start + 17]);
+        assert_eq!(c.in_zone, w.in_zone[start..start + 17]);
+        assert_eq!(c.model_actions(), w.model_actions()[start..start + 16]);
+        for (tw, tc) in whole.truth.tracks.iter().zip(&cut.truth.tracks) {
+            assert_eq!(tc.pixel, tw.pixel[start..start + 17]);
+        }
+        let shifted: Vec<_> = whole
+            .truth
+            .events
+            .iter()
+            .filter(|e| (start..start + 17).contains(&e.frame()))
+            .map(|e| e.frame() - start)
+            .collect();
+        let cut_frames: Vec<_> = cut.truth.events.iter().map(|e| e.frame()).collect();
+        assert_eq!(cut_frames, shifted);
+    }
+    assert!(offsets.iter().any(|&s| s > 0), "offsets {offsets:?}");
+    // An episode as long as the clip is the clip make_clip gives.
+    let plain = make_clip("a", "gripper", 3, &settings(17)).unwrap();
+    let same = make_clip_in_episode("a", "gripper", 3, &settings(17), 17).unwrap();
+    assert_eq!(plain.frames, same.frames);
+    assert!(make_clip_in_episode("a", "gripper", 3, &settings(17), 9).is_err());
 }

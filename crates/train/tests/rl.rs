@@ -141,6 +141,7 @@ fn world() -> (Vec<RgbImage>, orrery_physics::GroundTruth) {
         families: vec!["fall".into()],
         seed: 11,
         videos: None,
+        episode_frames: None,
     };
     let clip = data.clip(0).unwrap();
     (clip.images(), clip.truth)

@@ -34,6 +34,18 @@ pub struct Episode {
     pub actions: Vec<GripperAction>,
 }
 
+impl Episode {
+    /// Frames `start..start + len` and the `len - 1` actions between them: an episode of its own, whose record
+    /// judges success and effort on those frames alone.
+    pub fn window(&self, start: usize, len: usize) -> Episode {
+        let end = (start + len.saturating_sub(1)).min(self.actions.len());
+        Episode {
+            trajectory: self.trajectory.window(start, len),
+            actions: self.actions[start.min(end)..end].to_vec(),
+        }
+    }
+}
+
 /// The half width and height of an object's bounding box.
 pub fn half_extents(shape: Shape) -> [f32; 2] {
     match shape {

@@ -2,7 +2,7 @@
 //! index and the base seed, so a data position is just a step number and held-out sets are other seeds).
 
 use candle_core::{Device, Result, Tensor};
-use orrery_physics::clip::{make_clip, Clip, ClipSettings};
+use orrery_physics::clip::{make_clip_in_episode, Clip, ClipSettings};
 use orrery_physics::dataset::DatasetSpec;
 use orrery_physics::families::{FAMILIES, MANIPULATION_FAMILIES};
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,11 @@ pub struct DataConfig {
     /// so existing configs and latent caches stay valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub videos: Option<VideosConfig>,
+    /// Manipulation families: cut each clip from an episode of this many frames, at an offset drawn from the
+    /// clip's seed, so that a model sees every phase of the task (a world model rolled out for longer than one
+    /// clip starts its later chunks mid-task). Unset: clips start with their episode. Other families ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode_frames: Option<usize>,
 }
 
 /// `n` clips for the sample GIFs, as (frames, caption): held-out physics worlds (the data's seed altered), or the
@@ -128,7 +133,14 @@ impl DataConfig {
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
-        self.spec().validate().map_err(|e| e.to_string())
+        self.spec().validate().map_err(|e| e.to_string())?;
+        match self.episode_frames {
+            Some(n) if n < self.frames || n > 10_000 => Err(format!(
+                "episode_frames {n}: expected the clips' frames ({}) to 10000",
+                self.frames
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether every clip of the set records the actions that drove it: physics worlds of named families, all of
@@ -146,7 +158,9 @@ impl DataConfig {
     pub fn clip(&self, i: usize) -> std::result::Result<Clip, String> {
         let spec = self.spec();
         let (family, seed, key) = spec.clip_id(i);
-        make_clip(&key, &family, seed, &spec.settings).map_err(|e| e.to_string())
+        let episode = self.episode_frames.unwrap_or(self.frames);
+        make_clip_in_episode(&key, &family, seed, &spec.settings, episode)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -178,6 +192,7 @@ mod tests {
             families: vec![],
             seed: 3,
             videos: None,
+            episode_frames: None,
         };
         c.validate().unwrap();
         let a = c.clip(2).unwrap();
