@@ -270,6 +270,11 @@ impl Engine {
         self.weights
     }
 
+    /// Where the networks run.
+    pub fn device(&self) -> &Device {
+        &self.options.device
+    }
+
     /// The sampling settings of `mode`: the caller's overrides, else the bundle's for the mode, else the
     /// bundle's.
     pub fn settings(&self, mode: Mode) -> SamplingSettings {
@@ -321,8 +326,8 @@ impl Engine {
             .unwrap_or(DEFAULT_NEGATIVE_PROMPT)
     }
 
-    /// Prompt embeddings (1, 512, width) of `prompts`, through `cache` where given; the text encoder is loaded
-    /// for what the cache lacks and freed before returning.
+    /// Prompt embeddings (1, 512, width) of `prompts` on the CPU, through `cache` where given; the text encoder is
+    /// loaded on the engine's device for what the cache lacks and freed before returning.
     pub fn encode_prompts(
         &self,
         prompts: &[&str],
@@ -333,8 +338,13 @@ impl Engine {
         } else {
             Overflow::Error
         };
-        self.on_disk()?
-            .encode_prompts(prompts, cache, self.weights.dtype(), overflow)
+        self.on_disk()?.encode_prompts_on(
+            prompts,
+            cache,
+            self.weights.dtype(),
+            overflow,
+            &self.options.device,
+        )
     }
 
     /// Embeddings of `prompts` and, when `with_negative`, of the negative prompt, in one pass of the encoder.
@@ -390,8 +400,9 @@ impl Engine {
             .collect())
     }
 
-    /// Loads the DiT (in the engine's weight type) and the VAE (float32).
+    /// Loads the DiT (in the engine's weight type) and the VAE (float32) on the engine's device.
     pub fn load(self) -> Result<Generator> {
+        let device = &self.options.device;
         let bundle = self.on_disk()?;
         let loras = self
             .options
@@ -401,8 +412,8 @@ impl Engine {
             .collect::<orrery_dit::Result<Vec<_>>>()?;
         let dit = bundle
             .dit
-            .load_with_loras(&loras, self.weights.dtype(), &Device::Cpu)?;
-        let vae = bundle.vae.load(DType::F32, &Device::Cpu)?;
+            .load_with_loras(&loras, self.weights.dtype(), device)?;
+        let vae = bundle.vae.load(DType::F32, device)?;
         self.with_models(dit, vae)
     }
 
