@@ -10,6 +10,7 @@ use crate::error::{PipelineError, Result};
 use crate::inputs::{conditioning_frames, frames_to_clip, validate_size};
 use crate::observed::keep_observed_pixels;
 use crate::sample::{sample_latents, LatentCondition, SamplingSettings};
+use crate::stage::Stage;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -118,6 +119,7 @@ impl WorldPipeline {
             )));
         }
         let clip = frames_to_clip(&frames, request.width, request.height)?;
+        let stage = Stage::start("vae-encode", self.device());
         let latents = self
             .vae
             .normalize(
@@ -126,6 +128,7 @@ impl WorldPipeline {
                     .encode(&clip.to_device(self.device())?, Chunking::Stream(4))?,
             )?
             .to_dtype(DType::F32)?;
+        stage.done()?;
         let pad = Tensor::zeros((b, c, t - n, h, w), DType::F32, latents.device())?;
         Ok(Conditioning {
             latents: LatentCondition {
@@ -153,6 +156,7 @@ impl WorldPipeline {
             request.width / s,
         ];
         let condition = self.condition(request, shape)?;
+        let stage = Stage::start("sample", self.device());
         let latents = sample_latents(
             &self.dit,
             shape,
@@ -162,10 +166,15 @@ impl WorldPipeline {
             &request.settings,
             on_step,
         )?;
+        stage.done()?;
+        // The DiT stays loaded while the VAE decodes: a generator serves many clips, and a long video's next chunk
+        // starts from this one's decoded last frame.
+        let stage = Stage::start("vae-decode", self.device());
         let video = self
             .vae
             .decode(&self.vae.denormalize(&latents)?, Chunking::Stream(1))?
             .to_device(&Device::Cpu)?;
+        stage.done()?;
         let latents = latents.to_device(&Device::Cpu)?;
         let kept = match (&condition.observed, request.settings.keep_observed) {
             (Some(observed), Some(keep)) => keep_observed_pixels(&video, observed, keep)?,
