@@ -42,9 +42,9 @@ impl Request<'_> {
     }
 }
 
-/// A generated clip, on the CPU: `video` (1, 3, T, H, W) float32 in about [-1, 1] (unclamped decoder output, with the
-/// observed pixels kept where `settings.keep_observed` says), the final normalised `latents` (1, C, T', h, w) as
-/// the DiT produced them, and for Image2World and Video2World the `observed` pixel frames (1, 3, P, H, W) that
+/// A generated clip, on the CPU: `video` (1, 3, T, H, W) float32 in about [-1, 1] (unclamped decoder output, with
+/// the observed pixels kept where `settings.keep_observed` says), the final normalised `latents` (1, C, T', h, w)
+/// as the DiT produced them, and for Image2World and Video2World the `observed` pixel frames (1, 3, P, H, W) that
 /// conditioned, resized to the output: the first P frames of `video` decode them (and are them when the observed
 /// pixels are kept).
 #[derive(Debug, Clone)]
