@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks `orrery generate --device cuda` against the CPU on a tiny bundle of random weights (seconds): Text2World,
 # Image2World and Video2World in float32, the largest latent difference relative to the latents' scale (expected
-# at float32 rounding, well below 1e-3; not yet run on a GPU), and the time of each run. Builds nothing: it runs the `cuda` binary of
-# tools/gpu/build-cuda.sh. Run it before tools/gpu/bench-2b.sh.
+# at float32 rounding, well below 1e-3; not yet run on a GPU), and the time of each run. Builds nothing: it runs
+# the `cuda` binary of tools/gpu/build-cuda.sh. Run it before tools/gpu/bench-2b.sh.
 #
 #   tools/gpu/check-device.sh             # ORRERY, DEVICE (cuda or cuda:N), WORK as in bench-2b.sh
 set -euo pipefail
