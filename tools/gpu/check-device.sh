@@ -69,5 +69,6 @@ for mode in t2w i2w v2w; do
   esac
   gen "$mode-cpu" cpu "${flags[@]}"
   gen "$mode-device" "$device" "${flags[@]}"
-  echo "$mode: latents differ by $(compare "$work/$mode-cpu.safetensors" "$work/$mode-device.safetensors") of their scale"
+  diff=$(compare "$work/$mode-cpu.safetensors" "$work/$mode-device.safetensors")
+  echo "$mode: latents differ by $diff of their scale"
 done
