@@ -21,7 +21,7 @@ pub enum Architecture {
     /// Cosmos-Predict2.5-14B (36 blocks, width 5120).
     #[value(name = "14b")]
     FourteenB,
-    /// The 2B's layout at a few hundred thousand parameters (2 blocks, width 48; a VAE of base width 8), to
+    /// The 2B's layout in small (a DiT of 2 blocks of width 48, 0.1 M parameters; a VAE of base width 8), to
     /// check a script quickly.
     Tiny,
 }
