@@ -82,6 +82,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let options = GenerationOptions {
         sampling: args.sampling.overrides(0, NoiseKind::Fast),
         weights: Some(orrery_pipeline::WeightType::F32),
+        device: args.sampling.device.device()?,
         ..GenerationOptions::default()
     };
     let engine = Engine::new(ModelBundle::open(&root)?, options)?;

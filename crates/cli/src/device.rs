@@ -3,6 +3,23 @@
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 
+/// `--device`, flattened into every command that runs a network besides the trainers.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Where the networks run: cpu, cuda (the first GPU) or cuda:N (cuda needs a build with the `cuda`
+    /// feature). Inputs and outputs stay on the CPU; results are the same as on the CPU up to the device's
+    /// arithmetic.
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
+    pub device: String,
+}
+
+impl DeviceArgs {
+    /// The device, or an error saying what `--device` takes or how to build CUDA support.
+    pub fn device(&self) -> Result<Device> {
+        parse_device(&self.device)
+    }
+}
+
 /// `cpu`, `cuda` (the first GPU) or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device> {
     let ordinal = match spec {

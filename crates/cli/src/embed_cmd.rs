@@ -30,11 +30,15 @@ pub struct EmbedArgs {
     /// Cut prompts longer than 512 tokens as the reference does, instead of refusing them.
     #[arg(long)]
     pub truncate: bool,
+    /// The text encoder runs here; the embedding is written from the CPU.
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 pub fn embed(args: &EmbedArgs) -> Result<()> {
     let dtype = args.dtype.dtype();
-    let device = Device::Cpu;
+    let device = args.device.device()?;
+    let cpu = Device::Cpu;
     let overflow = if args.truncate {
         Overflow::Truncate
     } else {
@@ -44,7 +48,7 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
     let fingerprint = Reason1Embedder::fingerprint(&args.model, dtype)?;
     let cached = cache
         .as_ref()
-        .and_then(|c| c.get(&fingerprint, &args.prompt, &device));
+        .and_then(|c| c.get(&fingerprint, &args.prompt, &cpu));
     let embeds = match cached {
         Some(e) => {
             tracing::info!("prompt found in the cache");
@@ -52,7 +56,7 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
         }
         None => {
             let embedder = Reason1Embedder::open(&args.model, dtype, &device)?;
-            let e = embedder.embed(&args.prompt, overflow)?;
+            let e = embedder.embed(&args.prompt, overflow)?.to_device(&cpu)?;
             if let Some(c) = &cache {
                 c.put(&fingerprint, &args.prompt, &e)?;
             }

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use indicatif::ProgressBar;
 use orrery_eval::frechet::{frechet_distance, FeatureStats};
 use orrery_eval::metrics::{psnr, ssim, video_psnr, PSNR_CAP_DB};
@@ -55,6 +54,9 @@ pub struct EvalArgs {
     /// HTML report; the numbers are also written as JSON beside it (same name, .json).
     #[arg(long)]
     pub report: PathBuf,
+    /// The Inception (FID) and I3D (FVD) networks run here.
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// The .mp4 files of a folder, by name.
@@ -128,6 +130,7 @@ fn weights_path(args: &EvalArgs, file: &str) -> Result<PathBuf> {
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let wants = |m: Metric| args.metrics.contains(&m);
+    let device = args.device.device()?;
     // The output folder before the long part, so a typo fails at once.
     if let Some(dir) = args.report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -220,7 +223,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
     }
     if let Some(path) = &inception_path {
-        let net = InceptionFid::load(path, &Device::Cpu)?;
+        let net = InceptionFid::load(path, &device)?;
         let (fid, count) = feature_distance(
             "FID",
             "frames",
@@ -232,7 +235,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         summary.insert("fid_frames".into(), json!(count));
     }
     if let Some(path) = &i3d_path {
-        let net = I3d::load(path, &Device::Cpu)?;
+        let net = I3d::load(path, &device)?;
         let (fvd, count) = feature_distance(
             "FVD",
             "clips",

@@ -41,6 +41,9 @@ pub struct ForwardArgs {
     /// Type the weights are converted to: f32 or bf16 (the float32 parts of the network stay float32).
     #[arg(long, default_value = "f32")]
     pub dtype: WeightType,
+    /// The network and its inputs are here; the outputs are written from the CPU.
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 #[derive(clap::Args)]
@@ -71,19 +74,21 @@ pub fn run(cmd: ForwardCommand) -> Result<()> {
     }
 }
 
-/// The input file's tensors, by name.
+/// The input file's tensors, by name, loaded on `device`.
 struct Inputs {
     path: PathBuf,
     checkpoint: Checkpoint,
+    device: Device,
 }
 
 impl Inputs {
-    fn open(path: &Path) -> Result<Self> {
+    fn open(path: &Path, device: &Device) -> Result<Self> {
         let checkpoint =
             Checkpoint::open(path).with_context(|| format!("reading inputs {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             checkpoint,
+            device: device.clone(),
         })
     }
 
@@ -114,7 +119,7 @@ impl Inputs {
         if !self.checkpoint.contains(name) {
             return Ok(None);
         }
-        Ok(Some(self.checkpoint.load_as(name, dtype, &Device::Cpu)?))
+        Ok(Some(self.checkpoint.load_as(name, dtype, &self.device)?))
     }
 }
 
@@ -122,7 +127,8 @@ fn forward_dit(dit_args: &DitForwardArgs) -> Result<()> {
     let args = &dit_args.common;
     let loras = open_loras(&dit_args.loras)?;
     let dtype = args.dtype.dtype();
-    let inputs = Inputs::open(&args.inputs)?;
+    let device = args.device.device()?;
+    let inputs = Inputs::open(&args.inputs, &device)?;
     let x = inputs.get("hidden_states")?;
     let timestep = inputs.get("timestep")?;
     let text = inputs.get("encoder_hidden_states")?;
@@ -135,7 +141,7 @@ fn forward_dit(dit_args: &DitForwardArgs) -> Result<()> {
         _ => timestep,
     };
     let model_dir = DitModelDir::open(&args.model)?;
-    let model = model_dir.load_with_loras(&loras, dtype, &Device::Cpu)?;
+    let model = model_dir.load_with_loras(&loras, dtype, &device)?;
     let velocity = model.forward(&DitInput {
         x: &x,
         timesteps: &timesteps,
@@ -144,6 +150,7 @@ fn forward_dit(dit_args: &DitForwardArgs) -> Result<()> {
         padding_mask: padding_mask.as_ref(),
         action: action.as_ref(),
     })?;
+    let velocity = velocity.to_device(&Device::Cpu)?;
     save_tensors(&args.out, vec![("velocity".into(), velocity)])
         .with_context(|| format!("writing {}", args.out.display()))?;
     tracing::info!("wrote {}", args.out.display());
@@ -152,11 +159,12 @@ fn forward_dit(dit_args: &DitForwardArgs) -> Result<()> {
 
 fn forward_text(args: &ForwardArgs) -> Result<()> {
     let dtype = args.dtype.dtype();
-    let inputs = Inputs::open(&args.inputs)?;
+    let device = args.device.device()?;
+    let inputs = Inputs::open(&args.inputs, &device)?;
     let ids = inputs.get_as("input_ids", DType::U32)?;
     // Token ids need no tokenizer: the decoder alone.
-    let decoder = orrery_text::encoder::open_decoder(&args.model, dtype, &Device::Cpu)?;
-    let embeds = orrery_text::encoder::embed_token_ids(&decoder, &ids)?;
+    let decoder = orrery_text::encoder::open_decoder(&args.model, dtype, &device)?;
+    let embeds = orrery_text::encoder::embed_token_ids(&decoder, &ids)?.to_device(&Device::Cpu)?;
     save_tensors(&args.out, vec![("prompt_embeds".into(), embeds)])
         .with_context(|| format!("writing {}", args.out.display()))?;
     tracing::info!("wrote {}", args.out.display());
@@ -165,8 +173,9 @@ fn forward_text(args: &ForwardArgs) -> Result<()> {
 
 fn forward_vae(args: &ForwardArgs, encode: bool) -> Result<()> {
     let dtype = args.dtype.dtype();
-    let inputs = Inputs::open(&args.inputs)?;
-    let vae = VaeModelPath::open(&args.model)?.load(dtype, &Device::Cpu)?;
+    let device = args.device.device()?;
+    let inputs = Inputs::open(&args.inputs, &device)?;
+    let vae = VaeModelPath::open(&args.model)?.load(dtype, &device)?;
     let (name, out) = if encode {
         (
             "latent",
@@ -178,7 +187,8 @@ fn forward_vae(args: &ForwardArgs, encode: bool) -> Result<()> {
             vae.decode(&inputs.get("latent")?, Chunking::Stream(1))?,
         )
     };
-    save_tensors(&args.out, vec![(name.into(), out.to_dtype(DType::F32)?)])
+    let out = out.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+    save_tensors(&args.out, vec![(name.into(), out)])
         .with_context(|| format!("writing {}", args.out.display()))?;
     tracing::info!("wrote {}", args.out.display());
     Ok(())

@@ -178,12 +178,12 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         return generate_rollout(args, &root, actions);
     }
     let (jobs, spec_truncates) = jobs(args)?;
-    let options = generation_options(args, args.truncate || spec_truncates);
+    let options = generation_options(args, args.truncate || spec_truncates)?;
     generate_jobs(args, &root, options, &jobs)
 }
 
-fn generation_options(args: &GenerateArgs, truncate: bool) -> GenerationOptions {
-    GenerationOptions {
+fn generation_options(args: &GenerateArgs, truncate: bool) -> Result<GenerationOptions> {
+    Ok(GenerationOptions {
         sampling: args.sampling.overrides(args.seed, args.noise),
         size: args.size,
         frames: args.frames,
@@ -192,13 +192,14 @@ fn generation_options(args: &GenerateArgs, truncate: bool) -> GenerationOptions 
         negative_prompt: args.negative_prompt.clone(),
         truncate,
         loras: args.loras.clone(),
-    }
+        device: args.sampling.device.device()?,
+    })
 }
 
 /// `--actions`: an action rollout from `--image`, streamed into `--out`.
 fn generate_rollout(args: &GenerateArgs, root: &Path, actions_path: &Path) -> Result<()> {
     let actions = ActionSequence::read(actions_path)?;
-    let engine = Engine::open(root, generation_options(args, args.truncate))?;
+    let engine = Engine::open(root, generation_options(args, args.truncate)?)?;
     if let Some(bundle) = engine.bundle() {
         let action = bundle.dit.config.action.with_context(|| {
             format!(

@@ -16,6 +16,7 @@ mod merge_cmd;
 mod physics_cmds;
 mod policy_bench_cmd;
 mod policy_cmd;
+mod random_bundle_cmd;
 mod sampling_args;
 mod schedule_cmd;
 mod serve_cmd;
@@ -80,6 +81,9 @@ enum Command {
     Lora(lora_cmd::LoraCommand),
     /// Serve an HTTP API, a persistent job queue and a web page for generation.
     Serve(Box<serve_cmd::ServeArgs>),
+    /// Write a bundle of random weights with the released 2B or 14B architecture and random prompt embeddings, to
+    /// measure speed and memory (its videos are noise).
+    RandomBundle(random_bundle_cmd::RandomBundleArgs),
 }
 
 #[global_allocator]
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => merge_cmd::merge(&args),
         Command::Lora(cmd) => lora_cmd::run(cmd),
         Command::Serve(args) => serve_cmd::serve(&args),
+        Command::RandomBundle(args) => random_bundle_cmd::random_bundle(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use candle_core::Device;
 use orrery_eval::policy::bench::{run_action_bench, ActionPredictor, ScoredFrames, SCORED_FROM};
 use orrery_flow::noise::NoiseKind;
 use orrery_media::{write_mp4, Mp4Options};
@@ -50,10 +51,13 @@ pub struct BenchArgs {
 /// Side-by-side clips kept for the report.
 const REPORT_CLIPS: usize = 6;
 
-fn engine(root: &Path, sampling: &SamplingArgs) -> Result<Engine> {
+/// An engine for the model at `root` on `device` (one device value for all of the bench's engines: each CUDA
+/// device value is a stream of its own).
+fn engine(root: &Path, sampling: &SamplingArgs, device: &Device) -> Result<Engine> {
     let options = GenerationOptions {
         sampling: sampling.overrides(0, NoiseKind::Fast),
         weights: Some(orrery_pipeline::WeightType::F32),
+        device: device.clone(),
         ..GenerationOptions::default()
     };
     Ok(Engine::open(root, options)?)
@@ -101,7 +105,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     {
         orrery_pipeline::engine::check_output(path)?;
     }
-    let action_engine = engine(&args.model, &args.sampling)?;
+    let device = args.sampling.device.device()?;
+    let action_engine = engine(&args.model, &args.sampling, &device)?;
     if action_engine.on_disk()?.dit.config.action.is_none() {
         bail!(
             "{}: the model's DiT takes no actions (no action embedders in its config.json); --model is the \
@@ -116,7 +121,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     );
     let mut compared = Vec::new();
     for root in &args.compare {
-        let e = engine(root, &args.sampling)?;
+        let e = engine(root, &args.sampling, &device)?;
         if e.size() != size || e.frames() != frames {
             bail!(
                 "--compare {}: it generates {} frames of {}, the action model {frames} of {size}",

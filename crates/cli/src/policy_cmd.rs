@@ -127,12 +127,15 @@ fn eval(args: &EvalArgs) -> Result<()> {
     {
         orrery_pipeline::engine::check_output(path)?;
     }
+    // Refused here even without a model, so that a device this build cannot use never passes unnoticed.
+    let device = args.sampling.device.device()?;
     // With a model, its size and frame rate; the flags must agree with them.
     let engine = match &args.model {
         Some(root) => {
             let options = GenerationOptions {
                 sampling: args.sampling.overrides(0, NoiseKind::Fast),
                 weights: Some(orrery_pipeline::WeightType::F32),
+                device,
                 ..GenerationOptions::default()
             };
             Some(Engine::open(root, options)?)

@@ -1,8 +1,10 @@
 //! The sampling flags every command that samples takes (flattened into its arguments), parsed once into the
-//! engine's typed options.
+//! engine's typed options; `--device` rides along, since every command that samples runs the engine.
 
 use orrery_flow::noise::NoiseKind;
 use orrery_pipeline::{KeepObserved, SamplerKind, SamplingOverrides};
+
+use crate::device::DeviceArgs;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
@@ -26,6 +28,8 @@ pub struct SamplingArgs {
     /// more; `off` outputs the decoder's pixels throughout (default: the bundle's; off for the released models).
     #[arg(long, value_parser = parse_keep_observed)]
     pub keep_observed: Option<KeepObservedArg>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// `--keep-observed`: `off` (`None`) or THRESHOLD[,MARGIN].

@@ -39,6 +39,8 @@ pub struct RoundtripArgs {
     /// f32 or bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: WeightType,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 pub fn run(cmd: VaeCommand) -> Result<()> {
@@ -77,6 +79,7 @@ fn psnr(a: &[RgbImage], b: &[RgbImage]) -> f64 {
 
 fn roundtrip(args: &RoundtripArgs) -> Result<()> {
     let dtype = args.dtype.dtype();
+    let device = args.device.device()?;
     let model = VaeModelPath::open(&args.model)?;
     let video =
         read_video(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
@@ -97,9 +100,13 @@ fn roundtrip(args: &RoundtripArgs) -> Result<()> {
         .iter()
         .map(|f| resize::resize_to_cover_and_crop(f, w, h))
         .collect::<std::result::Result<_, _>>()?;
-    let vae = model.load(dtype, &Device::Cpu)?;
+    let vae = model.load(dtype, &device)?;
     let start = std::time::Instant::now();
-    let latent = vae.encode(&clip_from_frames(&frames)?, Chunking::Stream(4))?;
+    let latent = vae.encode(
+        &clip_from_frames(&frames)?.to_device(&device)?,
+        Chunking::Stream(4),
+    )?;
+    device.synchronize()?; // a GPU runs asynchronously: time the work, not its launch
     let encode_s = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let decoded = match args.tile {
@@ -113,8 +120,9 @@ fn roundtrip(args: &RoundtripArgs) -> Result<()> {
         )?,
         None => vae.decode(&latent, Chunking::Stream(1))?,
     };
+    device.synchronize()?;
     let decode_s = start.elapsed().as_secs_f64();
-    let out = frames_from_clip(&decoded)?;
+    let out = frames_from_clip(&decoded.to_device(&Device::Cpu)?)?;
     write_mp4(&args.output, &out, video.fps, Mp4Options::default())
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!(

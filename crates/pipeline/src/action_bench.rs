@@ -111,15 +111,17 @@ impl ActionPredictor for EngineActionPredictor {
     }
 }
 
-/// A bundle's VAE, for the latent L2 and the round-trip ceiling.
+/// A bundle's VAE on the engine's device, for the latent L2 and the round-trip ceiling.
 pub struct VaeLatents {
     vae: WanVae,
+    device: Device,
 }
 
 impl VaeLatents {
     pub fn new(engine: &Engine) -> Result<Self> {
         Ok(Self {
-            vae: engine.on_disk()?.vae.load(DType::F32, &Device::Cpu)?,
+            vae: engine.on_disk()?.vae.load(DType::F32, engine.device())?,
+            device: engine.device().clone(),
         })
     }
 }
@@ -129,11 +131,13 @@ impl LatentSpace for VaeLatents {
 
     fn latents(&mut self, frames: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
         // (1, C, T', h, w), normalised as the DiT sees it.
-        let z = self.vae.normalize(
-            &self
-                .vae
-                .encode(&clip_from_frames(frames)?, Chunking::Whole)?,
-        )?;
+        let z = self
+            .vae
+            .normalize(&self.vae.encode(
+                &clip_from_frames(frames)?.to_device(&self.device)?,
+                Chunking::Whole,
+            )?)?
+            .to_device(&Device::Cpu)?;
         let z = z.squeeze(0)?.transpose(0, 1)?.contiguous()?;
         let frames = z.dim(0)?;
         (0..frames)
@@ -142,6 +146,6 @@ impl LatentSpace for VaeLatents {
     }
 
     fn round_trip(&mut self, frames: &[RgbImage]) -> Result<Vec<RgbImage>> {
-        vae_round_trip(&self.vae, frames)
+        vae_round_trip(&self.vae, &self.device, frames)
     }
 }

@@ -110,6 +110,7 @@ impl WorldPredictor for EnginePredictor {
     }
 
     fn round_trip(&mut self, real: &[RgbImage]) -> Result<Vec<RgbImage>> {
-        vae_round_trip(&self.generator()?.pipeline().vae, real)
+        let pipeline = self.generator()?.pipeline();
+        vae_round_trip(&pipeline.vae, pipeline.device(), real)
     }
 }

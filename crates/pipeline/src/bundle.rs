@@ -301,32 +301,48 @@ impl ModelBundle {
         dtype: DType,
         overflow: Overflow,
     ) -> Result<Vec<Tensor>> {
+        self.encode_prompts_on(prompts, cache, dtype, overflow, &Device::Cpu)
+    }
+
+    /// [`Self::encode_prompts`] with the text encoder on `device`; the embeddings come back on the CPU, so that
+    /// nothing of the encoder's stays on the device once it is dropped.
+    pub fn encode_prompts_on(
+        &self,
+        prompts: &[&str],
+        cache: Option<&PromptCache>,
+        dtype: DType,
+        overflow: Overflow,
+        device: &Device,
+    ) -> Result<Vec<Tensor>> {
         let text = self.text.as_ref().ok_or_else(|| {
             bundle_error(
                 &self.root,
                 "no text encoder in the bundle: pass --prompt-embeds",
             )
         })?;
-        let device = Device::Cpu;
+        let cpu = Device::Cpu;
         if text.kind == TextEncoderKind::Words {
             // Small and fast: no cache.
-            let encoder = WordEncoder::open(&text.model, &device)?;
+            let encoder = WordEncoder::open(&text.model, device)?;
             return prompts
                 .iter()
-                .map(|p| Ok(encoder.embed(p, overflow)?))
+                .map(|p| Ok(encoder.embed(p, overflow)?.to_device(&cpu)?))
                 .collect();
         }
         let fingerprint = self.prompt_fingerprint(dtype, overflow)?;
         let mut out: Vec<Option<Tensor>> = prompts
             .iter()
-            .map(|p| cache.and_then(|c| c.get(&fingerprint, p, &device)))
+            .map(|p| cache.and_then(|c| c.get(&fingerprint, p, &cpu)))
             .collect();
         if out.iter().any(Option::is_none) {
             let embedder =
-                Reason1Embedder::open_with_tokenizer(&text.model, &text.tokenizer, dtype, &device)?;
+                Reason1Embedder::open_with_tokenizer(&text.model, &text.tokenizer, dtype, device)?;
             for (slot, prompt) in out.iter_mut().zip(prompts) {
                 if slot.is_none() {
-                    let e = embedder.embed(prompt, overflow)?.to_dtype(DType::F32)?;
+                    let e = embedder
+                        .embed(prompt, overflow)?
+                        .to_dtype(DType::F32)?
+                        .to_device(&cpu)?;
                     if let Some(c) = cache {
                         c.put(&fingerprint, prompt, &e)?;
                     }

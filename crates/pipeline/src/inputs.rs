@@ -122,6 +122,24 @@ pub fn conditioning_frames(
     Ok(frames)
 }
 
+/// `frames` through `vae` (on `device`): encoded (the latent mean) and decoded whole, as a perfect latent
+/// prediction would look.
+pub fn vae_round_trip(
+    vae: &orrery_vae::WanVae,
+    device: &Device,
+    frames: &[RgbImage],
+) -> Result<Vec<RgbImage>> {
+    use orrery_vae::Chunking;
+    let latent = vae.encode(
+        &clip_from_frames(frames)?.to_device(device)?,
+        Chunking::Whole,
+    )?;
+    frames_from_clip(
+        &vae.decode(&latent, Chunking::Whole)?
+            .to_device(&Device::Cpu)?,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,11 +191,4 @@ mod tests {
             vec![5, 6, 7]
         );
     }
-}
-
-/// `frames` through `vae`: encoded (the latent mean) and decoded whole, as a perfect latent prediction would look.
-pub fn vae_round_trip(vae: &orrery_vae::WanVae, frames: &[RgbImage]) -> Result<Vec<RgbImage>> {
-    use orrery_vae::Chunking;
-    let latent = vae.encode(&clip_from_frames(frames)?, Chunking::Whole)?;
-    frames_from_clip(&vae.decode(&latent, Chunking::Whole)?)
 }

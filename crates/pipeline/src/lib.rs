@@ -18,6 +18,7 @@ mod pipeline;
 pub mod policy_world;
 pub mod rollout;
 pub mod sample;
+mod stage;
 
 pub use actions::{ActionSequence, RolloutPlan};
 pub use bundle::{ModelBundle, TextEncoderKind};

@@ -1,6 +1,6 @@
 //! Text/Image/Video2World with one model: input preparation, conditioning latents, sampling, decoding.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use orrery_dit::CosmosDit;
 use orrery_media::RgbImage;
 use orrery_vae::{Chunking, WanVae};
@@ -10,6 +10,7 @@ use crate::error::{PipelineError, Result};
 use crate::inputs::{conditioning_frames, frames_to_clip, validate_size};
 use crate::observed::keep_observed_pixels;
 use crate::sample::{sample_latents, LatentCondition, SamplingSettings};
+use crate::stage::Stage;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -41,9 +42,9 @@ impl Request<'_> {
     }
 }
 
-/// A generated clip: `video` (1, 3, T, H, W) float32 in about [-1, 1] (unclamped decoder output, with the
-/// observed pixels kept where `settings.keep_observed` says), the final normalised `latents` (1, C, T', h, w) as
-/// the DiT produced them, and for Image2World and Video2World the `observed` pixel frames (1, 3, P, H, W) that
+/// A generated clip, on the CPU: `video` (1, 3, T, H, W) float32 in about [-1, 1] (unclamped decoder output, with
+/// the observed pixels kept where `settings.keep_observed` says), the final normalised `latents` (1, C, T', h, w)
+/// as the DiT produced them, and for Image2World and Video2World the `observed` pixel frames (1, 3, P, H, W) that
 /// conditioned, resized to the output: the first P frames of `video` decode them (and are them when the observed
 /// pixels are kept).
 #[derive(Debug, Clone)]
@@ -61,7 +62,8 @@ struct Conditioning {
     observed: Option<Tensor>,
 }
 
-/// A DiT and the VAE whose latents it works in.
+/// A DiT and the VAE whose latents it works in, on one device (the DiT's): frames, embeddings and actions a caller
+/// gives on the CPU are moved there, and what [`WorldPipeline::generate`] returns is on the CPU.
 pub struct WorldPipeline {
     pub dit: CosmosDit,
     pub vae: WanVae,
@@ -79,6 +81,11 @@ impl WorldPipeline {
         Ok(Self { dit, vae })
     }
 
+    /// Where the networks run.
+    pub fn device(&self) -> &Device {
+        self.dit.device()
+    }
+
     /// Normalised conditioning latents for `mode`, padded with zeros to `latent_frames` frames, and the pixel frames
     /// they encode.
     fn condition(&self, request: &Request, latent_shape: [usize; 5]) -> Result<Conditioning> {
@@ -93,7 +100,7 @@ impl WorldPipeline {
         if n == 0 {
             return Ok(Conditioning {
                 latents: LatentCondition {
-                    gt: Tensor::zeros((b, c, t, h, w), DType::F32, &candle_core::Device::Cpu)?,
+                    gt: Tensor::zeros((b, c, t, h, w), DType::F32, self.device())?,
                     frames: 0,
                     action: request.action.cloned(),
                 },
@@ -112,10 +119,16 @@ impl WorldPipeline {
             )));
         }
         let clip = frames_to_clip(&frames, request.width, request.height)?;
+        let stage = Stage::start("vae-encode", self.device());
         let latents = self
             .vae
-            .normalize(&self.vae.encode(&clip, Chunking::Stream(4))?)?
+            .normalize(
+                &self
+                    .vae
+                    .encode(&clip.to_device(self.device())?, Chunking::Stream(4))?,
+            )?
             .to_dtype(DType::F32)?;
+        stage.done()?;
         let pad = Tensor::zeros((b, c, t - n, h, w), DType::F32, latents.device())?;
         Ok(Conditioning {
             latents: LatentCondition {
@@ -143,6 +156,7 @@ impl WorldPipeline {
             request.width / s,
         ];
         let condition = self.condition(request, shape)?;
+        let stage = Stage::start("sample", self.device());
         let latents = sample_latents(
             &self.dit,
             shape,
@@ -152,9 +166,16 @@ impl WorldPipeline {
             &request.settings,
             on_step,
         )?;
+        stage.done()?;
+        // The DiT stays loaded while the VAE decodes: a generator serves many clips, and a long video's next chunk
+        // starts from this one's decoded last frame.
+        let stage = Stage::start("vae-decode", self.device());
         let video = self
             .vae
-            .decode(&self.vae.denormalize(&latents)?, Chunking::Stream(1))?;
+            .decode(&self.vae.denormalize(&latents)?, Chunking::Stream(1))?
+            .to_device(&Device::Cpu)?;
+        stage.done()?;
+        let latents = latents.to_device(&Device::Cpu)?;
         let kept = match (&condition.observed, request.settings.keep_observed) {
             (Some(observed), Some(keep)) => keep_observed_pixels(&video, observed, keep)?,
             _ => video.clone(),

@@ -217,9 +217,9 @@ pub struct LatentCondition {
     pub action: Option<Tensor>,
 }
 
-/// Samples normalised latents of `shape` (B, C, T, h, w) with the sampler of `settings`. `text` and `negative` are
-/// the prompt embeddings (B, N, width); `negative` is needed when guidance is not 0. `on_step(i, calls)` reports
-/// progress.
+/// Samples normalised latents of `shape` (B, C, T, h, w) with the sampler of `settings`, on the DiT's device.
+/// `text` and `negative` are the prompt embeddings (B, N, width); `negative` is needed when guidance is not 0.
+/// `on_step(i, calls)` reports progress.
 pub fn sample_latents(
     dit: &CosmosDit,
     shape: [usize; 5],
@@ -230,7 +230,7 @@ pub fn sample_latents(
     mut on_step: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
     let [b, _, t, h, w] = shape;
-    let device = Device::Cpu;
+    let device = dit.device();
     settings.check()?;
     if settings.guidance != 0.0 && negative.is_none() {
         return Err(PipelineError::Settings(
@@ -243,8 +243,22 @@ pub fn sample_latents(
             condition.frames
         )));
     }
-    let noise = gaussian(settings.noise, settings.seed, &shape, &device)?;
-    let mask = condition_mask(b, t, h, w, condition.frames, &device)?;
+    // The caller's tensors may be on the CPU (embeddings from a cache or file, conditioning from frames).
+    let text = &text.to_device(device)?;
+    let negative = negative.map(|n| n.to_device(device)).transpose()?;
+    let negative = negative.as_ref();
+    let condition = &LatentCondition {
+        gt: condition.gt.to_device(device)?,
+        frames: condition.frames,
+        action: condition
+            .action
+            .as_ref()
+            .map(|a| a.to_device(device))
+            .transpose()?,
+    };
+    // Drawn on the CPU whatever the device, so a seed gives the same noise everywhere.
+    let noise = gaussian(settings.noise, settings.seed, &shape, &Device::Cpu)?.to_device(device)?;
+    let mask = condition_mask(b, t, h, w, condition.frames, device)?;
     if settings.sampler == SamplerKind::Distilled {
         return sample_distilled(dit, text, &noise, (&condition.gt, &mask), settings, on_step);
     }
@@ -265,7 +279,7 @@ pub fn sample_latents(
             t,
             condition.frames,
             settings.timestep_scale,
-            &device,
+            device,
         )?;
         let x_in = replace_frames(&latents, gt, &mask)?;
         let denoise = |emb: &Tensor| -> Result<Tensor> {

@@ -6,6 +6,11 @@
 //! chunk), keeps the observed pixels where the bundle or caller asks, and writes each output with its
 //! [`GenerationRecord`]. `orrery generate`, the physics bench and the trainers' samples all go through it, so
 //! they cannot differ in defaults, negative prompt or load order.
+//!
+//! Memory on a device ([`GenerationOptions::device`]) is staged: the text encoder is dropped (and its embeddings
+//! are on the CPU) before the DiT loads; the DiT and the VAE then stay loaded together, the DiT also while the VAE
+//! decodes (a generator serves many clips, and a long video's next chunk starts from the decoded last frame), so
+//! the peak is the DiT's and the VAE's weights plus the larger of sampling's and decoding's working memory.
 
 mod chunks;
 mod options;
@@ -37,6 +42,7 @@ use crate::inputs::{frames_from_clip, validate_size};
 use crate::observed::KeepObserved;
 use crate::pipeline::{Request, WorldPipeline};
 use crate::sample::{SamplerKind, SamplingSettings};
+use crate::stage::Stage;
 
 /// What conditions a clip.
 #[derive(Debug, Clone)]
@@ -270,6 +276,11 @@ impl Engine {
         self.weights
     }
 
+    /// Where the networks run.
+    pub fn device(&self) -> &Device {
+        &self.options.device
+    }
+
     /// The sampling settings of `mode`: the caller's overrides, else the bundle's for the mode, else the
     /// bundle's.
     pub fn settings(&self, mode: Mode) -> SamplingSettings {
@@ -321,8 +332,8 @@ impl Engine {
             .unwrap_or(DEFAULT_NEGATIVE_PROMPT)
     }
 
-    /// Prompt embeddings (1, 512, width) of `prompts`, through `cache` where given; the text encoder is loaded
-    /// for what the cache lacks and freed before returning.
+    /// Prompt embeddings (1, 512, width) of `prompts` on the CPU, through `cache` where given; the text encoder is
+    /// loaded on the engine's device for what the cache lacks and freed before returning.
     pub fn encode_prompts(
         &self,
         prompts: &[&str],
@@ -333,8 +344,16 @@ impl Engine {
         } else {
             Overflow::Error
         };
-        self.on_disk()?
-            .encode_prompts(prompts, cache, self.weights.dtype(), overflow)
+        let stage = Stage::start("text-encoder", &self.options.device);
+        let embeddings = self.on_disk()?.encode_prompts_on(
+            prompts,
+            cache,
+            self.weights.dtype(),
+            overflow,
+            &self.options.device,
+        )?;
+        stage.done()?;
+        Ok(embeddings)
     }
 
     /// Embeddings of `prompts` and, when `with_negative`, of the negative prompt, in one pass of the encoder.
@@ -390,8 +409,10 @@ impl Engine {
             .collect())
     }
 
-    /// Loads the DiT (in the engine's weight type) and the VAE (float32).
+    /// Loads the DiT (in the engine's weight type) and the VAE (float32) on the engine's device.
     pub fn load(self) -> Result<Generator> {
+        let device = &self.options.device;
+        let stage = Stage::start("load", device);
         let bundle = self.on_disk()?;
         let loras = self
             .options
@@ -401,8 +422,9 @@ impl Engine {
             .collect::<orrery_dit::Result<Vec<_>>>()?;
         let dit = bundle
             .dit
-            .load_with_loras(&loras, self.weights.dtype(), &Device::Cpu)?;
-        let vae = bundle.vae.load(DType::F32, &Device::Cpu)?;
+            .load_with_loras(&loras, self.weights.dtype(), device)?;
+        let vae = bundle.vae.load(DType::F32, device)?;
+        stage.done()?;
         self.with_models(dit, vae)
     }
 

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use candle_core::DType;
+use candle_core::{DType, Device};
 use orrery_flow::noise::NoiseKind;
 
 use crate::defaults::ModeSampling;
@@ -114,7 +114,7 @@ impl SamplingOverrides {
 }
 
 /// Everything a caller may set about generation besides the inputs.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct GenerationOptions {
     pub sampling: SamplingOverrides,
     /// Output size (default: the bundle's).
@@ -131,6 +131,25 @@ pub struct GenerationOptions {
     pub truncate: bool,
     /// LoRA adapters fused into the DiT's weights at load, each with its scale.
     pub loras: Vec<orrery_dit::LoraSpec>,
+    /// Where the text encoder, the DiT and the VAE run (default: the CPU). Inputs, noise and conditioning are
+    /// made on the CPU as they always are and moved there; outputs come back to the CPU.
+    pub device: Device,
+}
+
+impl Default for GenerationOptions {
+    fn default() -> Self {
+        Self {
+            sampling: SamplingOverrides::default(),
+            size: None,
+            frames: None,
+            fps: None,
+            weights: None,
+            negative_prompt: None,
+            truncate: false,
+            loras: Vec::new(),
+            device: Device::Cpu,
+        }
+    }
 }
 
 #[cfg(test)]
