@@ -49,18 +49,8 @@ pub enum Event {
 
 impl Event {
     pub fn frame(&self) -> usize {
-        match *self {
-            Event::Collision { frame, .. }
-            | Event::HitsGround { frame, .. }
-            | Event::HitsRamp { frame, .. }
-            | Event::Pushed { frame, .. }
-            | Event::LeavesFrame { frame, .. }
-            | Event::Stops { frame, .. }
-            | Event::FallsOver { frame, .. }
-            | Event::HitsWall { frame, .. }
-            | Event::Grasped { frame, .. }
-            | Event::Released { frame, .. } => frame,
-        }
+        // Events are a few integers: the copy is what one accessor for both costs.
+        *self.clone().frame_mut()
     }
 
     fn frame_mut(&mut self) -> &mut usize {

@@ -231,8 +231,8 @@ fn percent(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", 100.0 * v))
 }
 
-/// One summary as table cells, in the order of [`TABLE_HEADERS`].
-pub fn table_row(r: &MethodSummary) -> Vec<String> {
+/// A summary's method, clips, PSNR (mean, pooled, median) and SSIM as table cells.
+pub fn image_cells(r: &MethodSummary) -> Vec<String> {
     vec![
         r.method.clone(),
         r.clips.to_string(),
@@ -240,9 +240,23 @@ pub fn table_row(r: &MethodSummary) -> Vec<String> {
         format!("{:.2}", r.pooled_psnr),
         format!("{:.2}", r.median_psnr),
         format!("{:.4}", r.ssim),
+    ]
+}
+
+/// A summary's trajectory error and objects found as table cells.
+pub fn object_cells(r: &MethodSummary) -> [String; 2] {
+    [
         r.trajectory_error_px
             .map_or_else(|| "-".to_owned(), |e| format!("{e:.2}")),
         percent(Some(r.found_rate)),
+    ]
+}
+
+/// One summary as table cells, in the order of [`TABLE_HEADERS`].
+pub fn table_row(r: &MethodSummary) -> Vec<String> {
+    let mut cells = image_cells(r);
+    cells.extend(object_cells(r));
+    cells.extend([
         format!(
             "{} ({}/{})",
             percent(r.gravity_error),
@@ -256,20 +270,27 @@ pub fn table_row(r: &MethodSummary) -> Vec<String> {
             percent(Some(r.penetration_rate)),
             r.penetration_depth_px
         ),
-    ]
+    ]);
+    cells
+}
+
+/// A Markdown table of `rows` of cells under `headers`.
+pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        headers.join(" | "),
+        "---|".repeat(headers.len())
+    );
+    for r in rows {
+        out.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    out
 }
 
 /// A Markdown table of summaries.
 pub fn table(rows: &[MethodSummary]) -> String {
-    let mut out = format!(
-        "| {} |\n|{}\n",
-        TABLE_HEADERS.join(" | "),
-        "---|".repeat(TABLE_HEADERS.len())
-    );
-    for r in rows {
-        out.push_str(&format!("| {} |\n", table_row(r).join(" | ")));
-    }
-    out
+    let cells: Vec<Vec<String>> = rows.iter().map(table_row).collect();
+    markdown_table(&TABLE_HEADERS, &cells)
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 
 use crate::baselines::{constant_velocity, copy_last_frame};
 use crate::bench::score::{
-    clips_won, matched_trajectory, score_clip, summarise, ClipScore, MatchedTrajectory,
-    MethodSummary,
+    clips_won, image_cells, markdown_table, matched_trajectory, object_cells, score_clip,
+    summarise, ClipScore, MatchedTrajectory, MethodSummary,
 };
 use crate::report::{Block, Report, Section};
 
@@ -284,33 +284,17 @@ impl ActionBenchResult {
     }
 
     pub fn table(&self) -> String {
-        let mut out = format!(
-            "| {} |\n|{}\n",
-            HEADERS.join(" | "),
-            "---|".repeat(HEADERS.len())
-        );
-        for r in self.table_rows() {
-            out.push_str(&format!("| {} |\n", r.join(" | ")));
-        }
-        out
+        markdown_table(&HEADERS, &self.table_rows())
     }
 
     fn table_rows(&self) -> Vec<Vec<String>> {
         self.summaries()
             .iter()
             .map(|(s, l)| {
-                vec![
-                    s.method.clone(),
-                    s.clips.to_string(),
-                    format!("{:.2}", s.psnr),
-                    format!("{:.2}", s.pooled_psnr),
-                    format!("{:.2}", s.median_psnr),
-                    format!("{:.4}", s.ssim),
-                    format!("{l:.4}"),
-                    s.trajectory_error_px
-                        .map_or_else(|| "-".to_owned(), |e| format!("{e:.2}")),
-                    format!("{:.1}%", 100.0 * s.found_rate),
-                ]
+                let mut cells = image_cells(s);
+                cells.push(format!("{l:.4}"));
+                cells.extend(object_cells(s));
+                cells
             })
             .collect()
     }
