@@ -63,7 +63,7 @@ run() {
   fi
   local start rc=0
   start=$(date +%s.%N)
-  timeout "$limit" "$bin" generate --model "$bundle" --prompt "random weights" \
+  RUST_LOG="${RUST_LOG:-info,orrery_pipeline::stage=debug}" timeout "$limit" "$bin" generate --model "$bundle" --prompt "random weights" \
     --prompt-embeds "$bundle/prompt_embeds.safetensors" --device "$device" --frames "$n" --size "$size" \
     --steps "$s" --out "$work/$name.mp4" > "$log" 2>&1 || rc=$?
   local wall

@@ -1,5 +1,6 @@
 //! Wall time of the stages of a generation (text encoder, loading, VAE encode, sampling, VAE decode), logged as
-//! `stage NAME: SECONDS s` lines, which GPU benchmarks read (`tools/gpu/bench-2b.sh`).
+//! `stage NAME: SECONDS s` lines at debug level (`RUST_LOG=info,orrery_pipeline::stage=debug`), which GPU
+//! benchmarks read (`tools/gpu/bench-2b.sh`).
 
 use std::time::Instant;
 
@@ -28,7 +29,7 @@ impl<'a> Stage<'a> {
     pub(crate) fn done(self) -> Result<()> {
         self.device.synchronize()?;
         let seconds = self.start.elapsed().as_secs_f64();
-        tracing::info!("stage {}: {seconds:.3} s", self.name);
+        tracing::debug!("stage {}: {seconds:.3} s", self.name);
         Ok(())
     }
 }
