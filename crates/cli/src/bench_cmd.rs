@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use orrery_eval::bench::BenchVideos;
 use orrery_eval::bench::{run_bench, BenchOptions, OBSERVED_FRAMES};
-use orrery_flow::noise::NoiseKind;
 use orrery_media::{write_mp4, Mp4Options};
+use orrery_physics::clip::Clip;
 use orrery_pipeline::bench_predictor::EnginePredictor;
-use orrery_pipeline::{Engine, GenerationOptions, KeepObserved, Mode, ModelBundle};
+use orrery_pipeline::{Engine, KeepObserved, Mode, ModelBundle};
 use orrery_train::DataConfig;
 use serde_json::json;
 
@@ -73,18 +73,40 @@ fn write_videos(dir: &Path, i: usize, videos: &BenchVideos, fps: f64) -> Result<
     Ok(())
 }
 
+/// `n` held-out clips of `families` (empty: all, in turn) at the engine's size, frames and frame rate: the training
+/// clips' generator with base seed `seed`, manipulation clips cut from episodes of `episode_frames` where given.
+pub(crate) fn held_out_clips(
+    engine: &Engine,
+    n: usize,
+    families: &[String],
+    seed: u64,
+    episode_frames: Option<usize>,
+) -> Result<Vec<Clip>> {
+    let size = engine.size();
+    let held_out = DataConfig {
+        clips: n,
+        frames: engine.frames(),
+        width: size.width as u32,
+        height: size.height as u32,
+        fps: engine.fps() as f32,
+        families: families.to_vec(),
+        seed,
+        videos: None,
+        episode_frames,
+    };
+    held_out.validate().map_err(anyhow::Error::msg)?;
+    (0..n)
+        .map(|i| held_out.clip(i).map_err(anyhow::Error::msg))
+        .collect()
+}
+
 pub fn bench(args: &BenchArgs) -> Result<()> {
     let root = match &args.model {
         Some(p) => p.clone(),
         None => crate::default_model::bundle_dir()?,
     };
     // Samples are seeded by clip index with the fast generator; the model's own size, frames and weights.
-    let options = GenerationOptions {
-        sampling: args.sampling.overrides(0, NoiseKind::Fast),
-        weights: Some(orrery_pipeline::WeightType::F32),
-        device: args.sampling.device.device()?,
-        ..GenerationOptions::default()
-    };
+    let options = args.sampling.bench_options(args.sampling.device.device()?);
     let engine = Engine::new(ModelBundle::open(&root)?, options)?;
     for path in [Some(&args.out), args.report.as_ref()]
         .into_iter()
@@ -122,23 +144,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    // Held-out clips: the training clips' generator with another base seed, all families.
-    let size = engine.size();
-    let held_out = DataConfig {
-        clips: args.clips.max(args.text_clips),
-        frames: engine.frames(),
-        width: size.width as u32,
-        height: size.height as u32,
-        fps: engine.fps() as f32,
-        families: args.families.clone(),
-        seed: args.seed,
-        videos: None,
-        episode_frames: None,
-    };
-    held_out.validate().map_err(anyhow::Error::msg)?;
-    let clips: Vec<_> = (0..held_out.clips)
-        .map(|i| held_out.clip(i).map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
+    let clips = held_out_clips(
+        &engine,
+        args.clips.max(args.text_clips),
+        &args.families,
+        args.seed,
+        None,
+    )?;
     let fps = engine.fps();
     let options = BenchOptions {
         clips: args.clips,

@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use orrery_eval::policy::bench::{run_action_bench, ActionPredictor, ScoredFrames, SCORED_FROM};
-use orrery_flow::noise::NoiseKind;
 use orrery_media::{write_mp4, Mp4Options};
 use orrery_pipeline::action_bench::{EngineActionPredictor, VaeLatents};
-use orrery_pipeline::{Engine, GenerationOptions, Mode, PipelineError};
-use orrery_train::DataConfig;
+use orrery_pipeline::{Engine, Mode, PipelineError};
 use serde_json::json;
 
 use crate::sampling_args::SamplingArgs;
@@ -54,13 +52,7 @@ const REPORT_CLIPS: usize = 6;
 /// An engine for the model at `root` on `device` (one device value for all of the bench's engines: each CUDA
 /// device value is a stream of its own).
 fn engine(root: &Path, sampling: &SamplingArgs, device: &Device) -> Result<Engine> {
-    let options = GenerationOptions {
-        sampling: sampling.overrides(0, NoiseKind::Fast),
-        weights: Some(orrery_pipeline::WeightType::F32),
-        device: device.clone(),
-        ..GenerationOptions::default()
-    };
-    Ok(Engine::open(root, options)?)
+    Ok(Engine::open(root, sampling.bench_options(device.clone()))?)
 }
 
 /// Folder names of the rows' videos, in row order.
@@ -136,24 +128,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let s = action_engine.settings(Mode::Image2World);
         format!("{} steps at guidance {}", s.steps, s.guidance)
     };
+    let clips = crate::bench_cmd::held_out_clips(
+        &action_engine,
+        args.clips,
+        &["gripper".to_owned()],
+        args.seed,
+        args.episode_frames,
+    )?;
     let mut vae = VaeLatents::new(&action_engine)?;
     let mut action = EngineActionPredictor::new(action_engine)?;
-    // Held-out clips: the training clips' generator with another base seed.
-    let held_out = DataConfig {
-        clips: args.clips,
-        frames,
-        width: size.width as u32,
-        height: size.height as u32,
-        fps: fps as f32,
-        families: vec!["gripper".into()],
-        seed: args.seed,
-        videos: None,
-        episode_frames: args.episode_frames,
-    };
-    held_out.validate().map_err(anyhow::Error::msg)?;
-    let clips: Vec<_> = (0..held_out.clips)
-        .map(|i| held_out.clip(i).map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
     let folders = video_folders(compared.len());
     let mut predictors: Vec<&mut dyn ActionPredictor<Error = PipelineError>> = vec![&mut action];
     predictors.extend(

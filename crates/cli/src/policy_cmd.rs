@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use orrery_eval::policy::report::{comparison_lines, table, to_html, to_json};
 use orrery_eval::policy::{evaluate, EvalOptions, PolicyWorld, SimWorld, WorldResult};
-use orrery_flow::noise::NoiseKind;
 use orrery_physics::manip::{Skill, Task};
 use orrery_physics::ClipSettings;
 use orrery_pipeline::policy_world::ModelWorld;
-use orrery_pipeline::{Engine, GenerationOptions, Mode, Size};
+use orrery_pipeline::{Engine, Mode, Size};
 
 use crate::sampling_args::SamplingArgs;
 
@@ -131,15 +130,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let device = args.sampling.device.device()?;
     // With a model, its size and frame rate; the flags must agree with them.
     let engine = match &args.model {
-        Some(root) => {
-            let options = GenerationOptions {
-                sampling: args.sampling.overrides(0, NoiseKind::Fast),
-                weights: Some(orrery_pipeline::WeightType::F32),
-                device,
-                ..GenerationOptions::default()
-            };
-            Some(Engine::open(root, options)?)
-        }
+        Some(root) => Some(Engine::open(root, args.sampling.bench_options(device))?),
         None => None,
     };
     let size = match (&engine, args.size) {

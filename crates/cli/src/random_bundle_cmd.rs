@@ -75,7 +75,8 @@ pub struct RandomBundleArgs {
 /// Prompt tokens of the embeddings (the Reason1 encoder's padded length).
 const PROMPT_TOKENS: usize = 512;
 
-/// Weights are uniform in [-SCALE, SCALE]: small, like an initialised network's, so activations stay finite.
+/// Weights are uniform in [-SCALE, SCALE] (norm weights 1 +- 0.1): small, like an initialised network's, so
+/// activations stay finite.
 const SCALE: f32 = 0.02;
 
 pub fn random_bundle(args: &RandomBundleArgs) -> Result<()> {
@@ -159,7 +160,8 @@ fn vae_parameter_shapes(config: &VaeConfig) -> Result<Vec<(String, orrery_nn::DT
     Ok(entries)
 }
 
-/// Tensors of uniform random values, each computed when written from the seed and its name.
+/// Tensors of random values ([`orrery_nn::init::RandomWeights`]: uniform in [-SCALE, SCALE], norm weights near 1),
+/// each computed when written from the seed and its name.
 struct RandomWeights {
     entries: Vec<(String, orrery_nn::DType, Vec<usize>)>,
     seed: u64,
@@ -177,35 +179,19 @@ impl SafetensorsSource for RandomWeights {
                 detail: "not a tensor of the random bundle".into(),
             });
         };
-        let n: usize = shape.iter().product();
-        let mut state = name.bytes().fold(self.seed ^ GOLDEN_GAMMA, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        let mut uniform = move || {
-            state = state.wrapping_add(GOLDEN_GAMMA);
-            // 24 random bits -> [-1, 1).
-            ((splitmix64(state) >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * SCALE
-        };
+        // A uniform distribution of half width SCALE has standard deviation SCALE / sqrt(3).
+        let values = orrery_nn::init::RandomWeights::new(self.seed, f64::from(SCALE) / 3f64.sqrt())
+            .values(name, shape.iter().product(), shape.len());
         let bytes = if *dtype == orrery_nn::DType::BF16 {
-            (0..n)
-                .flat_map(|_| ((uniform().to_bits() >> 16) as u16).to_le_bytes())
+            values
+                .iter()
+                .flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes())
                 .collect()
         } else {
-            (0..n).flat_map(|_| uniform().to_le_bytes()).collect()
+            values.iter().flat_map(|v| v.to_le_bytes()).collect()
         };
         Ok(Cow::Owned(bytes))
     }
-}
-
-/// SplitMix64's increment.
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// SplitMix64's output of a state (Steele, Lea and Flood 2014): a fast generator, good enough for random weights.
-fn splitmix64(state: u64) -> u64 {
-    let mut z = state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! The sampling flags every command that samples takes (flattened into its arguments), parsed once into the
 //! engine's typed options; `--device` rides along, since every command that samples runs the engine.
 
+use candle_core::Device;
 use orrery_flow::noise::NoiseKind;
-use orrery_pipeline::{KeepObserved, SamplerKind, SamplingOverrides};
+use orrery_pipeline::{
+    GenerationOptions, KeepObserved, SamplerKind, SamplingOverrides, WeightType,
+};
 
 use crate::device::DeviceArgs;
 
@@ -54,6 +57,17 @@ impl SamplingArgs {
             seed,
             noise,
             sampler: self.sampler,
+        }
+    }
+
+    /// What benches and policy evaluations generate with: samples seeded by index (seed 0 plus the index) with the
+    /// fast generator, float32 weights and the model's own size and frames, on `device`.
+    pub fn bench_options(&self, device: Device) -> GenerationOptions {
+        GenerationOptions {
+            sampling: self.overrides(0, NoiseKind::Fast),
+            weights: Some(WeightType::F32),
+            device,
+            ..GenerationOptions::default()
         }
     }
 }

@@ -22,18 +22,23 @@ impl RandomWeights {
         candle_nn::VarBuilder::from_backend(Box::new(self), dtype, device.clone())
     }
 
-    fn tensor(&self, shape: &Shape, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let n = shape.elem_count();
+    /// The `n` values of tensor `name` of rank `rank` (what [`Self::var_builder`] gives it, before the cast to its
+    /// type): for writing random weights straight to a file.
+    pub fn values(&self, name: &str, n: usize, rank: usize) -> Vec<f32> {
         let mut state = self.seed ^ fnv1a(name);
-        let is_norm = shape.rank() == 1 && (name.contains("norm") || name.contains("gamma"));
+        let is_norm = rank == 1 && (name.contains("norm") || name.contains("gamma"));
         let (offset, half_width) = if is_norm {
             (1.0, 0.1)
         } else {
             (0.0, self.std * 3f64.sqrt())
         };
-        let values: Vec<f32> = (0..n)
+        (0..n)
             .map(|_| (offset + half_width * (2.0 * unit(&mut state) - 1.0)) as f32)
-            .collect();
+            .collect()
+    }
+
+    fn tensor(&self, shape: &Shape, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
+        let values = self.values(name, shape.elem_count(), shape.rank());
         Tensor::from_vec(values, shape, dev)?.to_dtype(dtype)
     }
 }

@@ -51,6 +51,18 @@ impl ClipSettings {
         }
         Ok(())
     }
+
+    /// Whether clips of these settings can be cut from episodes of `episode_frames` frames (at least the clip's
+    /// frames, at most 10,000).
+    pub fn check_episode_frames(&self, episode_frames: usize) -> Result<()> {
+        if episode_frames < self.frames || episode_frames > 10_000 {
+            return Err(PhysicsError::Settings(format!(
+                "episode frames {episode_frames}: expected {} (the clip's frames) to 10000",
+                self.frames
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Per-frame ground truth of one object, in world and pixel coordinates.
@@ -122,12 +134,7 @@ pub fn make_clip_in_episode(
     episode_frames: usize,
 ) -> Result<Clip> {
     settings.validate()?;
-    if episode_frames < settings.frames || episode_frames > 10_000 {
-        return Err(PhysicsError::Settings(format!(
-            "episode frames {episode_frames}: expected {} (the clip's frames) to 10000",
-            settings.frames
-        )));
-    }
+    settings.check_episode_frames(episode_frames)?;
     let aspect = settings.height as f32 / settings.width as f32;
     let scene = generate(family, seed, aspect, settings.frames).ok_or_else(|| {
         PhysicsError::Settings(format!(

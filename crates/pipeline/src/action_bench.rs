@@ -3,30 +3,27 @@
 //! generates Image2World from the same first frame, as `orrery generate --image` does. The latent L2 uses a
 //! bundle's VAE.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use orrery_eval::policy::bench::{ActionPredictor, LatentSpace};
 use orrery_media::RgbImage;
-use orrery_vae::{Chunking, WanVae};
+use orrery_vae::WanVae;
 
 use crate::actions::ActionSequence;
+use crate::bench_predictor::EnginePredictor;
 use crate::conditioning::Mode;
-use crate::engine::{Engine, Generator, WorldInput};
+use crate::engine::{Engine, WorldInput};
 use crate::error::{PipelineError, Result};
-use crate::inputs::{clip_from_frames, vae_round_trip};
+use crate::inputs::{encode_frames, vae_round_trip};
 
-/// An [`Engine`] whose networks load once the captions are encoded.
+/// An [`Engine`] in the action bench: its networks load once the captions are encoded ([`EnginePredictor`]).
 pub struct EngineActionPredictor {
-    engine: Option<Engine>,
-    generator: Option<Generator>,
+    inner: EnginePredictor,
     name: String,
-    prompts: Vec<Tensor>,
-    negative: Option<Tensor>,
 }
 
 impl EngineActionPredictor {
     pub fn new(engine: Engine) -> Result<Self> {
-        let bundle = engine.on_disk()?;
-        let takes_actions = bundle.dit.config.action.is_some();
+        let takes_actions = engine.on_disk()?.dit.config.action.is_some();
         let name = format!(
             "{}: {}",
             if takes_actions {
@@ -37,18 +34,9 @@ impl EngineActionPredictor {
             engine.name().display()
         );
         Ok(Self {
-            engine: Some(engine),
-            generator: None,
+            inner: EnginePredictor::new(engine),
             name,
-            prompts: Vec::new(),
-            negative: None,
         })
-    }
-
-    fn generator(&self) -> Result<&Generator> {
-        self.generator
-            .as_ref()
-            .ok_or_else(|| PipelineError::Settings("the bench predicts only after prepare".into()))
     }
 }
 
@@ -60,15 +48,8 @@ impl ActionPredictor for EngineActionPredictor {
     }
 
     fn prepare(&mut self, captions: &[&str]) -> Result<()> {
-        let engine = self
-            .engine
-            .take()
-            .ok_or_else(|| PipelineError::Settings("the bench prepares once".into()))?;
-        let prompts = engine.prompts(captions, engine.guided(Mode::Image2World), None)?;
-        self.prompts = prompts.prompts;
-        self.negative = prompts.negative;
-        self.generator = Some(engine.load()?);
-        Ok(())
+        // Every prediction is an Image2World generation (a rollout's chunks included).
+        self.inner.prepare_for(captions, &[Mode::Image2World])
     }
 
     fn predict(
@@ -78,28 +59,19 @@ impl ActionPredictor for EngineActionPredictor {
         actions: &[Vec<f64>],
         seed: u64,
     ) -> Result<Vec<RgbImage>> {
-        let text = self
-            .prompts
-            .get(caption)
-            .ok_or_else(|| PipelineError::Input(format!("caption {caption} was not prepared")))?;
-        let generator = self.generator()?;
+        let generator = self.inner.generator()?;
         if generator.pipeline().dit.config.action.is_none() {
-            let g = generator.generate(
-                &WorldInput::Image(first.clone()),
-                text,
-                self.negative.as_ref(),
-                seed,
-                || {},
-            )?;
-            return Ok(g.frames);
+            let input = WorldInput::Image(first.clone());
+            return Ok(self.inner.generate(caption, &input, seed)?.frames);
         }
+        let (text, negative) = self.inner.prompt(caption)?;
         let sequence = ActionSequence::from_rows(actions).map_err(PipelineError::Input)?;
         let mut frames = Vec::with_capacity(actions.len() + 1);
         generator.rollout(
             first,
             &sequence,
             text,
-            self.negative.as_ref(),
+            negative,
             seed,
             || {},
             |f| {
@@ -133,10 +105,7 @@ impl LatentSpace for VaeLatents {
         // (1, C, T', h, w), normalised as the DiT sees it.
         let z = self
             .vae
-            .normalize(&self.vae.encode(
-                &clip_from_frames(frames)?.to_device(&self.device)?,
-                Chunking::Whole,
-            )?)?
+            .normalize(&encode_frames(&self.vae, &self.device, frames)?)?
             .to_device(&Device::Cpu)?;
         let z = z.squeeze(0)?.transpose(0, 1)?.contiguous()?;
         let frames = z.dim(0)?;

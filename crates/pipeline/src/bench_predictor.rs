@@ -37,19 +37,44 @@ impl EnginePredictor {
         }
     }
 
-    fn generator(&self) -> Result<&Generator> {
+    /// Encodes `captions` (and the negative prompt where any of `modes` is guided), then loads the networks.
+    pub(crate) fn prepare_for(&mut self, captions: &[&str], modes: &[Mode]) -> Result<()> {
+        let engine = self
+            .engine
+            .take()
+            .ok_or_else(|| PipelineError::Settings("the bench prepares once".into()))?;
+        let guided = modes.iter().any(|&m| engine.guided(m));
+        let prompts = engine.prompts(captions, guided, None)?;
+        self.prompts = prompts.prompts;
+        self.negative = prompts.negative;
+        self.generator = Some(engine.load()?);
+        Ok(())
+    }
+
+    pub(crate) fn generator(&self) -> Result<&Generator> {
         self.generator
             .as_ref()
             .ok_or_else(|| PipelineError::Settings("the bench predicts only after prepare".into()))
     }
 
-    fn generate(&self, caption: usize, input: &WorldInput, seed: u64) -> Result<Generation> {
+    /// The embedding of prepared caption `caption`, and the negative prompt's where guided.
+    pub(crate) fn prompt(&self, caption: usize) -> Result<(&Tensor, Option<&Tensor>)> {
         let text = self
             .prompts
             .get(caption)
             .ok_or_else(|| PipelineError::Input(format!("caption {caption} was not prepared")))?;
+        Ok((text, self.negative.as_ref()))
+    }
+
+    pub(crate) fn generate(
+        &self,
+        caption: usize,
+        input: &WorldInput,
+        seed: u64,
+    ) -> Result<Generation> {
+        let (text, negative) = self.prompt(caption)?;
         self.generator()?
-            .generate(input, text, self.negative.as_ref(), seed, || {})
+            .generate(input, text, negative, seed, || {})
     }
 }
 
@@ -65,16 +90,7 @@ impl WorldPredictor for EnginePredictor {
     type Error = PipelineError;
 
     fn prepare(&mut self, captions: &[&str]) -> Result<()> {
-        let engine = self
-            .engine
-            .take()
-            .ok_or_else(|| PipelineError::Settings("the bench prepares once".into()))?;
-        let guided = Mode::ALL.into_iter().any(|m| engine.guided(m));
-        let prompts = engine.prompts(captions, guided, None)?;
-        self.prompts = prompts.prompts;
-        self.negative = prompts.negative;
-        self.generator = Some(engine.load()?);
-        Ok(())
+        self.prepare_for(captions, &Mode::ALL)
     }
 
     fn keeps_observed(&self) -> bool {

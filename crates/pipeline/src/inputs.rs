@@ -122,6 +122,16 @@ pub fn conditioning_frames(
     Ok(frames)
 }
 
+/// The unnormalised latent mean (1, C, T', h, w) of `frames`, encoded whole by `vae` on `device` (left there).
+pub fn encode_frames(
+    vae: &orrery_vae::WanVae,
+    device: &Device,
+    frames: &[RgbImage],
+) -> Result<Tensor> {
+    let clip = clip_from_frames(frames)?.to_device(device)?;
+    Ok(vae.encode(&clip, orrery_vae::Chunking::Whole)?)
+}
+
 /// `frames` through `vae` (on `device`): encoded (the latent mean) and decoded whole, as a perfect latent
 /// prediction would look.
 pub fn vae_round_trip(
@@ -129,13 +139,9 @@ pub fn vae_round_trip(
     device: &Device,
     frames: &[RgbImage],
 ) -> Result<Vec<RgbImage>> {
-    use orrery_vae::Chunking;
-    let latent = vae.encode(
-        &clip_from_frames(frames)?.to_device(device)?,
-        Chunking::Whole,
-    )?;
+    let latent = encode_frames(vae, device, frames)?;
     frames_from_clip(
-        &vae.decode(&latent, Chunking::Whole)?
+        &vae.decode(&latent, orrery_vae::Chunking::Whole)?
             .to_device(&Device::Cpu)?,
     )
 }

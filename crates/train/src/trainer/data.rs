@@ -133,13 +133,14 @@ impl DataConfig {
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
-        self.spec().validate().map_err(|e| e.to_string())?;
+        let spec = self.spec();
+        spec.validate().map_err(|e| e.to_string())?;
         match self.episode_frames {
-            Some(n) if n < self.frames || n > 10_000 => Err(format!(
-                "episode_frames {n}: expected the clips' frames ({}) to 10000",
-                self.frames
-            )),
-            _ => Ok(()),
+            Some(n) => spec
+                .settings
+                .check_episode_frames(n)
+                .map_err(|e| format!("episode_frames: {e}")),
+            None => Ok(()),
         }
     }
 
