@@ -12,8 +12,10 @@
 #
 # Settings (environment): ORRERY (the binary, default target/cuda/release/orrery), DEVICE (cuda, cuda:N or cpu),
 # CONFIG (2b, 14b or tiny), STEPS, FRAMES (93), SIZES ("832x480 1280x704"), RUN_TIMEOUT (seconds per run, 180),
-# WORK (the bundle and outputs, default target/gpu-bench). `DEVICE=cpu CONFIG=tiny FRAMES=9 SIZES=64x64` checks
-# the script on any machine.
+# WORK (the bundle and outputs, default target/gpu-bench), FLAGS (more `generate` flags, e.g. the memory options
+# "--offload-blocks all --vae-tile 32"), TEXT=1 (a random Cosmos-Reason1-7B text encoder too, 14 GB written once:
+# the prompt is encoded and the `text-encoder` stage timed; with FLAGS="--text-encoder-8bit" in 8 bits).
+# `DEVICE=cpu CONFIG=tiny FRAMES=9 SIZES=64x64` checks the script on any machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin="${ORRERY:-target/cuda/release/orrery}"
@@ -45,10 +47,18 @@ fi
 gpu_mib() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "$gpu"; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 
+read -r -a extra <<< "${FLAGS:-}"
 bundle="$work/random-$config"
+embeds=(--prompt-embeds "$bundle/prompt_embeds.safetensors")
+text=()
+if [ "${TEXT:-0}" = 1 ]; then
+  bundle="$work/random-$config-text"
+  embeds=()
+  text=(--text-encoder testdata/qwen_tokenizer/tokenizer.json)
+fi
 if [ ! -f "$bundle/prompt_embeds.safetensors" ]; then
   start=$(date +%s.%N)
-  "$bin" random-bundle --config "$config" --out "$bundle"
+  "$bin" random-bundle --config "$config" --out "$bundle" "${text[@]}"
   echo "random $config bundle written in $(since "$start") s"
 fi
 
@@ -63,16 +73,16 @@ run() {
   fi
   local start rc=0
   start=$(date +%s.%N)
-  RUST_LOG="${RUST_LOG:-info,orrery_pipeline::stage=debug}" timeout "$limit" "$bin" generate --model "$bundle" --prompt "random weights" \
-    --prompt-embeds "$bundle/prompt_embeds.safetensors" --device "$device" --frames "$n" --size "$size" \
-    --steps "$s" --out "$work/$name.mp4" > "$log" 2>&1 || rc=$?
+  RUST_LOG="${RUST_LOG:-info,orrery_pipeline::stage=debug}" timeout "$limit" "$bin" generate --model "$bundle" \
+    --prompt "random weights" "${embeds[@]}" --device "$device" --frames "$n" --size "$size" --steps "$s" \
+    --out "$work/$name.mp4" "${extra[@]}" > "$log" 2>&1 || rc=$?
   local wall
   wall=$(since "$start")
   if [ -n "$poller" ]; then
     kill "$poller" 2> /dev/null || true
     wait "$poller" 2> /dev/null || true
   fi
-  echo "== $name: $n frames of $size, $s steps ($((s + 1)) calls of the DiT, each with the negative branch)"
+  echo "== $name: $n frames of $size, $s steps ($((s + 1)) calls of the DiT, each with the negative branch) ${extra[*]}"
   # The log's colours off, then its stage lines.
   sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'stage [a-z-]*: [0-9.]* s' | sed 's/^/   /' || true
   if [ "$rc" -eq 124 ]; then

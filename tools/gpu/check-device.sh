@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Checks `orrery generate --device cuda` against the CPU on a tiny bundle of random weights (seconds): Text2World,
 # Image2World and Video2World in float32, the largest latent difference relative to the latents' scale (expected
-# at float32 rounding, well below 1e-3; not yet run on a GPU), and the time of each run. Builds nothing: it runs
-# the `cuda` binary of tools/gpu/build-cuda.sh. Run it before tools/gpu/bench-2b.sh.
+# at float32 rounding, well below 1e-3; not yet run on a GPU), and the time of each run. Then the memory options
+# on the device: DiT blocks kept in host memory (expected: the same latents as resident blocks, 0), tiled VAE
+# decoding (a round trip's PSNR on both) and the 8-bit text encoder (against the CPU's; the CPU's Q8_0 product
+# also rounds the activations to 8 bits, CUDA's may not: expect about 1e-2). Builds nothing: it runs the `cuda`
+# binary of tools/gpu/build-cuda.sh. Run it before tools/gpu/bench-2b.sh.
 #
 #   tools/gpu/check-device.sh             # ORRERY, DEVICE (cuda or cuda:N), WORK as in bench-2b.sh
 set -euo pipefail
@@ -20,15 +23,19 @@ if [ ! -x "$bin" ]; then
 fi
 mkdir -p "$work"
 bundle="$work/random-tiny"
-[ -f "$bundle/prompt_embeds.safetensors" ] || "$bin" random-bundle --config tiny --out "$bundle" > /dev/null
+[ -f "$bundle/text_encoder/model.safetensors" ] ||
+  "$bin" random-bundle --config tiny --out "$bundle" --text-encoder testdata/qwen_tokenizer/tokenizer.json > /dev/null
 
-# NAME DEVICE [FLAGS...]: one generation, its latents in $work/NAME.safetensors.
+# NAME DEVICE [FLAGS...]: one generation, its latents in $work/NAME.safetensors. The prompt's embedding is read
+# from the bundle's file unless EMBEDS=encode (then the bundle's text encoder runs).
 gen() {
   local name=$1 on=$2
   shift 2
   local start
   start=$(date +%s.%N)
-  "$bin" generate --model "$bundle" --prompt "random weights" --prompt-embeds "$bundle/prompt_embeds.safetensors" \
+  local embeds=(--prompt-embeds "$bundle/prompt_embeds.safetensors")
+  [ "${EMBEDS:-file}" = encode ] && embeds=()
+  "$bin" generate --model "$bundle" --prompt "random weights" "${embeds[@]}" \
     --dtype f32 --frames 17 --size 64x48 --steps 3 --device "$on" --save-latents "$work/$name.safetensors" \
     --out "$work/$name.mp4" "$@" > "$work/$name.log" 2>&1 || {
     echo "$name failed; the end of $work/$name.log:" >&2
@@ -72,3 +79,18 @@ for mode in t2w i2w v2w; do
   diff=$(compare "$work/$mode-cpu.safetensors" "$work/$mode-device.safetensors")
   echo "$mode: latents differ by $diff of their scale"
 done
+
+# NAME REFERENCE: how far NAME's latents are from REFERENCE's.
+report() {
+  echo "$1: latents differ from $2 by $(compare "$work/$2.safetensors" "$work/$1.safetensors") of their scale"
+}
+gen offload-device "$device" --offload-blocks all
+report offload-device t2w-device
+for on in cpu "$device"; do
+  psnr=$("$bin" vae roundtrip "$video" "$work/tiled-$on.mp4" --model "$bundle/vae" --size 64x48 --frames 17 \
+    --tile 4 --device "$on" | grep -o 'PSNR.*')
+  echo "vae roundtrip decoded in tiles of 4 on $on: $psnr (expected: the same on both)"
+done
+EMBEDS=encode gen text8-cpu cpu --text-encoder-8bit
+EMBEDS=encode gen text8-device "$device" --text-encoder-8bit
+report text8-device text8-cpu

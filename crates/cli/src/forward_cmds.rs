@@ -163,7 +163,12 @@ fn forward_text(args: &ForwardArgs) -> Result<()> {
     let inputs = Inputs::open(&args.inputs, &device)?;
     let ids = inputs.get_as("input_ids", DType::U32)?;
     // Token ids need no tokenizer: the decoder alone.
-    let decoder = orrery_text::encoder::open_decoder(&args.model, dtype, &device)?;
+    let decoder = orrery_text::encoder::open_decoder(
+        &args.model,
+        dtype,
+        orrery_text::TextWeights::Full,
+        &device,
+    )?;
     let embeds = orrery_text::encoder::embed_token_ids(&decoder, &ids)?.to_device(&Device::Cpu)?;
     save_tensors(&args.out, vec![("prompt_embeds".into(), embeds)])
         .with_context(|| format!("writing {}", args.out.display()))?;

@@ -69,6 +69,8 @@ pub struct GenerateArgs {
     pub noise: NoiseKind,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub memory: crate::memory_args::MemoryArgs,
     /// Output frames, 1 + 4k; more than the bundle's chunk length generates a long video chunk by chunk.
     #[arg(long)]
     pub frames: Option<usize>,
@@ -193,6 +195,7 @@ fn generation_options(args: &GenerateArgs, truncate: bool) -> Result<GenerationO
         truncate,
         loras: args.loras.clone(),
         device: args.sampling.device.device()?,
+        memory: args.memory.options(),
     })
 }
 

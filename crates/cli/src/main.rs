@@ -12,6 +12,7 @@ mod forward_cmds;
 mod generate_cmd;
 mod lora_cmd;
 mod media_cmds;
+mod memory_args;
 mod merge_cmd;
 mod physics_cmds;
 mod policy_bench_cmd;

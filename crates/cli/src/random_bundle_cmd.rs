@@ -1,7 +1,8 @@
 //! `orrery random-bundle`: a model bundle of random weights with the released models' architecture (the 2B or
 //! 14B DiT in bfloat16, the Wan2.1 VAE in float32) and random prompt embeddings, to measure speed and memory where
-//! the released weights are not at hand (`tools/gpu/bench-2b.sh`). Its videos are noise. The bundle has no text
-//! encoder: generate with `--prompt-embeds DIR/prompt_embeds.safetensors`.
+//! the released weights are not at hand (`tools/gpu/bench-2b.sh`). Its videos are noise. Generate with
+//! `--prompt-embeds DIR/prompt_embeds.safetensors`, or give `--text-encoder TOKENIZER_JSON` for a random
+//! Cosmos-Reason1-7B text encoder too (bfloat16, 14 GB), so `--prompt` and the text encoder's stage can be timed.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use orrery_dit::DitConfig;
 use orrery_nn::checkpoint::{write_safetensors, SafetensorsSource};
+use orrery_text::QwenConfig;
 use orrery_vae::{VaeConfig, WanVae};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -27,6 +29,21 @@ pub enum Architecture {
 }
 
 impl Architecture {
+    /// The text encoder whose embeddings the DiT reads: Cosmos-Reason1-7B, or a 2-layer one of width 32.
+    fn text_config(self) -> QwenConfig {
+        match self {
+            Architecture::TwoB | Architecture::FourteenB => QwenConfig::reason1_7b(),
+            Architecture::Tiny => QwenConfig {
+                hidden_size: 32,
+                intermediate_size: 64,
+                num_hidden_layers: 2,
+                num_attention_heads: 2,
+                num_key_value_heads: 1,
+                ..QwenConfig::reason1_7b()
+            },
+        }
+    }
+
     fn configs(self) -> (DitConfig, VaeConfig) {
         let wan = VaeConfig::wan2_1();
         match self {
@@ -70,6 +87,10 @@ pub struct RandomBundleArgs {
     /// Seed of the weights and embeddings.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also write a random text encoder in text_encoder/ (Cosmos-Reason1-7B's shape in bfloat16, 14 GB; a small
+    /// one for `tiny`) with this tokenizer.json (Qwen2.5's, e.g. testdata/qwen_tokenizer/tokenizer.json).
+    #[arg(long, value_name = "TOKENIZER_JSON")]
+    pub text_encoder: Option<PathBuf>,
 }
 
 /// Prompt tokens of the embeddings (the Reason1 encoder's padded length).
@@ -123,6 +144,9 @@ pub fn random_bundle(args: &RandomBundleArgs) -> Result<()> {
         seed: args.seed ^ 2,
     };
     write_weights(&embeds, &args.out.join("prompt_embeds.safetensors"))?;
+    if let Some(tokenizer) = &args.text_encoder {
+        write_text_encoder(args, tokenizer, width)?;
+    }
     println!(
         "wrote {} ({} DiT parameters in bfloat16, a VAE in float32, prompt_embeds.safetensors)",
         args.out.display(),
@@ -130,6 +154,40 @@ pub fn random_bundle(args: &RandomBundleArgs) -> Result<()> {
             .iter()
             .map(|(_, s)| s.iter().product::<usize>())
             .sum::<usize>()
+    );
+    Ok(())
+}
+
+/// `text_encoder/`: config.json, the tokenizer and random bfloat16 weights of the architecture's text encoder,
+/// whose embedding width must be what the DiT reads.
+fn write_text_encoder(args: &RandomBundleArgs, tokenizer: &Path, width: usize) -> Result<()> {
+    let config = args.config.text_config();
+    anyhow::ensure!(
+        config.embedding_width() == width,
+        "the text encoder's embeddings are {} wide, the DiT reads {width}",
+        config.embedding_width()
+    );
+    let dir = args.out.join("text_encoder");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::copy(tokenizer, dir.join("tokenizer.json"))
+        .with_context(|| format!("copying the tokenizer {}", tokenizer.display()))?;
+    orrery_text::PromptTokenizer::from_dir(&dir)
+        .with_context(|| format!("{} is not a usable tokenizer.json", tokenizer.display()))?;
+    write_text(&dir.join("config.json"), &config.to_config_json())?;
+    let weights = RandomWeights {
+        entries: config
+            .parameter_shapes()
+            .into_iter()
+            .map(|(name, shape)| (name, orrery_nn::DType::BF16, shape))
+            .collect(),
+        seed: args.seed ^ 3,
+    };
+    write_weights(&weights, &dir.join("model.safetensors"))?;
+    println!(
+        "wrote a random text encoder ({} layers of width {}) in {}",
+        config.num_hidden_layers,
+        config.hidden_size,
+        dir.display()
     );
     Ok(())
 }

@@ -6,8 +6,9 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use orrery_media::{read_video, resize, write_mp4, Mp4Options, RgbImage};
 use orrery_pipeline::inputs::{clip_from_frames, frames_from_clip};
-use orrery_vae::tiling::Tiling;
 use orrery_vae::{Chunking, VaeModelPath};
+
+use crate::memory_args::tiling;
 
 use orrery_pipeline::{Size, WeightType};
 
@@ -110,14 +111,7 @@ fn roundtrip(args: &RoundtripArgs) -> Result<()> {
     let encode_s = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let decoded = match args.tile {
-        Some(tile) => vae.decode_tiled(
-            &latent,
-            Tiling {
-                tile,
-                overlap: (tile / 4).max(1),
-            },
-            Chunking::Stream(1),
-        )?,
+        Some(tile) => vae.decode_tiled(&latent, tiling(tile), Chunking::Stream(1))?,
         None => vae.decode(&latent, Chunking::Stream(1))?,
     };
     device.synchronize()?;

@@ -3,39 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{assert_fails_with, run_ok, testdata, tiny_reason1_bundle};
-
-/// The latents (as stored) and the frames of `generate` with `extra` flags.
-fn generate(bundle: &Path, out: &Path, extra: &[&str]) -> (Vec<u8>, Vec<Vec<u8>>) {
-    let latents = out.with_extension("safetensors");
-    let mut args = vec![
-        "generate",
-        "--model",
-        bundle.to_str().unwrap(),
-        "--prompt",
-        "a red ball bounces on the floor",
-        "--out",
-        out.to_str().unwrap(),
-        "--save-latents",
-        latents.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    run_ok(&args);
-    let frames = orrery_media::read_video(out)
-        .unwrap()
-        .frames
-        .into_iter()
-        .map(|f| f.into_raw())
-        .collect();
-    let stored = orrery_nn::Checkpoint::open(&latents)
-        .unwrap()
-        .bytes("latents")
-        .unwrap()
-        .into_owned();
-    (stored, frames)
-}
+use common::{assert_fails_with, generate, testdata, tiny_reason1_bundle};
 
 #[test]
 fn device_cpu_generates_what_the_default_generates_bit_for_bit() {

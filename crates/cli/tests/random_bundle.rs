@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_fails_with, run_ok};
+use common::{assert_fails_with, run_ok, testdata};
 
 #[test]
 fn a_tiny_random_bundle_generates_from_its_prompt_embeddings() {
@@ -64,4 +64,46 @@ fn a_tiny_random_bundle_generates_from_its_prompt_embeddings() {
         (Some("bf16"), Some(7.0))
     );
     assert_fails_with(&["random-bundle", "--config", "3b", "--out", b], "3b");
+}
+
+#[test]
+fn a_random_text_encoder_embeds_prompts_for_the_dit() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    let tokenizer = testdata("qwen_tokenizer/tokenizer.json");
+    let t = tokenizer.to_str().unwrap();
+    run_ok(&[
+        "random-bundle",
+        "--config",
+        "tiny",
+        "--out",
+        b,
+        "--text-encoder",
+        t,
+    ]);
+    let out = dir.path().join("out.mp4");
+    let o = out.to_str().unwrap();
+    let flags = [
+        "--frames", "9", "--size", "64x64", "--steps", "1", "--out", o,
+    ];
+    let mut args = vec!["generate", "--model", b, "--prompt", "a ball rolls"];
+    args.extend(flags);
+    run_ok(&args);
+    args.push("--text-encoder-8bit");
+    run_ok(&args);
+    assert_eq!(orrery_media::read_video(&out).unwrap().frames.len(), 9);
+    let missing = dir.path().join("none.json");
+    assert_fails_with(
+        &[
+            "random-bundle",
+            "--config",
+            "tiny",
+            "--out",
+            b,
+            "--text-encoder",
+            missing.to_str().unwrap(),
+        ],
+        "none.json",
+    );
 }

@@ -39,6 +39,20 @@ impl Attention {
         })
     }
 
+    /// A copy on `device` (for blocks kept in host memory, see [`crate::CosmosDit::forward`]).
+    pub fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        Ok(Self {
+            q_proj: self.q_proj.to_device(device)?,
+            k_proj: self.k_proj.to_device(device)?,
+            v_proj: self.v_proj.to_device(device)?,
+            output_proj: self.output_proj.to_device(device)?,
+            q_norm: self.q_norm.to_device(device)?,
+            k_norm: self.k_norm.to_device(device)?,
+            num_heads: self.num_heads,
+            head_dim: self.head_dim,
+        })
+    }
+
     /// (B, L, C) -> (B, heads, L, head_dim)
     fn heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;

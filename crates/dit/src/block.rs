@@ -1,6 +1,6 @@
 //! One transformer block: adaLN-LoRA-modulated self-attention, cross-attention and GELU MLP.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use orrery_nn::layers::Linear;
 use orrery_nn::ops;
@@ -25,6 +25,14 @@ impl AdaLnModulation {
             down: Linear::new(vb.pp("1"), dim, lora_dim, false)?,
             up: Linear::new(vb.pp("2"), lora_dim, chunks * dim, false)?,
             chunks,
+        })
+    }
+
+    fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            down: self.down.to_device(device)?,
+            up: self.up.to_device(device)?,
+            chunks: self.chunks,
         })
     }
 
@@ -57,6 +65,13 @@ impl Mlp {
         Ok(Self {
             layer1: Linear::new(vb.pp("layer1"), dim, hidden, false)?,
             layer2: Linear::new(vb.pp("layer2"), hidden, dim, false)?,
+        })
+    }
+
+    fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            layer1: self.layer1.to_device(device)?,
+            layer2: self.layer2.to_device(device)?,
         })
     }
 
@@ -95,6 +110,23 @@ impl Block {
             adaln_modulation_self_attn: modulation("adaln_modulation_self_attn")?,
             adaln_modulation_cross_attn: modulation("adaln_modulation_cross_attn")?,
             adaln_modulation_mlp: modulation("adaln_modulation_mlp")?,
+        })
+    }
+
+    /// Where the block's weights are.
+    pub fn device(&self) -> &Device {
+        self.mlp.layer1.weight.device()
+    }
+
+    /// A copy on `device`: a block kept in host memory runs from such a copy, dropped after its forward.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            self_attn: self.self_attn.to_device(device)?,
+            cross_attn: self.cross_attn.to_device(device)?,
+            mlp: self.mlp.to_device(device)?,
+            adaln_modulation_self_attn: self.adaln_modulation_self_attn.to_device(device)?,
+            adaln_modulation_cross_attn: self.adaln_modulation_cross_attn.to_device(device)?,
+            adaln_modulation_mlp: self.adaln_modulation_mlp.to_device(device)?,
         })
     }
 

@@ -22,7 +22,7 @@ pub mod time_embed;
 pub use action::ActionConfig;
 pub use config::DitConfig;
 pub use error::{DitError, Result};
-pub use load::{load_dit, load_dit_with_loras, DitModelDir};
+pub use load::{load_dit, load_dit_offloaded, load_dit_with_loras, DitModelDir};
 pub use lora::{LoraAdapter, LoraSpec, ScaledLora};
 pub use lora_train::{save_lora_weights, LoraShape, LORA_WEIGHTS_FILE};
 pub use model::{CosmosDit, DitInput};

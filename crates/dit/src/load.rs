@@ -37,10 +37,32 @@ pub fn load_dit_with_loras(
     dtype: DType,
     device: &Device,
 ) -> Result<CosmosDit> {
+    load_dit_offloaded(weights, config, loras, dtype, device, 0)
+}
+
+/// [`load_dit_with_loras`] with the first `host_blocks` blocks (all of them if more) read into host memory
+/// instead of `device`: each is copied to the device for its forward and dropped after it, so a network larger
+/// than the device's memory runs there at the cost of moving those blocks' weights once a call. Inference only.
+pub fn load_dit_offloaded(
+    weights: &Path,
+    config: &DitConfig,
+    loras: &[ScaledLora],
+    dtype: DType,
+    device: &Device,
+    host_blocks: usize,
+) -> Result<CosmosDit> {
     config.validate()?;
     let checkpoint = Checkpoint::open(weights)?;
     let naming = check_names(&checkpoint, config)?;
-    let vb = fusing_var_builder(checkpoint, naming, config, loras, dtype, device)?;
+    let vb = fusing_var_builder(
+        checkpoint,
+        naming,
+        config,
+        loras,
+        dtype,
+        device,
+        host_blocks,
+    )?;
     CosmosDit::new(vb, config)
 }
 
@@ -121,6 +143,25 @@ impl DitModelDir {
         device: &Device,
     ) -> Result<CosmosDit> {
         load_dit_with_loras(&self.weights, &self.config, loras, dtype, device)
+    }
+
+    /// [`Self::load_with_loras`] with the first `host_blocks` blocks kept in host memory; see
+    /// [`load_dit_offloaded`].
+    pub fn load_offloaded(
+        &self,
+        loras: &[ScaledLora],
+        dtype: DType,
+        device: &Device,
+        host_blocks: usize,
+    ) -> Result<CosmosDit> {
+        load_dit_offloaded(
+            &self.weights,
+            &self.config,
+            loras,
+            dtype,
+            device,
+            host_blocks,
+        )
     }
 
     /// Writes the model's weights with `loras` fused in (and any adapter the checkpoint carries, at scale 1) to

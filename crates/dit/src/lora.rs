@@ -463,6 +463,28 @@ struct FusingCheckpoint {
     checkpoint: Checkpoint,
     naming: DitNaming,
     deltas: Deltas,
+    /// Blocks `0..host_blocks` are read into host memory whatever the device.
+    host_blocks: usize,
+}
+
+impl FusingCheckpoint {
+    /// The CPU for the tensors of the blocks kept in host memory, else `dev`.
+    fn device_for<'a>(&self, name: &str, dev: &'a Device) -> &'a Device {
+        static HOST: Device = Device::Cpu;
+        match block_index(name) {
+            Some(i) if i < self.host_blocks => &HOST,
+            _ => dev,
+        }
+    }
+}
+
+/// `i` of a tensor `blocks.{i}.…` (official names).
+fn block_index(name: &str) -> Option<usize> {
+    name.strip_prefix("blocks.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl SimpleBackend for FusingCheckpoint {
@@ -474,6 +496,7 @@ impl SimpleBackend for FusingCheckpoint {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
+        let dev = self.device_for(name, dev);
         let stored = self.naming.stored_name(name);
         let Some(deltas) = self.deltas.get(name) else {
             return self
@@ -526,6 +549,7 @@ pub(crate) fn fusing_var_builder(
     loras: &[ScaledLora],
     dtype: DType,
     device: &Device,
+    host_blocks: usize,
 ) -> Result<candle_nn::VarBuilder<'static>> {
     let all = with_embedded(&checkpoint, loras)?;
     let deltas = collect_deltas(config, &all)?;
@@ -533,6 +557,7 @@ pub(crate) fn fusing_var_builder(
         checkpoint,
         naming,
         deltas,
+        host_blocks,
     };
     Ok(candle_nn::VarBuilder::from_backend(
         Box::new(backend),
@@ -613,6 +638,14 @@ pub(crate) fn write_fused(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_tensors_are_told_by_their_index() {
+        assert_eq!(block_index("blocks.0.mlp.layer1.weight"), Some(0));
+        assert_eq!(block_index("blocks.27.self_attn.q_norm.weight"), Some(27));
+        assert_eq!(block_index("x_embedder.proj.1.weight"), None);
+        assert_eq!(block_index("final_layer.linear.weight"), None);
+    }
 
     #[test]
     fn lora_spec_parses_path_and_optional_scale() {

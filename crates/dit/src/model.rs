@@ -158,15 +158,34 @@ impl CosmosDit {
         )?)
     }
 
-    /// Predicted velocity (B, C_out, T, H, W), float32.
+    /// Predicted velocity (B, C_out, T, H, W), float32. A block whose weights are elsewhere than the network's
+    /// device (kept in host memory, see [`crate::load_dit_offloaded`]) is copied there for its forward and the copy
+    /// dropped after it, so the device holds one such block at a time.
     pub fn forward(&self, input: &DitInput) -> Result<Tensor> {
         let embedded = self.embed(input)?;
         let shared = &embedded.shared;
+        let device = self.device();
         let mut x = embedded.x;
         for block in &self.blocks {
+            let copy;
+            let block = if block.device().same_device(device) {
+                block
+            } else {
+                copy = block.to_device(device)?;
+                &copy
+            };
             x = block.forward(&x, &shared.time, &shared.context, shared.rope())?;
         }
         self.head(&x, &shared.time, embedded.grid)
+    }
+
+    /// How many blocks are kept away from the network's device (in host memory).
+    pub fn offloaded_blocks(&self) -> usize {
+        let device = self.device();
+        self.blocks
+            .iter()
+            .filter(|b| !b.device().same_device(device))
+            .count()
     }
 
     /// Everything before the blocks: the patch embedding of the input channels and what every block reads.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use orrery_dit::{load_dit, CosmosDit, DitConfig, DitModelDir};
+use orrery_dit::{load_dit, load_dit_offloaded, CosmosDit, DitConfig, DitModelDir};
 use orrery_nn::Checkpoint;
 
 mod common;
@@ -45,6 +45,38 @@ fn velocity_matches_reference_in_every_case() {
         let out = run(&m, &c);
         common::assert_matches_references(name, &out, &c);
     }
+}
+
+/// Blocks kept in host memory (here the device is the host, so this checks the loading and that the forward's
+/// numbers do not change; `tools/gpu/check-device.sh` checks the copies on a GPU).
+#[test]
+fn offloaded_blocks_give_the_reference_output_bit_for_bit() {
+    let plain = model("diffusion_pytorch_model.safetensors");
+    for host_blocks in [1, usize::MAX] {
+        let weights = fixture("diffusion_pytorch_model.safetensors");
+        let m = load_dit_offloaded(
+            &weights,
+            &config(),
+            &[],
+            DType::F32,
+            &Device::Cpu,
+            host_blocks,
+        )
+        .unwrap();
+        assert_eq!(
+            m.offloaded_blocks(),
+            0,
+            "host and device are one on the CPU"
+        );
+        for name in CASES {
+            let c = case(name);
+            let out = run(&m, &c);
+            assert_eq!(rel_err(&out, &run(&plain, &c)), 0.0, "{name}");
+            common::assert_matches_references(name, &out, &c);
+        }
+    }
+    let copy = plain.blocks[0].to_device(&Device::Cpu).unwrap();
+    assert!(copy.device().is_cpu());
 }
 
 #[test]

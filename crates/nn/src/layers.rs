@@ -50,6 +50,26 @@ impl Linear {
         self.weight.dims()[1]
     }
 
+    /// A copy on `device` (weight, bias and adapter); the same tensors where they already are there.
+    pub fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.to_device(device)?,
+            bias: self
+                .bias
+                .as_ref()
+                .map(|b| b.to_device(device))
+                .transpose()?,
+            adapter: match &self.adapter {
+                Some(a) => Some(Adapter {
+                    down: a.down.to_device(device)?,
+                    up: a.up.to_device(device)?,
+                    scaling: a.scaling,
+                }),
+                None => None,
+            },
+        })
+    }
+
     pub fn out_dim(&self) -> usize {
         self.weight.dims()[0]
     }

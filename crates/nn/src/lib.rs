@@ -12,6 +12,7 @@ pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod ops;
+pub mod quantized;
 pub mod trainable;
 
 pub use trainable::SeededVarMap;

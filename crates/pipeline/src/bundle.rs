@@ -21,7 +21,7 @@ use candle_core::{DType, Device, Tensor};
 use orrery_dit::{DitConfig, DitModelDir};
 use orrery_nn::Checkpoint;
 use orrery_text::word_encoder::WORD_ENCODER_TYPE;
-use orrery_text::{Overflow, PromptCache, Reason1Embedder, WordEncoder};
+use orrery_text::{Overflow, PromptCache, Reason1Embedder, TextWeights, WordEncoder};
 use orrery_vae::VaeModelPath;
 use serde_json::Value;
 
@@ -235,11 +235,20 @@ impl ModelBundle {
     }
 
     /// The key under which a [`PromptCache`] holds this bundle's Reason1 embeddings made in `dtype` with
-    /// `overflow` (a cut prompt's embedding is not the whole prompt's: cached under its own key).
-    pub fn prompt_fingerprint(&self, dtype: DType, overflow: Overflow) -> Result<String> {
+    /// `weights` and `overflow` (a cut prompt's embedding is not the whole prompt's: cached under its own key).
+    pub fn prompt_fingerprint(
+        &self,
+        dtype: DType,
+        weights: TextWeights,
+        overflow: Overflow,
+    ) -> Result<String> {
         let text = self.reason1_paths()?;
-        let mut fingerprint =
-            Reason1Embedder::fingerprint_with_tokenizer(&text.model, &text.tokenizer, dtype)?;
+        let mut fingerprint = Reason1Embedder::fingerprint_with_tokenizer(
+            &text.model,
+            &text.tokenizer,
+            dtype,
+            weights,
+        )?;
         if overflow == Overflow::Truncate {
             fingerprint.push_str("+truncate");
         }
@@ -271,7 +280,7 @@ impl ModelBundle {
         overflow: Overflow,
     ) -> Result<usize> {
         let text = self.reason1_paths()?;
-        let fingerprint = self.prompt_fingerprint(dtype, overflow)?;
+        let fingerprint = self.prompt_fingerprint(dtype, TextWeights::Full, overflow)?;
         let device = Device::Cpu;
         let mut missing: Vec<&str> = prompts
             .iter()
@@ -283,8 +292,13 @@ impl ModelBundle {
         if missing.is_empty() {
             return Ok(0);
         }
-        let embedder =
-            Reason1Embedder::open_with_tokenizer(&text.model, &text.tokenizer, dtype, &device)?;
+        let embedder = Reason1Embedder::open_with_tokenizer(
+            &text.model,
+            &text.tokenizer,
+            dtype,
+            TextWeights::Full,
+            &device,
+        )?;
         for prompt in &missing {
             let e = embedder.embed(prompt, overflow)?.to_dtype(DType::F32)?;
             cache.put(&fingerprint, prompt, &e)?;
@@ -301,16 +315,18 @@ impl ModelBundle {
         dtype: DType,
         overflow: Overflow,
     ) -> Result<Vec<Tensor>> {
-        self.encode_prompts_on(prompts, cache, dtype, overflow, &Device::Cpu)
+        let precision = (dtype, TextWeights::Full);
+        self.encode_prompts_on(prompts, cache, precision, overflow, &Device::Cpu)
     }
 
-    /// [`Self::encode_prompts`] with the text encoder on `device`; the embeddings come back on the CPU, so that
-    /// nothing of the encoder's stays on the device once it is dropped.
+    /// [`Self::encode_prompts`] with the text encoder on `device`, computing in `precision` (type and weight
+    /// storage); the embeddings come back on the CPU, so that nothing of the encoder's stays on the device once it
+    /// is dropped.
     pub fn encode_prompts_on(
         &self,
         prompts: &[&str],
         cache: Option<&PromptCache>,
-        dtype: DType,
+        (dtype, weights): (DType, TextWeights),
         overflow: Overflow,
         device: &Device,
     ) -> Result<Vec<Tensor>> {
@@ -329,14 +345,19 @@ impl ModelBundle {
                 .map(|p| Ok(encoder.embed(p, overflow)?.to_device(&cpu)?))
                 .collect();
         }
-        let fingerprint = self.prompt_fingerprint(dtype, overflow)?;
+        let fingerprint = self.prompt_fingerprint(dtype, weights, overflow)?;
         let mut out: Vec<Option<Tensor>> = prompts
             .iter()
             .map(|p| cache.and_then(|c| c.get(&fingerprint, p, &cpu)))
             .collect();
         if out.iter().any(Option::is_none) {
-            let embedder =
-                Reason1Embedder::open_with_tokenizer(&text.model, &text.tokenizer, dtype, device)?;
+            let embedder = Reason1Embedder::open_with_tokenizer(
+                &text.model,
+                &text.tokenizer,
+                dtype,
+                weights,
+                device,
+            )?;
             for (slot, prompt) in out.iter_mut().zip(prompts) {
                 if slot.is_none() {
                     let e = embedder

@@ -25,8 +25,8 @@ pub use bundle::{ModelBundle, TextEncoderKind};
 pub use conditioning::Mode;
 pub use defaults::{BundleDefaults, ModeSampling, SAMPLING_FILE};
 pub use engine::{
-    BatchSpec, Engine, Generation, GenerationOptions, GenerationRecord, Generator, Prompts,
-    SamplingOverrides, Size, WeightType, WorldInput, DEFAULT_NEGATIVE_PROMPT,
+    BatchSpec, Engine, Generation, GenerationOptions, GenerationRecord, Generator, MemoryOptions,
+    Prompts, SamplingOverrides, Size, WeightType, WorldInput, DEFAULT_NEGATIVE_PROMPT,
 };
 pub use error::{PipelineError, Result};
 pub use observed::KeepObserved;

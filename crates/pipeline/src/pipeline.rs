@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use orrery_dit::CosmosDit;
 use orrery_media::RgbImage;
+use orrery_vae::tiling::Tiling;
 use orrery_vae::{Chunking, WanVae};
 
 use crate::conditioning::Mode;
@@ -67,6 +68,8 @@ struct Conditioning {
 pub struct WorldPipeline {
     pub dit: CosmosDit,
     pub vae: WanVae,
+    /// Decode in overlapping spatial tiles (latent pixels) instead of whole frames, to bound the VAE's memory.
+    pub decode_tiling: Option<Tiling>,
 }
 
 impl WorldPipeline {
@@ -78,7 +81,11 @@ impl WorldPipeline {
                 dit.config.in_channels, vae.config.z_dim
             )));
         }
-        Ok(Self { dit, vae })
+        Ok(Self {
+            dit,
+            vae,
+            decode_tiling: None,
+        })
     }
 
     /// Where the networks run.
@@ -170,10 +177,14 @@ impl WorldPipeline {
         // The DiT stays loaded while the VAE decodes: a generator serves many clips, and a long video's next chunk
         // starts from this one's decoded last frame.
         let stage = Stage::start("vae-decode", self.device());
-        let video = self
-            .vae
-            .decode(&self.vae.denormalize(&latents)?, Chunking::Stream(1))?
-            .to_device(&Device::Cpu)?;
+        let denormalized = self.vae.denormalize(&latents)?;
+        let video = match self.decode_tiling {
+            Some(tiling) => self
+                .vae
+                .decode_tiled(&denormalized, tiling, Chunking::Stream(1))?,
+            None => self.vae.decode(&denormalized, Chunking::Stream(1))?,
+        }
+        .to_device(&Device::Cpu)?;
         stage.done()?;
         let latents = latents.to_device(&Device::Cpu)?;
         let kept = match (&condition.observed, request.settings.keep_observed) {

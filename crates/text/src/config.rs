@@ -39,6 +39,58 @@ impl QwenConfig {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// The decoder's parameters (without the language-model head) as a Hugging Face Qwen2 folder names them
+    /// (`model.` prefix), with their shapes, in load order.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        let q = self.num_attention_heads * self.head_dim();
+        let kv = self.num_key_value_heads * self.head_dim();
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_owned(),
+            vec![self.vocab_size, h],
+        )];
+        for l in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            for (name, shape) in [
+                ("self_attn.q_proj.weight", vec![q, h]),
+                ("self_attn.q_proj.bias", vec![q]),
+                ("self_attn.k_proj.weight", vec![kv, h]),
+                ("self_attn.k_proj.bias", vec![kv]),
+                ("self_attn.v_proj.weight", vec![kv, h]),
+                ("self_attn.v_proj.bias", vec![kv]),
+                ("self_attn.o_proj.weight", vec![h, q]),
+                ("mlp.gate_proj.weight", vec![i, h]),
+                ("mlp.up_proj.weight", vec![i, h]),
+                ("mlp.down_proj.weight", vec![h, i]),
+                ("input_layernorm.weight", vec![h]),
+                ("post_attention_layernorm.weight", vec![h]),
+            ] {
+                out.push((format!("{p}.{name}"), shape));
+            }
+        }
+        out.push(("model.norm.weight".to_owned(), vec![h]));
+        out
+    }
+
+    /// A plain Qwen2 `config.json` of this shape (what [`Self::from_file`] reads back).
+    pub fn to_config_json(&self) -> String {
+        let json = serde_json::json!({
+            "architectures": ["Qwen2Model"],
+            "model_type": "qwen2",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "hidden_act": "silu",
+            "tie_word_embeddings": false,
+        });
+        format!("{json:#}\n")
+    }
+
     /// Width of the Cosmos prompt embedding: every layer's hidden state concatenated.
     pub fn embedding_width(&self) -> usize {
         self.num_hidden_layers * self.hidden_size
@@ -130,6 +182,22 @@ impl QwenConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_written_config_reads_back_and_the_7b_has_its_parameter_count() {
+        let c = QwenConfig::reason1_7b();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, c.to_config_json()).unwrap();
+        assert_eq!(QwenConfig::from_file(&path).unwrap(), c);
+        let params: usize = c
+            .parameter_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        // Qwen2.5-7B: 7.62 B with its 0.545 B head, which the embedder does not need.
+        assert_eq!(params, 7_070_619_136);
+    }
 
     #[test]
     fn reason1_preset_gives_the_published_embedding_width() {

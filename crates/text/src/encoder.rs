@@ -9,7 +9,7 @@ use orrery_nn::Checkpoint;
 use crate::config::QwenConfig;
 use crate::cosmos_embed::cosmos_embedding;
 use crate::error::{Result, TextError};
-use crate::qwen::QwenModel;
+use crate::qwen::{QwenModel, TextWeights};
 use crate::tokenizer::{Overflow, PromptTokenizer, PROMPT_TOKENS};
 
 /// Where the decoder's tensors sit in the folder's weights.
@@ -71,7 +71,7 @@ impl Reason1Embedder {
     /// Loads the decoder (in `dtype`) and the tokenizer of a Hugging Face folder. A 7B in bfloat16 takes about
     /// 15 GB; drop the embedder once the prompts are encoded.
     pub fn open(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        Self::open_with_tokenizer(dir, dir, dtype, device)
+        Self::open_with_tokenizer(dir, dir, dtype, TextWeights::Full, device)
     }
 
     /// As [`Self::open`], with `tokenizer.json` in its own folder (diffusers pipelines keep it in `tokenizer/`).
@@ -79,13 +79,14 @@ impl Reason1Embedder {
         dir: &Path,
         tokenizer_dir: &Path,
         dtype: DType,
+        weights: TextWeights,
         device: &Device,
     ) -> Result<Self> {
         let tokenizer = PromptTokenizer::from_dir(tokenizer_dir)?;
         let files = hash_files(dir, tokenizer_dir)?;
         let checkpoint = Checkpoint::open(weights_path(dir)?)?;
-        let fingerprint = finish_fingerprint(files, &checkpoint, dtype);
-        let model = decoder_from(dir, checkpoint, dtype, device)?;
+        let fingerprint = finish_fingerprint(files, &checkpoint, dtype, weights);
+        let model = decoder_from(dir, checkpoint, dtype, weights, device)?;
         Ok(Self {
             model,
             tokenizer,
@@ -96,17 +97,18 @@ impl Reason1Embedder {
     /// Identifies what an embedding was computed with, from the folder's files alone (config, tokenizer, the
     /// names, types and shapes of the weights) and the compute type, so caches can be read without loading.
     pub fn fingerprint(dir: &Path, dtype: DType) -> Result<String> {
-        Self::fingerprint_with_tokenizer(dir, dir, dtype)
+        Self::fingerprint_with_tokenizer(dir, dir, dtype, TextWeights::Full)
     }
 
     pub fn fingerprint_with_tokenizer(
         dir: &Path,
         tokenizer_dir: &Path,
         dtype: DType,
+        weights: TextWeights,
     ) -> Result<String> {
         let files = hash_files(dir, tokenizer_dir)?;
         let checkpoint = Checkpoint::open(weights_path(dir)?)?;
-        Ok(finish_fingerprint(files, &checkpoint, dtype))
+        Ok(finish_fingerprint(files, &checkpoint, dtype, weights))
     }
 
     pub fn fingerprint_str(&self) -> &str {
@@ -127,22 +129,33 @@ impl Reason1Embedder {
 }
 
 /// The Qwen decoder of a Hugging Face folder alone, without its tokenizer: enough to embed token ids.
-pub fn open_decoder(dir: &Path, dtype: DType, device: &Device) -> Result<QwenModel> {
+pub fn open_decoder(
+    dir: &Path,
+    dtype: DType,
+    weights: TextWeights,
+    device: &Device,
+) -> Result<QwenModel> {
     let checkpoint = Checkpoint::open(weights_path(dir)?)?;
-    decoder_from(dir, checkpoint, dtype, device)
+    decoder_from(dir, checkpoint, dtype, weights, device)
 }
 
 fn decoder_from(
     dir: &Path,
     checkpoint: Checkpoint,
     dtype: DType,
+    weights: TextWeights,
     device: &Device,
 ) -> Result<QwenModel> {
     let config = QwenConfig::from_file(&dir.join("config.json"))?;
     let prefix = decoder_prefix(&checkpoint)?;
-    let vb = checkpoint.var_builder(dtype, device);
+    // 8-bit weights are quantized from host memory, layer by layer.
+    let read_onto = match weights {
+        TextWeights::Full => device,
+        TextWeights::Q8 => &Device::Cpu,
+    };
+    let vb = checkpoint.var_builder(dtype, read_onto);
     let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
-    QwenModel::new(vb, &config).map_err(|e| TextError::Weights {
+    QwenModel::with_weights(vb, &config, weights, device).map_err(|e| TextError::Weights {
         path: dir.to_owned(),
         detail: e.to_string(),
     })
@@ -179,12 +192,22 @@ fn hash_files(dir: &Path, tokenizer_dir: &Path) -> Result<Fnv64> {
     Ok(h)
 }
 
-/// The fingerprint's second part: the names, types and shapes of the weights, and the compute type.
-fn finish_fingerprint(mut h: Fnv64, checkpoint: &Checkpoint, dtype: DType) -> String {
+/// The fingerprint's second part: the names, types and shapes of the weights, the compute type and (where not
+/// full) the weights' storage.
+fn finish_fingerprint(
+    mut h: Fnv64,
+    checkpoint: &Checkpoint,
+    dtype: DType,
+    weights: TextWeights,
+) -> String {
     for t in checkpoint.tensors() {
         h.write(format!("{}:{}:{:?};", t.name, t.dtype.torch_name(), t.shape).as_bytes());
     }
-    format!("reason1-{:016x}-{dtype:?}", h.finish())
+    let storage = match weights {
+        TextWeights::Full => String::new(),
+        w => format!("-{}", w.name()),
+    };
+    format!("reason1-{:016x}-{dtype:?}{storage}", h.finish())
 }
 
 /// 64-bit FNV-1a, a stable hash for cache keys (not for security).

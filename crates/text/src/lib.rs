@@ -17,5 +17,6 @@ pub use cache::PromptCache;
 pub use config::QwenConfig;
 pub use encoder::Reason1Embedder;
 pub use error::{Result, TextError};
+pub use qwen::TextWeights;
 pub use tokenizer::{Overflow, PromptTokenizer};
 pub use word_encoder::{WordEncoder, WordEncoderConfig};

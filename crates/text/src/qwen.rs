@@ -7,8 +7,81 @@ use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use orrery_nn::layers::Linear;
 use orrery_nn::ops;
+use orrery_nn::quantized::Q8Linear;
 
 use crate::config::QwenConfig;
+
+/// How the decoder's Linear weights are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextWeights {
+    /// As loaded, in the compute type (what the golden tests check).
+    #[default]
+    Full,
+    /// 8-bit (GGML Q8_0) Linear weights, about half of bfloat16's memory; the embedding table stays in host
+    /// memory. Changes the embeddings slightly, so caches keep them apart.
+    Q8,
+}
+
+impl TextWeights {
+    /// [`Self::Q8`] where `eight_bit`, else [`Self::Full`] (for command-line switches).
+    pub fn eight_bit(eight_bit: bool) -> Self {
+        if eight_bit {
+            Self::Q8
+        } else {
+            Self::Full
+        }
+    }
+
+    /// The name in cache keys and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Q8 => "Q8_0",
+        }
+    }
+}
+
+/// Where a layer's tensors go as it is built: kept where the `VarBuilder` put them, or (8-bit) Linear weights
+/// quantized onto `device` and the rest moved there, one layer at a time so the host never holds more than one
+/// layer in full.
+#[derive(Debug, Clone)]
+enum Placement {
+    AsLoaded,
+    Q8Onto(Device),
+}
+
+impl Placement {
+    fn linear(&self, vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Proj> {
+        let dense = Linear::new(vb, in_dim, out_dim, bias)?;
+        Ok(match self {
+            Self::AsLoaded => Proj::Full(dense),
+            Self::Q8Onto(device) => Proj::Q8(Q8Linear::quantize(&dense, device)?),
+        })
+    }
+
+    fn tensor(&self, t: Tensor) -> Result<Tensor> {
+        match self {
+            Self::AsLoaded => Ok(t),
+            Self::Q8Onto(device) => t.to_device(device),
+        }
+    }
+}
+
+/// A projection in full or 8-bit weights.
+#[derive(Debug, Clone)]
+enum Proj {
+    Full(Linear),
+    Q8(Q8Linear),
+}
+
+impl Proj {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Full(l) => l.forward(x),
+            Self::Q8(l) => l.forward(x),
+        }
+    }
+}
 
 /// Hugging Face's Qwen2 RMSNorm: normalise in float32, cast back, then scale by the weight in the input's type.
 fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
@@ -51,23 +124,23 @@ pub fn rope_table(
 
 #[derive(Debug, Clone)]
 struct SelfAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    o_proj: Proj,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
 impl SelfAttention {
-    fn new(vb: VarBuilder, c: &QwenConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, c: &QwenConfig, p: &Placement) -> Result<Self> {
         let (h, hd, kv) = (c.hidden_size, c.head_dim(), c.num_key_value_heads);
         Ok(Self {
-            q_proj: Linear::new(vb.pp("q_proj"), h, c.num_attention_heads * hd, true)?,
-            k_proj: Linear::new(vb.pp("k_proj"), h, kv * hd, true)?,
-            v_proj: Linear::new(vb.pp("v_proj"), h, kv * hd, true)?,
-            o_proj: Linear::new(vb.pp("o_proj"), c.num_attention_heads * hd, h, false)?,
+            q_proj: p.linear(vb.pp("q_proj"), h, c.num_attention_heads * hd, true)?,
+            k_proj: p.linear(vb.pp("k_proj"), h, kv * hd, true)?,
+            v_proj: p.linear(vb.pp("v_proj"), h, kv * hd, true)?,
+            o_proj: p.linear(vb.pp("o_proj"), c.num_attention_heads * hd, h, false)?,
             heads: c.num_attention_heads,
             kv_heads: kv,
             head_dim: hd,
@@ -110,18 +183,18 @@ impl SelfAttention {
 
 #[derive(Debug, Clone)]
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: Proj,
+    up_proj: Proj,
+    down_proj: Proj,
 }
 
 impl Mlp {
-    fn new(vb: VarBuilder, c: &QwenConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, c: &QwenConfig, p: &Placement) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         Ok(Self {
-            gate_proj: Linear::new(vb.pp("gate_proj"), h, i, false)?,
-            up_proj: Linear::new(vb.pp("up_proj"), h, i, false)?,
-            down_proj: Linear::new(vb.pp("down_proj"), i, h, false)?,
+            gate_proj: p.linear(vb.pp("gate_proj"), h, i, false)?,
+            up_proj: p.linear(vb.pp("up_proj"), h, i, false)?,
+            down_proj: p.linear(vb.pp("down_proj"), i, h, false)?,
         })
     }
 
@@ -141,14 +214,15 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(vb: VarBuilder, c: &QwenConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, c: &QwenConfig, p: &Placement) -> Result<Self> {
         Ok(Self {
-            self_attn: SelfAttention::new(vb.pp("self_attn"), c)?,
-            mlp: Mlp::new(vb.pp("mlp"), c)?,
-            input_layernorm: vb.pp("input_layernorm").get(c.hidden_size, "weight")?,
-            post_attention_layernorm: vb
-                .pp("post_attention_layernorm")
-                .get(c.hidden_size, "weight")?,
+            self_attn: SelfAttention::new(vb.pp("self_attn"), c, p)?,
+            mlp: Mlp::new(vb.pp("mlp"), c, p)?,
+            input_layernorm: p.tensor(vb.pp("input_layernorm").get(c.hidden_size, "weight")?)?,
+            post_attention_layernorm: p.tensor(
+                vb.pp("post_attention_layernorm")
+                    .get(c.hidden_size, "weight")?,
+            )?,
             eps: c.rms_norm_eps,
         })
     }
@@ -169,16 +243,48 @@ impl DecoderLayer {
 #[derive(Debug, Clone)]
 pub struct QwenModel {
     pub config: QwenConfig,
+    /// (vocab, hidden); in host memory with 8-bit weights (only the prompt's rows are gathered).
     embed_tokens: Tensor,
     layers: Vec<DecoderLayer>,
     norm: Tensor,
+    /// Where the layers run.
+    device: Device,
+    weights: TextWeights,
 }
 
 impl QwenModel {
     /// `vb` points at the decoder (`model` or `model.language_model` in Hugging Face folders).
     pub fn new(vb: VarBuilder, config: &QwenConfig) -> Result<Self> {
+        let device = vb.device().clone();
+        Self::build(vb, config, Placement::AsLoaded, device)
+    }
+
+    /// As [`Self::new`] with `weights`: for [`TextWeights::Q8`], `vb` should read into host memory (each Linear is
+    /// quantized from there onto `device`, layer by layer); for [`TextWeights::Full`], `vb` decides the device.
+    pub fn with_weights(
+        vb: VarBuilder,
+        config: &QwenConfig,
+        weights: TextWeights,
+        device: &Device,
+    ) -> Result<Self> {
+        match weights {
+            TextWeights::Full => Self::new(vb, config),
+            TextWeights::Q8 => Self::build(
+                vb,
+                config,
+                Placement::Q8Onto(device.clone()),
+                device.clone(),
+            ),
+        }
+    }
+
+    fn build(vb: VarBuilder, config: &QwenConfig, p: Placement, device: Device) -> Result<Self> {
+        let weights = match p {
+            Placement::AsLoaded => TextWeights::Full,
+            Placement::Q8Onto(_) => TextWeights::Q8,
+        };
         let layers = (0..config.num_hidden_layers)
-            .map(|i| DecoderLayer::new(vb.pp("layers").pp(i), config))
+            .map(|i| DecoderLayer::new(vb.pp("layers").pp(i), config, &p))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config: config.clone(),
@@ -186,12 +292,19 @@ impl QwenModel {
                 .pp("embed_tokens")
                 .get((config.vocab_size, config.hidden_size), "weight")?,
             layers,
-            norm: vb.pp("norm").get(config.hidden_size, "weight")?,
+            norm: p.tensor(vb.pp("norm").get(config.hidden_size, "weight")?)?,
+            device,
+            weights,
         })
     }
 
+    /// Where the layers run (and the hidden states are returned).
     pub fn device(&self) -> &Device {
-        self.embed_tokens.device()
+        &self.device
+    }
+
+    pub fn weights(&self) -> TextWeights {
+        self.weights
     }
 
     pub fn dtype(&self) -> DType {
@@ -207,7 +320,7 @@ impl QwenModel {
             self.config.head_dim(),
             self.config.rope_theta,
             len,
-            input_ids.device(),
+            &self.device,
         )?;
         let ids = input_ids.to_dtype(DType::U32)?;
         let (b, l) = ids.dims2()?;
@@ -220,10 +333,12 @@ impl QwenModel {
                 );
             }
         }
+        let table = self.embed_tokens.device();
         let mut x = self
             .embed_tokens
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, l, self.config.hidden_size))?;
+            .index_select(&ids.flatten_all()?.to_device(table)?, 0)?
+            .reshape((b, l, self.config.hidden_size))?
+            .to_device(&self.device)?;
         let mut states = Vec::with_capacity(self.layers.len() + 1);
         states.push(x.clone());
         for layer in &self.layers {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use orrery_nn::Checkpoint;
 use orrery_text::tokenizer::{render_template, PROMPT_TOKENS};
-use orrery_text::{Overflow, PromptCache, PromptTokenizer, Reason1Embedder};
+use orrery_text::{Overflow, PromptCache, PromptTokenizer, Reason1Embedder, TextWeights};
 
 fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -207,4 +207,42 @@ fn bfloat16_stays_close_to_float32() {
     let err = rel_err(&b, &a);
     println!("bf16 vs f32: {err:.2e}");
     assert!(err < 0.1, "{err:.3e}");
+}
+
+#[test]
+fn eight_bit_weights_stay_close_to_the_reference_and_are_cached_apart() {
+    let dir = tiny_folder("model.safetensors");
+    let open = |dtype, weights| {
+        Reason1Embedder::open_with_tokenizer(dir.path(), dir.path(), dtype, weights, &Device::Cpu)
+            .unwrap()
+    };
+    let full = open(DType::F32, TextWeights::Full);
+    let q8 = open(DType::F32, TextWeights::Q8);
+    assert_eq!(q8.model.weights(), TextWeights::Q8);
+    assert_ne!(full.fingerprint_str(), q8.fingerprint_str());
+    assert!(
+        q8.fingerprint_str().ends_with("-Q8_0"),
+        "{}",
+        q8.fingerprint_str()
+    );
+    let ids = load("qwen_tiny/case.safetensors", "input_ids");
+    let want = load("qwen_tiny/case.safetensors", "prompt_embeds");
+    let got = q8.embed_ids(&ids).unwrap();
+    let err = rel_err(&got, &want);
+    let bf16_err = rel_err(
+        &open(DType::BF16, TextWeights::Full)
+            .embed_ids(&ids)
+            .unwrap(),
+        &want,
+    );
+    let q8_bf16 = open(DType::BF16, TextWeights::Q8).embed_ids(&ids).unwrap();
+    assert_eq!(q8_bf16.dtype(), DType::BF16);
+    let q8_bf16_err = rel_err(&q8_bf16, &want);
+    println!(
+        "against the reference: Q8 {err:.2e}, bf16 {bf16_err:.2e}, Q8 in bf16 {q8_bf16_err:.2e}"
+    );
+    // Q8_0 rounds each weight and activation to 1/254 of its block's largest magnitude.
+    assert!(err > 1e-6, "8-bit weights changed nothing: {err:.3e}");
+    assert!(err < 3e-2, "{err:.3e}");
+    assert!(q8_bf16_err < 0.1, "{q8_bf16_err:.3e}");
 }

@@ -126,3 +126,33 @@ pub fn tiny_reason1_bundle(root: &Path, action_dim: Option<usize>, sampling: &st
     }
     std::fs::write(root.join("orrery_sampling.json"), sampling).unwrap();
 }
+
+/// The latents (as stored) and the frames of `generate` with `extra` flags.
+pub fn generate(bundle: &Path, out: &Path, extra: &[&str]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let latents = out.with_extension("safetensors");
+    let mut args = vec![
+        "generate",
+        "--model",
+        bundle.to_str().unwrap(),
+        "--prompt",
+        "a red ball bounces on the floor",
+        "--out",
+        out.to_str().unwrap(),
+        "--save-latents",
+        latents.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run_ok(&args);
+    let frames = orrery_media::read_video(out)
+        .unwrap()
+        .frames
+        .into_iter()
+        .map(|f| f.into_raw())
+        .collect();
+    let stored = orrery_nn::Checkpoint::open(&latents)
+        .unwrap()
+        .bytes("latents")
+        .unwrap()
+        .into_owned();
+    (stored, frames)
+}

@@ -28,7 +28,7 @@ use orrery_vae::WanVae;
 
 pub use chunks::{chunk_modes, long_video_chunks};
 pub use options::{
-    GenerationOptions, SamplingOverrides, Size, WeightType, DEFAULT_NEGATIVE_PROMPT,
+    GenerationOptions, MemoryOptions, SamplingOverrides, Size, WeightType, DEFAULT_NEGATIVE_PROMPT,
 };
 pub use record::{GenerationRecord, RolloutRecord};
 pub use spec::{BatchSpec, SpecSample};
@@ -348,7 +348,7 @@ impl Engine {
         let embeddings = self.on_disk()?.encode_prompts_on(
             prompts,
             cache,
-            self.weights.dtype(),
+            (self.weights.dtype(), self.options.memory.text_weights),
             overflow,
             &self.options.device,
         )?;
@@ -409,7 +409,8 @@ impl Engine {
             .collect())
     }
 
-    /// Loads the DiT (in the engine's weight type) and the VAE (float32) on the engine's device.
+    /// Loads the DiT (in the engine's weight type) and the VAE (float32) on the engine's device, the DiT blocks
+    /// the memory options offload in host memory.
     pub fn load(self) -> Result<Generator> {
         let device = &self.options.device;
         let stage = Stage::start("load", device);
@@ -420,18 +421,31 @@ impl Engine {
             .iter()
             .map(orrery_dit::LoraSpec::open)
             .collect::<orrery_dit::Result<Vec<_>>>()?;
-        let dit = bundle
-            .dit
-            .load_with_loras(&loras, self.weights.dtype(), device)?;
+        let dit = bundle.dit.load_offloaded(
+            &loras,
+            self.weights.dtype(),
+            device,
+            self.options.memory.offload_blocks,
+        )?;
+        if dit.offloaded_blocks() > 0 {
+            tracing::info!(
+                "{} of {} DiT blocks stay in host memory",
+                dit.offloaded_blocks(),
+                dit.blocks.len()
+            );
+        }
         let vae = bundle.vae.load(DType::F32, device)?;
         stage.done()?;
         self.with_models(dit, vae)
     }
 
-    /// A generator over networks already in memory (a trainer's), which must be the bundle's architecture.
+    /// A generator over networks already in memory (a trainer's), which must be the bundle's architecture; the
+    /// VAE decodes with the memory options' tiling.
     pub fn with_models(self, dit: CosmosDit, vae: WanVae) -> Result<Generator> {
+        let mut pipeline = WorldPipeline::new(dit, vae)?;
+        pipeline.decode_tiling = self.options.memory.vae_tiling;
         Ok(Generator {
-            pipeline: WorldPipeline::new(dit, vae)?,
+            pipeline,
             engine: self,
         })
     }

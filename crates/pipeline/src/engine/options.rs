@@ -4,6 +4,8 @@ use std::str::FromStr;
 
 use candle_core::{DType, Device};
 use orrery_flow::noise::NoiseKind;
+use orrery_text::TextWeights;
+use orrery_vae::tiling::Tiling;
 
 use crate::defaults::ModeSampling;
 use crate::observed::KeepObserved;
@@ -134,6 +136,23 @@ pub struct GenerationOptions {
     /// Where the text encoder, the DiT and the VAE run (default: the CPU). Inputs, noise and conditioning are
     /// made on the CPU as they always are and moved there; outputs come back to the CPU.
     pub device: Device,
+    /// How the networks share the device's memory.
+    pub memory: MemoryOptions,
+}
+
+/// Ways to trade speed or the last digits for device memory; the defaults change nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryOptions {
+    /// The text encoder's Linear weights in 8 bits (about 7 GB instead of 14 GB for Cosmos-Reason1-7B); its
+    /// embeddings differ slightly from the full encoder's and are cached apart.
+    pub text_weights: TextWeights,
+    /// The first this many DiT blocks (all of them if more) stay in host memory and are copied to the device one
+    /// at a time for each forward; with all of them there, the DiT holds almost nothing on the device while the
+    /// VAE decodes.
+    pub offload_blocks: usize,
+    /// Decode in overlapping spatial tiles (latent pixels) instead of whole frames; seams are blended, so the
+    /// pixels differ slightly from a whole-frame decode.
+    pub vae_tiling: Option<Tiling>,
 }
 
 impl Default for GenerationOptions {
@@ -148,6 +167,7 @@ impl Default for GenerationOptions {
             truncate: false,
             loras: Vec::new(),
             device: Device::Cpu,
+            memory: MemoryOptions::default(),
         }
     }
 }

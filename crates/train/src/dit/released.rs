@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use orrery_nn::checkpoint::names::{dit_is_non_parameter, DitNaming};
 use orrery_nn::{Checkpoint, SeededVarMap};
 use orrery_pipeline::{ModelBundle, TextEncoderKind};
-use orrery_text::{Overflow, PromptCache};
+use orrery_text::{Overflow, PromptCache, TextWeights};
 
 use crate::dit::config::DitTrainConfig;
 use crate::error::{Result, TrainError};
@@ -163,7 +163,8 @@ impl Reason1Captions {
                 all.len()
             );
         }
-        let fingerprint = bundle.prompt_fingerprint(EMBED_DTYPE, Overflow::Truncate)?;
+        let fingerprint =
+            bundle.prompt_fingerprint(EMBED_DTYPE, TextWeights::Full, Overflow::Truncate)?;
         let mut captions = Self {
             bundle,
             cache,
