@@ -1,9 +1,16 @@
 //! 8-bit weights for inference: a [`Linear`] whose weight is stored as GGML Q8_0 (blocks of 32 weights sharing
 //! one f16 scale: 8.5 bits a weight, against 16 for bf16). Used where memory matters more than the last digits,
 //! e.g. the 7B text encoder on a 24 GB card; it changes the numbers, so it is always opt-in.
+//!
+//! Weight-only: each call dequantizes the weight (one Linear's worth of memory, freed after the product) and
+//! multiplies in the input's type, so activations keep their precision. GGML's own Q8_0 product would also round
+//! the activations to 8 bits, and on the CPU candle caches a second, repacked copy of every weight for it, which
+//! would undo the saving.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Result, Tensor};
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Result, Tensor};
 
 use crate::layers::Linear;
 
@@ -13,7 +20,7 @@ pub const Q8_BLOCK: usize = 32;
 /// `y = x W^T (+ b)` with `W` (out, in) in Q8_0 on its device and the bias in the input's type.
 #[derive(Debug, Clone)]
 pub struct Q8Linear {
-    weight: QMatMul,
+    weight: Arc<QTensor>,
     bias: Option<Tensor>,
     in_dim: usize,
     out_dim: usize,
@@ -35,7 +42,7 @@ impl Q8Linear {
         let host = linear.weight.to_device(&Device::Cpu)?;
         let q = QTensor::quantize_onto(&host, GgmlDType::Q8_0, device)?;
         Ok(Self {
-            weight: QMatMul::from_qtensor(q)?,
+            weight: Arc::new(q),
             bias: linear
                 .bias
                 .as_ref()
@@ -59,38 +66,30 @@ impl Q8Linear {
         self.in_dim * self.out_dim / Q8_BLOCK * 34
     }
 
-    /// `x` (..., in) -> (..., out) in `x`'s type. The product runs on float32 activations (what every backend's
-    /// quantized matmul takes) and accumulates in float32.
+    /// `x` (..., in) -> (..., out) in `x`'s type: the weight dequantized to `x`'s type, then the Linear's product.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims();
-        let Some((&last, lead)) = dims.split_last() else {
-            candle_core::bail!("linear: scalar input")
-        };
-        if last != self.in_dim {
-            candle_core::bail!(
-                "linear: input has {last} features, weight expects {}",
-                self.in_dim
-            );
+        let weight = self
+            .weight
+            .dequantize(&self.weight.device())?
+            .to_dtype(x.dtype())?;
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| b.to_dtype(x.dtype()))
+            .transpose()?;
+        Linear {
+            weight,
+            bias,
+            adapter: None,
         }
-        let rows: usize = lead.iter().product();
-        let xf = x
-            .reshape((rows, last))?
-            .to_dtype(DType::F32)?
-            .contiguous()?;
-        let y = self.weight.forward(&xf)?.to_dtype(x.dtype())?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(x.dtype())?)?,
-            None => y,
-        };
-        let mut out = lead.to_vec();
-        out.push(self.out_dim);
-        y.reshape(out)
+        .forward(x)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     fn linear(out_dim: usize, in_dim: usize, bias: bool) -> Linear {
         let dev = Device::Cpu;
@@ -112,8 +111,7 @@ mod tests {
         let want = dense.forward(&x).unwrap();
         let got = q.forward(&x).unwrap();
         assert_eq!(got.dims(), &[2, 3, 48]);
-        // Q8_0 rounds each weight and (in the product) each activation to 1/254 of its block's largest
-        // magnitude: about 0.4% of the output's scale at most here.
+        // Q8_0 rounds each weight to 1/254 of its block's largest magnitude: well under 1% of the output's scale.
         let scale = want
             .abs()
             .unwrap()
