@@ -9,8 +9,9 @@ use orrery_nn::Checkpoint;
 use crate::config::QwenConfig;
 use crate::cosmos_embed::cosmos_embedding;
 use crate::error::{Result, TextError};
-use crate::qwen::{QwenModel, TextWeights};
+use crate::qwen::QwenModel;
 use crate::tokenizer::{Overflow, PromptTokenizer, PROMPT_TOKENS};
+use crate::weights::TextWeights;
 
 /// Where the decoder's tensors sit in the folder's weights.
 const LAYOUTS: [&str; 3] = ["model.language_model", "model", ""];

@@ -11,12 +11,13 @@ pub mod encoder;
 mod error;
 pub mod qwen;
 pub mod tokenizer;
+pub mod weights;
 pub mod word_encoder;
 
 pub use cache::PromptCache;
 pub use config::QwenConfig;
 pub use encoder::Reason1Embedder;
 pub use error::{Result, TextError};
-pub use qwen::TextWeights;
 pub use tokenizer::{Overflow, PromptTokenizer};
+pub use weights::TextWeights;
 pub use word_encoder::{WordEncoder, WordEncoderConfig};
