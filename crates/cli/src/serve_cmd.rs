@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use orrery_server::{EngineBackend, Guard, Server, ServerConfig};
+use orrery_server::{EngineBackend, Guard, Placement, Server, ServerConfig};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// Seconds the guard command may take before the prompt is refused.
     #[arg(long, default_value_t = 10)]
     pub guard_timeout: u64,
+    /// Where the workers run the networks.
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
+    #[command(flatten)]
+    pub memory: crate::memory_args::MemoryArgs,
 }
 
 pub fn serve(args: &ServeArgs) -> Result<()> {
@@ -49,7 +54,11 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => crate::default_model::bundle_dir()?,
     };
-    let backend = EngineBackend::open(&model)?;
+    let placement = Placement {
+        device: args.device.device()?,
+        memory: args.memory.options(),
+    };
+    let backend = EngineBackend::open_on(&model, placement)?;
     let token = match &args.token_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -94,6 +94,7 @@ fn a_build_without_cuda_refuses_it_in_every_command_and_says_how_to_build_it() {
         ],
         vec!["vae", "roundtrip", "in.mp4", "out.mp4", "--model", none],
         vec!["eval", "--real", none, "--generated", none, "--report", o],
+        vec!["serve", "--data", none, "--model", none],
     ];
     for device in ["cuda", "cuda:1"] {
         for command in &commands {

@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Device;
 use orrery_pipeline::{
-    Engine, GenerationOptions, ModelBundle, SamplingOverrides, Size, WorldInput, WorldPipeline,
+    Engine, GenerationOptions, MemoryOptions, ModelBundle, SamplingOverrides, Size, WorldInput,
+    WorldPipeline,
 };
 
 use crate::settings::{JobMode, JobRequest, JobSettings, ResolvedSampling};
@@ -77,13 +79,36 @@ pub fn read_input(mode: JobMode, path: Option<&Path>, name: &str) -> Result<Worl
 /// The generation engine over one model bundle.
 pub struct EngineBackend {
     bundle: ModelBundle,
+    placement: Placement,
+}
+
+/// Where every job's networks run and how they share the device's memory (the server's, not a request's).
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub device: Device,
+    pub memory: MemoryOptions,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            memory: MemoryOptions::default(),
+        }
+    }
 }
 
 impl EngineBackend {
-    /// Opens the bundle at `model` (nothing loads until the first job).
+    /// Opens the bundle at `model` (nothing loads until the first job); the networks run on the CPU.
     pub fn open(model: &Path) -> orrery_pipeline::Result<Self> {
+        Self::open_on(model, Placement::default())
+    }
+
+    /// [`Self::open`] with the networks placed as `placement` says.
+    pub fn open_on(model: &Path, placement: Placement) -> orrery_pipeline::Result<Self> {
         Ok(Self {
             bundle: ModelBundle::open(model)?,
+            placement,
         })
     }
 
@@ -92,7 +117,7 @@ impl EngineBackend {
     }
 }
 
-fn options(s: &JobSettings) -> GenerationOptions {
+fn options(s: &JobSettings, placement: &Placement) -> GenerationOptions {
     GenerationOptions {
         sampling: SamplingOverrides {
             steps: s.steps,
@@ -108,6 +133,8 @@ fn options(s: &JobSettings) -> GenerationOptions {
         fps: Some(s.fps),
         negative_prompt: s.negative_prompt.clone(),
         truncate: s.truncate,
+        device: placement.device.clone(),
+        memory: placement.memory,
         ..GenerationOptions::default()
     }
 }
@@ -159,6 +186,7 @@ impl Backend for EngineBackend {
     fn runner(&self) -> Box<dyn Runner> {
         Box::new(EngineRunner {
             bundle: self.bundle.clone(),
+            placement: self.placement.clone(),
             models: None,
         })
     }
@@ -168,6 +196,7 @@ impl Backend for EngineBackend {
 /// and freed, as the engine does).
 struct EngineRunner {
     bundle: ModelBundle,
+    placement: Placement,
     models: Option<WorldPipeline>,
 }
 
@@ -180,7 +209,7 @@ impl Runner for EngineRunner {
         let s = job.settings;
         let mode = s.mode.pipeline();
         let text = |e: orrery_pipeline::PipelineError| e.to_string();
-        let engine = Engine::new(self.bundle.clone(), options(s)).map_err(text)?;
+        let engine = Engine::new(self.bundle.clone(), options(s, &self.placement)).map_err(text)?;
         let input = read_input(s.mode, job.input, "the input")?;
         let total = engine.calls(mode).map_err(text)?;
         let clip = engine

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, watch};
 
-pub use backend::{Backend, EngineBackend, RunJob, Runner};
+pub use backend::{Backend, EngineBackend, Placement, RunJob, Runner};
 pub use db::{Job, JobStore, Recovery, Status};
 pub use error::{Result, ServerError};
 pub use guard::Guard;
