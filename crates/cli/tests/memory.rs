@@ -51,6 +51,9 @@ fn offloaded_blocks_change_nothing_and_tiles_change_only_pixels() {
     };
     assert!(off_by(&plain.1, &one_tile.1) <= 1);
     let tiled = run("tiled", &["--vae-tile", "4"]);
+    let record = std::fs::read_to_string(dir.path().join("tiled.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["vae_tile"], 4);
     assert_eq!(plain.0, tiled.0, "tiling must not touch the latents");
     let db = psnr(&plain.1, &tiled.1);
     println!("9 tiles against whole-frame decoding: {db:.1} dB");
@@ -135,4 +138,10 @@ fn the_eight_bit_text_encoder_is_close_and_cached_apart() {
     let q8_flags = ["--dtype", "f32", "--text-encoder-8bit"];
     let eight_bit = generate(&bundle, &dir.path().join("q8.mp4"), &q8_flags);
     assert_ne!(plain.0, eight_bit.0, "the 8-bit encoder changed nothing");
+    let record = |name: &str| -> serde_json::Value {
+        let path = dir.path().join(name).with_extension("json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    assert_eq!(record("q8.mp4")["text_encoder_weights"], "Q8_0");
+    assert!(record("plain.mp4").get("text_encoder_weights").is_none());
 }

@@ -608,8 +608,22 @@ impl Generator {
                 .iter()
                 .map(|l| (l.path.clone(), l.scale))
                 .collect(),
+            text_encoder_weights: self.reason1_weights().map(|w| w.name().to_owned()),
+            vae_tile: e.options.memory.vae_tiling.map(|t| t.tile),
             rollout: None,
         }
+    }
+
+    /// The 8-bit storage of a Reason1 text encoder, where the options ask for it (orrery's word encoder has no
+    /// such option).
+    fn reason1_weights(&self) -> Option<orrery_text::TextWeights> {
+        let e = &self.engine;
+        let reason1 = e
+            .bundle()
+            .and_then(|b| b.text.as_ref())
+            .is_some_and(|t| t.kind == crate::bundle::TextEncoderKind::Reason1);
+        let weights = e.options.memory.text_weights;
+        (reason1 && weights != orrery_text::TextWeights::Full).then_some(weights)
     }
 
     /// Writes `frames` as the MP4 `out` and `record` as JSON beside it (`out` with the extension `.json`),

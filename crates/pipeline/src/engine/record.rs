@@ -35,6 +35,13 @@ pub struct GenerationRecord {
     pub truncate: bool,
     /// LoRA adapters fused into the DiT: (file, scale).
     pub loras: Vec<(PathBuf, f64)>,
+    /// "Q8_0" where a Reason1 text encoder ran with 8-bit weights (its embeddings differ slightly from the full
+    /// encoder's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_encoder_weights: Option<String>,
+    /// Latent pixels of the VAE's decode tiles, where it decoded in tiles (seams blended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae_tile: Option<usize>,
     /// An action rollout's actions (`orrery generate --actions`); each chunk is Image2World on the previous
     /// chunk's last frame, seeded `seed` + its first action's index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
