@@ -114,7 +114,10 @@ mod tests {
         // Q8_0 rounds each weight to 1/254 of its block's largest magnitude: well under 1% of the output's scale.
         let err = crate::compare::max_rel_err(&got, &want).unwrap();
         assert!(err <= 1e-2, "error {err} of the output's scale");
-        assert!(err > 0.0, "quantization changed nothing: the test cannot tell");
+        assert!(
+            err > 0.0,
+            "quantization changed nothing: the test cannot tell"
+        );
         assert_eq!(q.weight_bytes(), 48 * 64 / 32 * 34);
     }
 
