@@ -18,7 +18,7 @@ fn psnr(a: &[Vec<u8>], b: &[Vec<u8>]) -> f64 {
             n += 1;
         }
     }
-    10.0 * (255.0f64.powi(2) / (sum / n as f64)).log10()
+    orrery_eval::metrics::psnr_of_mse(sum / n as f64)
 }
 
 #[test]

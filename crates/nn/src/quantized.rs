@@ -22,16 +22,14 @@ pub const Q8_BLOCK: usize = 32;
 pub struct Q8Linear {
     weight: Arc<QTensor>,
     bias: Option<Tensor>,
-    in_dim: usize,
-    out_dim: usize,
 }
 
 impl Q8Linear {
     /// Quantizes `linear`'s weight onto `device` (from the CPU, where it is read); its bias moves there too. A
     /// Linear with an adapter or an input width that is not a multiple of [`Q8_BLOCK`] is refused.
     pub fn quantize(linear: &Linear, device: &Device) -> Result<Self> {
-        let (out_dim, in_dim) = linear.weight.dims2()?;
-        if in_dim % Q8_BLOCK != 0 {
+        let in_dim = linear.in_dim();
+        if !in_dim.is_multiple_of(Q8_BLOCK) {
             candle_core::bail!(
                 "8-bit weights need an input width that is a multiple of {Q8_BLOCK}, this Linear has {in_dim}"
             );
@@ -48,22 +46,12 @@ impl Q8Linear {
                 .as_ref()
                 .map(|b| b.to_device(device))
                 .transpose()?,
-            in_dim,
-            out_dim,
         })
-    }
-
-    pub fn in_dim(&self) -> usize {
-        self.in_dim
-    }
-
-    pub fn out_dim(&self) -> usize {
-        self.out_dim
     }
 
     /// Bytes the weight takes on its device: 34 per block of 32 (32 int8 values and an f16 scale).
     pub fn weight_bytes(&self) -> usize {
-        self.in_dim * self.out_dim / Q8_BLOCK * 34
+        self.weight.storage_size_in_bytes()
     }
 
     /// `x` (..., in) -> (..., out) in `x`'s type: the weight dequantized to `x`'s type, then the Linear's product.

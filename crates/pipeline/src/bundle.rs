@@ -255,7 +255,7 @@ impl ModelBundle {
         Ok(fingerprint)
     }
 
-    fn reason1_paths(&self) -> Result<&TextEncoderPaths> {
+    pub(crate) fn reason1_paths(&self) -> Result<&TextEncoderPaths> {
         match &self.text {
             Some(t) if t.kind == TextEncoderKind::Reason1 => Ok(t),
             Some(_) => Err(bundle_error(

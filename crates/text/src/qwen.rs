@@ -183,7 +183,7 @@ impl QwenModel {
     /// `vb` points at the decoder (`model` or `model.language_model` in Hugging Face folders).
     pub fn new(vb: VarBuilder, config: &QwenConfig) -> Result<Self> {
         let device = vb.device().clone();
-        Self::build(vb, config, Placement::AsLoaded, device)
+        Self::with_weights(vb, config, TextWeights::Full, &device)
     }
 
     /// As [`Self::new`] with `weights`: for [`TextWeights::Q8`], `vb` should read into host memory (each Linear is
@@ -194,21 +194,9 @@ impl QwenModel {
         weights: TextWeights,
         device: &Device,
     ) -> Result<Self> {
-        match weights {
-            TextWeights::Full => Self::new(vb, config),
-            TextWeights::Q8 => Self::build(
-                vb,
-                config,
-                Placement::Q8Onto(device.clone()),
-                device.clone(),
-            ),
-        }
-    }
-
-    fn build(vb: VarBuilder, config: &QwenConfig, p: Placement, device: Device) -> Result<Self> {
-        let weights = match p {
-            Placement::AsLoaded => TextWeights::Full,
-            Placement::Q8Onto(_) => TextWeights::Q8,
+        let (p, device) = match weights {
+            TextWeights::Full => (Placement::AsLoaded, vb.device().clone()),
+            TextWeights::Q8 => (Placement::Q8Onto(device.clone()), device.clone()),
         };
         let layers = (0..config.num_hidden_layers)
             .map(|i| DecoderLayer::new(vb.pp("layers").pp(i), config, &p))

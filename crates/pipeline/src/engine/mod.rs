@@ -427,10 +427,10 @@ impl Engine {
             device,
             self.options.memory.offload_blocks,
         )?;
-        if dit.offloaded_blocks() > 0 {
+        let offloaded = dit.offloaded_blocks();
+        if offloaded > 0 {
             tracing::info!(
-                "{} of {} DiT blocks stay in host memory",
-                dit.offloaded_blocks(),
+                "{offloaded} of {} DiT blocks stay in host memory",
                 dit.blocks.len()
             );
         }
@@ -618,10 +618,7 @@ impl Generator {
     /// such option).
     fn reason1_weights(&self) -> Option<orrery_text::TextWeights> {
         let e = &self.engine;
-        let reason1 = e
-            .bundle()
-            .and_then(|b| b.text.as_ref())
-            .is_some_and(|t| t.kind == crate::bundle::TextEncoderKind::Reason1);
+        let reason1 = e.bundle().is_some_and(|b| b.reason1_paths().is_ok());
         let weights = e.options.memory.text_weights;
         (reason1 && weights != orrery_text::TextWeights::Full).then_some(weights)
     }
