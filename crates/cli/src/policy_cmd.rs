@@ -8,7 +8,7 @@ use orrery_eval::policy::report::{comparison_lines, table, to_html, to_json};
 use orrery_eval::policy::{evaluate, EvalOptions, PolicyWorld, SimWorld, WorldResult};
 use orrery_physics::manip::{Skill, Task};
 use orrery_physics::ClipSettings;
-use orrery_pipeline::policy_world::ModelWorld;
+use orrery_pipeline::policy_world::{ModelWorld, RoundTripWorld};
 use orrery_pipeline::{Engine, Mode, Size};
 
 use crate::sampling_args::SamplingArgs;
@@ -53,6 +53,11 @@ pub struct EvalArgs {
     /// actions from each observed frame.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// With --model, also run the simulator seen through the model's VAE (each chunk of frames encoded and
+    /// decoded from its true start frame): the success rates a world model whose latent predictions were perfect
+    /// would be judged to have, the ceiling of any model with that VAE.
+    #[arg(long, requires = "model")]
+    pub vae_ceiling: bool,
     /// The model's prompt.
     #[arg(
         long,
@@ -176,15 +181,21 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let runs = options.policies.len() * options.episodes;
     // With a model, the simulator is run under the same control: the policies plan the model's chunk of actions
     // from each observed frame in both worlds.
-    let model = match engine {
+    let (model, ceiling) = match engine {
         Some(engine) => {
             let mode = Mode::Image2World;
             let (text, negative) = engine
                 .clip_prompts(&[(args.prompt.as_str(), mode, None)], None)?
                 .remove(0);
-            Some(ModelWorld::new(engine.load()?, text, negative)?)
+            let model = ModelWorld::new(engine.load()?, text, negative)?;
+            let ceiling = if args.vae_ceiling {
+                Some(RoundTripWorld::new(model.engine(), model.chunk())?)
+            } else {
+                None
+            };
+            (Some(model), ceiling)
         }
-        None => None,
+        None => (None, None),
     };
     let chunk = model.as_ref().map_or(1, |m| m.chunk());
     let mut worlds: Vec<WorldResult> = Vec::new();
@@ -193,6 +204,11 @@ fn eval(args: &EvalArgs) -> Result<()> {
         bar.inc(1)
     })?);
     bar.finish();
+    if let Some(mut world) = ceiling {
+        let bar = crate::progress_bar(runs, "episodes", "simulator through the VAE")?;
+        worlds.push(evaluate(&mut world, &options, || bar.inc(1))?);
+        bar.finish();
+    }
     if let Some(mut world) = model {
         let bar = crate::progress_bar(runs, "episodes", "world model")?;
         worlds.push(evaluate(&mut world, &options, || bar.inc(1))?);

@@ -106,6 +106,39 @@ fn policies_run_inside_an_action_model_beside_the_simulator() {
         "a row per world"
     );
 
+    // With --vae-ceiling, the simulator seen through the model's VAE is a third world, judged by the same detector and
+    // with the simulator's true state; a last chunk shorter than the VAE's frame grouping (11 actions in chunks of 8:
+    // 3 frames after the start) still answers one frame per action.
+    let ceiling_out = dir.path().join("ceiling.json");
+    run_ok(&[
+        "policy",
+        "eval",
+        "--task",
+        "push",
+        "--policy",
+        "expert",
+        "--episodes",
+        "1",
+        "--frames",
+        "12",
+        "--model",
+        m,
+        "--vae-ceiling",
+        "--out",
+        ceiling_out.to_str().unwrap(),
+    ]);
+    let json = read_json(&ceiling_out);
+    let worlds = json["worlds"].as_array().unwrap();
+    assert_eq!(worlds.len(), 3);
+    assert!(worlds[1]["world"]
+        .as_str()
+        .unwrap()
+        .starts_with("simulator through the VAE of "));
+    let episode = &worlds[1]["episodes"][0];
+    assert_eq!(episode["actions"].as_array().unwrap().len(), 11);
+    assert!(episode["state_success"].is_boolean());
+    assert_eq!(json["comparisons"].as_array().unwrap().len(), 2);
+
     // A model of another action width or without action embedders, or asked for another size, is refused.
     let other = dir.path().join("other");
     action_bundle(&other, Some(3));
@@ -147,6 +180,18 @@ fn policies_run_inside_an_action_model_beside_the_simulator() {
             "policy", "eval", "--task", "push", "--out", o, "--model", m, "--size", "64x64",
         ],
         "the model generates 32x32",
+    );
+    assert_fails_with(
+        &[
+            "policy",
+            "eval",
+            "--task",
+            "push",
+            "--out",
+            o,
+            "--vae-ceiling",
+        ],
+        "--model",
     );
 }
 

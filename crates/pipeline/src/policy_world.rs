@@ -3,9 +3,12 @@
 //! out ([`Generator::rollout`]: an Image2World generation on the current frame with the chunk's actions, seeded with
 //! the episode's seed plus the chunk's first frame index), and the chunk's last frame is the next chunk's start.
 //! The gripper's pose is dead-reckoned from the actions (the model shows, it does not tell).
+//!
+//! [`RoundTripWorld`] is the ceiling of every model with a given VAE: the simulator's own chunks, each encoded and
+//! decoded by the VAE from the chunk's true start frame, as a perfect latent prediction would look.
 
-use candle_core::Tensor;
-use orrery_eval::policy::PolicyWorld;
+use candle_core::{DType, Device, Tensor};
+use orrery_eval::policy::{PolicyWorld, SimWorld};
 use orrery_media::RgbImage;
 use orrery_physics::manip::{GripperAction, GripperSpec, GripperState, MODEL_ACTION_DIM};
 use orrery_physics::{Camera, SceneSpec};
@@ -13,6 +16,7 @@ use orrery_physics::{Camera, SceneSpec};
 use crate::actions::ActionSequence;
 use crate::engine::Generator;
 use crate::error::{PipelineError, Result};
+use crate::inputs::vae_round_trip;
 
 struct Episode {
     spec: GripperSpec,
@@ -62,6 +66,11 @@ impl ModelWorld {
             name,
             episode: None,
         })
+    }
+
+    /// The engine the model was loaded from.
+    pub fn engine(&self) -> &crate::engine::Engine {
+        self.generator.engine()
     }
 
     fn episode(&mut self) -> Result<&mut Episode> {
@@ -160,5 +169,81 @@ impl PolicyWorld for ModelWorld {
 
     fn state_in_zone(&self) -> Option<Vec<bool>> {
         None
+    }
+}
+
+/// The simulator seen through a bundle's VAE, `chunk` actions per observation: each chunk's frames, preceded by
+/// the chunk's true start frame, are encoded and decoded whole (padded with their last frame to a length the VAE
+/// takes), and the decoded frames after the start are the chunk's answer. The detector then judges what a world
+/// model with a perfect latent prediction would show.
+pub struct RoundTripWorld {
+    sim: SimWorld,
+    vae: orrery_vae::WanVae,
+    device: Device,
+    name: String,
+    /// The simulator's latest frame, the next chunk's start.
+    last: Option<RgbImage>,
+}
+
+impl RoundTripWorld {
+    /// The simulator through the VAE of `engine`'s bundle, `chunk` actions per observation.
+    pub fn new(engine: &crate::engine::Engine, chunk: usize) -> Result<Self> {
+        Ok(Self {
+            sim: SimWorld::chunked(chunk),
+            vae: engine.on_disk()?.vae.load(DType::F32, engine.device())?,
+            device: engine.device().clone(),
+            name: engine.name().display().to_string(),
+            last: None,
+        })
+    }
+}
+
+impl PolicyWorld for RoundTripWorld {
+    type Error = PipelineError;
+
+    fn name(&self) -> String {
+        format!("simulator through the VAE of {}", self.name)
+    }
+
+    fn chunk(&self) -> usize {
+        self.sim.chunk()
+    }
+
+    fn begin(
+        &mut self,
+        scene: &SceneSpec,
+        camera: &Camera,
+        fps: f32,
+        start: &RgbImage,
+        seed: u64,
+    ) -> Result<()> {
+        let Ok(()) = self.sim.begin(scene, camera, fps, start, seed);
+        self.last = Some(start.clone());
+        Ok(())
+    }
+
+    fn step(&mut self, actions: &[GripperAction]) -> Result<Vec<RgbImage>> {
+        let Ok(truth) = self.sim.step(actions);
+        let (Some(start), Some(last)) = (self.last.take(), truth.last().cloned()) else {
+            return Ok(Vec::new());
+        };
+        let factor = self.vae.config.temporal_factor();
+        let mut clip = Vec::with_capacity(truth.len() + factor);
+        clip.push(start);
+        clip.extend(truth.iter().cloned());
+        while (clip.len() - 1) % factor != 0 {
+            clip.push(last.clone());
+        }
+        let decoded = vae_round_trip(&self.vae, &self.device, &clip)?;
+        self.last = Some(last);
+        Ok(decoded.into_iter().skip(1).take(truth.len()).collect())
+    }
+
+    fn gripper(&self) -> GripperState {
+        self.sim.gripper()
+    }
+
+    fn state_in_zone(&self) -> Option<Vec<bool>> {
+        self.sim.state_in_zone()
     }
 }
