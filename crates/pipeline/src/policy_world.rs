@@ -224,9 +224,12 @@ impl PolicyWorld for RoundTripWorld {
 
     fn step(&mut self, actions: &[GripperAction]) -> Result<Vec<RgbImage>> {
         let Ok(truth) = self.sim.step(actions);
-        let (Some(start), Some(last)) = (self.last.take(), truth.last().cloned()) else {
+        let Some(last) = truth.last().cloned() else {
             return Ok(Vec::new());
         };
+        let start = self.last.replace(last.clone()).ok_or_else(|| {
+            PipelineError::Settings("a round-trip world steps only after begin".into())
+        })?;
         let factor = self.vae.config.temporal_factor();
         let mut clip = Vec::with_capacity(truth.len() + factor);
         clip.push(start);
@@ -235,7 +238,6 @@ impl PolicyWorld for RoundTripWorld {
             clip.push(last.clone());
         }
         let decoded = vae_round_trip(&self.vae, &self.device, &clip)?;
-        self.last = Some(last);
         Ok(decoded.into_iter().skip(1).take(truth.len()).collect())
     }
 
