@@ -181,21 +181,15 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let runs = options.policies.len() * options.episodes;
     // With a model, the simulator is run under the same control: the policies plan the model's chunk of actions
     // from each observed frame in both worlds.
-    let (model, ceiling) = match engine {
+    let model = match engine {
         Some(engine) => {
             let mode = Mode::Image2World;
             let (text, negative) = engine
                 .clip_prompts(&[(args.prompt.as_str(), mode, None)], None)?
                 .remove(0);
-            let model = ModelWorld::new(engine.load()?, text, negative)?;
-            let ceiling = if args.vae_ceiling {
-                Some(RoundTripWorld::new(model.engine(), model.chunk())?)
-            } else {
-                None
-            };
-            (Some(model), ceiling)
+            Some(ModelWorld::new(engine.load()?, text, negative)?)
         }
-        None => (None, None),
+        None => None,
     };
     let chunk = model.as_ref().map_or(1, |m| m.chunk());
     let mut worlds: Vec<WorldResult> = Vec::new();
@@ -204,7 +198,8 @@ fn eval(args: &EvalArgs) -> Result<()> {
         bar.inc(1)
     })?);
     bar.finish();
-    if let Some(mut world) = ceiling {
+    if let Some(model) = model.as_ref().filter(|_| args.vae_ceiling) {
+        let mut world = RoundTripWorld::of(model);
         let bar = crate::progress_bar(runs, "episodes", "simulator through the VAE")?;
         worlds.push(evaluate(&mut world, &options, || bar.inc(1))?);
         bar.finish();

@@ -7,7 +7,7 @@
 //! [`RoundTripWorld`] is the ceiling of every model with a given VAE: the simulator's own chunks, each encoded and
 //! decoded by the VAE from the chunk's true start frame, as a perfect latent prediction would look.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use orrery_eval::policy::{PolicyWorld, SimWorld};
 use orrery_media::RgbImage;
 use orrery_physics::manip::{GripperAction, GripperSpec, GripperState, MODEL_ACTION_DIM};
@@ -66,11 +66,6 @@ impl ModelWorld {
             name,
             episode: None,
         })
-    }
-
-    /// The engine the model was loaded from.
-    pub fn engine(&self) -> &crate::engine::Engine {
-        self.generator.engine()
     }
 
     fn episode(&mut self) -> Result<&mut Episode> {
@@ -172,33 +167,34 @@ impl PolicyWorld for ModelWorld {
     }
 }
 
-/// The simulator seen through a bundle's VAE, `chunk` actions per observation: each chunk's frames, preceded by
-/// the chunk's true start frame, are encoded and decoded whole (padded with their last frame to a length the VAE
-/// takes), and the decoded frames after the start are the chunk's answer. The detector then judges what a world
-/// model with a perfect latent prediction would show.
-pub struct RoundTripWorld {
+/// The simulator seen through a model's VAE, with the model's chunk of actions per observation: each chunk's
+/// frames, preceded by the chunk's true start frame, are encoded and decoded whole (padded with their last frame to
+/// a length the VAE takes), and the decoded frames after the start are the chunk's answer. The detector then judges
+/// what a world model with a perfect latent prediction would show. It borrows the VAE the model has loaded.
+pub struct RoundTripWorld<'a> {
     sim: SimWorld,
-    vae: orrery_vae::WanVae,
-    device: Device,
+    vae: &'a orrery_vae::WanVae,
+    device: &'a Device,
     name: String,
     /// The simulator's latest frame, the next chunk's start.
     last: Option<RgbImage>,
 }
 
-impl RoundTripWorld {
-    /// The simulator through the VAE of `engine`'s bundle, `chunk` actions per observation.
-    pub fn new(engine: &crate::engine::Engine, chunk: usize) -> Result<Self> {
-        Ok(Self {
-            sim: SimWorld::chunked(chunk),
-            vae: engine.on_disk()?.vae.load(DType::F32, engine.device())?,
-            device: engine.device().clone(),
-            name: engine.name().display().to_string(),
+impl<'a> RoundTripWorld<'a> {
+    /// The simulator through `model`'s VAE, on its device, with its chunk of actions per observation.
+    pub fn of(model: &'a ModelWorld) -> Self {
+        let pipeline = model.generator.pipeline();
+        Self {
+            sim: SimWorld::chunked(model.chunk),
+            vae: &pipeline.vae,
+            device: pipeline.device(),
+            name: model.name.clone(),
             last: None,
-        })
+        }
     }
 }
 
-impl PolicyWorld for RoundTripWorld {
+impl PolicyWorld for RoundTripWorld<'_> {
     type Error = PipelineError;
 
     fn name(&self) -> String {
@@ -237,7 +233,7 @@ impl PolicyWorld for RoundTripWorld {
         while (clip.len() - 1) % factor != 0 {
             clip.push(last.clone());
         }
-        let decoded = vae_round_trip(&self.vae, &self.device, &clip)?;
+        let decoded = vae_round_trip(self.vae, self.device, &clip)?;
         Ok(decoded.into_iter().skip(1).take(truth.len()).collect())
     }
 
