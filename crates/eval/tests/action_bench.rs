@@ -133,6 +133,12 @@ fn a_perfect_prediction_wins_and_a_frozen_one_scores_as_copying() {
     assert_eq!(result.gifs.len(), 1);
     let html = result.to_html("about");
     assert!(html.contains("latent L2") && html.contains("image/gif"));
+    // The perfect row finds every object of every colour, in the JSON and in the report's by-colour table.
+    let by_color = json["methods"][0]["found_rate_by_color"]
+        .as_object()
+        .unwrap();
+    assert!(!by_color.is_empty() && by_color.values().all(|r| r == 1.0));
+    assert!(html.contains("Objects found (%) by colour"));
 }
 
 #[test]

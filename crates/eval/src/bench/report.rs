@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 use super::method::Method;
 use super::run::{BenchResult, OBSERVED_FRAMES};
 use super::score::{
-    clips_won, matched_trajectory, psnr_by_horizon, summarise, table, table_row, ClipScore,
-    MatchedTrajectory, MethodSummary, TABLE_HEADERS,
+    clips_won, found_by_color_table, matched_trajectory, psnr_by_horizon, summarise, table,
+    table_row, ClipScore, MatchedTrajectory, MethodSummary, FOUND_BY_COLOR_ABOUT, TABLE_HEADERS,
 };
 use crate::report::{Block, LinePlot, Report, Section};
 
@@ -78,7 +78,7 @@ impl BenchResult {
     }
 
     pub fn text2world_line(&self) -> String {
-        let t = self.text2world;
+        let t = &self.text2world;
         format!(
             "text2world: {} of {} captioned objects shown ({:.1}%), {} of {} captioned events ({:.1}%) in {} clips",
             t.shown,
@@ -117,11 +117,22 @@ impl BenchResult {
             .into()
     }
 
+    /// Objects found by colour ([`found_by_color_table`]), then Text2World's objects shown where it ran.
+    pub fn found_by_color_table(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let text2world = (self.text2world.objects > 0).then(|| {
+            (
+                "text2world: captioned objects shown",
+                self.text2world.rate_by_color(),
+            )
+        });
+        found_by_color_table(&self.summaries(), text2world)
+    }
+
     /// The bench's JSON: `header` (model, seed, sampling: what the caller knows) then the results.
     pub fn to_json(&self, header: Map<String, Value>) -> Value {
         let mut v = header;
         let h2h = self.head_to_head();
-        let t = self.text2world;
+        let t = &self.text2world;
         v.insert("clips".into(), json!(self.clips));
         v.insert("observed_frames".into(), json!(OBSERVED_FRAMES));
         v.insert("methods".into(), json!(self.summaries()));
@@ -144,6 +155,7 @@ impl BenchResult {
         v.insert(
             "text2world".into(),
             json!({"clips": t.clips, "objects": t.objects, "shown": t.shown, "rate": t.rate(),
+                "rate_by_color": t.rate_by_color(),
                 "events": t.events, "events_shown": t.events_shown, "events_rate": t.events_rate()}),
         );
         let (v2w, i2w, t2w) = self.seconds_per_clip();
@@ -197,6 +209,11 @@ impl BenchResult {
                             &self.text2world_line()["text2world".len()..]
                         )),
                         Block::Paragraph(format!("{}.", self.seconds_line())),
+                        Block::Paragraph(FOUND_BY_COLOR_ABOUT.into()),
+                        {
+                            let (headers, rows) = self.found_by_color_table();
+                            Block::Table { headers, rows }
+                        },
                         Block::Plot(LinePlot {
                             title: "Video2World: mean PSNR by frames ahead".into(),
                             x_label: "frames after the observed ones".into(),

@@ -111,11 +111,13 @@ fn timed<T>(total: &mut f64, f: impl FnOnce() -> T) -> T {
 
 /// Text2World: captioned objects and how many were shown, captioned events and how many happened
 /// ([`crate::events`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectsShown {
     pub clips: usize,
     pub objects: usize,
     pub shown: usize,
+    /// Per object colour name: [captioned objects, of which shown].
+    pub by_color: BTreeMap<String, [usize; 2]>,
     pub events: usize,
     pub events_shown: usize,
 }
@@ -123,6 +125,11 @@ pub struct ObjectsShown {
 impl ObjectsShown {
     pub fn rate(&self) -> f64 {
         self.shown as f64 / self.objects.max(1) as f64
+    }
+
+    /// Objects shown / captioned, per colour name.
+    pub fn rate_by_color(&self) -> BTreeMap<String, f64> {
+        super::score::pooled_rates(self.by_color.iter())
     }
 
     pub fn events_rate(&self) -> f64 {
@@ -299,8 +306,12 @@ pub fn run_bench<P: WorldPredictor>(
             },
         )?;
         for o in &clip.truth.scene.objects {
+            let shown = usize::from(object_shown(&frames, o.color));
             text2world.objects += 1;
-            text2world.shown += usize::from(object_shown(&frames, o.color));
+            text2world.shown += shown;
+            let counts = text2world.by_color.entry(o.color_name.clone()).or_default();
+            counts[0] += 1;
+            counts[1] += shown;
         }
         for e in captioned_events(&clip.truth, bench_caption(clip)) {
             text2world.events += 1;
@@ -468,6 +479,14 @@ mod tests {
                 assert_eq!(s.capped_psnr(), crate::metrics::PSNR_CAP_DB);
             }
             assert!(result.scores[&Method::VaeRoundTrip][0].psnr < 40.0);
+            // The exact prediction finds every object of every colour; the blanked round trip finds none.
+            let (headers, rows) = result.found_by_color_table();
+            assert!(headers.len() > 1 && headers[0] == "method");
+            let row = |m: Method| rows.iter().find(|r| r[0] == m.name()).unwrap();
+            assert!(row(Method::Video2WorldModel)[1..]
+                .iter()
+                .all(|c| c == "100.0"));
+            assert!(row(Method::VaeRoundTrip)[1..].iter().all(|c| c == "0.0"));
             assert_eq!(result.gifs.len(), 1);
             assert_eq!(result.rows.len(), 6);
         }
@@ -532,6 +551,12 @@ mod tests {
         assert!(result.seconds.text2world > 0.0 && result.seconds.video2world == 0.0);
         let objects: usize = clips.iter().map(|c| c.truth.scene.objects.len()).sum();
         assert_eq!(result.text2world.objects, objects);
+        let by_color = &result.text2world.by_color;
+        assert_eq!(by_color.values().map(|c| c[0]).sum::<usize>(), objects);
+        assert_eq!(
+            by_color.values().map(|c| c[1]).sum::<usize>(),
+            result.text2world.shown
+        );
         assert_eq!(
             oracle.seeds,
             vec![1_000_000, 1_000_001, 1_000_002, 1_000_003]
@@ -541,6 +566,15 @@ mod tests {
         oracle.blank_text = true;
         let result = run_bench(&mut oracle, &clips, options(0, 4), |_, _| Ok(()), || {}).unwrap();
         assert_eq!(result.text2world.shown, 0);
+        assert!(result
+            .text2world
+            .rate_by_color()
+            .values()
+            .all(|r| *r == 0.0));
+        let (_, rows) = result.found_by_color_table();
+        let shown = rows.last().unwrap();
+        assert_eq!(shown[0], "text2world: captioned objects shown");
+        assert!(shown[1..].iter().all(|c| c == "0.0" || c == "-"));
 
         let frames = clips[0].images();
         let color = clips[0].truth.scene.objects[0].color;

@@ -1,5 +1,7 @@
 //! Scoring predicted continuations of physics clips against the real frames and the simulator's ground truth.
 
+use std::collections::BTreeMap;
+
 use orrery_media::RgbImage;
 use orrery_physics::GroundTruth;
 use serde::Serialize;
@@ -20,6 +22,9 @@ pub struct ClipScore {
     /// One entry per object-frame visible in the real frames (objects in scene order, frames in time order): the
     /// object's position error (pixels) against the ground truth where it is found in the predicted frame.
     pub object_errors: Vec<Option<f64>>,
+    /// Per object colour name: [object-frames visible in the real frames, of which found in the prediction]. A
+    /// colour the VAE's decoder shifts past the detector's tolerance shows here as a colour never found.
+    pub found_by_color: BTreeMap<String, [usize; 2]>,
     /// Gravity, permanence, object count and ground penetration.
     pub grounded: GroundedScore,
 }
@@ -73,9 +78,16 @@ pub fn score_clip(
                 continue;
             }
             let gt = track.pixel[start + k];
-            s.object_errors.push(locate(p, object.color).map(|(c, _)| {
+            let error = locate(p, object.color).map(|(c, _)| {
                 ((c[0] - gt[0] as f64).powi(2) + (c[1] - gt[1] as f64).powi(2)).sqrt()
-            }));
+            });
+            let counts = s
+                .found_by_color
+                .entry(object.color_name.clone())
+                .or_default();
+            counts[0] += 1;
+            counts[1] += usize::from(error.is_some());
+            s.object_errors.push(error);
         }
     }
     s
@@ -98,6 +110,8 @@ pub struct MethodSummary {
     pub trajectory_error_px: Option<f64>,
     /// Fraction of visible object-frames whose object was found in the prediction.
     pub found_rate: f64,
+    /// `found_rate` of each object colour (by name) visible in some clip.
+    pub found_rate_by_color: BTreeMap<String, f64>,
     /// Mean |g_fit - g| / g over free-fall stretches fitted; `None` when none could be fitted.
     pub gravity_error: Option<f64>,
     /// Free-fall stretches fitted / all stretches long enough to fit.
@@ -134,6 +148,7 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
         trajectory_error_px: (found > 0)
             .then(|| scores.iter().flat_map(ClipScore::found_errors).sum::<f64>() / found as f64),
         found_rate: found as f64 / visible.max(1) as f64,
+        found_rate_by_color: found_rate_by_color(scores),
         gravity_error: (!fits.is_empty())
             .then(|| fits.iter().map(|f| f.relative_error()).sum::<f64>() / fits.len() as f64),
         gravity_fitted: fits.len(),
@@ -148,6 +163,67 @@ pub fn summarise(method: &str, scores: &[ClipScore]) -> MethodSummary {
             .sum::<f64>()
             / penetrating.max(1) as f64,
     }
+}
+
+/// Per colour name: object-frames found / visible, pooled over clips.
+fn found_rate_by_color(scores: &[ClipScore]) -> BTreeMap<String, f64> {
+    pooled_rates(scores.iter().flat_map(|s| &s.found_by_color))
+}
+
+/// What the objects-found-by-colour table shows, for the HTML reports.
+pub const FOUND_BY_COLOR_ABOUT: &str = "Objects found (%) by colour: the detector finds an object by its flat \
+    colour, so a colour the VAE shifts past the detector's tolerance is lost in every row that passes through the \
+    VAE, the round trip included.";
+
+/// Objects found by colour: a header row (method, then each colour seen) and one row per summary, in %, then the
+/// `extra` row (name, rate per colour) where given.
+pub fn found_by_color_table(
+    summaries: &[MethodSummary],
+    extra: Option<(&str, BTreeMap<String, f64>)>,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut colors: Vec<&String> = summaries
+        .iter()
+        .flat_map(|s| s.found_rate_by_color.keys())
+        .chain(extra.iter().flat_map(|(_, rates)| rates.keys()))
+        .collect();
+    colors.sort();
+    colors.dedup();
+    let headers = std::iter::once("method".to_owned())
+        .chain(colors.iter().map(|c| c.to_string()))
+        .collect();
+    let row = |name: &str, rates: &BTreeMap<String, f64>| -> Vec<String> {
+        std::iter::once(name.to_owned())
+            .chain(colors.iter().map(|c| {
+                rates
+                    .get(*c)
+                    .map_or_else(|| "-".to_owned(), |r| format!("{:.1}", 100.0 * r))
+            }))
+            .collect()
+    };
+    let mut rows: Vec<Vec<String>> = summaries
+        .iter()
+        .map(|s| row(&s.method, &s.found_rate_by_color))
+        .collect();
+    if let Some((name, rates)) = &extra {
+        rows.push(row(name, rates));
+    }
+    (headers, rows)
+}
+
+/// Per colour name: the sum of the hits over the sum of the counts of `[count, hits]` entries.
+pub(crate) fn pooled_rates<'a>(
+    counts: impl Iterator<Item = (&'a String, &'a [usize; 2])>,
+) -> BTreeMap<String, f64> {
+    let mut pooled: BTreeMap<String, [usize; 2]> = BTreeMap::new();
+    for (color, [count, hits]) in counts {
+        let p = pooled.entry(color.clone()).or_default();
+        p[0] += count;
+        p[1] += hits;
+    }
+    pooled
+        .into_iter()
+        .map(|(color, [count, hits])| (color, hits as f64 / count.max(1) as f64))
+        .collect()
 }
 
 /// Median of `v` (mean of the middle two for an even count; 0 for none).
@@ -341,5 +417,23 @@ mod tests {
         let a = [clip(30.0), clip(20.0), clip(25.0)];
         let b = [clip(25.0), clip(21.0), clip(25.0)];
         assert_eq!((clips_won(&a, &b), clips_won(&b, &a)), (1, 1));
+    }
+
+    #[test]
+    fn found_rates_by_colour_pool_object_frames_over_clips() {
+        let clip = |counts: &[(&str, [usize; 2])]| ClipScore {
+            found_by_color: counts.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            ..ClipScore::default()
+        };
+        let s = summarise(
+            "m",
+            &[
+                clip(&[("cyan", [10, 0]), ("red", [4, 4])]),
+                clip(&[("red", [6, 1])]),
+            ],
+        );
+        assert_eq!(s.found_rate_by_color["cyan"], 0.0);
+        assert_eq!(s.found_rate_by_color["red"], 0.5);
+        assert_eq!(s.found_rate_by_color.len(), 2);
     }
 }

@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 
 use crate::baselines::{constant_velocity, copy_last_frame};
 use crate::bench::score::{
-    clips_won, image_cells, markdown_table, matched_trajectory, object_cells, score_clip,
-    summarise, ClipScore, MatchedTrajectory, MethodSummary,
+    clips_won, found_by_color_table, image_cells, markdown_table, matched_trajectory, object_cells,
+    score_clip, summarise, ClipScore, MatchedTrajectory, MethodSummary, FOUND_BY_COLOR_ABOUT,
 };
 use crate::report::{Block, Report, Section};
 
@@ -399,6 +399,13 @@ impl ActionBenchResult {
                             rows: self.table_rows(),
                         },
                         Block::Paragraph(self.comparison_lines().join(". ") + "."),
+                        Block::Paragraph(FOUND_BY_COLOR_ABOUT.into()),
+                        {
+                            let summaries: Vec<MethodSummary> =
+                                self.summaries().into_iter().map(|(s, _)| s).collect();
+                            let (headers, rows) = found_by_color_table(&summaries, None);
+                            Block::Table { headers, rows }
+                        },
                     ],
                 },
                 Section {
