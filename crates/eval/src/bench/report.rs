@@ -81,8 +81,8 @@ impl BenchResult {
         let t = &self.text2world;
         format!(
             "text2world: {} of {} captioned objects shown ({:.1}%), {} of {} captioned events ({:.1}%) in {} clips",
-            t.shown,
-            t.objects,
+            t.shown(),
+            t.objects(),
             100.0 * t.rate(),
             t.events_shown,
             t.events,
@@ -119,7 +119,7 @@ impl BenchResult {
 
     /// Objects found by colour ([`found_by_color_table`]), then Text2World's objects shown where it ran.
     pub fn found_by_color_table(&self) -> (Vec<String>, Vec<Vec<String>>) {
-        let text2world = (self.text2world.objects > 0).then(|| {
+        let text2world = (self.text2world.objects() > 0).then(|| {
             (
                 "text2world: captioned objects shown",
                 self.text2world.rate_by_color(),
@@ -154,7 +154,7 @@ impl BenchResult {
         v.insert("trajectory_matched".into(), by_pair(&|h| json!(h.matched)));
         v.insert(
             "text2world".into(),
-            json!({"clips": t.clips, "objects": t.objects, "shown": t.shown, "rate": t.rate(),
+            json!({"clips": t.clips, "objects": t.objects(), "shown": t.shown(), "rate": t.rate(),
                 "rate_by_color": t.rate_by_color(),
                 "events": t.events, "events_shown": t.events_shown, "events_rate": t.events_rate()}),
         );

@@ -15,7 +15,7 @@ use orrery_media::{encode_gif, tile_clips, RgbImage};
 use orrery_physics::clip::Clip;
 
 use super::method::Method;
-use super::score::{score_clip, ClipScore};
+use super::score::{score_clip, tally, ClipScore};
 use crate::baselines::{constant_velocity, copy_last_frame};
 use crate::events::{captioned_events, happens};
 use crate::track::locate;
@@ -114,8 +114,6 @@ fn timed<T>(total: &mut f64, f: impl FnOnce() -> T) -> T {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectsShown {
     pub clips: usize,
-    pub objects: usize,
-    pub shown: usize,
     /// Per object colour name: [captioned objects, of which shown].
     pub by_color: BTreeMap<String, [usize; 2]>,
     pub events: usize,
@@ -123,8 +121,18 @@ pub struct ObjectsShown {
 }
 
 impl ObjectsShown {
+    /// Captioned objects, all colours.
+    pub fn objects(&self) -> usize {
+        self.by_color.values().map(|c| c[0]).sum()
+    }
+
+    /// Captioned objects shown, all colours.
+    pub fn shown(&self) -> usize {
+        self.by_color.values().map(|c| c[1]).sum()
+    }
+
     pub fn rate(&self) -> f64 {
-        self.shown as f64 / self.objects.max(1) as f64
+        self.shown() as f64 / self.objects().max(1) as f64
     }
 
     /// Objects shown / captioned, per colour name.
@@ -306,12 +314,11 @@ pub fn run_bench<P: WorldPredictor>(
             },
         )?;
         for o in &clip.truth.scene.objects {
-            let shown = usize::from(object_shown(&frames, o.color));
-            text2world.objects += 1;
-            text2world.shown += shown;
-            let counts = text2world.by_color.entry(o.color_name.clone()).or_default();
-            counts[0] += 1;
-            counts[1] += shown;
+            tally(
+                &mut text2world.by_color,
+                &o.color_name,
+                object_shown(&frames, o.color),
+            );
         }
         for e in captioned_events(&clip.truth, bench_caption(clip)) {
             text2world.events += 1;
@@ -550,13 +557,7 @@ mod tests {
         assert!(text_clips.iter().all(|&(_, r, m)| r == 17 && m == 17));
         assert!(result.seconds.text2world > 0.0 && result.seconds.video2world == 0.0);
         let objects: usize = clips.iter().map(|c| c.truth.scene.objects.len()).sum();
-        assert_eq!(result.text2world.objects, objects);
-        let by_color = &result.text2world.by_color;
-        assert_eq!(by_color.values().map(|c| c[0]).sum::<usize>(), objects);
-        assert_eq!(
-            by_color.values().map(|c| c[1]).sum::<usize>(),
-            result.text2world.shown
-        );
+        assert_eq!(result.text2world.objects(), objects);
         assert_eq!(
             oracle.seeds,
             vec![1_000_000, 1_000_001, 1_000_002, 1_000_003]
@@ -565,7 +566,7 @@ mod tests {
         assert!(result.text2world.rate() > 0.7, "{:?}", result.text2world);
         oracle.blank_text = true;
         let result = run_bench(&mut oracle, &clips, options(0, 4), |_, _| Ok(()), || {}).unwrap();
-        assert_eq!(result.text2world.shown, 0);
+        assert_eq!(result.text2world.shown(), 0);
         assert!(result
             .text2world
             .rate_by_color()

@@ -81,12 +81,7 @@ pub fn score_clip(
             let error = locate(p, object.color).map(|(c, _)| {
                 ((c[0] - gt[0] as f64).powi(2) + (c[1] - gt[1] as f64).powi(2)).sqrt()
             });
-            let counts = s
-                .found_by_color
-                .entry(object.color_name.clone())
-                .or_default();
-            counts[0] += 1;
-            counts[1] += usize::from(error.is_some());
+            tally(&mut s.found_by_color, &object.color_name, error.is_some());
             s.object_errors.push(error);
         }
     }
@@ -208,6 +203,13 @@ pub fn found_by_color_table(
         rows.push(row(name, rates));
     }
     (headers, rows)
+}
+
+/// Counts one more `[count, hits]` entry for `color`, a hit where `hit`.
+pub(crate) fn tally(counts: &mut BTreeMap<String, [usize; 2]>, color: &str, hit: bool) {
+    let c = counts.entry(color.to_owned()).or_default();
+    c[0] += 1;
+    c[1] += usize::from(hit);
 }
 
 /// Per colour name: the sum of the hits over the sum of the counts of `[count, hits]` entries.
