@@ -83,12 +83,38 @@ pub(crate) fn held_out_clips(
     episode_frames: Option<usize>,
 ) -> Result<Vec<Clip>> {
     let size = engine.size();
-    let held_out = DataConfig {
-        clips: n,
+    let shape = ClipShape {
         frames: engine.frames(),
         width: size.width as u32,
         height: size.height as u32,
         fps: engine.fps() as f32,
+    };
+    held_out_clips_shaped(shape, n, families, seed, episode_frames)
+}
+
+/// Frames, size and frame rate of held-out clips.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClipShape {
+    pub frames: usize,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f32,
+}
+
+/// [`held_out_clips`] of an explicit shape.
+pub(crate) fn held_out_clips_shaped(
+    shape: ClipShape,
+    n: usize,
+    families: &[String],
+    seed: u64,
+    episode_frames: Option<usize>,
+) -> Result<Vec<Clip>> {
+    let held_out = DataConfig {
+        clips: n,
+        frames: shape.frames,
+        width: shape.width,
+        height: shape.height,
+        fps: shape.fps,
         families: families.to_vec(),
         seed,
         videos: None,

@@ -22,6 +22,7 @@ mod sampling_args;
 mod schedule_cmd;
 mod serve_cmd;
 mod train_cmd;
+mod vae_bench_cmd;
 mod vae_cmds;
 
 use std::path::Path;

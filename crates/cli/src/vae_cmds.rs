@@ -16,6 +16,9 @@ use orrery_pipeline::{Size, WeightType};
 pub enum VaeCommand {
     /// Encode and decode a video, write the reconstruction and print its PSNR against the input.
     Roundtrip(RoundtripArgs),
+    /// Round-trip held-out physics clips through a VAE and score them as the physics bench scores its round trip:
+    /// PSNR, SSIM and objects found by colour (the ceiling of any world model on this VAE).
+    Bench(crate::vae_bench_cmd::VaeBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -47,6 +50,7 @@ pub struct RoundtripArgs {
 pub fn run(cmd: VaeCommand) -> Result<()> {
     match cmd {
         VaeCommand::Roundtrip(args) => roundtrip(&args),
+        VaeCommand::Bench(args) => crate::vae_bench_cmd::bench(&args),
     }
 }
 

@@ -66,3 +66,55 @@ fn roundtrip_writes_a_video_and_reports_psnr() {
         "multiples of 8",
     );
 }
+
+#[test]
+fn bench_scores_the_round_trip_of_held_out_worlds_by_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("vae.json");
+    let run = orrery(&[
+        "vae",
+        "bench",
+        "--clips",
+        "2",
+        "--frames",
+        "9",
+        "--seed",
+        "4242",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("objects found (%) by colour") && stdout.contains("nearest colour"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let summary = &report["summary"];
+    assert_eq!(summary["clips"], 2);
+    // The embedded VAE keeps the flat worlds well (about 30 dB); a broken round trip scores far below.
+    let pooled = summary["pooled_psnr"].as_f64().unwrap();
+    assert!(pooled > 24.0, "pooled PSNR {pooled}");
+    let by_color = summary["found_rate_by_color"].as_object().unwrap();
+    assert!(!by_color.is_empty());
+    assert!(by_color
+        .values()
+        .all(|r| (0.0..=1.0).contains(&r.as_f64().unwrap())));
+    assert_eq!(report["clips"].as_array().unwrap().len(), 2);
+    let codes = &report["latent_codes"];
+    let colours = codes["colours"].as_array().unwrap();
+    assert!(!colours.is_empty());
+    assert_eq!(codes["distances"].as_array().unwrap().len(), colours.len());
+
+    // The embedded VAE halves the frames in time: 1 + 2k.
+    assert_fails_with(&["vae", "bench", "--clips", "1", "--frames", "8"], "1 + 2k");
+    assert_fails_with(
+        &["vae", "bench", "--clips", "1", "--width", "60"],
+        "multiples of 8",
+    );
+}

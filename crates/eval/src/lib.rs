@@ -12,6 +12,7 @@ pub mod bench;
 pub mod events;
 pub mod frechet;
 pub mod grounded;
+pub mod latent_codes;
 pub mod metrics;
 pub mod motion;
 pub mod policy;
