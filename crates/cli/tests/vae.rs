@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_fails_with, forward, orrery, rel_err, testdata};
+use common::{assert_fails_with, forward, rel_err, run_ok, testdata};
 
 #[test]
 fn forward_vae_encode_and_decode_match_reference() {
@@ -24,7 +24,7 @@ fn forward_vae_encode_and_decode_match_reference() {
 fn roundtrip_writes_a_video_and_reports_psnr() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("recon.mp4");
-    let run = orrery(&[
+    let run = run_ok(&[
         "vae",
         "roundtrip",
         testdata("media/video2world_nemo_2b.mp4").to_str().unwrap(),
@@ -37,11 +37,6 @@ fn roundtrip_writes_a_video_and_reports_psnr() {
         "11",
     ]);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     assert!(
         stdout.contains("9 frames 64x48") && stdout.contains("PSNR"),
         "{stdout}"
@@ -71,7 +66,7 @@ fn roundtrip_writes_a_video_and_reports_psnr() {
 fn bench_scores_the_round_trip_of_held_out_worlds_by_colour() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("vae.json");
-    let run = orrery(&[
+    let run = run_ok(&[
         "vae",
         "bench",
         "--clips",
@@ -84,11 +79,6 @@ fn bench_scores_the_round_trip_of_held_out_worlds_by_colour() {
         out.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     assert!(
         stdout.contains("objects found (%) by colour") && stdout.contains("nearest colour"),
         "{stdout}"
