@@ -8,12 +8,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use orrery_eval::bench::{found_by_color_table, markdown_table, score_clip, summarise, table};
 use orrery_eval::latent_codes::{CodeSeparation, ColourCodes, LatentFrame};
-use orrery_pipeline::inputs::{encode_frames, frames_from_clip};
-use orrery_vae::Chunking;
+use orrery_pipeline::inputs::{decode_frames, encode_frames};
+use orrery_pipeline::Size;
 use orrery_vae::VaeModelPath;
 use serde_json::json;
 
 use crate::bench_cmd::{held_out_clips_shaped, ClipShape};
+use crate::vae_cmds::checked_size;
 
 #[derive(clap::Args)]
 pub struct VaeBenchArgs {
@@ -32,11 +33,9 @@ pub struct VaeBenchArgs {
     /// Frames per clip (1 + tk, t the VAE's temporal factor; default: the embedded model's).
     #[arg(long, default_value_t = 33)]
     pub frames: usize,
-    /// Frame width and height (multiples of 8; default: the embedded model's).
-    #[arg(long, default_value_t = 64)]
-    pub width: u32,
-    #[arg(long, default_value_t = 64)]
-    pub height: u32,
+    /// Frame size WxH (multiples of 8; default: the embedded model's).
+    #[arg(long, default_value = "64x64")]
+    pub size: Size,
     /// Results as JSON (written atomically).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -60,17 +59,11 @@ pub fn bench(args: &VaeBenchArgs) -> Result<()> {
     if args.frames == 0 || !(args.frames - 1).is_multiple_of(tf) {
         bail!("--frames {}: expected 1 + {tf}k", args.frames);
     }
-    if !args.width.is_multiple_of(8) || !args.height.is_multiple_of(8) {
-        bail!(
-            "--width {} --height {}: expected multiples of 8",
-            args.width,
-            args.height
-        );
-    }
+    let (width, height) = checked_size(args.size)?;
     let shape = ClipShape {
         frames: args.frames,
-        width: args.width,
-        height: args.height,
+        width,
+        height,
         fps: FPS,
     };
     let clips = held_out_clips_shaped(shape, args.clips, &args.families, args.seed, None)?;
@@ -82,19 +75,15 @@ pub fn bench(args: &VaeBenchArgs) -> Result<()> {
     for clip in &clips {
         let real = clip.images();
         let latent = encode_frames(&vae, &device, &real)?; // (1, C, T', h, w)
-        let decoded = frames_from_clip(
-            &vae.decode(&latent, Chunking::Whole)?
-                .to_device(&candle_core::Device::Cpu)?,
-        )?;
+        let decoded = decode_frames(&vae, &latent)?;
         scores.push(score_clip(&real, &decoded, &clip.truth, 0));
         // The first latent frame encodes the first pixel frame alone.
         let first = vae
-            .normalize(&latent)?
-            .get(0)?
-            .narrow(1, 0, 1)?
-            .squeeze(1)?
+            .normalize(&latent.narrow(2, 0, 1)?)?
+            .squeeze(2)?
+            .squeeze(0)?
             .to_device(&candle_core::Device::Cpu)?; // (C, h, w)
-        let (channels, height, width) = first.dims3()?;
+        let (channels, latent_height, latent_width) = first.dims3()?;
         let colours: Vec<(&str, [u8; 3])> = clip
             .truth
             .scene
@@ -106,8 +95,8 @@ pub fn bench(args: &VaeBenchArgs) -> Result<()> {
         let frame = LatentFrame {
             values: &values,
             channels,
-            height,
-            width,
+            height: latent_height,
+            width: latent_width,
         };
         codes.add(&real[0], frame, &colours);
         bar.inc(1);
@@ -132,8 +121,8 @@ pub fn bench(args: &VaeBenchArgs) -> Result<()> {
             "seed": args.seed,
             "families": args.families,
             "frames": args.frames,
-            "width": args.width,
-            "height": args.height,
+            "width": width,
+            "height": height,
             "summary": summary,
             "latent_codes": separation,
             "clips": scores,

@@ -55,7 +55,7 @@ pub fn run(cmd: VaeCommand) -> Result<()> {
 }
 
 /// A round trip's frame size: positive multiples of 8.
-fn checked_size(size: Size) -> Result<(u32, u32)> {
+pub(crate) fn checked_size(size: Size) -> Result<(u32, u32)> {
     let multiple_of_8 = |n: usize| n > 0 && n.is_multiple_of(8);
     if !multiple_of_8(size.width) || !multiple_of_8(size.height) {
         bail!("--size {size}: width and height must be positive multiples of 8");

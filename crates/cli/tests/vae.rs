@@ -104,7 +104,7 @@ fn bench_scores_the_round_trip_of_held_out_worlds_by_colour() {
     // The embedded VAE halves the frames in time: 1 + 2k.
     assert_fails_with(&["vae", "bench", "--clips", "1", "--frames", "8"], "1 + 2k");
     assert_fails_with(
-        &["vae", "bench", "--clips", "1", "--width", "60"],
+        &["vae", "bench", "--clips", "1", "--size", "60x64"],
         "multiples of 8",
     );
 }

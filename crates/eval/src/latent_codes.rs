@@ -71,41 +71,59 @@ impl ColourCodes {
 
     /// Each colour's spread and the distances between colours.
     pub fn separation(&self) -> CodeSeparation {
-        let means: Vec<(String, Vec<f64>, f64, usize)> = self
+        let stats: Vec<ColourStats> = self
             .codes
             .iter()
             .filter(|(_, codes)| !codes.is_empty())
-            .map(|(name, codes)| {
-                let channels = codes[0].len();
-                let mut mean = vec![0.0; channels];
-                for code in codes {
-                    for (m, &v) in mean.iter_mut().zip(code) {
-                        *m += v as f64 / codes.len() as f64;
-                    }
-                }
-                let spread = (codes
-                    .iter()
-                    .map(|code| squared_distance(&mean, code.iter().map(|&v| v as f64)))
-                    .sum::<f64>()
-                    / codes.len() as f64)
-                    .sqrt();
-                (name.clone(), mean, spread, codes.len())
-            })
+            .map(|(name, codes)| ColourStats::of(name, codes))
             .collect();
-        let distances = means
+        let distances = stats
             .iter()
-            .map(|(_, a, _, _)| {
-                means
+            .map(|a| {
+                stats
                     .iter()
-                    .map(|(_, b, _, _)| squared_distance(a, b.iter().copied()).sqrt())
+                    .map(|b| squared_distance(&a.mean, b.mean.iter().copied()).sqrt())
                     .collect()
             })
             .collect();
         CodeSeparation {
-            colours: means.iter().map(|m| m.0.clone()).collect(),
-            cells: means.iter().map(|m| m.3).collect(),
-            spread: means.iter().map(|m| m.2).collect(),
+            colours: stats.iter().map(|s| s.name.clone()).collect(),
+            cells: stats.iter().map(|s| s.cells).collect(),
+            spread: stats.iter().map(|s| s.spread).collect(),
             distances,
+        }
+    }
+}
+
+/// One colour's pooled codes: their mean, their spread about it and how many there are.
+struct ColourStats {
+    name: String,
+    mean: Vec<f64>,
+    spread: f64,
+    cells: usize,
+}
+
+impl ColourStats {
+    /// The statistics of `codes` (at least one).
+    fn of(name: &str, codes: &[Vec<f32>]) -> Self {
+        let n = codes.len() as f64;
+        let mut mean = vec![0.0; codes[0].len()];
+        for code in codes {
+            for (m, &v) in mean.iter_mut().zip(code) {
+                *m += v as f64 / n;
+            }
+        }
+        let spread = (codes
+            .iter()
+            .map(|code| squared_distance(&mean, code.iter().map(|&v| v as f64)))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        Self {
+            name: name.to_owned(),
+            mean,
+            spread,
+            cells: codes.len(),
         }
     }
 }

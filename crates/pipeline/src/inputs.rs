@@ -132,6 +132,14 @@ pub fn encode_frames(
     Ok(vae.encode(&clip, orrery_vae::Chunking::Whole)?)
 }
 
+/// The frames of unnormalised `latent` (1, C, T', h, w), decoded whole by `vae`.
+pub fn decode_frames(vae: &orrery_vae::WanVae, latent: &Tensor) -> Result<Vec<RgbImage>> {
+    frames_from_clip(
+        &vae.decode(latent, orrery_vae::Chunking::Whole)?
+            .to_device(&Device::Cpu)?,
+    )
+}
+
 /// `frames` through `vae` (on `device`): encoded (the latent mean) and decoded whole, as a perfect latent
 /// prediction would look.
 pub fn vae_round_trip(
@@ -139,11 +147,7 @@ pub fn vae_round_trip(
     device: &Device,
     frames: &[RgbImage],
 ) -> Result<Vec<RgbImage>> {
-    let latent = encode_frames(vae, device, frames)?;
-    frames_from_clip(
-        &vae.decode(&latent, orrery_vae::Chunking::Whole)?
-            .to_device(&Device::Cpu)?,
-    )
+    decode_frames(vae, &encode_frames(vae, device, frames)?)
 }
 
 #[cfg(test)]
