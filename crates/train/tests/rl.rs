@@ -8,7 +8,8 @@ use std::path::Path;
 
 use common::{losses, trained_dit};
 use orrery_media::RgbImage;
-use orrery_pipeline::{ModelBundle, SamplerKind};
+use orrery_pipeline::{BundleDefaults, ModelBundle, SamplerKind};
+use orrery_train::rl::export::policy_defaults;
 use orrery_train::rl::rewards::{continuation_score, plausibility, reward, Judged, RewardKind};
 use orrery_train::{DataConfig, RlConfig, RlTrainer, Run};
 use serde_json::json;
@@ -78,6 +79,30 @@ fn rl_trains_every_policy_weight_resumes_exactly_and_exports_a_churn_bundle() {
 }
 
 #[test]
+fn export_sampling_bundle_keeps_the_bundles_own_sampling() {
+    let root = Path::new("unused");
+    let grpo = |extra: serde_json::Value| {
+        let mut g = json!({"sample_steps": 4, "rollouts": 3, "cond_probs": [0.5, 0.5]});
+        if let (Some(g), Some(extra)) = (g.as_object_mut(), extra.as_object()) {
+            g.extend(extra.clone());
+        }
+        rl_config(root, root, json!({ "grpo": g }))
+    };
+    let bundle = BundleDefaults {
+        steps: 20,
+        guidance: 2.0,
+        ..BundleDefaults::default()
+    };
+    let kept = policy_defaults(&bundle, &grpo(json!({"export_sampling": "bundle"})));
+    assert_eq!(kept, bundle);
+    let rollout = policy_defaults(&bundle, &grpo(json!({})));
+    assert_eq!(
+        (rollout.sampler, rollout.steps, rollout.guidance),
+        (SamplerKind::Churn, 4, 0.0)
+    );
+}
+
+#[test]
 fn lora_rl_trains_only_adapters_with_the_flow_grpo_sampler() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -122,6 +147,7 @@ fn bad_rl_settings_are_named() {
     assert!(read(json!({"grpo": {"sample_steps": 1}})).contains("grpo.sample_steps"));
     assert!(read(json!({"grpo": {"cond_probs": [0.5]}})).contains("grpo.cond_probs"));
     assert!(read(json!({"grpo": {"sampler": "ddim"}})).contains("ddim"));
+    assert!(read(json!({"grpo": {"export_sampling": "best"}})).contains("best"));
     assert!(read(json!({"rewards": []})).contains("rewards"));
     assert!(
         read(json!({"rewards": [{"kind": "external", "weight": 1.0}]})).contains("reward_command")

@@ -25,6 +25,17 @@ pub enum SamplerChoice {
     FlowGrpo,
 }
 
+/// The sampling the post-trained bundle is exported with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExportSampling {
+    /// The rollout sampler the policy was trained through, at the run's steps and guidance (the released practice).
+    #[default]
+    Rollout,
+    /// The source bundle's own `orrery_sampling.json` (per-mode steps, guidance and sampler kept).
+    Bundle,
+}
+
 /// The GRPO recipe (posttraining spec section 3.1); every key left out takes the released run's value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,6 +71,8 @@ pub struct Grpo {
     /// `min/max_num_conditional_frames` 0 and 1).
     pub cond_probs: Vec<f64>,
     pub log_ratio: LogRatio,
+    /// What the exported bundle samples with.
+    pub export_sampling: ExportSampling,
 }
 
 impl Default for Grpo {
@@ -82,6 +95,7 @@ impl Default for Grpo {
             guidance: 0.0,
             cond_probs: vec![0.5, 0.5],
             log_ratio: LogRatio::AsReleased,
+            export_sampling: ExportSampling::Rollout,
         }
     }
 }

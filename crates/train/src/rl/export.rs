@@ -10,7 +10,7 @@ use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind};
 use crate::dit::init::bundle_dit_weights;
 use crate::dit::lora::{adapter_layers, write_fused_base};
 use crate::error::{Result, TrainError};
-use crate::rl::config::{RlConfig, SamplerChoice};
+use crate::rl::config::{ExportSampling, RlConfig, SamplerChoice};
 use crate::rl::trainer::{RlTrainer, POLICY};
 use crate::trainer::bundle_files::{write_bundle_rest, write_transformer};
 use crate::trainer::data::sample_clips;
@@ -19,9 +19,12 @@ use crate::trainer::session::write_file;
 
 /// The post-trained model's sampling defaults: the bundle's sizes, rates and conditioning, with the sampler it
 /// was trained through (the churn sampler at the run's steps and guidance) in every mode. A Flow-GRPO run's
-/// model keeps the bundle's own sampler (the SDE is a training device; its ODE is the bundle's UniPC).
+/// model keeps the bundle's own sampler (the SDE is a training device; its ODE is the bundle's UniPC), and so does
+/// a run with `grpo.export_sampling` "bundle".
 pub fn policy_defaults(bundle: &BundleDefaults, config: &RlConfig) -> BundleDefaults {
-    if config.grpo.sampler == SamplerChoice::FlowGrpo {
+    if config.grpo.sampler == SamplerChoice::FlowGrpo
+        || config.grpo.export_sampling == ExportSampling::Bundle
+    {
         return bundle.clone();
     }
     let mut d = BundleDefaults {
