@@ -81,21 +81,19 @@ fn rl_trains_every_policy_weight_resumes_exactly_and_exports_a_churn_bundle() {
 #[test]
 fn export_sampling_bundle_keeps_the_bundles_own_sampling() {
     let root = Path::new("unused");
-    let grpo = |extra: serde_json::Value| {
-        let mut g = json!({"sample_steps": 4, "rollouts": 3, "cond_probs": [0.5, 0.5]});
-        if let (Some(g), Some(extra)) = (g.as_object_mut(), extra.as_object()) {
-            g.extend(extra.clone());
-        }
-        rl_config(root, root, json!({ "grpo": g }))
-    };
+    let keeping = rl_config(
+        root,
+        root,
+        json!({"grpo": {"sample_steps": 4, "rollouts": 3, "cond_probs": [0.5, 0.5],
+                        "export_sampling": "bundle"}}),
+    );
     let bundle = BundleDefaults {
         steps: 20,
         guidance: 2.0,
         ..BundleDefaults::default()
     };
-    let kept = policy_defaults(&bundle, &grpo(json!({"export_sampling": "bundle"})));
-    assert_eq!(kept, bundle);
-    let rollout = policy_defaults(&bundle, &grpo(json!({})));
+    assert_eq!(policy_defaults(&bundle, &keeping), bundle);
+    let rollout = policy_defaults(&bundle, &rl_config(root, root, json!({})));
     assert_eq!(
         (rollout.sampler, rollout.steps, rollout.guidance),
         (SamplerKind::Churn, 4, 0.0)
