@@ -7,7 +7,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use common::{losses, trained_dit};
-use orrery_pipeline::{ModelBundle, SamplerKind};
+use orrery_pipeline::{Mode, ModelBundle, SamplerKind};
+use orrery_train::distill::ExportSteps;
 use orrery_train::{DistillConfig, DistillTrainer, Run};
 use serde_json::json;
 
@@ -136,6 +137,28 @@ fn distillation_alternates_resumes_exactly_and_exports_a_four_step_student() {
         changed(&q, &teacher_q),
         "the student is exported, not the teacher"
     );
+
+    // `dmd.export_steps` sets each mode's steps in the exported bundle.
+    straight.config.dmd.export_steps = ExportSteps {
+        text2world: 2,
+        image2world: 1,
+        video2world: 3,
+    };
+    let bundle = ModelBundle::open(&straight.export().unwrap()).unwrap();
+    let calls: Vec<usize> = Mode::ALL
+        .into_iter()
+        .map(|mode| {
+            let settings = bundle.defaults.mode_settings(
+                mode,
+                Default::default(),
+                0,
+                orrery_flow::noise::NoiseKind::Fast,
+            );
+            assert_eq!(settings.sampler, SamplerKind::Distilled);
+            settings.calls().unwrap()
+        })
+        .collect();
+    assert_eq!(calls, [2, 1, 3]);
 }
 
 #[test]
@@ -152,6 +175,9 @@ fn bad_distillation_settings_are_named() {
     assert!(config(json!({"student_update_freq": 1})).contains("student_update_freq"));
     assert!(config(json!({"cond_probs": [0.5, 0.4]})).contains("dmd.cond_probs"));
     assert!(config(json!({"teacher_guidanc": 2})).contains("teacher_guidanc"));
+    let steps = config(json!({"export_steps": {"video2world": 5}}));
+    assert!(steps.contains("dmd.export_steps.video2world 5"), "{steps}");
+    assert!(config(json!({"export_steps": {"image2world": 0}})).contains("image2world 0"));
     // A teacher that is not a bundle is named.
     let err = DistillTrainer::new(distill_config(
         &dir.path().join("r"),

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use orrery_pipeline::distilled::DISTILLED_STEPS;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -27,6 +28,34 @@ pub struct Dmd2 {
     pub student_steps: usize,
     /// Keep the student's and critic's text projection frozen (`disable_proj_grad`).
     pub freeze_text_projection: bool,
+    /// Steps of the distilled sampler the exported student takes in each mode.
+    pub export_steps: ExportSteps,
+}
+
+/// Per-mode steps of the exported student's `orrery_sampling.json` (1 to 4 each; the released model takes 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSteps {
+    pub text2world: usize,
+    pub image2world: usize,
+    pub video2world: usize,
+}
+
+impl Default for ExportSteps {
+    fn default() -> Self {
+        Self {
+            text2world: DISTILLED_STEPS,
+            image2world: DISTILLED_STEPS,
+            video2world: DISTILLED_STEPS,
+        }
+    }
+}
+
+impl ExportSteps {
+    /// In the order of `orrery_pipeline::Mode` (Text2World, Image2World, Video2World).
+    pub fn by_mode(&self) -> [usize; 3] {
+        [self.text2world, self.image2world, self.video2world]
+    }
 }
 
 impl Default for Dmd2 {
@@ -38,6 +67,7 @@ impl Default for Dmd2 {
             cond_probs: vec![0.5, 0.25, 0.25],
             student_steps: 4,
             freeze_text_projection: true,
+            export_steps: ExportSteps::default(),
         }
     }
 }
@@ -87,6 +117,14 @@ impl DistillConfig {
             format!("dmd.student_steps {}: expected 1 to 4", d.student_steps)
         })?;
         check_probabilities("dmd.cond_probs", &d.cond_probs)?;
+        for (mode, steps) in ["text2world", "image2world", "video2world"]
+            .into_iter()
+            .zip(d.export_steps.by_mode())
+        {
+            check((1..=DISTILLED_STEPS).contains(&steps), || {
+                format!("dmd.export_steps.{mode} {steps}: expected 1 to {DISTILLED_STEPS}")
+            })?;
+        }
         check(self.run.steps >= d.student_update_freq, || {
             format!(
                 "run.steps {} is shorter than one student/critic cycle ({})",

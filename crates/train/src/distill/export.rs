@@ -7,6 +7,7 @@ use orrery_dit::DitModelDir;
 use orrery_pipeline::distilled::DISTILLED_STEPS;
 use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, WorldInput};
 
+use crate::distill::config::ExportSteps;
 use crate::distill::trainer::DistillTrainer;
 use crate::error::Result;
 use crate::trainer::bundle_files::{write_bundle_rest, write_transformer};
@@ -14,16 +15,17 @@ use crate::trainer::data::sample_clips;
 use crate::trainer::samples::{sample, sample_options, video_and_text_samples, write_sample_grid};
 
 /// The student's sampling defaults: the teacher bundle's sizes, rates and conditioning, with the distilled
-/// sampler at its four steps and no guidance in every mode.
-pub fn student_defaults(teacher: &BundleDefaults) -> BundleDefaults {
+/// sampler at its four steps (or the run's `dmd.export_steps` in a mode) and no guidance in every mode.
+pub fn student_defaults(teacher: &BundleDefaults, steps: &ExportSteps) -> BundleDefaults {
     let mut d = BundleDefaults {
         sampler: SamplerKind::Distilled,
         steps: DISTILLED_STEPS,
         guidance: 0.0,
         ..teacher.clone()
     };
-    for own in &mut d.per_mode {
+    for (own, mode_steps) in d.per_mode.iter_mut().zip(steps.by_mode()) {
         *own = ModeSampling {
+            steps: (mode_steps != DISTILLED_STEPS).then_some(mode_steps),
             conditional_frames: own.conditional_frames,
             ..ModeSampling::default()
         };
@@ -38,7 +40,7 @@ pub fn export_bundle(trainer: &DistillTrainer, dir: &Path) -> Result<()> {
     write_bundle_rest(
         dir,
         &trainer.config.teacher,
-        &student_defaults(&trainer.teacher_defaults),
+        &student_defaults(&trainer.teacher_defaults, &trainer.config.dmd.export_steps),
         &trainer.config,
     )
 }
@@ -50,7 +52,7 @@ pub fn write_samples(trainer: &DistillTrainer) -> Result<PathBuf> {
     let out_dir = &trainer.config.run.out_dir;
     let student = Engine::for_models(
         out_dir,
-        student_defaults(&trainer.teacher_defaults),
+        student_defaults(&trainer.teacher_defaults, &trainer.config.dmd.export_steps),
         Some(""),
         options.clone(),
     )?

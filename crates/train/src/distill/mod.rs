@@ -7,5 +7,5 @@ mod export;
 pub mod loss;
 pub mod trainer;
 
-pub use config::{DistillConfig, Dmd2};
+pub use config::{DistillConfig, Dmd2, ExportSteps};
 pub use trainer::DistillTrainer;
