@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use orrery_pipeline::distilled::DISTILLED_STEPS;
+use orrery_pipeline::Mode;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -52,9 +53,13 @@ impl Default for ExportSteps {
 }
 
 impl ExportSteps {
-    /// In the order of `orrery_pipeline::Mode` (Text2World, Image2World, Video2World).
-    pub fn by_mode(&self) -> [usize; 3] {
-        [self.text2world, self.image2world, self.video2world]
+    /// The steps `mode` takes.
+    pub fn of(&self, mode: Mode) -> usize {
+        match mode {
+            Mode::Text2World => self.text2world,
+            Mode::Image2World => self.image2world,
+            Mode::Video2World => self.video2world,
+        }
     }
 }
 
@@ -117,12 +122,13 @@ impl DistillConfig {
             format!("dmd.student_steps {}: expected 1 to 4", d.student_steps)
         })?;
         check_probabilities("dmd.cond_probs", &d.cond_probs)?;
-        for (mode, steps) in ["text2world", "image2world", "video2world"]
-            .into_iter()
-            .zip(d.export_steps.by_mode())
-        {
+        for mode in Mode::ALL {
+            let steps = d.export_steps.of(mode);
             check((1..=DISTILLED_STEPS).contains(&steps), || {
-                format!("dmd.export_steps.{mode} {steps}: expected 1 to {DISTILLED_STEPS}")
+                format!(
+                    "dmd.export_steps.{} {steps}: expected 1 to {DISTILLED_STEPS}",
+                    mode.name()
+                )
             })?;
         }
         check(self.run.steps >= d.student_update_freq, || {

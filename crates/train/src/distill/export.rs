@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use orrery_dit::DitModelDir;
 use orrery_pipeline::distilled::DISTILLED_STEPS;
-use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind, WorldInput};
+use orrery_pipeline::{BundleDefaults, Engine, Mode, ModeSampling, SamplerKind, WorldInput};
 
 use crate::distill::config::ExportSteps;
 use crate::distill::trainer::DistillTrainer;
@@ -23,7 +23,9 @@ pub fn student_defaults(teacher: &BundleDefaults, steps: &ExportSteps) -> Bundle
         guidance: 0.0,
         ..teacher.clone()
     };
-    for (own, mode_steps) in d.per_mode.iter_mut().zip(steps.by_mode()) {
+    for mode in Mode::ALL {
+        let own = &mut d.per_mode[mode as usize];
+        let mode_steps = steps.of(mode);
         *own = ModeSampling {
             steps: (mode_steps != DISTILLED_STEPS).then_some(mode_steps),
             conditional_frames: own.conditional_frames,
