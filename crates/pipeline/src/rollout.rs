@@ -1,6 +1,7 @@
 //! Stochastic samplers of RL post-training (posttraining spec section 3): the released Cosmos RL rollout sampler
-//! ([`RolloutSampler::Churn`], EDM sigmas with churn and the "2ab" update) and the Flow-GRPO SDE
-//! ([`RolloutSampler::FlowGrpo`], rectified-flow time). A rollout keeps the transitions a trainer asks for
+//! ([`RolloutSampler::Churn`], EDM sigmas with churn and the "2ab" update), the Flow-GRPO SDE
+//! ([`RolloutSampler::FlowGrpo`], rectified-flow time) and the distilled sampler with fresh noise
+//! ([`RolloutSampler::Distilled`], for post-training a distilled student). A rollout keeps the transitions a trainer asks for
 //! (input, time, mean, the sample that followed), from which [`transition_mean`] recomputes the mean with the
 //! current network for the policy ratio.
 //!
@@ -12,9 +13,10 @@ use candle_core::{DType, Tensor};
 use orrery_dit::CosmosDit;
 use orrery_flow::churn::{ChurnSchedule, Multistep};
 use orrery_flow::flow_grpo::SdeStep;
+use orrery_flow::trigflow::distilled_times;
 use orrery_flow::Schedule;
 
-use crate::distilled::{per_sample, trigflow_x0, TrigCondition};
+use crate::distilled::{per_sample, trigflow_x0, TrigCondition, DISTILLED_STEPS};
 use crate::error::{PipelineError, Result};
 
 /// The network's x0 from `x` = x0 + sigma e (B, C, T, h, w) at one EDM sigma per sample, conditioning frames
@@ -43,6 +45,17 @@ pub enum RolloutSampler {
         shift: f64,
         noise_level: f64,
     },
+    /// The first `steps` of the distilled sampler's four times, each x0 prediction re-noised to the next time with
+    /// fresh noise (the released loop re-uses the initial noise), so that every transition is Gaussian: in EDM
+    /// form its mean is the x0 prediction and its std the next sigma. The first transition's mean is the one-step
+    /// estimate a distilled model samples its one-step modes with.
+    Distilled { steps: usize },
+}
+
+/// EDM sigmas `tan t` of the distilled sampler's times; the first (pi/2) is 1.6e16 in float64, at which
+/// [`edm_x0`] hands the network the unit noise exactly as the distilled sampler does.
+pub fn distilled_sigmas() -> [f64; DISTILLED_STEPS] {
+    distilled_times().map(f64::tan)
 }
 
 impl RolloutSampler {
@@ -50,7 +63,7 @@ impl RolloutSampler {
     pub fn calls(&self) -> usize {
         match self {
             RolloutSampler::Churn(c) => c.steps + 1,
-            RolloutSampler::FlowGrpo { steps, .. } => *steps,
+            RolloutSampler::FlowGrpo { steps, .. } | RolloutSampler::Distilled { steps } => *steps,
         }
     }
 
@@ -59,7 +72,9 @@ impl RolloutSampler {
     pub fn stochastic_steps(&self) -> usize {
         match self {
             RolloutSampler::Churn(c) => c.steps - 1,
-            RolloutSampler::FlowGrpo { steps, .. } => steps - 1,
+            RolloutSampler::FlowGrpo { steps, .. } | RolloutSampler::Distilled { steps } => {
+                steps - 1
+            }
         }
     }
 
@@ -80,6 +95,15 @@ impl RolloutSampler {
                 }
                 Ok(())
             }
+            RolloutSampler::Distilled { steps } => {
+                if !(2..=DISTILLED_STEPS).contains(steps) {
+                    return Err(PipelineError::Settings(format!(
+                        "distilled rollout sampler: {steps} steps (expected 2 to {DISTILLED_STEPS}: the last step \
+                         is deterministic)"
+                    )));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -87,6 +111,7 @@ impl RolloutSampler {
     fn start(&self, e: &Tensor) -> Result<Tensor> {
         Ok(match self {
             RolloutSampler::Churn(c) => (e * c.sigma_max)?,
+            RolloutSampler::Distilled { .. } => (e * distilled_sigmas()[0])?,
             RolloutSampler::FlowGrpo { .. } => e.clone(),
         })
     }
@@ -222,6 +247,34 @@ pub fn rollout(
             }
             x
         }
+        RolloutSampler::Distilled { steps } => {
+            let sigmas = distilled_sigmas();
+            for i in 0..*steps {
+                let x0 = predict(&x, sigmas[i])?;
+                if i + 1 == *steps {
+                    x = x0;
+                    on_step(i + 1, calls);
+                    break;
+                }
+                let std = sigmas[i + 1];
+                let sample = (&x0 + (normal(x.dims())?.to_dtype(DType::F64)? * std)?)?;
+                if keep(i) {
+                    kept.push(Transition {
+                        step: i,
+                        input: x.to_dtype(DType::F32)?,
+                        time: sigmas[i],
+                        time_next: std,
+                        mean: x0.to_dtype(DType::F32)?,
+                        sample: sample.to_dtype(DType::F32)?,
+                        std,
+                        previous: None,
+                    });
+                }
+                x = sample;
+                on_step(i + 1, calls);
+            }
+            x
+        }
     };
     Ok(Rollout {
         transitions: kept,
@@ -248,6 +301,7 @@ pub fn transition_mean(
             let (_, v) = rf_prediction(&mut |x: &Tensor, s| denoiser.x0(x, s), x, t)?;
             sde_mean(x, &v, &SdeStep::new(t, t_next, *noise_level)?)
         }
+        RolloutSampler::Distilled { .. } => denoiser.x0(x, t),
     }
 }
 
@@ -287,7 +341,7 @@ fn sde_mean(x: &Tensor, v: &Tensor, step: &SdeStep) -> Result<Tensor> {
 /// The EDM sigma of a transition's time (Flow-GRPO's RF time t is sigma t / (1 - t)).
 pub fn edm_sigma(sampler: &RolloutSampler, time: f64) -> f64 {
     match sampler {
-        RolloutSampler::Churn(_) => time,
+        RolloutSampler::Churn(_) | RolloutSampler::Distilled { .. } => time,
         RolloutSampler::FlowGrpo { .. } => time / (1.0 - time),
     }
 }
@@ -333,6 +387,7 @@ mod tests {
                 shift: 3.0,
                 noise_level: 0.7,
             },
+            RolloutSampler::Distilled { steps: 4 },
         ] {
             let mut exact =
                 |x: &Tensor, _: f64| -> Result<Tensor> { Ok(data.to_dtype(x.dtype())?) };
@@ -344,8 +399,13 @@ mod tests {
             let r = rollout(&sampler, &mut exact, &e, normal, |i| i % 2 == 0, |_, _| {}).unwrap();
             let err = max_abs(&(r.latents.to_dtype(DType::F64).unwrap() - &data).unwrap());
             assert!(err < 1e-5, "{sampler:?}: {err}");
-            assert_eq!(r.transitions.len(), 5);
-            assert_eq!(sampler.stochastic_steps(), 9);
+            let stochastic = sampler.stochastic_steps();
+            assert_eq!(r.transitions.len(), stochastic.div_ceil(2));
+            let steps = match sampler {
+                RolloutSampler::Distilled { steps } => steps,
+                _ => 10,
+            };
+            assert_eq!(stochastic, steps - 1);
             // Every kept transition's mean, recomputed, is the rollout's; its sample lies near it.
             for tr in &r.transitions {
                 let mean = transition_mean(&sampler, &mut exact, tr).unwrap();
@@ -358,6 +418,45 @@ mod tests {
                 assert!(tr.std > 0.0 && tr.std.is_finite());
             }
         }
+    }
+
+    #[test]
+    fn the_distilled_rollout_re_noises_each_prediction_to_the_next_time() {
+        let shape = [1, 2, 2, 4, 4];
+        let sampler = RolloutSampler::Distilled { steps: 3 };
+        // A denoiser that returns a fixed x0 and records the sigmas and inputs it was called at.
+        let x0 = unit_noise(&shape, 5).to_dtype(DType::F64).unwrap();
+        let mut calls: Vec<(f64, Tensor)> = Vec::new();
+        let mut fixed = |x: &Tensor, sigma: f64| -> Result<Tensor> {
+            calls.push((sigma, x.clone()));
+            Ok(x0.clone())
+        };
+        let mut seed = 40;
+        let normal = |s: &[usize]| {
+            seed += 1;
+            Ok(unit_noise(s, seed))
+        };
+        let e = unit_noise(&shape, 9);
+        let r = rollout(&sampler, &mut fixed, &e, normal, |_| true, |_, _| {}).unwrap();
+        let sigmas: Vec<f64> = calls.iter().map(|(s, _)| *s).collect();
+        assert_eq!(sigmas, distilled_sigmas()[..3]);
+        // The first input is the unit noise at the pure-noise time: the network sees `e` itself.
+        let (first_sigma, first) = &calls[0];
+        let cos = first_sigma.atan().cos();
+        let seen = (first.to_dtype(DType::F64).unwrap() * cos).unwrap();
+        let e64 = e.to_dtype(DType::F64).unwrap();
+        assert!(max_abs(&(seen - &e64).unwrap()) < 1e-6);
+        // Two Gaussian transitions around the prediction with the next sigma as std; the last step is the mean.
+        assert_eq!(r.transitions.len(), 2);
+        for (k, tr) in r.transitions.iter().enumerate() {
+            assert_eq!((tr.time, tr.std), (sigmas[k], sigmas[k + 1]));
+            let d = max_abs(&(tr.mean.to_dtype(DType::F64).unwrap() - &x0).unwrap());
+            assert!(d < 1e-6, "{d}");
+        }
+        let last = max_abs(&(r.latents.to_dtype(DType::F64).unwrap() - &x0).unwrap());
+        assert!(last < 1e-6);
+        assert!(RolloutSampler::Distilled { steps: 1 }.check().is_err());
+        assert!(RolloutSampler::Distilled { steps: 5 }.check().is_err());
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use common::{losses, trained_dit};
+use orrery_pipeline::conditioning::batch_condition_mask;
+use orrery_pipeline::distilled::{trigflow_x0, TrigCondition};
 use orrery_pipeline::{Mode, ModelBundle, SamplerKind};
+use orrery_text::Overflow;
 use orrery_train::distill::ExportSteps;
 use orrery_train::{DistillConfig, DistillTrainer, Run};
 use serde_json::json;
@@ -161,6 +164,73 @@ fn distillation_alternates_resumes_exactly_and_exports_a_four_step_student() {
     assert_eq!(calls, [2, 1, 3]);
 }
 
+/// Mean squared distance of the student's one-step Video2World estimate (one conditioning latent frame) to the
+/// teacher's, from the same fixed noise, on the first two training clips.
+fn one_step_gap(trainer: &DistillTrainer) -> f32 {
+    let gt = trainer.data.latents.narrow(0, 0, 2).unwrap();
+    let (b, _, t, h, w) = gt.dims5().unwrap();
+    let mask = batch_condition_mask(&[1, 1], t, h, w, &Device::Cpu).unwrap();
+    let ids: Vec<Vec<u32>> = (0..b)
+        .map(|i| {
+            let caption = &trainer.data.captions[i][0];
+            trainer
+                .text
+                .config
+                .tokenize(caption, Overflow::Truncate)
+                .unwrap()
+        })
+        .collect();
+    let ids: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let text = trainer.text.embed_batch(&ids).unwrap();
+    let condition = TrigCondition {
+        gt: &gt,
+        mask: &mask,
+        text: &text,
+        pin_timestep: true,
+    };
+    let n = gt.elem_count();
+    let noise = Tensor::arange(0f32, n as f32, &Device::Cpu)
+        .and_then(|x| (x * 0.37)?.sin()?.reshape(gt.dims()))
+        .unwrap();
+    let times = vec![std::f64::consts::FRAC_PI_2; b];
+    let student = trigflow_x0(&trainer.student, &noise, &times, &condition).unwrap();
+    let teacher = trigflow_x0(&trainer.teacher, &noise, &times, &condition).unwrap();
+    (student - teacher)
+        .and_then(|d| d.sqr()?.mean_all()?.to_scalar::<f32>())
+        .unwrap()
+}
+
+#[test]
+fn the_one_step_regression_keeps_the_conditioned_estimate_near_the_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (_, _, teacher) = trained_dit(root);
+    let run = |name: &str, weight: f64| {
+        let mut config = distill_config(&root.join(name), &teacher);
+        config.run.steps = 10;
+        config.run.checkpoint_every = 10;
+        config.dmd.student_update_freq = 2;
+        // Image2World and Video2World only, so every sample is regressed.
+        config.dmd.cond_probs = vec![0.0, 0.5, 0.5];
+        config.dmd.regression_weight = weight;
+        let mut trainer = DistillTrainer::new(config).unwrap();
+        trainer.train(None, |_| {}).unwrap();
+        trainer
+    };
+    let (free, held) = (run("free", 0.0), run("held", 100.0));
+    // The student starts as the teacher, so the first update's regression is zero and the losses agree; the
+    // next ones differ.
+    let (a, b) = (losses(&free.session.history), losses(&held.session.history));
+    assert_eq!(a[0], b[0]);
+    assert_ne!(a[1..], b[1..]);
+    let (gap_free, gap_held) = (one_step_gap(&free), one_step_gap(&held));
+    assert!(gap_free > 0.0);
+    assert!(
+        gap_held < 0.5 * gap_free,
+        "regressed {gap_held} against free {gap_free}"
+    );
+}
+
 #[test]
 fn bad_distillation_settings_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,6 +248,7 @@ fn bad_distillation_settings_are_named() {
     let steps = config(json!({"export_steps": {"video2world": 5}}));
     assert!(steps.contains("dmd.export_steps.video2world 5"), "{steps}");
     assert!(config(json!({"export_steps": {"image2world": 0}})).contains("image2world 0"));
+    assert!(config(json!({"regression_weight": -1})).contains("dmd.regression_weight -1"));
     // A teacher that is not a bundle is named.
     let err = DistillTrainer::new(distill_config(
         &dir.path().join("r"),

@@ -129,6 +129,49 @@ fn lora_rl_trains_only_adapters_with_the_flow_grpo_sampler() {
 }
 
 #[test]
+fn rl_through_the_distilled_sampler_trains_and_exports_a_distilled_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (_, _, bundle) = trained_dit(root);
+    let extra = json!({
+        "grpo": {"sampler": "distilled", "sample_steps": 2, "rollouts": 3, "cond_probs": [0.5, 0.5],
+                 "log_ratio": "gaussian"},
+        "run": {"out_dir": root.join("d"), "seed": 5, "steps": 2, "batch_size": 1, "checkpoint_every": 2,
+                "keep_checkpoints": 1, "sample_every": 0}
+    });
+    let config = rl_config(&root.join("d"), &bundle, extra);
+    // A 2-step rollout trains on its first transition, the one-step estimate.
+    assert_eq!(config.grpo.trained_steps(), 1);
+    let mut t = RlTrainer::new(config.clone()).unwrap();
+    let before = t.session.vars.named_vars();
+    let q = |vars: &[(String, candle_core::Var)]| {
+        vars.iter()
+            .find(|(n, _)| n == "dit.blocks.0.self_attn.q_proj.weight")
+            .unwrap()
+            .1
+            .as_tensor()
+            .copy()
+            .unwrap()
+    };
+    let q0 = q(&before);
+    // Every policy weight gets a gradient each step (AdamW refuses otherwise).
+    t.train(None, |_| {}).unwrap();
+    let q1 = q(&t.session.vars.named_vars());
+    assert!(orrery_nn::compare::max_abs_diff(&q0, &q1).unwrap() > 0.0);
+    assert!(t.rewards.points.iter().all(|p| p.mean.is_finite()));
+    // A bundle that is not distilled exports with the distilled sampler at the run's steps; a distilled one
+    // keeps its own per-mode sampling.
+    let d = ModelBundle::open(&t.export().unwrap()).unwrap().defaults;
+    assert_eq!((d.sampler, d.steps), (SamplerKind::Distilled, 2));
+    let student = BundleDefaults {
+        sampler: SamplerKind::Distilled,
+        steps: 3,
+        ..BundleDefaults::default()
+    };
+    assert_eq!(policy_defaults(&student, &config), student);
+}
+
+#[test]
 fn bad_rl_settings_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let read = |extra: serde_json::Value| {
@@ -146,6 +189,11 @@ fn bad_rl_settings_are_named() {
     assert!(read(json!({"grpo": {"cond_probs": [0.5]}})).contains("grpo.cond_probs"));
     assert!(read(json!({"grpo": {"sampler": "ddim"}})).contains("ddim"));
     assert!(read(json!({"grpo": {"export_sampling": "best"}})).contains("best"));
+    let distilled = read(json!({"grpo": {"sampler": "distilled", "sample_steps": 5}}));
+    assert!(
+        distilled.contains("distilled rollout sampler: 5 steps"),
+        "{distilled}"
+    );
     assert!(read(json!({"rewards": []})).contains("rewards"));
     assert!(
         read(json!({"rewards": [{"kind": "external", "weight": 1.0}]})).contains("reward_command")

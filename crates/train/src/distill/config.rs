@@ -31,6 +31,11 @@ pub struct Dmd2 {
     pub freeze_text_projection: bool,
     /// Steps of the distilled sampler the exported student takes in each mode.
     pub export_steps: ExportSteps,
+    /// Weight of a regression that keeps the student's one-step estimate on conditioned samples (Image2World,
+    /// Video2World) at the teacher's own one-step estimate from the same noise, added to the DMD loss (0: the
+    /// released recipe, which has none). The teacher's one-step estimate is its conditional mean: this trades the
+    /// student's sharper but less accurate conditioned futures for the teacher's.
+    pub regression_weight: f64,
 }
 
 /// Per-mode steps of the exported student's `orrery_sampling.json` (1 to 4 each; the released model takes 4).
@@ -73,6 +78,7 @@ impl Default for Dmd2 {
             student_steps: 4,
             freeze_text_projection: true,
             export_steps: ExportSteps::default(),
+            regression_weight: 0.0,
         }
     }
 }
@@ -108,6 +114,15 @@ impl DistillConfig {
         check(d.teacher_guidance.is_finite(), || {
             "dmd.teacher_guidance must be a finite number".into()
         })?;
+        check(
+            d.regression_weight >= 0.0 && d.regression_weight.is_finite(),
+            || {
+                format!(
+                    "dmd.regression_weight {}: expected a finite number >= 0",
+                    d.regression_weight
+                )
+            },
+        )?;
         check(d.student_update_freq >= 2, || {
             format!(
                 "dmd.student_update_freq {}: expected at least 2 (the critic needs steps too)",

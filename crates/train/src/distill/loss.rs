@@ -32,6 +32,15 @@ pub fn critic_loss(student: &Tensor, fake: &Tensor, sin_t: &[f64]) -> Result<Ten
     (per_sample * weights)?.mean_all()
 }
 
+/// The regression of the student's one-step estimate onto the teacher's: `mean_b weight_b mean (student -
+/// teacher)^2`, with `weights` (B,) zero for the samples it leaves to the DMD loss alone.
+pub fn regression_loss(student: &Tensor, teacher: &Tensor, weights: &[f64]) -> Result<Tensor> {
+    let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
+    let weights = Tensor::from_vec(weights, student.dim(0)?, student.device())?;
+    let per_sample = per_sample_mean(&(student - teacher.detach())?.sqr()?)?;
+    (per_sample * weights)?.mean_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +91,23 @@ mod tests {
             .sum_all()
             .unwrap();
         assert_eq!(dg.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn the_regression_pulls_weighted_samples_to_the_teacher_and_leaves_the_others() {
+        let g = Var::from_tensor(&tensor(&[0.5, -1.0, 2.0, 0.0])).unwrap();
+        let teacher = tensor(&[0.0, 0.0, 1.0, 1.0]);
+        let loss = regression_loss(g.as_tensor(), &teacher, &[4.0, 0.0]).unwrap();
+        // Sample 0: 4 (0.25 + 1) / 2, sample 1 weighted 0; the batch mean halves.
+        assert!((loss.to_scalar::<f32>().unwrap() - 1.25).abs() < 1e-6);
+        let grads = loss.backward().unwrap();
+        let dg = grads.get(g.as_tensor()).unwrap().flatten_all().unwrap();
+        let dg = dg.to_vec1::<f32>().unwrap();
+        // d/dG = weight 2 (G - teacher) / N / B = 4 (G - teacher) / 2 for sample 0, 0 for sample 1.
+        let expected = [1.0f32, -2.0, 0.0, 0.0];
+        for (i, (&d, e)) in dg.iter().zip(expected).enumerate() {
+            assert!((d - e).abs() < 1e-6, "{i}: {d} vs {e}");
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   loss pulls G along (critic(x_D) - guided teacher(x_D)) / w ([`super::loss::dmd_loss`]);
 //! - **critic iteration** (the others): the critic learns to denoise the student's samples
 //!   ([`super::loss::critic_loss`]).
+//! - with `dmd.regression_weight` > 0, the student iteration also regresses its one-step estimate on conditioned
+//!   samples onto the teacher's from the same noise ([`super::loss::regression_loss`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +30,7 @@ use orrery_text::{Overflow, WordEncoder, WordEncoderConfig};
 use orrery_vae::{VaeModelPath, WanVae};
 
 use crate::distill::config::DistillConfig;
-use crate::distill::loss::{critic_loss, dmd_loss};
+use crate::distill::loss::{critic_loss, dmd_loss, regression_loss};
 use crate::dit::latents::LatentSet;
 use crate::error::{Result, TrainError};
 use crate::trainer::config::RunConfig;
@@ -265,7 +267,41 @@ impl DistillTrainer {
         } else {
             cond
         };
-        Ok(dmd_loss(&g, &fake, &target)?)
+        let dmd = dmd_loss(&g, &fake, &target)?;
+        match self.one_step_regression(batch, &condition, &g)? {
+            Some(regression) => Ok((dmd + regression)?),
+            None => Ok(dmd),
+        }
+    }
+
+    /// `dmd.regression_weight` times the distance of the student's one-step estimate to the teacher's on the
+    /// conditioned samples, both from the batch's pure noise and unguided, as the teacher samples its one-step
+    /// modes; `None` when the weight is zero or no sample is conditioned. `g` is the backward simulation's sample,
+    /// which is the one-step estimate when it took one step.
+    fn one_step_regression(
+        &self,
+        batch: &Batch,
+        condition: &TrigCondition,
+        g: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let weight = self.config.dmd.regression_weight;
+        let weights: Vec<f64> = batch
+            .cond_frames
+            .iter()
+            .map(|&n| if n > 0 { weight } else { 0.0 })
+            .collect();
+        if weights.iter().all(|&w| w == 0.0) {
+            return Ok(None);
+        }
+        let noise = &batch.student_noise;
+        let first = vec![distilled_times()[0]; noise.dim(0)?];
+        let student = if batch.student_steps == 1 {
+            g.clone()
+        } else {
+            trigflow_x0(&self.student, noise, &first, condition)?
+        };
+        let teacher = trigflow_x0(&self.teacher, noise, &first, condition)?.detach();
+        Ok(Some(regression_loss(&student, &teacher, &weights)?))
     }
 
     /// The student's EMA weights (names without the prefix).

@@ -23,6 +23,8 @@ pub enum SamplerChoice {
     Churn,
     /// Flow-GRPO's SDE in rectified-flow time.
     FlowGrpo,
+    /// The distilled sampler with fresh noise at each step (2 to 4 steps), for post-training a distilled student.
+    Distilled,
 }
 
 /// The sampling the post-trained bundle is exported with.
@@ -112,6 +114,9 @@ impl Grpo {
                 steps: self.sample_steps,
                 shift: self.shift,
                 noise_level: self.noise_level,
+            },
+            SamplerChoice::Distilled => RolloutSampler::Distilled {
+                steps: self.sample_steps,
             },
         }
     }

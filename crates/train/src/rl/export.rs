@@ -20,15 +20,22 @@ use crate::trainer::session::write_file;
 /// The post-trained model's sampling defaults: the bundle's sizes, rates and conditioning, with the sampler it
 /// was trained through (the churn sampler at the run's steps and guidance) in every mode. A Flow-GRPO run's
 /// model keeps the bundle's own sampler (the SDE is a training device; its ODE is the bundle's UniPC), and so does
-/// a run with `grpo.export_sampling` "bundle".
+/// a run with `grpo.export_sampling` "bundle". A distilled run's model samples with the distilled sampler: a
+/// distilled bundle keeps its per-mode steps, another takes the run's steps in every mode.
 pub fn policy_defaults(bundle: &BundleDefaults, config: &RlConfig) -> BundleDefaults {
+    let distilled = config.grpo.sampler == SamplerChoice::Distilled;
     if config.grpo.sampler == SamplerChoice::FlowGrpo
         || config.grpo.export_sampling == ExportSampling::Bundle
+        || (distilled && bundle.sampler == SamplerKind::Distilled)
     {
         return bundle.clone();
     }
     let mut d = BundleDefaults {
-        sampler: SamplerKind::Churn,
+        sampler: if distilled {
+            SamplerKind::Distilled
+        } else {
+            SamplerKind::Churn
+        },
         steps: config.grpo.sample_steps,
         guidance: config.grpo.guidance,
         ..bundle.clone()
