@@ -178,11 +178,15 @@ impl WorldPipeline {
         // starts from this one's decoded last frame.
         let stage = Stage::start("vae-decode", self.device());
         let denormalized = self.vae.denormalize(&latents)?;
+        let (_, _, t, h, w) = denormalized.dims5()?;
+        let chunking = |h: usize, w: usize| Chunking::decode_within(&self.vae.config, t, h, w);
         let video = match self.decode_tiling {
-            Some(tiling) => self
-                .vae
-                .decode_tiled(&denormalized, tiling, Chunking::Stream(1))?,
-            None => self.vae.decode(&denormalized, Chunking::Stream(1))?,
+            Some(tiling) => self.vae.decode_tiled(
+                &denormalized,
+                tiling,
+                chunking(h.min(tiling.tile), w.min(tiling.tile)),
+            )?,
+            None => self.vae.decode(&denormalized, chunking(h, w))?,
         }
         .to_device(&Device::Cpu)?;
         stage.done()?;

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release -p orrery-vae --example vae_bench -- --config wan|CONFIG.json --frames 17 \
-//!     --size 64x64 [--mode encode|decode|both] [--tile N] [--runs R] [--dtype f32|bf16]
+//!     --size 64x64 [--mode encode|decode|both] [--tile N] [--runs R] [--dtype f32|bf16] [--decode-chunk N|whole]
 //! ```
 //! Prints one JSON line with every run's milliseconds per mode.
 
@@ -40,6 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .has("--tile")
         .then(|| arg("--tile", "32").parse())
         .transpose()?;
+    // Latent frames per decoder call: 1 (the pipeline's stream) or the whole clip at once.
+    let decode_chunking = match arg("--decode-chunk", "1").as_str() {
+        "whole" => Chunking::Whole,
+        n => Chunking::Stream(n.parse()?),
+    };
     let dev = Device::Cpu;
     let vae = WanVae::new(
         RandomWeights::new(0, 0.02).var_builder(dtype, &dev),
@@ -70,9 +75,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         tile: t,
                         overlap: (t / 4).max(1),
                     },
-                    Chunking::Stream(1),
+                    decode_chunking,
                 )?,
-                None => vae.decode(&latent, Chunking::Stream(1))?,
+                None => vae.decode(&latent, decode_chunking)?,
             };
             decode_ms.push(start.elapsed().as_secs_f64() * 1e3);
         }

@@ -18,6 +18,27 @@ pub enum Chunking {
     Stream(usize),
 }
 
+/// Decoded pixels (frames x height x width) one decoder call may produce when [`Chunking::decode_within`] picks
+/// the chunk: four frames of 832x480, what the reference's one latent frame at a time decodes to at 480p, so no
+/// size decodes with a larger peak than 480p already does.
+pub const DECODE_CHUNK_PIXELS: usize = 4 * 832 * 480;
+
+impl Chunking {
+    /// The decode chunking of `latent_frames` latent frames of `h` x `w` (latent size): as many latent frames per
+    /// call as stay within [`DECODE_CHUNK_PIXELS`], at least one. Small clips decode in one pass, which saves the
+    /// per-call overhead of many small convolutions; at 480p and above it is the reference's one at a time.
+    pub fn decode_within(config: &VaeConfig, latent_frames: usize, h: usize, w: usize) -> Self {
+        let s = config.spatial_factor();
+        let per_latent_frame = config.temporal_factor() * h * s * w * s;
+        let n = (DECODE_CHUNK_PIXELS / per_latent_frame.max(1)).max(1);
+        if n >= latent_frames {
+            Chunking::Whole
+        } else {
+            Chunking::Stream(n)
+        }
+    }
+}
+
 /// `WanVAE_`: encoder, `conv1` (1x1x1 on the encoder output), `conv2` (1x1x1 on the latent), decoder, and the
 /// per-channel latent mean and std.
 #[derive(Debug, Clone)]

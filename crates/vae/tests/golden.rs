@@ -105,6 +105,26 @@ fn streamed_equals_whole_clip() {
 }
 
 #[test]
+fn decode_chunks_are_chosen_by_size() {
+    let wan = orrery_vae::VaeConfig::wan2_1();
+    // 33 frames of 64x64 decode in one pass, 256x256 six latent frames at a time; 480p and 720p one at a time,
+    // as the reference does.
+    assert_eq!(Chunking::decode_within(&wan, 9, 8, 8), Chunking::Whole);
+    assert_eq!(
+        Chunking::decode_within(&wan, 9, 32, 32),
+        Chunking::Stream(6)
+    );
+    assert_eq!(
+        Chunking::decode_within(&wan, 24, 60, 104),
+        Chunking::Stream(1)
+    );
+    assert_eq!(
+        Chunking::decode_within(&wan, 24, 90, 160),
+        Chunking::Stream(1)
+    );
+}
+
+#[test]
 fn perturbing_a_frame_leaves_earlier_latents_unchanged() {
     let m = vae();
     let video = case(17, "video");
