@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use common::{losses, trained_dit};
+use common::{losses, trained_dit, var_copy};
 use orrery_pipeline::conditioning::batch_condition_mask;
 use orrery_pipeline::distilled::{trigflow_x0, TrigCondition};
 use orrery_pipeline::{Mode, ModelBundle, SamplerKind};
@@ -32,14 +32,7 @@ fn distill_config(out: &Path, teacher: &Path) -> DistillConfig {
 }
 
 fn var(trainer: &DistillTrainer, name: &str) -> Tensor {
-    let vars = trainer.session.vars.named_vars();
-    vars.into_iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no variable {name}"))
-        .1
-        .as_tensor()
-        .copy() // a variable's tensor changes in place as it trains
-        .unwrap()
+    var_copy(&trainer.session.vars, name)
 }
 
 fn changed(a: &Tensor, b: &Tensor) -> bool {

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{losses, trained_dit};
+use common::{losses, trained_dit, var_copy};
 use orrery_media::RgbImage;
 use orrery_pipeline::{BundleDefaults, ModelBundle, SamplerKind};
 use orrery_train::rl::export::policy_defaults;
@@ -143,20 +143,11 @@ fn rl_through_the_distilled_sampler_trains_and_exports_a_distilled_bundle() {
     // A 2-step rollout trains on its first transition, the one-step estimate.
     assert_eq!(config.grpo.trained_steps(), 1);
     let mut t = RlTrainer::new(config.clone()).unwrap();
-    let before = t.session.vars.named_vars();
-    let q = |vars: &[(String, candle_core::Var)]| {
-        vars.iter()
-            .find(|(n, _)| n == "dit.blocks.0.self_attn.q_proj.weight")
-            .unwrap()
-            .1
-            .as_tensor()
-            .copy()
-            .unwrap()
-    };
-    let q0 = q(&before);
+    let q = "dit.blocks.0.self_attn.q_proj.weight";
+    let q0 = var_copy(&t.session.vars, q);
     // Every policy weight gets a gradient each step (AdamW refuses otherwise).
     t.train(None, |_| {}).unwrap();
-    let q1 = q(&t.session.vars.named_vars());
+    let q1 = var_copy(&t.session.vars, q);
     assert!(orrery_nn::compare::max_abs_diff(&q0, &q1).unwrap() > 0.0);
     assert!(t.rewards.points.iter().all(|p| p.mean.is_finite()));
     // A bundle that is not distilled exports with the distilled sampler at the run's steps; a distilled one

@@ -51,6 +51,18 @@ pub fn trained_vae(out: &Path) -> std::path::PathBuf {
     vae.export().unwrap()
 }
 
+/// A copy of variable `name`'s value now (a variable's tensor changes in place as it trains).
+pub fn var_copy(vars: &orrery_nn::SeededVarMap, name: &str) -> Tensor {
+    vars.named_vars()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no variable {name}"))
+        .1
+        .as_tensor()
+        .copy()
+        .unwrap()
+}
+
 pub fn losses(h: &[LossPoint]) -> Vec<(usize, u32)> {
     h.iter().map(|p| (p.step, p.loss.to_bits())).collect()
 }
