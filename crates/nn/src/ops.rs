@@ -46,6 +46,20 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     composed::rms_norm(x, weight, eps)
 }
 
+/// The Wan VAE's RMS norm over channels, `F.normalize(x, dim=1) * sqrt(C) * gamma`, of `x` (N, C, ...), then SiLU
+/// when `silu`; `gamma` holds C elements. In float32, returned in the input's type.
+pub fn channel_rms_norm(x: &Tensor, gamma: &Tensor, silu: bool) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::channel_rms_norm(x, gamma, silu)?.to_dtype(x.dtype());
+    }
+    let y = composed::channel_rms_norm(x, gamma)?;
+    if silu {
+        y.silu()
+    } else {
+        Ok(y)
+    }
+}
+
 /// Softmax over the last dimension, in float32.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if fused(x) {
@@ -152,6 +166,35 @@ pub fn conv3d(x: &Tensor, kernel: &Tensor, stride_t: usize, padding: usize) -> R
     composed::conv3d(x, kernel, stride_t, padding)
 }
 
+/// [`conv3d`] with `p.front` zero frames before `x` (a causal convolution's start, without building them) and a
+/// bias (Cout) added when given: `p.padding` (ph, pw) as in [`kernels::conv3d_with`].
+pub fn conv3d_with(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    p: kernels::Conv3d,
+) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::conv3d_with(x, kernel, bias, p)?.to_dtype(x.dtype());
+    }
+    let (ph, pw) = p.padding;
+    if ph != pw {
+        candle_core::bail!("conv3d: padding ({ph}, {pw}) differs per axis (fused CPU kernel only)");
+    }
+    let x = if p.front > 0 {
+        let (b, _, c, h, w) = x.dims5()?;
+        let zeros = Tensor::zeros((b, p.front, c, h, w), x.dtype(), x.device())?;
+        Tensor::cat(&[&zeros, x], 1)?
+    } else {
+        x.clone()
+    };
+    let y = composed::conv3d(&x, kernel, p.stride_t, ph)?;
+    match bias {
+        None => Ok(y),
+        Some(b) => y.broadcast_add(&b.reshape((1, 1, b.elem_count(), 1, 1))?),
+    }
+}
+
 /// Exact (erf) GELU.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if fused(x) {
@@ -240,6 +283,21 @@ pub mod composed {
         let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
         x.broadcast_div(&(ms + eps)?.sqrt()?)?
             .broadcast_mul(&weight.to_dtype(DType::F32)?)?
+            .to_dtype(dtype)
+    }
+
+    /// [`super::channel_rms_norm`] without the SiLU: `x / max(||x||, 1e-12) * sqrt(C) * gamma` over dimension 1.
+    pub fn channel_rms_norm(x: &Tensor, gamma: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let c = x.dim(1)?;
+        let xf = x.to_dtype(DType::F32)?;
+        // F.normalize: x / max(||x||, 1e-12)
+        let norm = xf.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
+        let mut gamma_shape = vec![1; x.rank()];
+        gamma_shape[1] = c;
+        let gamma = gamma.to_dtype(DType::F32)?.reshape(gamma_shape)?;
+        (xf.broadcast_div(&norm)? * (c as f64).sqrt())?
+            .broadcast_mul(&gamma)?
             .to_dtype(dtype)
     }
 

@@ -307,3 +307,207 @@ fn backward_passes_are_bit_reproducible() {
         assert_eq!(grads(), first);
     }
 }
+
+/// A seeded input (N, C, H, W), with pixel (0, 0) of every frame all zero (the norm's clamp) when `zero_pixel`, and
+/// a gamma around 1.
+fn channel_norm_inputs(n: usize, c: usize, h: usize, w: usize, zero_pixel: bool) -> (Var, Var) {
+    let dev = Device::Cpu;
+    let mut data: Vec<f32> = (0..n * c * h * w)
+        .map(|i| ((i * 7919) % 97) as f32 / 24.0 - 2.0)
+        .collect();
+    for i in (0..n * c).filter(|_| zero_pixel) {
+        data[i * h * w] = 0.0;
+    }
+    let x = Tensor::from_vec(data, (n, c, h, w), &dev).unwrap();
+    let gamma: Vec<f32> = (0..c).map(|i| 0.5 + 0.25 * i as f32).collect();
+    let gamma = Tensor::from_vec(gamma, (c, 1, 1, 1), &dev).unwrap();
+    (
+        Var::from_tensor(&x).unwrap(),
+        Var::from_tensor(&gamma).unwrap(),
+    )
+}
+
+#[test]
+fn channel_rms_norm_matches_composed_ops() {
+    // The VAE's norm (golden-tested against PyTorch through the VAE) composed from candle ops, with and without
+    // the SiLU after it: outputs and both gradients, at sizes that split the pixel passes into several blocks.
+    for silu in [false, true] {
+        let (x, gamma) = channel_norm_inputs(3, 6, 40, 30, false);
+        let probe = Tensor::rand(-1f32, 1f32, (3, 6, 40, 30), &Device::Cpu).unwrap();
+        let run = |fused: bool| {
+            let y = if fused {
+                kernels::channel_rms_norm(x.as_tensor(), gamma.as_tensor(), silu).unwrap()
+            } else {
+                let y = ops::composed::channel_rms_norm(x.as_tensor(), gamma.as_tensor()).unwrap();
+                if silu {
+                    y.silu().unwrap()
+                } else {
+                    y
+                }
+            };
+            let g = (&y * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let dx = g.get(x.as_tensor()).unwrap().clone();
+            let dg = g.get(gamma.as_tensor()).unwrap().clone();
+            (y, dx, dg)
+        };
+        let (fused, composed) = (run(true), run(false));
+        assert_eq!(fused.2.dims(), &[6, 1, 1, 1]);
+        for (what, a, b) in [
+            ("output", &fused.0, &composed.0),
+            ("x gradient", &fused.1, &composed.1),
+            ("gamma gradient", &fused.2, &composed.2),
+        ] {
+            let err = max_rel_err(a, b).unwrap();
+            assert!(err < 1e-5, "silu {silu}: {what} differs by {err:e}");
+        }
+    }
+}
+
+#[test]
+fn channel_rms_norm_gradients_match_finite_differences() {
+    for silu in [false, true] {
+        let (x, gamma) = channel_norm_inputs(2, 3, 4, 5, true);
+        // The zero pixel's gradient is (k / eps) gu, far beyond what finite differences resolve: its output is
+        // masked out of the loss.
+        let mut mask = vec![1f32; 4 * 5];
+        mask[0] = 0.0;
+        let mask = Tensor::from_vec(mask, (1, 1, 4, 5), &Device::Cpu).unwrap();
+        let vars = vec![
+            ("x".to_string(), x.clone()),
+            ("gamma".to_string(), gamma.clone()),
+        ];
+        let loss = || {
+            let y = kernels::channel_rms_norm(x.as_tensor(), gamma.as_tensor(), silu)?;
+            y.broadcast_mul(&mask)?.sqr()?.sum_all()
+        };
+        check_gradients(&vars, loss, 16, 1e-2, 2e-2, 2e-3)
+            .unwrap_or_else(|e| panic!("silu {silu}: {e}"))
+            .assert_ok();
+        // At the clamped pixel the output is 0 and the gradient finite (PyTorch's; candle's composed sqrt gives NaN).
+        let y = kernels::channel_rms_norm(x.as_tensor(), gamma.as_tensor(), silu).unwrap();
+        let at_zero = y.narrow(2, 0, 1).unwrap().narrow(3, 0, 1).unwrap();
+        assert_eq!(
+            at_zero
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let dx = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            dx.iter().all(|v| v.is_finite()),
+            "silu {silu}: non-finite gradient"
+        );
+    }
+}
+
+#[test]
+fn channel_rms_norm_rejects_bad_shapes() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev).unwrap();
+    let wrong = Tensor::ones(4, DType::F32, &dev).unwrap();
+    assert!(kernels::channel_rms_norm(&x, &wrong, true).is_err());
+    let flat = Tensor::zeros((2, 3), DType::F32, &dev).unwrap();
+    assert!(
+        kernels::channel_rms_norm(&flat, &Tensor::ones(3, DType::F32, &dev).unwrap(), false)
+            .is_err()
+    );
+}
+
+#[test]
+fn conv3d_front_zeros_and_bias_match_explicit_ops() {
+    // Front zero frames skipped in the kernel equal zero frames concatenated before the input, and the fused bias
+    // equals a broadcast add: outputs and the gradients of x, the kernel and the bias (stride 1 and 2 in time).
+    let dev = Device::Cpu;
+    for (stride_t, front) in [(1, 2), (1, 1), (2, 2), (1, 0)] {
+        let x =
+            Var::from_tensor(&Tensor::rand(-1f32, 1f32, (2, 5, 3, 9, 7), &dev).unwrap()).unwrap();
+        let w =
+            Var::from_tensor(&Tensor::rand(-1f32, 1f32, (4, 3, 3, 3, 3), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::rand(-1f32, 1f32, 4, &dev).unwrap()).unwrap();
+        let p = kernels::Conv3d {
+            stride_t,
+            padding: (1, 1),
+            front,
+        };
+        let fused =
+            kernels::conv3d_with(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), p).unwrap();
+        let zeros = Tensor::zeros((2, front, 3, 9, 7), DType::F32, &dev).unwrap();
+        let padded = Tensor::cat(&[&zeros, x.as_tensor()], 1).unwrap();
+        let explicit = kernels::conv3d(&padded, w.as_tensor(), stride_t, (1, 1))
+            .unwrap()
+            .broadcast_add(&b.as_tensor().reshape((1, 1, 4, 1, 1)).unwrap())
+            .unwrap();
+        assert_eq!(fused.dims(), explicit.dims());
+        let probe = Tensor::rand(-1f32, 1f32, fused.dims(), &dev).unwrap();
+        let grads = |y: &Tensor| {
+            let g = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            [&x, &w, &b].map(|v| g.get(v.as_tensor()).unwrap().clone())
+        };
+        let err = max_rel_err(&fused, &explicit).unwrap();
+        assert!(
+            err < 1e-6,
+            "stride {stride_t}, front {front}: output differs by {err:e}"
+        );
+        let (fused_grads, explicit_grads) = (grads(&fused), grads(&explicit));
+        for (i, name) in ["x", "kernel", "bias"].into_iter().enumerate() {
+            let err = max_rel_err(&fused_grads[i], &explicit_grads[i]).unwrap();
+            assert!(
+                err < 1e-5,
+                "stride {stride_t}, front {front}: {name} gradient differs by {err:e}"
+            );
+        }
+    }
+    // As many zero frames as taps, or a bias of the wrong size, is an error.
+    let x = Tensor::zeros((1, 2, 3, 4, 4), DType::F32, &dev).unwrap();
+    let w = Tensor::zeros((4, 3, 3, 3, 3), DType::F32, &dev).unwrap();
+    let p = |front| kernels::Conv3d {
+        stride_t: 1,
+        padding: (1, 1),
+        front,
+    };
+    assert!(kernels::conv3d_with(&x, &w, None, p(3)).is_err());
+    let wrong = Tensor::zeros(5, DType::F32, &dev).unwrap();
+    assert!(kernels::conv3d_with(&x, &w, Some(&wrong), p(2)).is_err());
+}
+
+#[test]
+fn conv3d_with_front_zeros_and_bias_has_finite_difference_gradients() {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::rand(-1f32, 1f32, (1, 3, 2, 5, 4), &dev).unwrap()).unwrap();
+    let w = Var::from_tensor(&Tensor::rand(-1f32, 1f32, (3, 2, 3, 3, 3), &dev).unwrap()).unwrap();
+    let b = Var::from_tensor(&Tensor::rand(-1f32, 1f32, 3, &dev).unwrap()).unwrap();
+    let p = kernels::Conv3d {
+        stride_t: 1,
+        padding: (1, 1),
+        front: 2,
+    };
+    let vars = vec![
+        ("x".to_string(), x.clone()),
+        ("w".to_string(), w.clone()),
+        ("b".to_string(), b.clone()),
+    ];
+    let loss = || {
+        kernels::conv3d_with(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), p)?
+            .sqr()?
+            .sum_all()
+    };
+    check_gradients(&vars, loss, 12, 1e-2, 2e-2, 2e-3)
+        .unwrap()
+        .assert_ok();
+}

@@ -2,7 +2,6 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use orrery_nn::ops;
 
 use crate::config::VaeConfig;
 use crate::layers::{
@@ -67,7 +66,7 @@ impl Head {
 
     fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
         let (b, t, _, _, _) = x.dims5()?;
-        let h = unframes(&ops::silu(&self.norm.forward(&frames(x)?)?)?, b, t)?;
+        let h = unframes(&self.norm.forward_silu(&frames(x)?)?, b, t)?;
         self.conv.forward(&h, cache)
     }
 }

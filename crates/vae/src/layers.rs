@@ -2,8 +2,9 @@
 //! plain (B T, C, H, W) batch. Every temporal layer keeps its streaming state in a [`StreamCache`] slot: the last
 //! input frames it still needs, so a clip processed in chunks gives exactly what the whole clip gives.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
+use orrery_nn::kernels::Conv3d;
 use orrery_nn::ops;
 
 /// One temporal layer's state between chunks.
@@ -70,15 +71,12 @@ impl RmsNorm {
 
     /// `x` (N, C, H, W).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let c = x.dim(1)?;
-        let xf = x.to_dtype(DType::F32)?;
-        // F.normalize: x / max(||x||, 1e-12)
-        let norm = xf.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
-        let gamma = self.gamma.to_dtype(DType::F32)?.reshape((1, c, 1, 1))?;
-        (xf.broadcast_div(&norm)? * (c as f64).sqrt())?
-            .broadcast_mul(&gamma)?
-            .to_dtype(dtype)
+        ops::channel_rms_norm(x, &self.gamma, false)
+    }
+
+    /// SiLU of the norm, in one pass.
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        ops::channel_rms_norm(x, &self.gamma, true)
     }
 }
 
@@ -115,22 +113,30 @@ impl Conv2d {
 
     /// (N, Cin, H, W) -> (N, Cout, H', W')
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let cout = self.bias.dim(0)?;
-        let y = if self.stride == 1 {
+        if self.stride == 1 {
             // Frames as a one-frame video through the shared 3D convolution (the fused CPU kernel).
             let (n, c, h, w) = x.dims4()?;
             let (co, ci, kh, kw) = self.weight.dims4()?;
-            let y = ops::conv3d(
+            let y = ops::conv3d_with(
                 &x.reshape((n, 1, c, h, w))?,
                 &self.weight.reshape((co, ci, 1, kh, kw))?,
-                1,
-                self.padding,
+                Some(&self.bias),
+                spatial(1, self.padding, 0),
             )?;
-            y.squeeze(1)?
-        } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
-        };
-        y.broadcast_add(&self.bias.reshape((1, cout, 1, 1))?)
+            return y.squeeze(1);
+        }
+        let cout = self.bias.dim(0)?;
+        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+            .broadcast_add(&self.bias.reshape((1, cout, 1, 1))?)
+    }
+}
+
+/// A [`Conv3d`] of stride `stride_t` in time, `padding` on every spatial side and `front` zero frames.
+fn spatial(stride_t: usize, padding: usize, front: usize) -> Conv3d {
+    Conv3d {
+        stride_t,
+        padding: (padding, padding),
+        front,
     }
 }
 
@@ -168,28 +174,40 @@ impl CausalConv3d {
         })
     }
 
-    /// The convolution over `full` (B, T_in, C, H, W) -> (B, t_out, Cout, H, W), `stride_t` in time.
-    fn taps(&self, full: &Tensor, t_out: usize, stride_t: usize) -> Result<Tensor> {
-        let cout = self.bias.dim(0)?;
-        let y = ops::conv3d(full, &self.weight, stride_t, self.padding)?;
+    /// The convolution over `full` (B, T_in, C, H, W) with `front` zero frames before it -> (B, t_out, Cout, H, W),
+    /// `stride_t` in time.
+    fn taps(&self, full: &Tensor, t_out: usize, stride_t: usize, front: usize) -> Result<Tensor> {
+        let p = spatial(stride_t, self.padding, front);
+        let y = ops::conv3d_with(full, &self.weight, Some(&self.bias), p)?;
         debug_assert_eq!(y.dim(1)?, t_out);
-        y.broadcast_add(&self.bias.reshape((1, 1, cout, 1, 1))?)
+        Ok(y)
     }
 
     /// `x` (B, T, C, H, W) -> (B, T, Cout, H, W), continuing from (and updating) the layer's slot.
     pub fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
         let Some(slot) = self.slot else {
-            return self.taps(x, x.dim(1)?, 1);
+            return self.taps(x, x.dim(1)?, 1, 0);
         };
         let (b, t, c, h, w) = x.dims5()?;
-        let context = match &cache.slots[slot] {
-            Slot::Frames(f) => f.clone(),
-            _ => Tensor::zeros((b, self.kt - 1, c, h, w), x.dtype(), x.device())?,
-        };
-        let full = Tensor::cat(&[&context, x], 1)?;
-        let keep = full.dim(1)? - (self.kt - 1);
-        cache.slots[slot] = Slot::Frames(full.narrow(1, keep, self.kt - 1)?);
-        self.taps(&full, t, 1)
+        let ctx = self.kt - 1;
+        match &cache.slots[slot] {
+            Slot::Frames(context) => {
+                let full = Tensor::cat(&[context, x], 1)?;
+                cache.slots[slot] = Slot::Frames(full.narrow(1, t, ctx)?);
+                self.taps(&full, t, 1, 0)
+            }
+            // The start of a clip: zeros before it, which the kernel skips rather than reads.
+            _ => {
+                let kept = if t >= ctx {
+                    x.narrow(1, t - ctx, ctx)?
+                } else {
+                    let zeros = Tensor::zeros((b, ctx - t, c, h, w), x.dtype(), x.device())?;
+                    Tensor::cat(&[&zeros, x], 1)?
+                };
+                cache.slots[slot] = Slot::Frames(kept);
+                self.taps(x, t, 1, ctx)
+            }
+        }
     }
 
     /// The encoder's stride-2 `time_conv` (no padding): windows start at even global frame indices.
@@ -212,7 +230,7 @@ impl CausalConv3d {
         let rest = (next_start < len)
             .then(|| full.narrow(1, next_start, len - next_start))
             .transpose()?;
-        Ok((Some(self.taps(&full, windows, 2)?), rest))
+        Ok((Some(self.taps(&full, windows, 2, 0)?), rest))
     }
 }
 
@@ -254,8 +272,7 @@ impl ResidualBlock {
 
     pub fn forward(&self, x: &Tensor, cache: &mut StreamCache) -> Result<Tensor> {
         let (b, t, _, _, _) = x.dims5()?;
-        let norm_silu =
-            |n: &RmsNorm, x: &Tensor| unframes(&ops::silu(&n.forward(&frames(x)?)?)?, b, t);
+        let norm_silu = |n: &RmsNorm, x: &Tensor| unframes(&n.forward_silu(&frames(x)?)?, b, t);
         let h = match &self.shortcut {
             Some(s) => s.forward(x, cache)?,
             None => x.clone(),

@@ -1,14 +1,16 @@
 //! 3D convolution over frame-major video, `x` (B, T, Cin, H, W) -> (B, T', Cout, H', W'), spatial stride 1 with
-//! symmetric zero padding, temporal stride s and no temporal padding (causal callers prepend their context
-//! frames). Each output frame is a sum over the kt temporal taps of im2col + GEMM of one input frame, written
-//! straight into the output; rayon splits the work over frames.
+//! symmetric zero padding, temporal stride s, and in time optionally `front` implicit zero frames before the
+//! first (a causal convolution at the start of a clip; later chunks prepend their context frames instead), with
+//! an optional bias. Each output frame is a sum over the kt temporal taps of im2col + GEMM of one input frame
+//! (taps on the implicit zero frames are skipped), written straight into the output, its bias added while the
+//! frame is in cache; rayon splits the work over frames.
 //!
 //! Backward: the input gradient of each input frame gathers, over the (tap, output frame) pairs that read it,
 //! the 2D convolution of the output gradient with the flipped, transposed kernel ("full" padding), so frames
 //! are again independent; the weight gradient sums GEMMs of the output gradient with the im2col tiles in fixed
 //! groups of frames, added in order (bit-reproducible).
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{gemm, View};
@@ -32,19 +34,28 @@ struct Conv {
     stride_t: usize,
     ph: usize,
     pw: usize,
+    /// Implicit zero frames before the first input frame.
+    front: usize,
 }
 
 impl Conv {
-    fn new(x: &[usize], k: &[usize], stride_t: usize, (ph, pw): (usize, usize)) -> Result<Self> {
+    fn new(x: &[usize], k: &[usize], p: &Conv3d) -> Result<Self> {
+        let (stride_t, (ph, pw), front) = (p.stride_t, p.padding, p.front);
         let (&[b, t_in, cin, h, w], &[cout, kc, kt, kh, kw]) = (x, k) else {
             candle_core::bail!("conv3d: x (B, T, Cin, H, W) and kernel (Cout, Cin, kt, kh, kw) expected, got {x:?} and {k:?}")
         };
         if kc != cin || kt == 0 || kh == 0 || kw == 0 || stride_t == 0 {
             candle_core::bail!("conv3d: kernel {k:?} does not fit input {x:?}");
         }
-        if t_in < kt || h + 2 * ph < kh || w + 2 * pw < kw || ph >= kh || pw >= kw {
+        if t_in + front < kt
+            || front >= kt
+            || h + 2 * ph < kh
+            || w + 2 * pw < kw
+            || ph >= kh
+            || pw >= kw
+        {
             candle_core::bail!(
-                "conv3d: input {x:?} too small for kernel {k:?} with padding ({ph}, {pw})"
+                "conv3d: input {x:?} too small for kernel {k:?} with padding ({ph}, {pw}) and {front} zero frames in front"
             );
         }
         Ok(Self {
@@ -60,11 +71,26 @@ impl Conv {
             stride_t,
             ph,
             pw,
+            front,
         })
     }
 
     fn t_out(&self) -> usize {
-        (self.t_in - self.kt) / self.stride_t + 1
+        (self.t_in + self.front - self.kt) / self.stride_t + 1
+    }
+
+    /// The input frame (within its clip) that tap `dt` of output frame `t` reads; None on an implicit zero frame.
+    fn input_frame(&self, t: usize, dt: usize) -> Option<usize> {
+        (t * self.stride_t + dt).checked_sub(self.front)
+    }
+
+    /// The output frame whose tap `dt` reads input frame `t`, if any.
+    fn output_frame(&self, t: usize, dt: usize) -> Option<usize> {
+        (t + self.front)
+            .checked_sub(dt)
+            .filter(|v| v % self.stride_t == 0)
+            .map(|v| v / self.stride_t)
+            .filter(|&o| o < self.t_out())
     }
 
     fn h_out(&self) -> usize {
@@ -269,9 +295,10 @@ fn flipped_taps(w: &[f32], c: &Conv) -> Vec<f32> {
     out
 }
 
-fn forward(x: &[f32], w: &[f32], c: &Conv) -> Vec<f32> {
+fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, c: &Conv) -> Vec<f32> {
     let plane = c.plane();
-    let (in_frame, out_frame) = (c.cin * c.h * c.w, c.cout * c.h_out() * c.w_out());
+    let hw = c.h_out() * c.w_out();
+    let (in_frame, out_frame) = (c.cin * c.h * c.w, c.cout * hw);
     let (t_out, k2) = (c.t_out(), c.k2());
     let kernels = taps(w, c);
     let mut out = vec![0f32; c.b * t_out * out_frame];
@@ -282,17 +309,27 @@ fn forward(x: &[f32], w: &[f32], c: &Conv) -> Vec<f32> {
         .enumerate()
         .for_each_init(Vec::new, |col, (i, o)| {
             let (b, t) = (i / t_out, i % t_out);
+            let mut first = true;
             for dt in 0..c.kt {
-                let frame = b * c.t_in + t * c.stride_t + dt;
+                let Some(f) = c.input_frame(t, dt) else {
+                    continue;
+                };
+                let frame = b * c.t_in + f;
                 let kernel = &kernels[dt * c.cout * k2..(dt + 1) * c.cout * k2];
                 plane.conv(
                     &x[frame * in_frame..(frame + 1) * in_frame],
                     kernel,
                     c.cout,
                     o,
-                    dt > 0,
+                    !first,
                     col,
                 );
+                first = false;
+            }
+            if let Some(bias) = bias {
+                for (row, &v) in o.chunks_exact_mut(hw).zip(bias) {
+                    row.iter_mut().for_each(|y| *y += v);
+                }
             }
         });
     out
@@ -314,17 +351,9 @@ fn backward(x: &[f32], w: &[f32], g: &[f32], c: &Conv) -> (Vec<f32>, Vec<f32>) {
                 let (b, t) = (i / c.t_in, i % c.t_in);
                 let mut first = true;
                 for dt in 0..c.kt {
-                    // Output frame o reads input frame o stride + dt.
-                    let Some(o) = t
-                        .checked_sub(dt)
-                        .filter(|v| v % c.stride_t == 0)
-                        .map(|v| v / c.stride_t)
-                    else {
+                    let Some(o) = c.output_frame(t, dt) else {
                         continue;
                     };
-                    if o >= t_out {
-                        continue;
-                    }
                     let frame = b * t_out + o;
                     let kernel = &flipped[dt * c.cin * kk..(dt + 1) * c.cin * kk];
                     back.conv(
@@ -356,7 +385,10 @@ fn backward(x: &[f32], w: &[f32], g: &[f32], c: &Conv) -> (Vec<f32>, Vec<f32>) {
                 let (b, t) = (i / t_out, i % t_out);
                 let gf = &g[i * out_frame..(i + 1) * out_frame];
                 for dt in 0..c.kt {
-                    let frame = b * c.t_in + t * c.stride_t + dt;
+                    let Some(f) = c.input_frame(t, dt) else {
+                        continue;
+                    };
+                    let frame = b * c.t_in + f;
                     let dw_tap = &mut acc[dt * c.cout * k2..(dt + 1) * c.cout * k2];
                     plane.weight_grad(
                         &x[frame * in_frame..(frame + 1) * in_frame],
@@ -386,9 +418,47 @@ fn backward(x: &[f32], w: &[f32], g: &[f32], c: &Conv) -> (Vec<f32>, Vec<f32>) {
     (dx, dw)
 }
 
-struct Conv3d {
-    stride_t: usize,
-    padding: (usize, usize),
+/// The settings of a [`conv3d_with`]: temporal stride, spatial zero padding (ph, pw) (each below the kernel
+/// size), and implicit zero frames in front of the input (below kt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv3d {
+    pub stride_t: usize,
+    pub padding: (usize, usize),
+    pub front: usize,
+}
+
+impl Conv3d {
+    /// (dx, dw, db when `bias`) from the output gradient.
+    fn gradients(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+        bias: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let c = Conv::new(x.dims(), w.dims(), self)?;
+        let (dx, dw) = with_f32(x, |x| {
+            with_f32(w, |w| with_f32(grad, |g| backward(x, w, g, &c)))
+        })???;
+        let db = bias
+            .then(|| with_f32(grad, |g| bias_grad(g, &c)))
+            .transpose()?
+            .map(|db| tensor(db, &Shape::from(c.cout)))
+            .transpose()?;
+        Ok((tensor(dx, x.shape())?, tensor(dw, w.shape())?, db))
+    }
+}
+
+/// The bias gradient: the output gradient summed per channel over frames and pixels.
+fn bias_grad(g: &[f32], c: &Conv) -> Vec<f32> {
+    let hw = c.h_out() * c.w_out();
+    let mut db = vec![0f32; c.cout];
+    for frame in g.chunks_exact((c.cout * hw).max(1)) {
+        for (d, row) in db.iter_mut().zip(frame.chunks_exact(hw.max(1))) {
+            *d += row.iter().sum::<f32>();
+        }
+    }
+    db
 }
 
 impl CustomOp2 for Conv3d {
@@ -403,12 +473,12 @@ impl CustomOp2 for Conv3d {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let c = Conv::new(xl.dims(), wl.dims(), self.stride_t, self.padding)?;
+        let c = Conv::new(xl.dims(), wl.dims(), self)?;
         let (x, w) = (
-            f32_data(xs, xl, self.name())?,
-            f32_data(ws, wl, self.name())?,
+            f32_data(xs, xl, CustomOp2::name(self))?,
+            f32_data(ws, wl, CustomOp2::name(self))?,
         );
-        Ok(output(forward(x, w, &c), &c.out_shape()))
+        Ok(output(forward(x, w, None, &c), &c.out_shape()))
     }
 
     fn bwd(
@@ -418,11 +488,49 @@ impl CustomOp2 for Conv3d {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let c = Conv::new(x.dims(), w.dims(), self.stride_t, self.padding)?;
-        let (dx, dw) = with_f32(x, |x| {
-            with_f32(w, |w| with_f32(grad, |g| backward(x, w, g, &c)))
-        })???;
-        Ok((Some(tensor(dx, x.shape())?), Some(tensor(dw, w.shape())?)))
+        let (dx, dw, _) = self.gradients(x, w, grad, false)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for Conv3d {
+    fn name(&self) -> &'static str {
+        "orrery-conv3d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = CustomOp3::name(self);
+        let c = Conv::new(xl.dims(), wl.dims(), self)?;
+        let bias = f32_data(bs, bl, name)?;
+        if bias.len() != c.cout {
+            candle_core::bail!(
+                "conv3d: bias of {} for {} output channels",
+                bias.len(),
+                c.cout
+            );
+        }
+        let (x, w) = (f32_data(xs, xl, name)?, f32_data(ws, wl, name)?);
+        Ok(output(forward(x, w, Some(bias), &c), &c.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = self.gradients(x, w, grad, true)?;
+        Ok((Some(dx), Some(dw), db))
     }
 }
 
@@ -435,5 +543,25 @@ pub fn conv3d(
     stride_t: usize,
     padding: (usize, usize),
 ) -> Result<Tensor> {
-    prepare(x)?.apply_op2(&prepare(kernel)?, Conv3d { stride_t, padding })
+    let p = Conv3d {
+        stride_t,
+        padding,
+        front: 0,
+    };
+    conv3d_with(x, kernel, None, p)
+}
+
+/// [`conv3d`] with `p.front` zero frames before the input (T + front - kt frames in the window count) and a bias
+/// (Cout) added when given.
+pub fn conv3d_with(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv3d,
+) -> Result<Tensor> {
+    let (x, kernel) = (prepare(x)?, prepare(kernel)?);
+    match bias {
+        None => x.apply_op2(&kernel, p),
+        Some(b) => x.apply_op3(&kernel, &prepare(&b.flatten_all()?)?, p),
+    }
 }

@@ -10,6 +10,7 @@
 
 mod activation;
 mod attention;
+mod channel_norm;
 mod conv;
 mod gemm;
 mod math;
@@ -21,7 +22,8 @@ mod storage;
 
 pub use activation::{gelu_erf, gelu_tanh, silu};
 pub use attention::flash_attention;
-pub use conv::conv3d;
+pub use channel_norm::channel_rms_norm;
+pub use conv::{conv3d, conv3d_with, Conv3d};
 pub use modulate::{gated_residual, modulate};
 pub use norm::{layer_norm, rms_norm};
 pub use rope::rotate_half_rope;
