@@ -44,6 +44,12 @@ fn case(name: &str) -> (Vec<Vec<usize>>, Op, Op) {
             |t| kernels::flash_attention(&t[0], &t[1], &t[2]),
             |t| composed::attention(&t[0], &t[1], &t[2]),
         ),
+        // The VAE's norm and SiLU over 32 channels of 17 frames at 64x64.
+        "channel_rms_norm_silu" => (
+            vec![vec![17, 32, 64, 64], vec![32]],
+            |t| kernels::channel_rms_norm(&t[0], &t[1], true),
+            |t| composed::channel_rms_norm(&t[0], &t[1])?.silu(),
+        ),
         // A 32-channel causal 3x3x3 layer over 17 frames (plus 2 context frames) at 64x64.
         _ => (
             vec![vec![1, 19, 32, 64, 64], vec![32, 32, 3, 3, 3]],
@@ -60,6 +66,7 @@ const CASES: &[&str] = &[
     "rms_norm",
     "attention_512",
     "attention_4096",
+    "channel_rms_norm_silu",
     "conv3d",
 ];
 
