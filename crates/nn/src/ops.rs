@@ -160,10 +160,12 @@ pub fn rotate_half_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor
 /// padding `padding` on every side, no temporal padding (causal callers prepend their context frames), no bias.
 /// In `x`'s type.
 pub fn conv3d(x: &Tensor, kernel: &Tensor, stride_t: usize, padding: usize) -> Result<Tensor> {
-    if fused(x) {
-        return kernels::conv3d(x, kernel, stride_t, (padding, padding))?.to_dtype(x.dtype());
-    }
-    composed::conv3d(x, kernel, stride_t, padding)
+    let p = kernels::Conv3d {
+        stride_t,
+        padding: (padding, padding),
+        front: 0,
+    };
+    conv3d_with(x, kernel, None, p)
 }
 
 /// [`conv3d`] with `p.front` zero frames before `x` (a causal convolution's start, without building them) and a

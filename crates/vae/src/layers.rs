@@ -141,7 +141,8 @@ fn spatial(stride_t: usize, padding: usize, front: usize) -> Conv3d {
 }
 
 /// `CausalConv3d` with kernel (kt, k, k): spatial padding k/2, and in time the kt - 1 previous frames (zeros at
-/// the start of a clip). One [`ops::conv3d`] over the context and the new frames.
+/// the start of a clip, which the kernel skips). One [`ops::conv3d_with`] over the context and the new frames, with
+/// the bias.
 #[derive(Debug, Clone)]
 pub struct CausalConv3d {
     pub weight: Tensor,

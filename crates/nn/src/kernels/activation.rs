@@ -12,14 +12,14 @@ const INV_SQRT_2PI: f32 = 0.398_942_3;
 const GELU_TANH_C: f32 = 0.044_715;
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     GeluErf,
     GeluTanh,
     Silu,
 }
 
 #[inline(always)]
-fn forward_one(kind: Kind, x: f32) -> f32 {
+pub(super) fn forward_one(kind: Kind, x: f32) -> f32 {
     match kind {
         Kind::GeluErf => 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2)),
         Kind::GeluTanh => 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x))),
@@ -29,7 +29,7 @@ fn forward_one(kind: Kind, x: f32) -> f32 {
 
 /// d activation / dx.
 #[inline(always)]
-fn derivative(kind: Kind, x: f32) -> f32 {
+pub(super) fn derivative(kind: Kind, x: f32) -> f32 {
     match kind {
         Kind::GeluErf => {
             let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::math::sigmoid;
+use super::activation::{derivative, forward_one, Kind};
 use super::storage::{
     f32_data, multiversion, output, par_row_sums, par_rows, prepare, tensor, with_f32,
 };
@@ -50,10 +50,14 @@ impl Dims {
     }
 }
 
+/// `gz = g act'(z)`: the output gradient through the SiLU when there is one.
 #[inline(always)]
-fn silu_derivative(z: f32) -> f32 {
-    let s = sigmoid(z);
-    s * (1.0 + z * (1.0 - s))
+fn pre_activation_grad(g: f32, z: f32, silu: bool) -> f32 {
+    if silu {
+        g * derivative(Kind::Silu, z)
+    } else {
+        g
+    }
 }
 
 multiversion! {
@@ -76,10 +80,7 @@ multiversion! {
             let xr = &x[r * d.s..(r + 1) * d.s];
             let ir = &inv[n * d.s..(n + 1) * d.s];
             if silu {
-                o.iter_mut().zip(xr.iter().zip(ir)).for_each(|(o, (&v, &s))| {
-                    let z = v * s * g;
-                    *o = z * sigmoid(z)
-                });
+                o.iter_mut().zip(xr.iter().zip(ir)).for_each(|(o, (&v, &s))| *o = forward_one(Kind::Silu, v * s * g));
             } else {
                 o.iter_mut().zip(xr.iter().zip(ir)).for_each(|(o, (&v, &s))| *o = v * s * g);
             }
@@ -97,8 +98,7 @@ multiversion! {
             let (xr, gr) = (&x[range.clone()], &g[range]);
             for ((a, &s), (&v, &gv)) in corr.iter_mut().zip(inv).zip(xr.iter().zip(gr)) {
                 let u = v * s;
-                let gz = if silu { gv * silu_derivative(u * gm) } else { gv };
-                *a += gz * gm * u;
+                *a += pre_activation_grad(gv, u * gm, silu) * gm * u;
             }
         }
         let k2 = (d.c as f32).recip();
@@ -117,8 +117,7 @@ multiversion! {
             let (ir, cr) = (&inv[n * d.s..(n + 1) * d.s], &corr[n * d.s..(n + 1) * d.s]);
             for (j, o) in o.iter_mut().enumerate() {
                 let u = xr[j] * ir[j];
-                let gz = if silu { gr[j] * silu_derivative(u * gm) } else { gr[j] };
-                *o = ir[j] * (gz * gm - u * cr[j]);
+                *o = ir[j] * (pre_activation_grad(gr[j], u * gm, silu) * gm - u * cr[j]);
             }
         }
     }
@@ -134,8 +133,7 @@ multiversion! {
             let mut sum = 0.0f32;
             for ((&v, &gv), &s) in xr.iter().zip(gr).zip(ir) {
                 let u = v * s;
-                let gz = if silu { gv * silu_derivative(u * gamma[ch]) } else { gv };
-                sum += gz * u;
+                sum += pre_activation_grad(gv, u * gamma[ch], silu) * u;
             }
             acc[ch] += sum;
         }

@@ -437,14 +437,14 @@ impl Conv3d {
         bias: bool,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let c = Conv::new(x.dims(), w.dims(), self)?;
-        let (dx, dw) = with_f32(x, |x| {
-            with_f32(w, |w| with_f32(grad, |g| backward(x, w, g, &c)))
+        let ((dx, dw), db) = with_f32(x, |x| {
+            with_f32(w, |w| {
+                with_f32(grad, |g| {
+                    (backward(x, w, g, &c), bias.then(|| bias_grad(g, &c)))
+                })
+            })
         })???;
-        let db = bias
-            .then(|| with_f32(grad, |g| bias_grad(g, &c)))
-            .transpose()?
-            .map(|db| tensor(db, &Shape::from(c.cout)))
-            .transpose()?;
+        let db = db.map(|db| tensor(db, &Shape::from(c.cout))).transpose()?;
         Ok((tensor(dx, x.shape())?, tensor(dw, w.shape())?, db))
     }
 }
