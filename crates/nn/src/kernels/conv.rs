@@ -3,7 +3,8 @@
 //! first (a causal convolution at the start of a clip; later chunks prepend their context frames instead), with
 //! an optional bias. Each output frame is a sum over the kt temporal taps of im2col + GEMM of one input frame
 //! (taps on the implicit zero frames are skipped), written straight into the output, its bias added while the
-//! frame is in cache; rayon splits the work over frames.
+//! frame is in cache. rayon splits the work over runs of consecutive output frames, which share the im2col tile
+//! of each input frame they read.
 //!
 //! Backward: the input gradient of each input frame gathers, over the (tap, output frame) pairs that read it,
 //! the 2D convolution of the output gradient with the flipped, transposed kernel ("full" padding), so frames
@@ -295,44 +296,92 @@ fn flipped_taps(w: &[f32], c: &Conv) -> Vec<f32> {
     out
 }
 
+/// Output frames per work item of the forward pass, at most 8: an item builds each input frame's im2col tile once
+/// for all of its output frames that read it (kt times fewer at stride 1 than frame by frame), and there are at
+/// least two items per thread while the frames allow. Every output frame adds its taps in the same order for any
+/// item size, so the result does not depend on the thread count.
+fn frames_per_item(c: &Conv) -> usize {
+    let items = 2 * rayon::current_num_threads();
+    (c.b * c.t_out()).div_ceil(items).clamp(1, 8)
+}
+
 fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, c: &Conv) -> Vec<f32> {
-    let plane = c.plane();
     let hw = c.h_out() * c.w_out();
     let (in_frame, out_frame) = (c.cin * c.h * c.w, c.cout * hw);
-    let (t_out, k2) = (c.t_out(), c.k2());
+    let t_out = c.t_out();
     let kernels = taps(w, c);
     let mut out = vec![0f32; c.b * t_out * out_frame];
-    if out_frame == 0 {
+    if out_frame == 0 || in_frame == 0 {
         return out;
     }
-    out.par_chunks_mut(out_frame)
-        .enumerate()
-        .for_each_init(Vec::new, |col, (i, o)| {
-            let (b, t) = (i / t_out, i % t_out);
-            let mut first = true;
-            for dt in 0..c.kt {
-                let Some(f) = c.input_frame(t, dt) else {
-                    continue;
-                };
-                let frame = b * c.t_in + f;
-                let kernel = &kernels[dt * c.cout * k2..(dt + 1) * c.cout * k2];
-                plane.conv(
-                    &x[frame * in_frame..(frame + 1) * in_frame],
-                    kernel,
-                    c.cout,
-                    o,
-                    !first,
-                    col,
-                );
-                first = false;
-            }
-            if let Some(bias) = bias {
-                for (row, &v) in o.chunks_exact_mut(hw).zip(bias) {
-                    row.iter_mut().for_each(|y| *y += v);
-                }
-            }
+    let per = frames_per_item(c);
+    out.par_chunks_mut(t_out * out_frame)
+        .zip(x.par_chunks(c.t_in * in_frame))
+        .for_each(|(out_b, x_b)| {
+            out_b
+                .par_chunks_mut(per * out_frame)
+                .enumerate()
+                .for_each_init(Vec::new, |col, (item, o)| {
+                    forward_frames(x_b, &kernels, c, item * per, o, col);
+                    if let Some(bias) = bias {
+                        for frame in o.chunks_exact_mut(out_frame) {
+                            for (row, &v) in frame.chunks_exact_mut(hw).zip(bias) {
+                                row.iter_mut().for_each(|y| *y += v);
+                            }
+                        }
+                    }
+                });
         });
     out
+}
+
+/// Output frames `o0..` (as many as `out` holds, (n, Cout, h_out w_out)) of one clip `x` (T, Cin, H, W): tile by
+/// tile of output rows, each input frame the item reads is im2col'd once and multiplied by the kernel tap of each
+/// output frame that reads it, in ascending input frames, so each output frame sums its taps in ascending order.
+fn forward_frames(
+    x: &[f32],
+    kernels: &[f32],
+    c: &Conv,
+    o0: usize,
+    out: &mut [f32],
+    col: &mut Vec<f32>,
+) {
+    let plane = c.plane();
+    let (wo, ho, k2, hw) = (c.w_out(), c.h_out(), c.k2(), c.h_out() * c.w_out());
+    let (in_frame, out_frame, tap) = (c.cin * c.h * c.w, c.cout * hw, c.cout * k2);
+    let n = out.len() / out_frame;
+    // Input frames the item reads: o s + dt - front over its frames and taps, within the clip.
+    let first_in = (o0 * c.stride_t).saturating_sub(c.front);
+    let end_in = ((o0 + n - 1) * c.stride_t + c.kt - c.front).min(c.t_in);
+    let rows = plane.tile_rows();
+    col.resize(k2 * rows * wo, 0.0);
+    let mut written = vec![false; n];
+    for y0 in (0..ho).step_by(rows) {
+        let pixels = rows.min(ho - y0) * wo;
+        let tile = &mut col[..k2 * pixels];
+        written.fill(false);
+        for i in first_in..end_in {
+            plane.im2col(&x[i * in_frame..(i + 1) * in_frame], y0, pixels / wo, tile);
+            for (j, done) in written.iter_mut().enumerate() {
+                let Some(dt) = (i + c.front)
+                    .checked_sub((o0 + j) * c.stride_t)
+                    .filter(|&dt| dt < c.kt)
+                else {
+                    continue;
+                };
+                gemm(
+                    &mut out[j * out_frame + y0 * wo..],
+                    hw,
+                    (c.cout, pixels, k2),
+                    View::rows(&kernels[dt * tap..(dt + 1) * tap], k2),
+                    View::rows(tile, pixels),
+                    *done,
+                    1.0,
+                );
+                *done = true;
+            }
+        }
+    }
 }
 
 /// (dx, dw) from the output gradient `g`.
