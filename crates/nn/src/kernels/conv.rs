@@ -17,6 +17,8 @@ use rayon::prelude::*;
 use super::gemm::{gemm, View};
 use super::storage::{f32_data, output, prepare, sum_in_order, tensor, with_f32};
 
+mod winograd;
+
 /// Output pixels per im2col tile (the tile is K x this many floats).
 const TILE_PIXELS: usize = 1024;
 
@@ -309,11 +311,18 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, c: &Conv) -> Vec<f32> {
     let hw = c.h_out() * c.w_out();
     let (in_frame, out_frame) = (c.cin * c.h * c.w, c.cout * hw);
     let t_out = c.t_out();
-    let kernels = taps(w, c);
-    let mut out = vec![0f32; c.b * t_out * out_frame];
+    // Zeroed by the threads: a fresh vec![0; n] from reused memory is one serial memset.
+    let mut out = Vec::with_capacity(c.b * t_out * out_frame);
+    out.par_extend(rayon::iter::repeat_n(0f32, c.b * t_out * out_frame));
     if out_frame == 0 || in_frame == 0 {
         return out;
     }
+    let winograd = winograd::applies(c);
+    let kernels = if winograd {
+        winograd::transform_kernel(w, c)
+    } else {
+        taps(w, c)
+    };
     let per = frames_per_item(c);
     out.par_chunks_mut(t_out * out_frame)
         .zip(x.par_chunks(c.t_in * in_frame))
@@ -322,6 +331,10 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, c: &Conv) -> Vec<f32> {
                 .par_chunks_mut(per * out_frame)
                 .enumerate()
                 .for_each_init(Vec::new, |col, (item, o)| {
+                    if winograd {
+                        winograd::forward_frames(x_b, &kernels, bias, c, item * per, o);
+                        return;
+                    }
                     forward_frames(x_b, &kernels, c, item * per, o, col);
                     if let Some(bias) = bias {
                         for frame in o.chunks_exact_mut(out_frame) {
