@@ -4,7 +4,8 @@
 //! an optional bias. Each output frame is a sum over the kt temporal taps of im2col + GEMM of one input frame
 //! (taps on the implicit zero frames are skipped), written straight into the output, its bias added while the
 //! frame is in cache. rayon splits the work over runs of consecutive output frames, which share the im2col tile
-//! of each input frame they read.
+//! of each input frame they read. A 3x3 kernel with padding 1 (the VAE's convolutions) computes the same sums by
+//! Winograd's F(2x2, 3x3) instead ([`winograd`]).
 //!
 //! Backward: the input gradient of each input frame gathers, over the (tap, output frame) pairs that read it,
 //! the 2D convolution of the output gradient with the flipped, transposed kernel ("full" padding), so frames
