@@ -489,10 +489,11 @@ fn conv3d_front_zeros_and_bias_match_explicit_ops() {
 #[test]
 fn conv3d_3x3_same_matches_composed_ops_at_odd_sizes_and_several_bands() {
     // 3x3 kernels with padding 1 take the Winograd path: against candle's own convolution, at odd heights and
-    // widths (tiles cut at the edge), a single pixel, and a frame wide and tall enough for several bands of tiles.
+    // widths (tiles cut at the edge), a single pixel, a frame wide and tall enough for several bands of tiles, and
+    // temporal strides 1 and 2.
     let dev = Device::Cpu;
     for (shape, cout, kt) in [
-        ((1, 4, 3, 31, 70), 5, 3),
+        ((1, 7, 3, 31, 70), 5, 3),
         ((2, 3, 2, 5, 9), 3, 3),
         ((1, 3, 2, 1, 1), 2, 1),
         ((1, 2, 17, 8, 6), 16, 2),
@@ -500,14 +501,16 @@ fn conv3d_3x3_same_matches_composed_ops_at_odd_sizes_and_several_bands() {
         let (_, _, cin, _, _) = shape;
         let x = Tensor::rand(-1f32, 1f32, shape, &dev).unwrap();
         let w = Tensor::rand(-1f32, 1f32, (cout, cin, kt, 3, 3), &dev).unwrap();
-        let fused = kernels::conv3d(&x, &w, 1, (1, 1)).unwrap();
-        let composed = ops::composed::conv3d(&x, &w, 1, 1).unwrap();
-        assert_eq!(fused.dims(), composed.dims());
-        let err = max_rel_err(&fused, &composed).unwrap();
-        assert!(
-            err < 1e-5,
-            "{shape:?} -> {cout} channels: differs by {err:e}"
-        );
+        for stride_t in [1, 2] {
+            let fused = kernels::conv3d(&x, &w, stride_t, (1, 1)).unwrap();
+            let composed = ops::composed::conv3d(&x, &w, stride_t, 1).unwrap();
+            assert_eq!(fused.dims(), composed.dims());
+            let err = max_rel_err(&fused, &composed).unwrap();
+            assert!(
+                err < 1e-5,
+                "{shape:?} -> {cout} channels, stride {stride_t}: differs by {err:e}"
+            );
+        }
     }
 }
 
