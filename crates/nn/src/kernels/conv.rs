@@ -88,6 +88,12 @@ impl Conv {
         (t * self.stride_t + dt).checked_sub(self.front)
     }
 
+    /// The input frames (within the clip) that output frames `o0..o0 + n` read over all their taps; n >= 1.
+    fn input_frames(&self, o0: usize, n: usize) -> std::ops::Range<usize> {
+        let first = (o0 * self.stride_t).saturating_sub(self.front);
+        first..((o0 + n - 1) * self.stride_t + self.kt - self.front).min(self.t_in)
+    }
+
     /// The output frame whose tap `dt` reads input frame `t`, if any.
     fn output_frame(&self, t: usize, dt: usize) -> Option<usize> {
         (t + self.front)
@@ -364,9 +370,6 @@ fn forward_frames(
     let (wo, ho, k2, hw) = (c.w_out(), c.h_out(), c.k2(), c.h_out() * c.w_out());
     let (in_frame, out_frame, tap) = (c.cin * c.h * c.w, c.cout * hw, c.cout * k2);
     let n = out.len() / out_frame;
-    // Input frames the item reads: o s + dt - front over its frames and taps, within the clip.
-    let first_in = (o0 * c.stride_t).saturating_sub(c.front);
-    let end_in = ((o0 + n - 1) * c.stride_t + c.kt - c.front).min(c.t_in);
     let rows = plane.tile_rows();
     col.resize(k2 * rows * wo, 0.0);
     let mut written = vec![false; n];
@@ -374,7 +377,7 @@ fn forward_frames(
         let pixels = rows.min(ho - y0) * wo;
         let tile = &mut col[..k2 * pixels];
         written.fill(false);
-        for i in first_in..end_in {
+        for i in c.input_frames(o0, n) {
             plane.im2col(&x[i * in_frame..(i + 1) * in_frame], y0, pixels / wo, tile);
             for (j, done) in written.iter_mut().enumerate() {
                 let Some(dt) = (i + c.front)

@@ -110,19 +110,17 @@ fn frames_with(
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     let (in_frame, out_frame, k_all) = (c.cin * hw, c.cout * hw, c.kt * c.cin);
     let n = out.len() / out_frame;
-    // Input frames the item reads: o s + dt - front over its frames and taps, within the clip.
-    let first_in = (o0 * c.stride_t).saturating_sub(c.front);
-    let end_in = ((o0 + n - 1) * c.stride_t + c.kt - c.front).min(c.t_in);
-    let rows_in = (end_in - first_in) * c.cin;
+    let frames_in = c.input_frames(o0, n);
+    let (first_in, rows_in) = (frames_in.start, frames_in.len() * c.cin);
     let band = (BAND_TILES / tw).clamp(1, th);
     for ty0 in (0..th).step_by(band) {
         let tiles = band.min(th - ty0) * tw;
         let v = at_least(&mut s.v, XI * rows_in * tiles);
-        for (r, plane) in x[first_in * in_frame..end_in * in_frame]
+        let rows = at_least(&mut s.rows, (2 * (tiles / tw) + 6) * 2 * (tw + 1));
+        for (r, plane) in x[first_in * in_frame..frames_in.end * in_frame]
             .chunks_exact(hw)
             .enumerate()
         {
-            let rows = at_least(&mut s.rows, (2 * (tiles / tw) + 6) * 2 * (tw + 1));
             input_tiles(
                 plane,
                 h,
