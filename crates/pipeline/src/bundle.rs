@@ -49,6 +49,9 @@ pub struct TextEncoderPaths {
 pub struct ModelBundle {
     pub root: PathBuf,
     pub dit: DitModelDir,
+    /// The DiT of Text2World, Image2World and Video2World where the sampling defaults name another folder than
+    /// `transformer/` for the mode; the same architecture as `dit`.
+    pub mode_dits: [Option<DitModelDir>; 3],
     pub vae: VaeModelPath,
     pub text: Option<TextEncoderPaths>,
     pub defaults: BundleDefaults,
@@ -196,6 +199,35 @@ fn find_text_encoder(root: &Path) -> Option<TextEncoderPaths> {
         })
 }
 
+/// The DiT folders `defaults` names per mode, each checked to hold the architecture of `dit`.
+fn mode_dits(
+    root: &Path,
+    dit: &DitModelDir,
+    defaults: &BundleDefaults,
+) -> Result<[Option<DitModelDir>; 3]> {
+    let mut dirs: [Option<DitModelDir>; 3] = Default::default();
+    for (slot, name) in dirs.iter_mut().zip(&defaults.mode_transformers) {
+        let Some(name) = name else { continue };
+        let folder = root.join(name);
+        if !folder.is_dir() {
+            return Err(bundle_error(
+                &root.join(SAMPLING_FILE),
+                format!("names the DiT folder {name:?}, which the bundle does not have"),
+            ));
+        }
+        let mode_dit = DitModelDir::open(&folder)?;
+        if mode_dit.config != dit.config {
+            return Err(bundle_error(
+                &folder,
+                "its config.json is another architecture than transformer/'s (a mode's own DiT may differ in \
+                 weights only)",
+            ));
+        }
+        *slot = Some(mode_dit);
+    }
+    Ok(dirs)
+}
+
 impl ModelBundle {
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {
@@ -216,12 +248,15 @@ impl ModelBundle {
         } else {
             return Err(bundle_error(root, "no vae/ folder and no tokenizer.pth"));
         };
+        let defaults = BundleDefaults::read(&root.join(SAMPLING_FILE))?;
+        let mode_dits = mode_dits(root, &dit, &defaults)?;
         Ok(Self {
             root: root.to_owned(),
             dit,
+            mode_dits,
             vae,
             text: find_text_encoder(root),
-            defaults: BundleDefaults::read(&root.join(SAMPLING_FILE))?,
+            defaults,
         })
     }
 
@@ -378,6 +413,7 @@ impl ModelBundle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conditioning::Mode;
 
     /// A folder with one `.pt` (safetensors content: the loader goes by content) holding `tensors` of zeros.
     fn official_folder(tensors: &[(&str, &[usize])]) -> tempfile::TempDir {
@@ -406,6 +442,45 @@ mod tests {
         let odd = official_folder(&[x, ("net.action_embedder_B_D.fc1.weight", &[8192, 30])]);
         let err = official_dit(odd.path()).unwrap_err().to_string();
         assert!(err.contains("4 x action_dim"), "{err}");
+    }
+
+    #[test]
+    fn a_mode_s_own_dit_must_be_in_the_bundle_and_of_the_same_architecture() {
+        let models =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/orrery-physics-nano-palette");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for folder in ["transformer", "vae"] {
+            std::os::unix::fs::symlink(models.join(folder), root.join(folder)).unwrap();
+        }
+        std::fs::write(
+            root.join(SAMPLING_FILE),
+            r#"{"video2world": {"steps": 1, "transformer": "teacher_transformer"}}"#,
+        )
+        .unwrap();
+        let err = ModelBundle::open(root).unwrap_err().to_string();
+        assert!(err.contains("\"teacher_transformer\""), "{err}");
+        let own = root.join("teacher_transformer");
+        std::fs::create_dir(&own).unwrap();
+        let weights = "diffusion_pytorch_model.safetensors";
+        std::os::unix::fs::symlink(models.join("transformer").join(weights), own.join(weights))
+            .unwrap();
+        let mut config =
+            DitConfig::from_diffusers_file(&models.join("transformer/config.json")).unwrap();
+        config.num_blocks += 1;
+        std::fs::write(own.join("config.json"), config.to_diffusers_json()).unwrap();
+        let err = ModelBundle::open(root).unwrap_err().to_string();
+        assert!(err.contains("another architecture"), "{err}");
+        config.num_blocks -= 1;
+        std::fs::write(own.join("config.json"), config.to_diffusers_json()).unwrap();
+        let bundle = ModelBundle::open(root).unwrap();
+        assert_eq!(
+            bundle.mode_dits[Mode::Video2World as usize]
+                .as_ref()
+                .map(|d| &d.config),
+            Some(&bundle.dit.config)
+        );
+        assert!(bundle.mode_dits[Mode::Text2World as usize].is_none());
     }
 
     #[test]

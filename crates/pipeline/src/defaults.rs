@@ -30,17 +30,22 @@ pub struct BundleDefaults {
     pub width: usize,
     pub height: usize,
     pub fps: f64,
-    /// Steps and guidance of Text2World, Image2World and Video2World where they differ from the above.
+    /// Sampler, steps and guidance of Text2World, Image2World and Video2World where they differ from the above.
     pub per_mode: [ModeSampling; 3],
+    /// The bundle's subfolder whose DiT samples Text2World, Image2World and Video2World where it is not
+    /// `transformer/` (a distilled bundle keeps its teacher for the modes it samples in one step): the same
+    /// architecture, other weights.
+    pub mode_transformers: [Option<String>; 3],
     /// Where Image2World and Video2World keep the observed pixels ([`SamplingSettings::keep_observed`]); `None`
     /// for the released models.
     pub keep_observed: Option<KeepObserved>,
 }
 
-/// A mode's own sampling steps and guidance (`None`: the bundle's), and for Video2World its conditional latent
+/// A mode's own sampler, steps and guidance (`None`: the bundle's), and for Video2World its conditional latent
 /// frames (`None`: 2).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ModeSampling {
+    pub sampler: Option<SamplerKind>,
     pub steps: Option<usize>,
     pub guidance: Option<f64>,
     pub conditional_frames: Option<usize>,
@@ -61,6 +66,7 @@ impl Default for BundleDefaults {
             height: 704,
             fps: 16.0,
             per_mode: Default::default(),
+            mode_transformers: Default::default(),
             keep_observed: None,
         }
     }
@@ -84,8 +90,8 @@ impl BundleDefaults {
         }
     }
 
-    /// Sampling settings of `mode`: the steps, guidance and Video2World conditional frames of `overrides` (a
-    /// caller's, for every mode) where set, else the mode's own where the bundle sets them, else the bundle's.
+    /// Sampling settings of `mode`: the sampler, steps, guidance and Video2World conditional frames of `overrides`
+    /// (a caller's, for every mode) where set, else the mode's own where the bundle sets them, else the bundle's.
     pub fn mode_settings(
         &self,
         mode: Mode,
@@ -95,6 +101,7 @@ impl BundleDefaults {
     ) -> SamplingSettings {
         let own = self.per_mode[mode as usize];
         SamplingSettings {
+            sampler: overrides.sampler.or(own.sampler).unwrap_or(self.sampler),
             steps: overrides.steps.or(own.steps).unwrap_or(self.steps),
             guidance: overrides.guidance.or(own.guidance).unwrap_or(self.guidance),
             conditional_frames: overrides.conditional_frames.or(own.conditional_frames),
@@ -102,11 +109,28 @@ impl BundleDefaults {
         }
     }
 
+    /// These defaults for a bundle whose `transformer/` samples every mode (what a trainer exports from a bundle's
+    /// `transformer/` alone): a mode that had its own DiT keeps its steps and conditioning frames and takes the
+    /// bundle's sampler and guidance.
+    pub fn one_transformer(&self) -> BundleDefaults {
+        let mut d = self.clone();
+        for (name, own) in d.mode_transformers.iter_mut().zip(&mut d.per_mode) {
+            if name.take().is_some() {
+                own.sampler = None;
+                own.guidance = None;
+            }
+        }
+        d
+    }
+
     /// `orrery_sampling.json` as [`Self::read`] reads it back.
     pub fn to_json(&self) -> String {
         let mode = |m: Mode| {
             let own = self.per_mode[m as usize];
-            (own != ModeSampling::default()).then_some(ModeFile {
+            let transformer = self.mode_transformers[m as usize].clone();
+            (own != ModeSampling::default() || transformer.is_some()).then_some(ModeFile {
+                sampler: own.sampler.map(|s| s.name().to_owned()),
+                transformer,
                 steps: own.steps,
                 guidance: own.guidance,
                 conditional_frames: own.conditional_frames,
@@ -223,10 +247,15 @@ struct KeepObservedFile {
     margin: Option<u64>,
 }
 
-/// A mode's own steps and guidance; `conditional_frames` only for Video2World.
+/// A mode's own sampler, DiT folder, steps and guidance; `conditional_frames` only for Video2World.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModeFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sampler: Option<String>,
+    /// A subfolder of the bundle holding a DiT (config.json and weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transformer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     steps: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,6 +276,15 @@ fn finite(key: &str, x: Option<f64>) -> std::result::Result<Option<f64>, String>
         Some(v) if !v.is_finite() => Err(format!("{key}: {v}, expected a finite number")),
         x => Ok(x),
     }
+}
+
+/// Whether `name` is one plain path component (no separator, no `.` or `..`), so that it stays inside the bundle.
+fn is_subfolder_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.contains(['/', '\\'])
 }
 
 impl SamplingFile {
@@ -307,7 +345,20 @@ impl SamplingFile {
                     key("conditional_frames")
                 ));
             }
+            if let Some(name) = &own.transformer {
+                if !is_subfolder_name(name) {
+                    return Err(format!(
+                        "{}: {name:?}, expected the name of a folder inside the bundle",
+                        key("transformer")
+                    ));
+                }
+            }
+            d.mode_transformers[mode as usize] = own.transformer;
             d.per_mode[mode as usize] = ModeSampling {
+                sampler: own
+                    .sampler
+                    .map(|name| name.parse().map_err(|e| format!("{}: {e}", key("sampler"))))
+                    .transpose()?,
                 steps: positive(&key("steps"), own.steps)?,
                 guidance: finite(&key("guidance"), own.guidance)?,
                 conditional_frames: positive(&key("conditional_frames"), own.conditional_frames)?,
@@ -346,11 +397,13 @@ mod tests {
                     },
                     ModeSampling::default(),
                     ModeSampling {
+                        sampler: Some(SamplerKind::UniPc),
                         steps: Some(1),
                         guidance: Some(1.0),
                         conditional_frames: Some(3),
                     },
                 ],
+                mode_transformers: [None, Some("teacher_transformer".into()), None],
                 keep_observed: Some(KeepObserved {
                     threshold: 0.125,
                     margin: 2,
@@ -383,6 +436,7 @@ mod tests {
                 ModeSampling::default(),
                 ModeSampling::default(),
                 ModeSampling {
+                    sampler: Some(SamplerKind::Distilled),
                     steps: Some(1),
                     guidance: Some(1.5),
                     conditional_frames: Some(3),
@@ -392,7 +446,10 @@ mod tests {
         };
         let none = ModeSampling::default();
         let v2w = d.mode_settings(Mode::Video2World, none, 3, NoiseKind::Numpy);
-        assert_eq!((v2w.steps, v2w.guidance), (1, 1.5));
+        assert_eq!(
+            (v2w.sampler, v2w.steps, v2w.guidance),
+            (SamplerKind::Distilled, 1, 1.5)
+        );
         assert_eq!(v2w.conditional_latent_frames(Mode::Video2World), 3);
         assert_eq!(v2w.conditional_latent_frames(Mode::Image2World), 1);
         assert_eq!(
@@ -405,8 +462,17 @@ mod tests {
             ..ModeSampling::default()
         };
         let v2w = d.mode_settings(Mode::Video2World, caller, 3, NoiseKind::Numpy);
-        assert_eq!((v2w.steps, v2w.guidance), (4, 1.5));
+        assert_eq!(
+            (v2w.sampler, v2w.steps, v2w.guidance),
+            (SamplerKind::Distilled, 4, 1.5)
+        );
         assert_eq!(v2w.conditional_latent_frames(Mode::Video2World), 2);
+        let caller = ModeSampling {
+            sampler: Some(SamplerKind::UniPc),
+            ..ModeSampling::default()
+        };
+        let v2w = d.mode_settings(Mode::Video2World, caller, 3, NoiseKind::Numpy);
+        assert_eq!(v2w.sampler, SamplerKind::UniPc);
     }
 
     #[test]
@@ -431,6 +497,26 @@ mod tests {
                 "image2world.conditional_frames",
             ),
             (r#"{"video2world": {"step": 2}}"#, "step"),
+            (
+                r#"{"video2world": {"sampler": "euler"}}"#,
+                "video2world.sampler",
+            ),
+            (
+                r#"{"video2world": {"transformer": "../other/transformer"}}"#,
+                "video2world.transformer",
+            ),
+            (
+                r#"{"image2world": {"transformer": ".."}}"#,
+                "image2world.transformer",
+            ),
+            (
+                r#"{"image2world": {"transformer": ""}}"#,
+                "image2world.transformer",
+            ),
+            (
+                r#"{"image2world": {"transformer": "/abs"}}"#,
+                "image2world.transformer",
+            ),
             (r#"{"keep_observed": 0.3}"#, "keep_observed"),
             (r#"{"keep_observed": {"threshold": -1}}"#, "keep_observed"),
             (

@@ -67,6 +67,9 @@ struct Conditioning {
 /// gives on the CPU are moved there, and what [`WorldPipeline::generate`] returns is on the CPU.
 pub struct WorldPipeline {
     pub dit: CosmosDit,
+    /// The DiT of Text2World, Image2World and Video2World where a bundle gives the mode its own
+    /// ([`crate::BundleDefaults::mode_transformers`]); `dit` samples the others.
+    pub mode_dits: [Option<CosmosDit>; 3],
     pub vae: WanVae,
     /// Decode in overlapping spatial tiles (latent pixels) instead of whole frames, to bound the VAE's memory.
     pub decode_tiling: Option<Tiling>,
@@ -83,9 +86,15 @@ impl WorldPipeline {
         }
         Ok(Self {
             dit,
+            mode_dits: Default::default(),
             vae,
             decode_tiling: None,
         })
+    }
+
+    /// The DiT that samples `mode`.
+    pub fn dit_for(&self, mode: Mode) -> &CosmosDit {
+        self.mode_dits[mode as usize].as_ref().unwrap_or(&self.dit)
     }
 
     /// Where the networks run.
@@ -165,7 +174,7 @@ impl WorldPipeline {
         let condition = self.condition(request, shape)?;
         let stage = Stage::start("sample", self.device());
         let latents = sample_latents(
-            &self.dit,
+            self.dit_for(request.mode()),
             shape,
             request.text,
             request.negative,

@@ -218,7 +218,7 @@ impl Runner for EngineRunner {
         let (prompt, negative) = &clip[0];
         // The networks are taken out for the job: if it fails or panics they are loaded again next time.
         let generator = match self.models.take() {
-            Some(p) => engine.with_models(p.dit, p.vae),
+            Some(p) => engine.with_pipeline(p),
             None => engine.load(),
         }
         .map_err(text)?;

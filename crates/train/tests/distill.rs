@@ -9,7 +9,9 @@ use candle_core::{Device, Tensor};
 use common::{losses, trained_dit, var_copy};
 use orrery_pipeline::conditioning::batch_condition_mask;
 use orrery_pipeline::distilled::{trigflow_x0, TrigCondition};
-use orrery_pipeline::{Mode, ModelBundle, SamplerKind};
+use orrery_pipeline::{
+    Engine, GenerationOptions, Mode, ModelBundle, SamplerKind, WeightType, WorldInput,
+};
 use orrery_text::Overflow;
 use orrery_train::distill::ExportSteps;
 use orrery_train::{DistillConfig, DistillTrainer, Run};
@@ -155,6 +157,85 @@ fn distillation_alternates_resumes_exactly_and_exports_a_four_step_student() {
         })
         .collect();
     assert_eq!(calls, [2, 1, 3]);
+
+    // `dmd.teacher_modes` keeps the teacher for a mode: the bundle carries its DiT, and that mode's clip is
+    // the teacher bundle's, bit for bit; the other modes stay the student's.
+    straight.config.dmd.teacher_modes = vec!["image2world".into()];
+    let bundle_dir = straight.export().unwrap();
+    let bundle = ModelBundle::open(&bundle_dir).unwrap();
+    assert!(bundle.mode_dits[Mode::Image2World as usize].is_some());
+    assert!(bundle.mode_dits[Mode::Text2World as usize].is_none());
+    let teacher_bundle = ModelBundle::open(&teacher).unwrap();
+    let settings = |b: &ModelBundle, mode| {
+        b.defaults.mode_settings(
+            mode,
+            Default::default(),
+            0,
+            orrery_flow::noise::NoiseKind::Fast,
+        )
+    };
+    assert_eq!(
+        settings(&bundle, Mode::Image2World),
+        settings(&teacher_bundle, Mode::Image2World)
+    );
+    assert_eq!(
+        settings(&bundle, Mode::Text2World).sampler,
+        SamplerKind::Distilled
+    );
+    let image = generate(&teacher, &WorldInput::Text)[0].clone();
+    let input = WorldInput::Image(image);
+    assert_eq!(generate(&bundle_dir, &input), generate(&teacher, &input));
+    assert_ne!(
+        generate(&bundle_dir, &WorldInput::Text),
+        generate(&teacher, &WorldInput::Text)
+    );
+    // A trainer reading the bundle takes its `transformer/` for every mode: the student's own sampling.
+    let one = bundle.defaults.one_transformer();
+    assert_eq!(one.mode_transformers, [None, None, None]);
+    assert_eq!(
+        settings_of(&one, Mode::Image2World).sampler,
+        SamplerKind::Distilled
+    );
+    // Every mode to the teacher is refused: the bundle would not use the student.
+    let mut all = distill_config(&root.join("c"), &teacher);
+    all.dmd.teacher_modes = Mode::ALL.iter().map(|m| m.name().to_owned()).collect();
+    assert!(all.validate().unwrap_err().contains("every mode"));
+    all.dmd.teacher_modes = vec!["image2video".into()];
+    assert!(all.validate().unwrap_err().contains("image2video"));
+}
+
+fn settings_of(
+    d: &orrery_pipeline::BundleDefaults,
+    mode: Mode,
+) -> orrery_pipeline::SamplingSettings {
+    d.mode_settings(
+        mode,
+        Default::default(),
+        0,
+        orrery_flow::noise::NoiseKind::Fast,
+    )
+}
+
+/// The first clip of the bundle at `dir` from `input`, through the generation engine (seed 0, float32).
+fn generate(dir: &Path, input: &WorldInput) -> Vec<orrery_media::RgbImage> {
+    let options = GenerationOptions {
+        weights: Some(WeightType::F32),
+        ..GenerationOptions::default()
+    };
+    let engine = Engine::open(dir, options).unwrap();
+    let prompts = engine.prompts(&["a red ball"], true, None).unwrap();
+    engine
+        .load()
+        .unwrap()
+        .generate(
+            input,
+            &prompts.prompts[0],
+            prompts.negative.as_ref(),
+            0,
+            || {},
+        )
+        .unwrap()
+        .frames
 }
 
 /// Mean squared distance of the student's one-step Video2World estimate (one conditioning latent frame) to the

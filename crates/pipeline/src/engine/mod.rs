@@ -410,7 +410,8 @@ impl Engine {
     }
 
     /// Loads the DiT (in the engine's weight type) and the VAE (float32) on the engine's device, the DiT blocks
-    /// the memory options offload in host memory.
+    /// the memory options offload in host memory; a mode's own DiT where the bundle has one, with the same
+    /// adapters and placement.
     pub fn load(self) -> Result<Generator> {
         let device = &self.options.device;
         let stage = Stage::start("load", device);
@@ -421,12 +422,26 @@ impl Engine {
             .iter()
             .map(orrery_dit::LoraSpec::open)
             .collect::<orrery_dit::Result<Vec<_>>>()?;
-        let dit = bundle.dit.load_offloaded(
-            &loras,
-            self.weights.dtype(),
-            device,
-            self.options.memory.offload_blocks,
-        )?;
+        let load_dit = |dir: &orrery_dit::DitModelDir| {
+            dir.load_offloaded(
+                &loras,
+                self.weights.dtype(),
+                device,
+                self.options.memory.offload_blocks,
+            )
+        };
+        let dit = load_dit(&bundle.dit)?;
+        let mut mode_dits: [Option<CosmosDit>; 3] = Default::default();
+        for (i, dir) in bundle.mode_dits.iter().enumerate() {
+            let Some(dir) = dir else { continue };
+            // Modes that name one folder share one copy.
+            let loaded = (0..i)
+                .find(|&j| bundle.mode_dits[j].as_ref().map(|d| &d.weights) == Some(&dir.weights));
+            mode_dits[i] = Some(match loaded.and_then(|j| mode_dits[j].clone()) {
+                Some(shared) => shared,
+                None => load_dit(dir)?,
+            });
+        }
         let offloaded = dit.offloaded_blocks();
         if offloaded > 0 {
             tracing::info!(
@@ -436,13 +451,20 @@ impl Engine {
         }
         let vae = bundle.vae.load(DType::F32, device)?;
         stage.done()?;
-        self.with_models(dit, vae)
+        let mut pipeline = WorldPipeline::new(dit, vae)?;
+        pipeline.mode_dits = mode_dits;
+        self.with_pipeline(pipeline)
     }
 
     /// A generator over networks already in memory (a trainer's), which must be the bundle's architecture; the
     /// VAE decodes with the memory options' tiling.
     pub fn with_models(self, dit: CosmosDit, vae: WanVae) -> Result<Generator> {
-        let mut pipeline = WorldPipeline::new(dit, vae)?;
+        self.with_pipeline(WorldPipeline::new(dit, vae)?)
+    }
+
+    /// A generator over a pipeline already in memory (another generator's, [`Generator::into_pipeline`]); the VAE
+    /// decodes with the memory options' tiling.
+    pub fn with_pipeline(self, mut pipeline: WorldPipeline) -> Result<Generator> {
         pipeline.decode_tiling = self.options.memory.vae_tiling;
         Ok(Generator {
             pipeline,
@@ -683,7 +705,7 @@ mod tests {
                 ModeSampling {
                     steps: Some(1),
                     guidance: Some(0.0),
-                    conditional_frames: None,
+                    ..ModeSampling::default()
                 },
                 ModeSampling::default(),
             ],

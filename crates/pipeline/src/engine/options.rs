@@ -108,6 +108,7 @@ impl Default for SamplingOverrides {
 impl SamplingOverrides {
     pub fn per_mode(&self) -> ModeSampling {
         ModeSampling {
+            sampler: None,
             steps: self.steps,
             guidance: self.guidance,
             conditional_frames: self.conditional_frames,

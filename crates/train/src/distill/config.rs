@@ -36,6 +36,18 @@ pub struct Dmd2 {
     /// released recipe, which has none). The teacher's one-step estimate is its conditional mean: this trades the
     /// student's sharper but less accurate conditioned futures for the teacher's.
     pub regression_weight: f64,
+    /// Modes ("text2world", "image2world", "video2world") the exported bundle samples with the teacher's DiT
+    /// (copied into `teacher_transformer/`) and the teacher's own sampling instead of the student's. A mode the
+    /// teacher samples in one step gains no speed from distillation, so the student there can only lose
+    /// accuracy. Empty in the released recipe.
+    pub teacher_modes: Vec<String>,
+}
+
+impl Dmd2 {
+    /// Whether the exported bundle samples `mode` with the teacher.
+    pub fn teacher_samples(&self, mode: Mode) -> bool {
+        self.teacher_modes.iter().any(|m| m == mode.name())
+    }
 }
 
 /// Per-mode steps of the exported student's `orrery_sampling.json` (1 to 4 each; the released model takes 4).
@@ -79,6 +91,7 @@ impl Default for Dmd2 {
             freeze_text_projection: true,
             export_steps: ExportSteps::default(),
             regression_weight: 0.0,
+            teacher_modes: Vec::new(),
         }
     }
 }
@@ -146,6 +159,17 @@ impl DistillConfig {
                 )
             })?;
         }
+        for name in &d.teacher_modes {
+            check(Mode::ALL.iter().any(|m| m.name() == name), || {
+                format!(
+                    "dmd.teacher_modes: {name:?}, expected text2world, image2world or video2world"
+                )
+            })?;
+        }
+        check(Mode::ALL.iter().any(|&m| !d.teacher_samples(m)), || {
+            "dmd.teacher_modes names every mode: the exported bundle would not use the student"
+                .into()
+        })?;
         check(self.run.steps >= d.student_update_freq, || {
             format!(
                 "run.steps {} is shorter than one student/critic cycle ({})",

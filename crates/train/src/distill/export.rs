@@ -4,28 +4,46 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use orrery_dit::DitModelDir;
+use orrery_flow::noise::NoiseKind;
 use orrery_pipeline::distilled::DISTILLED_STEPS;
 use orrery_pipeline::{BundleDefaults, Engine, Mode, ModeSampling, SamplerKind, WorldInput};
 
-use crate::distill::config::ExportSteps;
+use crate::distill::config::Dmd2;
 use crate::distill::trainer::DistillTrainer;
 use crate::error::Result;
-use crate::trainer::bundle_files::{write_bundle_rest, write_transformer};
+use crate::trainer::bundle_files::{link_or_copy_folder, write_bundle_rest, write_transformer};
 use crate::trainer::data::sample_clips;
 use crate::trainer::samples::{sample, sample_options, video_and_text_samples, write_sample_grid};
 
+/// The folder of an exported bundle that holds the teacher's DiT for the modes `dmd.teacher_modes` names.
+pub const TEACHER_TRANSFORMER: &str = "teacher_transformer";
+
 /// The student's sampling defaults: the teacher bundle's sizes, rates and conditioning, with the distilled
-/// sampler at its four steps (or the run's `dmd.export_steps` in a mode) and no guidance in every mode.
-pub fn student_defaults(teacher: &BundleDefaults, steps: &ExportSteps) -> BundleDefaults {
+/// sampler at its four steps (or the run's `dmd.export_steps` in a mode) and no guidance in every mode, except
+/// that the modes `dmd.teacher_modes` names keep the teacher's sampler, steps and guidance and sample with the
+/// teacher's DiT from [`TEACHER_TRANSFORMER`].
+pub fn student_defaults(teacher: &BundleDefaults, dmd: &Dmd2) -> BundleDefaults {
     let mut d = BundleDefaults {
         sampler: SamplerKind::Distilled,
         steps: DISTILLED_STEPS,
         guidance: 0.0,
+        mode_transformers: Default::default(),
         ..teacher.clone()
     };
     for mode in Mode::ALL {
         let own = &mut d.per_mode[mode as usize];
-        let mode_steps = steps.of(mode);
+        if dmd.teacher_samples(mode) {
+            let s = teacher.mode_settings(mode, ModeSampling::default(), 0, NoiseKind::Numpy);
+            *own = ModeSampling {
+                sampler: Some(s.sampler),
+                steps: Some(s.steps),
+                guidance: Some(s.guidance),
+                conditional_frames: own.conditional_frames,
+            };
+            d.mode_transformers[mode as usize] = Some(TEACHER_TRANSFORMER.to_owned());
+            continue;
+        }
+        let mode_steps = dmd.export_steps.of(mode);
         *own = ModeSampling {
             steps: (mode_steps != DISTILLED_STEPS).then_some(mode_steps),
             conditional_frames: own.conditional_frames,
@@ -35,14 +53,22 @@ pub fn student_defaults(teacher: &BundleDefaults, steps: &ExportSteps) -> Bundle
     d
 }
 
-/// Writes `dir`: the student's EMA DiT as `transformer/`, the teacher's word encoder and VAE, the student's
-/// sampling defaults, and the run's config.
+/// Writes `dir`: the student's EMA DiT as `transformer/`, the teacher's word encoder and VAE, the teacher's DiT
+/// as [`TEACHER_TRANSFORMER`] where some mode samples with it, the student's sampling defaults, and the run's
+/// config.
 pub fn export_bundle(trainer: &DistillTrainer, dir: &Path) -> Result<()> {
     write_transformer(dir, trainer.student_weights()?, &trainer.model)?;
+    let dmd = &trainer.config.dmd;
+    if Mode::ALL.into_iter().any(|m| dmd.teacher_samples(m)) {
+        link_or_copy_folder(
+            &trainer.config.teacher.join("transformer"),
+            &dir.join(TEACHER_TRANSFORMER),
+        )?;
+    }
     write_bundle_rest(
         dir,
         &trainer.config.teacher,
-        &student_defaults(&trainer.teacher_defaults, &trainer.config.dmd.export_steps),
+        &student_defaults(&trainer.teacher_defaults, dmd),
         &trainer.config,
     )
 }
@@ -52,9 +78,14 @@ pub fn export_bundle(trainer: &DistillTrainer, dir: &Path) -> Result<()> {
 pub fn write_samples(trainer: &DistillTrainer) -> Result<PathBuf> {
     let options = sample_options();
     let out_dir = &trainer.config.run.out_dir;
+    // The sample rows show the student in every mode, whatever the bundle samples with the teacher.
+    let student_only = Dmd2 {
+        teacher_modes: Vec::new(),
+        ..trainer.config.dmd.clone()
+    };
     let student = Engine::for_models(
         out_dir,
-        student_defaults(&trainer.teacher_defaults, &trainer.config.dmd.export_steps),
+        student_defaults(&trainer.teacher_defaults, &student_only),
         Some(""),
         options.clone(),
     )?

@@ -103,7 +103,8 @@ impl DistillTrainer {
         let text = load_word_encoder(bundle, &device)?;
         let vae_path = VaeModelPath::open(&bundle.join("vae"))?;
         let vae = vae_path.load(DType::F32, &Device::Cpu)?;
-        let teacher_defaults = BundleDefaults::read(&bundle.join(SAMPLING_FILE))?;
+        // The teacher is the bundle's `transformer/`, and it samples every mode.
+        let teacher_defaults = BundleDefaults::read(&bundle.join(SAMPLING_FILE))?.one_transformer();
         let mut data =
             LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
         data.latents = data.latents.to_device(&device)?;

@@ -528,8 +528,10 @@ impl DitTrainer {
     pub fn export_defaults(&self) -> Result<BundleDefaults> {
         let own = self.bundle_defaults();
         let inherited = match (&self.text, &self.config.init_from) {
-            (CaptionEncoder::Reason1(reason1), _) => reason1.bundle.defaults.clone(),
-            (_, Some(bundle)) => BundleDefaults::read(&bundle.join(SAMPLING_FILE))?,
+            (CaptionEncoder::Reason1(reason1), _) => reason1.bundle.defaults.one_transformer(),
+            (_, Some(bundle)) => {
+                BundleDefaults::read(&bundle.join(SAMPLING_FILE))?.one_transformer()
+            }
             (_, None) => return Ok(own),
         };
         Ok(BundleDefaults {
@@ -556,6 +558,7 @@ impl DitTrainer {
             height: data.height as usize,
             fps: data.fps as f64,
             per_mode: Default::default(),
+            mode_transformers: Default::default(),
             keep_observed: None,
         };
         if self.video2world_frames() != Mode::Video2World.conditional_latent_frames() {

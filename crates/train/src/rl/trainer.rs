@@ -102,7 +102,8 @@ impl RlTrainer {
         let text = load_word_encoder(bundle, &device)?;
         let vae_path = VaeModelPath::open(&bundle.join("vae"))?;
         let vae = vae_path.load(DType::F32, &device)?;
-        let defaults = BundleDefaults::read(&bundle.join(SAMPLING_FILE))?;
+        // The policy is the bundle's `transformer/`, and it samples every mode.
+        let defaults = BundleDefaults::read(&bundle.join(SAMPLING_FILE))?.one_transformer();
         let data = LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
         let vars = SeededVarMap::new(config.run.seed);
         let vb = vars.var_builder(&device);
