@@ -60,6 +60,15 @@ pub fn channel_rms_norm(x: &Tensor, gamma: &Tensor, silu: bool) -> Result<Tensor
     }
 }
 
+/// Nearest-neighbour 2x spatial upsampling of `x` (N, C, H, W): (N, C, 2H, 2W), output pixel (y, x) the input's
+/// (y / 2, x / 2) (`nearest-exact` at scale 2).
+pub fn upsample_nearest_2x(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return kernels::upsample_nearest_2x(x)?.to_dtype(x.dtype());
+    }
+    composed::upsample_nearest_2x(x)
+}
+
 /// Softmax over the last dimension, in float32.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if fused(x) {
@@ -286,6 +295,14 @@ pub mod composed {
         x.broadcast_div(&(ms + eps)?.sqrt()?)?
             .broadcast_mul(&weight.to_dtype(DType::F32)?)?
             .to_dtype(dtype)
+    }
+
+    /// [`super::upsample_nearest_2x`] as a broadcast and a copy.
+    pub fn upsample_nearest_2x(x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        x.reshape((n, c, h, 1, w, 1))?
+            .broadcast_as((n, c, h, 2, w, 2))?
+            .reshape((n, c, 2 * h, 2 * w))
     }
 
     /// [`super::channel_rms_norm`] without the SiLU: `x / max(||x||, 1e-12) * sqrt(C) * gamma` over dimension 1.

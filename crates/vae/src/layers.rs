@@ -317,10 +317,7 @@ impl AttentionBlock {
 
 /// Nearest-neighbour x2 upsampling of (N, C, H, W) (`nearest-exact` at scale 2 picks `i / 2`).
 pub fn upsample2x(x: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    x.reshape((n, c, h, 1, w, 1))?
-        .broadcast_as((n, c, h, 2, w, 2))?
-        .reshape((n, c, 2 * h, 2 * w))
+    ops::upsample_nearest_2x(x)
 }
 
 /// The `Resample` modes of the Wan VAE.

@@ -93,19 +93,19 @@ pub enum BenchVideos<'a> {
     },
 }
 
-/// Wall-clock seconds the model spent per mode (its calls only, not the scoring), summed over the clips.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Wall-clock seconds the model spent on each clip per mode (its calls only, not the scoring), in clip order.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelSeconds {
-    pub video2world: f64,
-    pub image2world: f64,
-    pub text2world: f64,
+    pub video2world: Vec<f64>,
+    pub image2world: Vec<f64>,
+    pub text2world: Vec<f64>,
 }
 
-/// Runs `f`, adding its wall-clock seconds to `total`.
-fn timed<T>(total: &mut f64, f: impl FnOnce() -> T) -> T {
+/// Runs `f`, appending its wall-clock seconds to `clips`.
+fn timed<T>(clips: &mut Vec<f64>, f: impl FnOnce() -> T) -> T {
     let start = std::time::Instant::now();
     let out = f();
-    *total += start.elapsed().as_secs_f64();
+    clips.push(start.elapsed().as_secs_f64());
     out
 }
 
@@ -555,7 +555,9 @@ mod tests {
             [0, 1, 2, 3]
         );
         assert!(text_clips.iter().all(|&(_, r, m)| r == 17 && m == 17));
-        assert!(result.seconds.text2world > 0.0 && result.seconds.video2world == 0.0);
+        assert!(result.seconds.video2world.is_empty());
+        assert_eq!(result.seconds.text2world.len(), result.text2world.clips);
+        assert!(result.seconds.text2world.iter().all(|&s| s > 0.0));
         let objects: usize = clips.iter().map(|c| c.truth.scene.objects.len()).sum();
         assert_eq!(result.text2world.objects(), objects);
         assert_eq!(

@@ -229,7 +229,7 @@ pub(crate) fn pooled_rates<'a>(
 }
 
 /// Median of `v` (mean of the middle two for an even count; 0 for none).
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::activation::{derivative, forward_one, Kind};
 use super::storage::{
-    f32_data, multiversion, output, par_row_sums, par_rows, prepare, tensor, with_f32,
+    f32_data, multiversion, output, par_row_sums, par_rows, par_zeros, prepare, tensor, with_f32,
 };
 
 /// `F.normalize`'s floor on the norm.
@@ -161,7 +161,7 @@ fn inverse_norms(x: &[f32], d: Dims) -> Vec<f32> {
 
 fn forward(x: &[f32], gamma: &[f32], d: Dims, silu: bool) -> Vec<f32> {
     let inv = inverse_norms(x, d);
-    let mut out = vec![0f32; x.len()];
+    let mut out = par_zeros(x.len());
     if d.s > 0 {
         par_rows(&mut out, d.s, |first, o| {
             scale_rows(x, &inv, gamma, d, silu, first, o)

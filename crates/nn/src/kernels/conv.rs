@@ -16,7 +16,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::gemm::{gemm, View};
-use super::storage::{f32_data, output, prepare, sum_in_order, tensor, with_f32};
+use super::storage::{f32_data, output, par_zeros, prepare, sum_in_order, tensor, with_f32};
 
 mod winograd;
 
@@ -318,9 +318,7 @@ fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, c: &Conv) -> Vec<f32> {
     let hw = c.h_out() * c.w_out();
     let (in_frame, out_frame) = (c.cin * c.h * c.w, c.cout * hw);
     let t_out = c.t_out();
-    // Zeroed by the threads: a fresh vec![0; n] from reused memory is one serial memset.
-    let mut out = Vec::with_capacity(c.b * t_out * out_frame);
-    out.par_extend(rayon::iter::repeat_n(0f32, c.b * t_out * out_frame));
+    let mut out = par_zeros(c.b * t_out * out_frame);
     if out_frame == 0 || in_frame == 0 {
         return out;
     }

@@ -19,6 +19,7 @@ mod norm;
 mod rope;
 mod softmax;
 mod storage;
+mod upsample;
 
 pub use activation::{gelu_erf, gelu_tanh, silu};
 pub use attention::flash_attention;
@@ -29,3 +30,4 @@ pub use norm::{layer_norm, rms_norm};
 pub use rope::rotate_half_rope;
 pub use softmax::softmax_last_dim;
 pub use storage::with_f32;
+pub use upsample::upsample_nearest_2x;

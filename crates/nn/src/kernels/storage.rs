@@ -34,6 +34,14 @@ pub(crate) fn output(data: Vec<f32>, shape: &Shape) -> (CpuStorage, Shape) {
     (CpuStorage::F32(data), shape.clone())
 }
 
+/// `n` zeros written by the worker threads: a fresh `vec![0; n]` from reused memory is one serial memset, which
+/// for a kernel's output costs as much as a pass of the kernel.
+pub(crate) fn par_zeros(n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n);
+    out.par_extend(rayon::iter::repeat_n(0f32, n));
+    out
+}
+
 /// Rows of `row` elements per work item.
 fn rows_per_item(row: usize) -> usize {
     (GRAIN / row.max(1)).max(1)
