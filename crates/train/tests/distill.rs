@@ -189,6 +189,25 @@ fn distillation_alternates_resumes_exactly_and_exports_a_four_step_student() {
         generate(&bundle_dir, &WorldInput::Text),
         generate(&teacher, &WorldInput::Text)
     );
+    // The provenance record names the mode's DiT folder.
+    let engine = Engine::open(&bundle_dir, GenerationOptions::default()).unwrap();
+    let prompts = engine.prompts(&["a red ball"], true, None).unwrap();
+    let generator = engine.load().unwrap();
+    let out = generator
+        .generate(
+            &input,
+            &prompts.prompts[0],
+            prompts.negative.as_ref(),
+            0,
+            || {},
+        )
+        .unwrap();
+    let record = |mode| generator.record("a red ball", mode, 0, &out).transformer;
+    assert_eq!(
+        record(Mode::Image2World).as_deref(),
+        Some("teacher_transformer")
+    );
+    assert_eq!(record(Mode::Text2World), None);
     // A trainer reading the bundle takes its `transformer/` for every mode: the student's own sampling.
     let one = bundle.defaults.one_transformer();
     assert_eq!(one.mode_transformers, [None, None, None]);

@@ -613,6 +613,9 @@ impl Generator {
             seed,
             noise: s.noise.name().to_owned(),
             sampler: s.sampler.name().to_owned(),
+            transformer: self.pipeline.mode_dits[mode as usize]
+                .as_ref()
+                .and(e.defaults().mode_transformers[mode as usize].clone()),
             steps: s.steps,
             guidance: s.guidance,
             schedule: s.schedule.to_json(),

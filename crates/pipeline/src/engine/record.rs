@@ -23,6 +23,9 @@ pub struct GenerationRecord {
     /// "unipc" or "distilled".
     #[serde(default = "unipc")]
     pub sampler: String,
+    /// The bundle's folder whose DiT sampled the mode, where it is not `transformer/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformer: Option<String>,
     pub steps: usize,
     /// g of `cond + g (cond - uncond)` (0: the conditional prediction alone).
     pub guidance: f64,
