@@ -478,8 +478,9 @@ fn a_latent_cache_of_fewer_clips_is_extended_with_the_missing_ones() {
         d.clips = clips;
         d
     };
-    let build =
-        |clips, dir: &Path| LatentSet::build(&data(clips), &vae, &source.weights, dir).unwrap();
+    let build = |clips, dir: &Path| {
+        LatentSet::build(&data(clips), &vae, &source.weights, dir, None).unwrap()
+    };
     let whole = build(4, &root.join("whole"));
 
     // A 2-clip cache whose latents are marked (zeroed), so its reuse shows in the result.
@@ -507,8 +508,65 @@ fn a_latent_cache_of_fewer_clips_is_extended_with_the_missing_ones() {
     assert_eq!(fewer.captions, whole.captions[..3]);
     let mut other = data(4);
     other.seed += 1;
-    let reencoded = LatentSet::build(&other, &vae, &source.weights, &grown).unwrap();
+    let reencoded = LatentSet::build(&other, &vae, &source.weights, &grown, None).unwrap();
     assert_ne!(reencoded.captions, whole.captions);
+}
+
+#[test]
+fn an_object_weighted_run_caches_the_object_cells_and_weights_its_loss() {
+    use orrery_train::dit::LatentSet;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let vae_dir = trained_vae(&root.join("vae"));
+    let weighted = |weight: f64, out: &str| {
+        let mut c = dit_config(&root.join(out), &vae_dir);
+        c.flow.object_weight = weight;
+        c.flow.image_batch_prob = 0.0;
+        let mut trainer = DitTrainer::new(c).unwrap();
+        trainer.train(Some(1), |_| {}).unwrap();
+        trainer
+    };
+    let trainer = weighted(4.0, "weighted");
+    let cells = trainer.data.objects.clone().expect("object cells");
+    let (n, _, t, h, w) = trainer.data.latents.dims5().unwrap();
+    assert_eq!(cells.dims(), [n, 1, t, h, w]);
+    let values = cells.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(values.iter().all(|v| *v == 0.0 || *v == 1.0));
+    let marked = values.iter().filter(|v| **v == 1.0).count();
+    assert!(
+        marked > 0 && marked < values.len() / 2,
+        "{marked} of {} cells",
+        values.len()
+    );
+
+    // The same draws without the weights give another loss: the weights reach it.
+    let plain = weighted(0.0, "plain");
+    assert!(plain.data.objects.is_none());
+    assert_ne!(
+        plain.session.history[0].loss,
+        trainer.session.history[0].loss
+    );
+
+    // The cache serves the same fraction and finds the cells again for another.
+    let source = orrery_vae::VaeModelPath::open(&vae_dir).unwrap();
+    let vae = source.load(DType::F32, &Device::Cpu).unwrap();
+    let data = &trainer.config.data;
+    let dir = root.join("weighted");
+    let again = LatentSet::build(data, &vae, &source.weights, &dir, Some(0.05)).unwrap();
+    let diff = |a: &Tensor, b: &Tensor| orrery_nn::compare::max_abs_diff(a, b).unwrap();
+    assert_eq!(diff(&again.objects.unwrap(), &cells), 0.0);
+    let every = LatentSet::build(data, &vae, &source.weights, &dir, Some(1.0)).unwrap();
+    let every = every
+        .objects
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        every >= marked as f32,
+        "{every} cells with every foreground colour, {marked} with rare ones"
+    );
 }
 
 #[test]
@@ -551,6 +609,7 @@ fn a_dit_run_trains_on_a_folder_of_user_videos() {
         &vae,
         &source.weights,
         &root.join("cache"),
+        None,
     )
     .unwrap();
     // File-name order: freeway, nemo; 9 frames -> 3 latent frames.
@@ -568,6 +627,7 @@ fn a_dit_run_trains_on_a_folder_of_user_videos() {
         &vae,
         &source.weights,
         &root.join("cache"),
+        None,
     )
     .unwrap();
     assert_eq!(cached.captions, set.captions);
@@ -577,6 +637,7 @@ fn a_dit_run_trains_on_a_folder_of_user_videos() {
         &vae,
         &source.weights,
         &root.join("cache"),
+        None,
     )
     .unwrap();
     assert_eq!(rebuilt.captions[0][0], "a busy freeway");
@@ -591,10 +652,15 @@ fn a_dit_run_trains_on_a_folder_of_user_videos() {
     // Refusing bad files names the stray one.
     let mut strict = config;
     strict.data.videos.as_mut().unwrap().refuse_bad_files = true;
-    let err =
-        orrery_train::dit::LatentSet::build(&strict.data, &vae, &source.weights, &root.join("c2"))
-            .err()
-            .unwrap();
+    let err = orrery_train::dit::LatentSet::build(
+        &strict.data,
+        &vae,
+        &source.weights,
+        &root.join("c2"),
+        None,
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("picture.mp4"), "{err}");
 }
 

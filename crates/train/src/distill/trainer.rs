@@ -105,8 +105,13 @@ impl DistillTrainer {
         let vae = vae_path.load(DType::F32, &Device::Cpu)?;
         // The teacher is the bundle's `transformer/`, and it samples every mode.
         let teacher_defaults = BundleDefaults::read(&bundle.join(SAMPLING_FILE))?.one_transformer();
-        let mut data =
-            LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
+        let mut data = LatentSet::build(
+            &config.data,
+            &vae,
+            &vae_path.weights,
+            &config.run.out_dir,
+            None,
+        )?;
         data.latents = data.latents.to_device(&device)?;
 
         let vars = SeededVarMap::new(config.run.seed);

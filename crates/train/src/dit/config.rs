@@ -46,6 +46,30 @@ pub struct FlowTraining {
     pub timestep_scale: f64,
     /// Probability that a step trains on single frames (images) instead of clips.
     pub image_batch_prob: f64,
+    /// Extra loss weight on the latent cells that hold an object (`crate::dit::objects`): a cell's squared
+    /// velocity error counts `1 + object_weight` times (the loss stays a weighted mean). 0: the reference's
+    /// uniform weight.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub object_weight: f64,
+    /// With `object_weight`: only foreground colours covering at most this fraction of a frame are objects (the
+    /// blocks and balls, not the ground or a wall).
+    #[serde(
+        default = "default_object_fraction",
+        skip_serializing_if = "is_default_object_fraction"
+    )]
+    pub object_max_fraction: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn default_object_fraction() -> f64 {
+    0.05
+}
+
+fn is_default_object_fraction(x: &f64) -> bool {
+    *x == default_object_fraction()
 }
 
 impl FlowTraining {
@@ -65,7 +89,14 @@ impl FlowTraining {
             cond_timestep: -1.0,
             timestep_scale: 0.001,
             image_batch_prob: 0.0,
+            object_weight: 0.0,
+            object_max_fraction: default_object_fraction(),
         }
+    }
+
+    /// The foreground fraction of the object cells the loss weights, where it weights them.
+    pub fn object_fraction(&self) -> Option<f64> {
+        (self.object_weight > 0.0).then_some(self.object_max_fraction)
     }
 }
 
@@ -221,6 +252,14 @@ impl DitTrainConfig {
         check(self.flow.shift > 0.0, || {
             "flow.shift must be positive".into()
         })?;
+        check(
+            self.flow.object_weight >= 0.0 && self.flow.object_weight.is_finite(),
+            || "flow.object_weight must be 0 or more".into(),
+        )?;
+        check(
+            self.flow.object_max_fraction > 0.0 && self.flow.object_max_fraction <= 1.0,
+            || "flow.object_max_fraction must be in (0, 1]".into(),
+        )?;
         check(!self.grow_blocks || self.init_from.is_some(), || {
             "grow_blocks needs init_from (the DiT to grow)".into()
         })?;

@@ -7,6 +7,7 @@ pub mod config;
 pub(crate) mod init;
 pub mod latents;
 pub(crate) mod lora;
+pub mod objects;
 pub mod released;
 pub mod trainer;
 

@@ -5,7 +5,8 @@
 //! (probabilities `cond_probs`) substituted by their clean latents and flagged in the mask channel, with their
 //! own timestep; the caption embedded by the word encoder or, with `caption_dropout`, the zero embedding; the
 //! velocity target e - x0 with the conditioning frames' prediction replaced by the exact velocity (as the
-//! reference's `denoise` does), uniform loss weight. With `image_batch_prob` a step trains on first frames only.
+//! reference's `denoise` does), uniform loss weight (or, with `object_weight`, more on the latent cells that hold
+//! an object). With `image_batch_prob` a step trains on first frames only.
 //!
 //! From a released-format bundle (Reason1 text encoder) the captions' embeddings come from the frozen Reason1
 //! through the run's prompt cache ([`crate::dit::released`]) instead of the word encoder.
@@ -107,6 +108,8 @@ struct Batch {
     texts: Vec<Option<String>>,
     /// An action-conditioned model's actions, (B, frames - 1, A): never dropped.
     actions: Option<Tensor>,
+    /// With `flow.object_weight`, each latent cell's loss weight, (B, 1, T, H, W).
+    weights: Option<Tensor>,
 }
 
 /// What the DiT reads for one batch.
@@ -174,9 +177,15 @@ impl DitTrainer {
             check_action_grouping(&action, &vae_path, &vae_dir, config.data.frames)?;
         }
         let vae = vae_path.load(DType::F32, &host)?;
-        let mut data =
-            LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
+        let mut data = LatentSet::build(
+            &config.data,
+            &vae,
+            &vae_path.weights,
+            &config.run.out_dir,
+            config.flow.object_fraction(),
+        )?;
         data.latents = data.latents.to_device(&device)?;
+        data.objects = data.objects.map(|o| o.to_device(&device)).transpose()?;
         if model.action.is_some() {
             let actions = data.actions.take().ok_or_else(|| {
                 TrainError::Data(
@@ -314,16 +323,19 @@ impl DitTrainer {
         let n = self.data.latents.dim(0)?;
         let images = rng.next_f64() < f.image_batch_prob;
         let (mut x0, mut sigmas, mut cond_frames, mut texts) = (vec![], vec![], vec![], vec![]);
-        let mut actions = Vec::new();
+        let (mut actions, mut objects) = (Vec::new(), Vec::new());
         for _ in 0..self.config.run.batch_size {
             let i = index(rng, n);
             if let Some(a) = &self.data.actions {
                 actions.push(a.get(i)?);
             }
             let mut x = self.data.latents.get(i)?;
+            let mut cells = self.data.objects.as_ref().map(|o| o.get(i)).transpose()?;
             if images {
                 x = x.narrow(1, 0, 1)?;
+                cells = cells.map(|c| c.narrow(1, 0, 1)).transpose()?;
             }
+            objects.extend(cells);
             let latent_frames = x.dim(1)?;
             x0.push(x);
             sigmas.push(self.sigmas.sample(rng));
@@ -335,10 +347,14 @@ impl DitTrainer {
         }
         let x0 = Tensor::stack(&x0, 0)?;
         let noise = normal(rng, x0.dims(), &self.device)?;
-        let actions = match actions.is_empty() {
-            true => None,
-            false => Some(Tensor::stack(&actions, 0)?),
+        let stacked = |parts: &[Tensor]| match parts.is_empty() {
+            true => Ok::<_, candle_core::Error>(None),
+            false => Ok(Some(Tensor::stack(parts, 0)?)),
         };
+        let actions = stacked(&actions)?;
+        let weights = stacked(&objects)?
+            .map(|cells| cells.affine(f.object_weight, 1.0))
+            .transpose()?;
         Ok(Batch {
             x0,
             noise,
@@ -346,6 +362,7 @@ impl DitTrainer {
             cond_frames,
             texts,
             actions,
+            weights,
         })
     }
 
@@ -400,11 +417,19 @@ impl DitTrainer {
         })
     }
 
-    /// The flow-matching loss of the predicted velocity `v` (B, C, T, H, W).
+    /// The flow-matching loss of the predicted velocity `v` (B, C, T, H, W): the mean squared error, weighted by
+    /// the batch's cell weights where it has them.
     fn loss_of_velocity(batch: &Batch, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let v = replace_velocity(v, &batch.noise, &batch.x0, mask)?;
         let target = velocity_target(&batch.x0, &batch.noise)?;
-        Ok((v - target)?.sqr()?.mean_all()?)
+        let squared = (v - target)?.sqr()?;
+        Ok(match &batch.weights {
+            None => squared.mean_all()?,
+            Some(w) => squared
+                .broadcast_mul(w)?
+                .mean_all()?
+                .broadcast_div(&w.mean_all()?)?,
+        })
     }
 
     /// One optimiser step on a batch: backpropagation through the whole graph, or block by block with activation

@@ -104,7 +104,13 @@ impl RlTrainer {
         let vae = vae_path.load(DType::F32, &device)?;
         // The policy is the bundle's `transformer/`, and it samples every mode.
         let defaults = BundleDefaults::read(&bundle.join(SAMPLING_FILE))?.one_transformer();
-        let data = LatentSet::build(&config.data, &vae, &vae_path.weights, &config.run.out_dir)?;
+        let data = LatentSet::build(
+            &config.data,
+            &vae,
+            &vae_path.weights,
+            &config.run.out_dir,
+            None,
+        )?;
         let vars = SeededVarMap::new(config.run.seed);
         let vb = vars.var_builder(&device);
         let (out_dir, seed, steps) = (&config.run.out_dir, config.run.seed, config.run.steps);
