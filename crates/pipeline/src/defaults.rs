@@ -109,6 +109,18 @@ impl BundleDefaults {
         }
     }
 
+    /// `mode`'s sampler, steps and guidance as it samples them, written out (where the bundle leaves them to its
+    /// own defaults), with its conditioning frames: the same sampling in a bundle of other defaults.
+    pub fn resolved_mode(&self, mode: Mode) -> ModeSampling {
+        let s = self.mode_settings(mode, ModeSampling::default(), 0, NoiseKind::Numpy);
+        ModeSampling {
+            sampler: Some(s.sampler),
+            steps: Some(s.steps),
+            guidance: Some(s.guidance),
+            conditional_frames: self.per_mode[mode as usize].conditional_frames,
+        }
+    }
+
     /// These defaults for a bundle whose `transformer/` samples every mode (what a trainer exports from a bundle's
     /// `transformer/` alone): a mode that had its own DiT keeps its steps and conditioning frames and takes the
     /// bundle's sampler and guidance.

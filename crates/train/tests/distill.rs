@@ -6,12 +6,10 @@ mod common;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use common::{losses, trained_dit, var_copy};
+use common::{generate, losses, trained_dit, var_copy};
 use orrery_pipeline::conditioning::batch_condition_mask;
 use orrery_pipeline::distilled::{trigflow_x0, TrigCondition};
-use orrery_pipeline::{
-    Engine, GenerationOptions, Mode, ModelBundle, SamplerKind, WeightType, WorldInput,
-};
+use orrery_pipeline::{Engine, GenerationOptions, Mode, ModelBundle, SamplerKind, WorldInput};
 use orrery_text::Overflow;
 use orrery_train::distill::ExportSteps;
 use orrery_train::{DistillConfig, DistillTrainer, Run};
@@ -208,6 +206,11 @@ fn distillation_alternates_resumes_exactly_and_exports_a_four_step_student() {
         Some("teacher_transformer")
     );
     assert_eq!(record(Mode::Text2World), None);
+    // Exported again into the same folder without teacher modes, it leaves no teacher DiT behind.
+    straight.config.dmd.teacher_modes.clear();
+    straight.export().unwrap();
+    assert!(!bundle_dir.join("teacher_transformer").exists());
+    straight.config.dmd.teacher_modes = vec!["image2world".into()];
     // A trainer reading the bundle takes its `transformer/` for every mode: the student's own sampling.
     let one = bundle.defaults.one_transformer();
     assert_eq!(one.mode_transformers, [None, None, None]);
@@ -233,28 +236,6 @@ fn settings_of(
         0,
         orrery_flow::noise::NoiseKind::Fast,
     )
-}
-
-/// The first clip of the bundle at `dir` from `input`, through the generation engine (seed 0, float32).
-fn generate(dir: &Path, input: &WorldInput) -> Vec<orrery_media::RgbImage> {
-    let options = GenerationOptions {
-        weights: Some(WeightType::F32),
-        ..GenerationOptions::default()
-    };
-    let engine = Engine::open(dir, options).unwrap();
-    let prompts = engine.prompts(&["a red ball"], true, None).unwrap();
-    engine
-        .load()
-        .unwrap()
-        .generate(
-            input,
-            &prompts.prompts[0],
-            prompts.negative.as_ref(),
-            0,
-            || {},
-        )
-        .unwrap()
-        .frames
 }
 
 /// Mean squared distance of the student's one-step Video2World estimate (one conditioning latent frame) to the

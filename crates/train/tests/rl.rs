@@ -6,11 +6,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{losses, trained_dit, var_copy};
+use common::{generate, losses, trained_dit, var_copy};
 use orrery_media::RgbImage;
-use orrery_pipeline::{BundleDefaults, ModelBundle, SamplerKind};
-use orrery_train::rl::export::policy_defaults;
+use orrery_pipeline::{BundleDefaults, Mode, ModelBundle, SamplerKind, WorldInput, SAMPLING_FILE};
+use orrery_train::rl::export::{keep_untrained_routes, policy_defaults};
 use orrery_train::rl::rewards::{continuation_score, plausibility, reward, Judged, RewardKind};
+use orrery_train::trainer::bundle_files::link_or_copy_folder;
 use orrery_train::{DataConfig, RlConfig, RlTrainer, Run};
 use serde_json::json;
 
@@ -160,6 +161,63 @@ fn rl_through_the_distilled_sampler_trains_and_exports_a_distilled_bundle() {
         ..BundleDefaults::default()
     };
     assert_eq!(policy_defaults(&student, &config), student);
+}
+
+#[test]
+fn a_mode_the_run_never_rolls_out_keeps_the_source_bundles_own_dit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (_, _, bundle) = trained_dit(root);
+    // A source bundle whose Image2World and Video2World sample with a DiT of their own, in one step (as a
+    // distilled bundle's teacher modes do); the bundle's own default is 3 steps.
+    let source = root.join("routed");
+    link_or_copy_folder(&bundle, &source).unwrap();
+    link_or_copy_folder(&bundle.join("transformer"), &source.join("own_transformer")).unwrap();
+    let mut routed = ModelBundle::open(&bundle).unwrap().defaults;
+    for mode in [Mode::Image2World, Mode::Video2World] {
+        routed.mode_transformers[mode as usize] = Some("own_transformer".into());
+        routed.per_mode[mode as usize].steps = Some(1);
+    }
+    std::fs::write(source.join(SAMPLING_FILE), routed.to_json()).unwrap();
+
+    // Text2World only.
+    let extra = json!({
+        "grpo": {"sample_steps": 4, "rollouts": 2, "cond_probs": [1.0]},
+        "run": {"out_dir": root.join("t"), "seed": 5, "steps": 1, "batch_size": 1, "checkpoint_every": 1,
+                "keep_checkpoints": 1, "sample_every": 0}
+    });
+    let config = rl_config(&root.join("t"), &source, extra);
+    let mut t = RlTrainer::new(config.clone()).unwrap();
+    t.train(None, |_| {}).unwrap();
+    let exported = t.export().unwrap();
+    let d = ModelBundle::open(&exported).unwrap().defaults;
+    let own = Some("own_transformer".to_string());
+    assert_eq!(d.mode_transformers, [None, own.clone(), own.clone()]);
+    assert_eq!((d.sampler, d.steps), (SamplerKind::Churn, 4));
+    for mode in [Mode::Image2World, Mode::Video2World] {
+        assert_eq!(d.per_mode[mode as usize], routed.resolved_mode(mode));
+        assert_eq!(d.per_mode[mode as usize].steps, Some(1));
+    }
+    // Image2World samples as the source bundle does; Text2World is the policy's.
+    let image = generate(&source, &WorldInput::Text)[0].clone();
+    let input = WorldInput::Image(image);
+    assert_eq!(generate(&exported, &input), generate(&source, &input));
+    assert_ne!(
+        generate(&exported, &WorldInput::Text),
+        generate(&source, &WorldInput::Text)
+    );
+
+    // A mode the run rolls out is the policy's.
+    let mut both = config.grpo.clone();
+    both.cond_probs = vec![0.5, 0.5];
+    let (d, folders) = keep_untrained_routes(&routed, BundleDefaults::default(), &both);
+    assert_eq!(d.mode_transformers, [None, None, own]);
+    assert_eq!(folders, ["own_transformer"]);
+    let mut every = both;
+    every.cond_probs = vec![0.4, 0.3, 0.3];
+    let (d, folders) = keep_untrained_routes(&routed, BundleDefaults::default(), &every);
+    assert_eq!(d, BundleDefaults::default());
+    assert!(folders.is_empty());
 }
 
 #[test]

@@ -4,13 +4,12 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use orrery_dit::DitModelDir;
-use orrery_flow::noise::NoiseKind;
 use orrery_pipeline::distilled::DISTILLED_STEPS;
 use orrery_pipeline::{BundleDefaults, Engine, Mode, ModeSampling, SamplerKind, WorldInput};
 
 use crate::distill::config::Dmd2;
 use crate::distill::trainer::DistillTrainer;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::trainer::bundle_files::{link_or_copy_folder, write_bundle_rest, write_transformer};
 use crate::trainer::data::sample_clips;
 use crate::trainer::samples::{sample, sample_options, video_and_text_samples, write_sample_grid};
@@ -33,13 +32,7 @@ pub fn student_defaults(teacher: &BundleDefaults, dmd: &Dmd2) -> BundleDefaults 
     for mode in Mode::ALL {
         let own = &mut d.per_mode[mode as usize];
         if dmd.teacher_samples(mode) {
-            let s = teacher.mode_settings(mode, ModeSampling::default(), 0, NoiseKind::Numpy);
-            *own = ModeSampling {
-                sampler: Some(s.sampler),
-                steps: Some(s.steps),
-                guidance: Some(s.guidance),
-                conditional_frames: own.conditional_frames,
-            };
+            *own = teacher.resolved_mode(mode);
             d.mode_transformers[mode as usize] = Some(TEACHER_TRANSFORMER.to_owned());
             continue;
         }
@@ -59,11 +52,12 @@ pub fn student_defaults(teacher: &BundleDefaults, dmd: &Dmd2) -> BundleDefaults 
 pub fn export_bundle(trainer: &DistillTrainer, dir: &Path) -> Result<()> {
     write_transformer(dir, trainer.student_weights()?, &trainer.model)?;
     let dmd = &trainer.config.dmd;
+    let teacher_copy = dir.join(TEACHER_TRANSFORMER);
     if Mode::ALL.into_iter().any(|m| dmd.teacher_samples(m)) {
-        link_or_copy_folder(
-            &trainer.config.teacher.join("transformer"),
-            &dir.join(TEACHER_TRANSFORMER),
-        )?;
+        link_or_copy_folder(&trainer.config.teacher.join("transformer"), &teacher_copy)?;
+    } else if teacher_copy.is_dir() {
+        // An earlier export into the same folder routed some mode to the teacher; nothing names it now.
+        std::fs::remove_dir_all(&teacher_copy).map_err(TrainError::io(&teacher_copy))?;
     }
     write_bundle_rest(
         dir,

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use orrery_flow::churn::ChurnSchedule;
 use orrery_pipeline::rollout::RolloutSampler;
+use orrery_pipeline::Mode;
 use serde::{Deserialize, Serialize};
 
 use crate::dit::config::LoraTraining;
@@ -118,6 +119,17 @@ impl Grpo {
             SamplerChoice::Distilled => RolloutSampler::Distilled {
                 steps: self.sample_steps,
             },
+        }
+    }
+
+    /// Whether a run draws conditions of `mode` (no conditioning frame: Text2World, one: Image2World, more:
+    /// Video2World) with some probability.
+    pub fn rolls_out(&self, mode: Mode) -> bool {
+        let drawn = |frames: usize| self.cond_probs.get(frames).is_some_and(|p| *p > 0.0);
+        match mode {
+            Mode::Text2World => drawn(0),
+            Mode::Image2World => drawn(1),
+            Mode::Video2World => (2..self.cond_probs.len()).any(drawn),
         }
     }
 

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use orrery_dit::{save_lora_weights, CosmosDit, LORA_WEIGHTS_FILE};
-use orrery_pipeline::{BundleDefaults, Engine, ModeSampling, SamplerKind};
+use orrery_pipeline::{BundleDefaults, Engine, Mode, ModeSampling, SamplerKind, SAMPLING_FILE};
 
 use crate::dit::init::bundle_dit_weights;
 use crate::dit::lora::{adapter_layers, write_fused_base};
 use crate::error::{Result, TrainError};
-use crate::rl::config::{ExportSampling, RlConfig, SamplerChoice};
+use crate::rl::config::{ExportSampling, Grpo, RlConfig, SamplerChoice};
 use crate::rl::trainer::{RlTrainer, POLICY};
-use crate::trainer::bundle_files::{write_bundle_rest, write_transformer};
+use crate::trainer::bundle_files::{link_or_copy_folder, write_bundle_rest, write_transformer};
 use crate::trainer::data::sample_clips;
 use crate::trainer::samples::{sample_options, video_and_text_samples, write_sample_grid};
 use crate::trainer::session::write_file;
@@ -49,6 +49,31 @@ pub fn policy_defaults(bundle: &BundleDefaults, config: &RlConfig) -> BundleDefa
     d
 }
 
+/// `policy` (the exported defaults) with the modes the run never rolled out sampled as the source bundle
+/// samples them, where the source gives them a DiT of their own (a distilled bundle's teacher): the policy was
+/// not trained on them, so they keep that DiT and its sampling. Returns the defaults and the folders to copy.
+pub fn keep_untrained_routes(
+    source: &BundleDefaults,
+    mut policy: BundleDefaults,
+    grpo: &Grpo,
+) -> (BundleDefaults, Vec<String>) {
+    let mut folders = Vec::new();
+    for mode in Mode::ALL {
+        let Some(folder) = &source.mode_transformers[mode as usize] else {
+            continue;
+        };
+        if grpo.rolls_out(mode) {
+            continue;
+        }
+        policy.per_mode[mode as usize] = source.resolved_mode(mode);
+        policy.mode_transformers[mode as usize] = Some(folder.clone());
+        if !folders.contains(folder) {
+            folders.push(folder.clone());
+        }
+    }
+    (policy, folders)
+}
+
 /// (module, A, B) of a LoRA run's EMA adapters.
 fn ema_adapters(trainer: &RlTrainer) -> Result<Vec<(String, Tensor, Tensor)>> {
     adapter_layers(
@@ -71,7 +96,8 @@ pub fn ema_policy(trainer: &RlTrainer) -> Result<CosmosDit> {
 }
 
 /// Writes `dir`: the policy's EMA DiT as `transformer/` (and a LoRA run's adapters as
-/// `pytorch_lora_weights.safetensors` for the original bundle), the bundle's word encoder and VAE, the policy's
+/// `pytorch_lora_weights.safetensors` for the original bundle), the bundle's word encoder and VAE, the DiTs of
+/// its own that the bundle gives a mode the run never rolled out ([`keep_untrained_routes`]), the policy's
 /// sampling defaults, and the run's config.
 pub fn export_bundle(trainer: &RlTrainer, dir: &Path) -> Result<()> {
     match &trainer.config.lora {
@@ -93,12 +119,16 @@ pub fn export_bundle(trainer: &RlTrainer, dir: &Path) -> Result<()> {
         }
         None => write_transformer(dir, trainer.session.export_group(POLICY)?, &trainer.model)?,
     }
-    write_bundle_rest(
-        dir,
-        &trainer.config.init_from,
-        &policy_defaults(&trainer.defaults, &trainer.config),
-        &trainer.config,
-    )?;
+    let source = &trainer.config.init_from;
+    let (defaults, folders) = keep_untrained_routes(
+        &BundleDefaults::read(&source.join(SAMPLING_FILE))?,
+        policy_defaults(&trainer.defaults, &trainer.config),
+        &trainer.config.grpo,
+    );
+    for folder in folders {
+        link_or_copy_folder(&source.join(&folder), &dir.join(&folder))?;
+    }
+    write_bundle_rest(dir, source, &defaults, &trainer.config)?;
     trainer.rewards.write_plots(&trainer.config.run.out_dir)
 }
 

@@ -141,3 +141,25 @@ pub fn exported_lora_networks(
         .unwrap();
     (on_base, fused)
 }
+
+/// The first clip of the bundle at `dir` from `input`, through the generation engine (seed 0, float32).
+pub fn generate(dir: &Path, input: &orrery_pipeline::WorldInput) -> Vec<orrery_media::RgbImage> {
+    let options = orrery_pipeline::GenerationOptions {
+        weights: Some(orrery_pipeline::WeightType::F32),
+        ..orrery_pipeline::GenerationOptions::default()
+    };
+    let engine = orrery_pipeline::Engine::open(dir, options).unwrap();
+    let prompts = engine.prompts(&["a red ball"], true, None).unwrap();
+    engine
+        .load()
+        .unwrap()
+        .generate(
+            input,
+            &prompts.prompts[0],
+            prompts.negative.as_ref(),
+            0,
+            || {},
+        )
+        .unwrap()
+        .frames
+}
