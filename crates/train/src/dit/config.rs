@@ -14,7 +14,9 @@ use orrery_physics::manip::MODEL_ACTION_DIM;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::trainer::config::{check, check_probabilities, read_config, resolve, RunConfig};
+use crate::trainer::config::{
+    check, check_probabilities, is_zero, read_config, resolve, RunConfig,
+};
 use crate::trainer::data::DataConfig;
 use crate::trainer::optim::OptimConfig;
 
@@ -58,10 +60,6 @@ pub struct FlowTraining {
         skip_serializing_if = "is_default_object_fraction"
     )]
     pub object_max_fraction: f64,
-}
-
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
 }
 
 fn default_object_fraction() -> f64 {

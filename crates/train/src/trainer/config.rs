@@ -24,6 +24,11 @@ pub struct RunConfig {
     pub sample_every: usize,
 }
 
+/// For `skip_serializing_if`: a setting at 0 (off) is left out of a written config.
+pub(crate) fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 /// `Ok` when `cond` holds, else the message: each setting's rule reads as one condition.
 pub(crate) fn check(cond: bool, msg: impl FnOnce() -> String) -> std::result::Result<(), String> {
     if cond {

@@ -6,7 +6,9 @@ use orrery_vae::VaeConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::trainer::config::{check, check_probabilities, read_config, resolve, RunConfig};
+use crate::trainer::config::{
+    check, check_probabilities, is_zero, read_config, resolve, RunConfig,
+};
 use crate::trainer::data::DataConfig;
 use crate::trainer::optim::OptimConfig;
 
@@ -80,10 +82,6 @@ pub struct VaeLoss {
     /// (0: off).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub latent_noise: f64,
-}
-
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
 }
 
 fn yes() -> bool {
